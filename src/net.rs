@@ -1,0 +1,102 @@
+//! Socket plumbing for the drivers: binding a UDP socket with room for bursts, and
+//! receiving with a deadline without a system call per datagram to set the timeout.
+
+use socket2::{Domain, Protocol, Socket, Type};
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+/// Kernel socket buffer size asked for: room for many clients' datagrams in a burst.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// Binds a UDP socket to `addr`. With `reuse_port`, several sockets may bind the same
+/// address and the kernel spreads peers over them (SO_REUSEPORT).
+///
+/// # Errors
+/// Any error from creating, configuring or binding the socket.
+pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        // `[::]` should mean IPv6 and IPv4 alike where the system allows it.
+        let _ = socket.set_only_v6(false);
+    }
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    // Best effort: the kernel caps these at its own limits.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}
+
+/// The unspecified address of `peer`'s family, port 0: where a client binds to talk to it.
+pub fn any_for(peer: SocketAddr) -> SocketAddr {
+    match peer {
+        SocketAddr::V4(_) => "0.0.0.0:0".parse().expect("valid address"),
+        SocketAddr::V6(_) => "[::]:0".parse().expect("valid address"),
+    }
+}
+
+/// Receives on a blocking socket until a datagram arrives or a deadline passes.
+///
+/// Setting the socket's timeout is a system call, so the timeout in force is remembered and
+/// changed only when it would make the wait end late, or far too early: waking a little early
+/// is harmless (the caller finds no timer due and waits again).
+#[derive(Debug, Default)]
+pub struct Receiver {
+    timeout: Option<Duration>,
+}
+
+/// The longest single wait, so a loop notices a stop request within this time.
+pub const MAX_WAIT: Duration = Duration::from_millis(100);
+
+impl Receiver {
+    /// A receiver that has not set any timeout yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Waits for one datagram until `deadline` (at most [`MAX_WAIT`]).
+    /// `Ok(None)` means the wait ended without a datagram.
+    ///
+    /// # Errors
+    /// Socket errors other than the timeout itself.
+    pub fn recv_until(
+        &mut self,
+        socket: &UdpSocket,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> io::Result<Option<(usize, SocketAddr)>> {
+        let wait = match deadline {
+            Some(at) => at.saturating_duration_since(Instant::now()).min(MAX_WAIT),
+            None => MAX_WAIT,
+        };
+        if wait < Duration::from_micros(1) {
+            return Ok(None);
+        }
+        let keep = self
+            .timeout
+            .is_some_and(|current| current <= wait && wait <= current * 2);
+        if !keep {
+            socket.set_read_timeout(Some(wait))?;
+            self.timeout = Some(wait);
+        }
+        match socket.recv_from(buf) {
+            Ok(got) => Ok(Some(got)),
+            Err(e) if is_timeout(&e) => Ok(None),
+            // A previous send to a closed port can surface here (ICMP); it says nothing
+            // about this socket, so treat it as an empty wait.
+            Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}

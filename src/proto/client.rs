@@ -1,0 +1,356 @@
+//! The client's side of one request: ask (List, Get or Put), wait for the server's Accept,
+//! then run the [`Receiver`] or [`Sender`] half of the transfer.
+//!
+//! The request is repeated on a timer (exponential backoff from `rto_initial`) until an
+//! Accept or an Error naming the request's token arrives, or until `timeout` passes.
+
+use super::receiver::{Greeting, Receiver};
+use super::sender::Sender;
+use super::session::{deadline, Config, Failure, Outcome, Rtt, Sink, Source, Stats};
+use super::wire::{DecodeError, ErrorCode, Message};
+use std::time::{Duration, Instant};
+
+/// What the client asks for.
+pub enum Request {
+    /// The library listing, received into the sink.
+    List {
+        /// Where the encoded listing goes.
+        sink: Box<dyn Sink>,
+    },
+    /// Download `name` into the sink, from `offset` (the sink already holds the bytes
+    /// before it, whose CRC32 is `resume_crc`).
+    Get {
+        /// File name in the library.
+        name: Vec<u8>,
+        /// Where the bytes go.
+        sink: Box<dyn Sink>,
+        /// Bytes already held (resume), 0 for a fresh download.
+        offset: u64,
+        /// CRC32 of the bytes already held.
+        resume_crc: u32,
+    },
+    /// Upload `size` bytes from the source as `name`.
+    Put {
+        /// File name to create in the library.
+        name: Vec<u8>,
+        /// Where the bytes come from.
+        source: Box<dyn Source>,
+        /// Exact size of the upload.
+        size: u64,
+        /// Replace an existing file.
+        overwrite: bool,
+    },
+}
+
+enum Phase {
+    /// Request sent (or about to be); waiting for Accept.
+    Requesting {
+        request: Request,
+        resend_at: Option<Instant>,
+        pending: bool,
+        tries: u32,
+    },
+    Receiving(Receiver),
+    Sending(Sender),
+    /// Refused or gave up before a session opened.
+    Ended(Failure),
+}
+
+/// One client request and the transfer it opens.
+pub struct ClientSession {
+    token: u32,
+    config: Config,
+    phase: Phase,
+    rtt: Rtt,
+    started: Instant,
+    /// Datagrams that failed to decode, by [`DecodeError::index`].
+    rejected: [u64; DecodeError::COUNT],
+    accepted: Option<(u64, u64)>,
+}
+
+impl ClientSession {
+    /// Starts `request` with the client-chosen `token` (random, non-zero: it tells this
+    /// request's Accept and Error apart from stray ones).
+    pub fn new(now: Instant, config: &Config, token: u32, request: Request) -> Self {
+        Self {
+            token,
+            config: config.clone(),
+            phase: Phase::Requesting {
+                request,
+                resend_at: None,
+                pending: true,
+                tries: 0,
+            },
+            rtt: Rtt::new(config),
+            started: now,
+            rejected: [0; DecodeError::COUNT],
+            accepted: None,
+        }
+    }
+
+    /// Handles one datagram from the server (any bytes: malformed ones are counted).
+    pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        match Message::decode(datagram) {
+            Ok(message) => self.handle_message(now, &message),
+            Err(e) => self.rejected[e.index()] += 1,
+        }
+    }
+
+    /// Handles one decoded message from the server.
+    pub fn handle_message(&mut self, now: Instant, message: &Message<'_>) {
+        match &mut self.phase {
+            Phase::Requesting { .. } => self.handle_reply(now, message),
+            Phase::Receiving(receiver) if message.session() == receiver.session() => {
+                receiver.handle_message(now, message)
+            }
+            Phase::Sending(sender) if message.session() == sender.session() => {
+                sender.handle_message(now, message)
+            }
+            _ => {}
+        }
+    }
+
+    fn handle_reply(&mut self, now: Instant, message: &Message<'_>) {
+        match *message {
+            Message::Accept {
+                session,
+                token,
+                chunk,
+                size,
+                offset,
+            } if token == self.token && chunk > 0 => self.open(now, session, chunk, size, offset),
+            Message::Error {
+                session,
+                code,
+                text,
+            } if session == self.token => {
+                self.phase = Phase::Ended(Failure::Peer {
+                    code,
+                    text: String::from_utf8_lossy(text).into_owned(),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn open(&mut self, now: Instant, session: u32, chunk: u16, size: u64, offset: u64) {
+        let Phase::Requesting { request, .. } = std::mem::replace(
+            &mut self.phase,
+            Phase::Ended(Failure::Local {
+                code: ErrorCode::Other,
+                text: String::new(),
+            }),
+        ) else {
+            return;
+        };
+        self.accepted = Some((size, offset));
+        self.phase = match request {
+            Request::List { sink } => Phase::Receiving(Receiver::new(
+                now,
+                &self.config,
+                session,
+                Greeting::AckAccept,
+                sink,
+                size,
+                0,
+                0,
+                chunk,
+            )),
+            Request::Get {
+                sink,
+                offset: asked,
+                resume_crc,
+                ..
+            } => {
+                if offset != asked {
+                    Phase::Ended(Failure::Local {
+                        code: ErrorCode::BadRequest,
+                        text: format!("server resumed at byte {offset}, not {asked}"),
+                    })
+                } else {
+                    Phase::Receiving(Receiver::new(
+                        now,
+                        &self.config,
+                        session,
+                        Greeting::AckAccept,
+                        sink,
+                        size,
+                        offset,
+                        resume_crc,
+                        chunk,
+                    ))
+                }
+            }
+            Request::Put { source, size, .. } => Phase::Sending(Sender::new(
+                now,
+                &self.config,
+                session,
+                None,
+                source,
+                size,
+                0,
+                chunk,
+            )),
+        };
+    }
+
+    /// Fires whatever timer is due; spurious calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match &mut self.phase {
+            Phase::Requesting {
+                resend_at,
+                pending,
+                tries,
+                ..
+            } => {
+                if resend_at.is_some_and(|at| now >= at) {
+                    let elapsed = now.saturating_duration_since(self.started);
+                    if elapsed >= self.config.timeout {
+                        let tries = *tries;
+                        self.phase = Phase::Ended(Failure::Timeout { tries, elapsed });
+                    } else {
+                        self.rtt.back_off();
+                        *resend_at = None;
+                        *pending = true;
+                    }
+                }
+            }
+            Phase::Receiving(receiver) => receiver.handle_timeout(now),
+            Phase::Sending(sender) => sender.handle_timeout(now),
+            Phase::Ended(_) => {}
+        }
+    }
+
+    /// Ends the request from this side (Ctrl-C, say), telling the server if a session is open.
+    pub fn abort(&mut self, code: ErrorCode, text: &str) {
+        match &mut self.phase {
+            Phase::Receiving(receiver) => receiver.abort(code, text),
+            Phase::Sending(sender) => sender.abort(code, text),
+            Phase::Requesting { .. } => {
+                self.phase = Phase::Ended(Failure::Local {
+                    code,
+                    text: text.to_owned(),
+                })
+            }
+            Phase::Ended(_) => {}
+        }
+    }
+
+    /// Writes the next datagram for the server into `buf`; `None` when nothing is due.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        let token = self.token;
+        let chunk = self.config.chunk;
+        match &mut self.phase {
+            Phase::Requesting {
+                request,
+                resend_at,
+                pending,
+                tries,
+            } => {
+                if !*pending {
+                    return None;
+                }
+                *pending = false;
+                *tries += 1;
+                // The last try waits out the rest of the give-up time.
+                let remaining = self
+                    .config
+                    .timeout
+                    .saturating_sub(now.saturating_duration_since(self.started));
+                *resend_at = Some(deadline(now, self.rtt.rto().min(remaining)));
+                let message = match request {
+                    Request::List { .. } => Message::List { token, chunk },
+                    Request::Get { name, offset, .. } => Message::Get {
+                        token,
+                        chunk,
+                        offset: *offset,
+                        name,
+                    },
+                    Request::Put {
+                        name,
+                        size,
+                        overwrite,
+                        ..
+                    } => Message::Put {
+                        token,
+                        chunk,
+                        size: *size,
+                        overwrite: *overwrite,
+                        name,
+                    },
+                };
+                Some(message.encode(buf))
+            }
+            Phase::Receiving(receiver) => receiver.poll_transmit(now, buf),
+            Phase::Sending(sender) => sender.poll_transmit(now, buf),
+            Phase::Ended(_) => None,
+        }
+    }
+
+    /// When [`ClientSession::handle_timeout`] should next be called; `None` when finished.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Requesting { resend_at, .. } => *resend_at,
+            Phase::Receiving(receiver) => receiver.poll_timeout(),
+            Phase::Sending(sender) => sender.poll_timeout(),
+            Phase::Ended(_) => None,
+        }
+    }
+
+    /// How the request ended, once it has. A complete download may still be lingering
+    /// (see [`ClientSession::is_finished`]).
+    pub fn outcome(&self) -> Option<Outcome> {
+        match &self.phase {
+            Phase::Requesting { .. } => None,
+            Phase::Receiving(receiver) => receiver.outcome().cloned(),
+            Phase::Sending(sender) => sender.outcome().cloned(),
+            Phase::Ended(failure) => Some(Outcome::Failed(failure.clone())),
+        }
+    }
+
+    /// Whether nothing remains to send or wait for.
+    pub fn is_finished(&self) -> bool {
+        match &self.phase {
+            Phase::Requesting { .. } => false,
+            Phase::Receiving(receiver) => receiver.is_finished(),
+            Phase::Sending(sender) => sender.is_finished(),
+            Phase::Ended(_) => true,
+        }
+    }
+
+    /// `(bytes done, total size)`; the total is known once the server accepted.
+    pub fn progress(&self) -> (u64, Option<u64>) {
+        let total = self.accepted.map(|(size, _)| size);
+        match &self.phase {
+            Phase::Receiving(receiver) => (receiver.received_bytes(), total),
+            Phase::Sending(sender) => (sender.acked_bytes(), total),
+            _ => (0, total),
+        }
+    }
+
+    /// The byte the server started from (resume), once accepted.
+    pub fn accepted_offset(&self) -> Option<u64> {
+        self.accepted.map(|(_, offset)| offset)
+    }
+
+    /// Counters of the transfer so far, with the datagrams that failed to decode.
+    pub fn stats(&self) -> Stats {
+        let mut stats = match &self.phase {
+            Phase::Receiving(receiver) => receiver.stats(),
+            Phase::Sending(sender) => sender.stats(),
+            _ => Stats {
+                srtt: self.rtt.srtt(),
+                ..Stats::default()
+            },
+        };
+        stats.corrupted = self.rejected.iter().sum();
+        stats
+    }
+
+    /// Time since the request started.
+    pub fn elapsed(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.started)
+    }
+}

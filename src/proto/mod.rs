@@ -1,0 +1,25 @@
+//! The sans-IO protocol core: no sockets, no clocks, no threads, no randomness.
+//!
+//! Datagrams (as bytes) and the current time (as an [`std::time::Instant`] handed in by the
+//! caller) go in through `handle_*` methods; datagrams to send come out of `poll_transmit`
+//! and the next deadline out of `poll_timeout`. File bytes flow through the [`Source`] and
+//! [`Sink`] traits, and session ids come from a function the driver supplies. Every server
+//! model, the client and the simulated network of the tests drive these same types.
+//!
+//! * [`wire`]: the datagram codec.
+//! * [`session`]: configuration, the RTT estimator, statistics, outcomes, `Source`/`Sink`.
+//! * [`sender`] / [`receiver`]: the two halves of a stop-and-wait transfer.
+//! * [`client`]: a client request and the transfer it opens.
+//! * [`table`]: requests to sessions, and the per-peer session table of the server.
+//! * [`listing`]: the bytes of a library listing.
+
+pub mod client;
+pub mod listing;
+pub mod receiver;
+pub mod sender;
+pub mod session;
+pub mod table;
+pub mod wire;
+
+pub use session::{Config, Failure, Outcome, Sink, Source, Stats};
+pub use wire::{DecodeError, ErrorCode, Message};

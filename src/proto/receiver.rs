@@ -1,0 +1,373 @@
+//! The receiving half of a transfer: writes each chunk once, in order, and acknowledges it.
+//!
+//! A [`Receiver`] expects Data 1..=n then Done n+1. A chunk it already has is acknowledged
+//! again and never written twice; a chunk from the future is dropped (stop-and-wait never
+//! sends one, so it can only be a stray). On Done it checks the whole-file size and CRC32,
+//! commits the sink, acknowledges, and then *lingers* a while to acknowledge a repeated
+//! Done in case its Ack was lost. The receiver sends only in answer to what it receives,
+//! except for the server's Accept of an upload, which it repeats on a timer until Data 1
+//! arrives. See `protocol.md`, "Stop-and-wait".
+
+use super::session::{chunk_count, deadline, Config, Failure, Outcome, Rtt, Sink, Stats};
+use super::wire::{clip_text, ErrorCode, Message};
+use std::time::{Duration, Instant};
+
+/// How a receiver opens its side of the transfer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Greeting {
+    /// Server side of an upload: send Accept (message 0), repeat it on a timer until the
+    /// first Data arrives.
+    Accept {
+        /// The client's request token to echo.
+        token: u32,
+    },
+    /// Client side of a download or listing: Ack 0 each time the server's Accept arrives.
+    AckAccept,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum State {
+    Receiving,
+    /// Complete; still answering a repeated Done until `until`.
+    Linger {
+        until: Instant,
+    },
+    /// Nothing more to do.
+    Done,
+    Failed,
+}
+
+/// Receives one file (or listing) from one peer into a [`Sink`].
+pub struct Receiver {
+    session: u32,
+    greeting: Greeting,
+    sink: Box<dyn Sink>,
+    size: u64,
+    offset: u64,
+    chunk: u16,
+    chunks: u64,
+    /// The next message number wanted.
+    expected: u64,
+    hasher: crc32fast::Hasher,
+    state: State,
+    ack_pending: Option<u64>,
+    greet_pending: bool,
+    greet_at: Option<Instant>,
+    error_pending: Option<(ErrorCode, String)>,
+    outcome: Option<Outcome>,
+    config: Config,
+    /// Estimates the round trip from "Ack k sent" to "Data k+1 arrived", to size the
+    /// linger and the Accept retransmission.
+    rtt: Rtt,
+    /// When the Ack of `expected - 1` was sent, if sent exactly once (Karn).
+    ack_sent_at: Option<Instant>,
+    ack_tries: u32,
+    heard_at: Instant,
+    stats: Stats,
+}
+
+impl Receiver {
+    /// A receiver of the bytes `offset..size` of a file, for `session`. `resume_crc` is the
+    /// CRC32 of the bytes before `offset`, which the sink already holds (0 when `offset` is 0).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        now: Instant,
+        config: &Config,
+        session: u32,
+        greeting: Greeting,
+        sink: Box<dyn Sink>,
+        size: u64,
+        offset: u64,
+        resume_crc: u32,
+        chunk: u16,
+    ) -> Self {
+        let offset = offset.min(size);
+        Self {
+            session,
+            greeting,
+            sink,
+            size,
+            offset,
+            chunk,
+            chunks: chunk_count(size - offset, chunk),
+            expected: 1,
+            hasher: crc32fast::Hasher::new_with_initial_len(resume_crc, offset),
+            state: State::Receiving,
+            ack_pending: (greeting == Greeting::AckAccept).then_some(0),
+            greet_pending: matches!(greeting, Greeting::Accept { .. }),
+            greet_at: None,
+            error_pending: None,
+            outcome: None,
+            config: config.clone(),
+            rtt: Rtt::new(config),
+            ack_sent_at: None,
+            ack_tries: 0,
+            heard_at: now,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The session this receiver belongs to.
+    pub fn session(&self) -> u32 {
+        self.session
+    }
+
+    /// The file's total size.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Bytes of the file held so far, counting a resumed prefix (for progress bars).
+    pub fn received_bytes(&self) -> u64 {
+        let chunks_done = (self.expected - 1).min(self.chunks);
+        (self.offset + chunks_done * u64::from(self.chunk)).min(self.size)
+    }
+
+    /// Handles one decoded datagram addressed to this session.
+    pub fn handle_message(&mut self, now: Instant, message: &Message<'_>) {
+        self.stats.received += 1;
+        if self.state == State::Failed || self.state == State::Done {
+            return;
+        }
+        self.heard_at = now;
+        match *message {
+            Message::Data { seq, payload, .. } => self.handle_data(now, seq, payload),
+            Message::Done { seq, size, crc, .. } => self.handle_done(now, seq, size, crc),
+            Message::Accept { .. }
+                if self.greeting == Greeting::AckAccept && self.expected == 1 =>
+            {
+                // Our Ack 0 was lost, or is late: answer again.
+                self.stats.duplicates += 1;
+                self.send_ack(0, true);
+            }
+            // After completion an error changes nothing (the peer may have retired the
+            // session and be answering a repeated Ack): just stop lingering.
+            Message::Error { .. } if self.outcome.is_some() => self.state = State::Done,
+            Message::Error { code, text, .. } => {
+                self.state = State::Failed;
+                self.ack_pending = None;
+                self.greet_at = None;
+                self.outcome = Some(Outcome::Failed(Failure::Peer {
+                    code,
+                    text: String::from_utf8_lossy(text).into_owned(),
+                }));
+            }
+            _ => self.stats.duplicates += 1,
+        }
+    }
+
+    fn send_ack(&mut self, seq: u64, repeat: bool) {
+        self.ack_pending = Some(seq);
+        if repeat {
+            // The round trip of a repeated Ack is ambiguous (Karn).
+            self.ack_sent_at = None;
+        }
+    }
+
+    fn handle_data(&mut self, now: Instant, seq: u64, payload: &[u8]) {
+        if self.state != State::Receiving || seq < self.expected {
+            // Already written: acknowledge again, write nothing.
+            self.stats.duplicates += 1;
+            self.send_ack(seq, true);
+            return;
+        }
+        if seq > self.expected || seq > self.chunks {
+            self.stats.duplicates += 1;
+            return;
+        }
+        let at = self.offset + (seq - 1) * u64::from(self.chunk);
+        let want = (self.size - at).min(u64::from(self.chunk));
+        if payload.len() as u64 != want {
+            self.fail(
+                ErrorCode::BadRequest,
+                format!("chunk {seq} has {} bytes, expected {want}", payload.len()),
+            );
+            return;
+        }
+        if let Err(e) = self.sink.write(payload) {
+            self.fail(ErrorCode::Io, format!("write error: {e}"));
+            return;
+        }
+        if let Some(sent) = self.ack_sent_at.take() {
+            self.rtt.sample(now.saturating_duration_since(sent));
+        }
+        if seq == 1 {
+            self.greet_pending = false;
+            self.greet_at = None;
+        }
+        self.hasher.update(payload);
+        self.stats.bytes += payload.len() as u64;
+        self.expected = seq + 1;
+        self.ack_tries = 0;
+        self.send_ack(seq, false);
+    }
+
+    fn handle_done(&mut self, now: Instant, seq: u64, size: u64, crc: u32) {
+        let done_seq = self.chunks + 1;
+        if seq != done_seq {
+            self.stats.duplicates += 1;
+            return;
+        }
+        if self.state != State::Receiving {
+            // Our Ack of Done was lost: say it again.
+            self.stats.duplicates += 1;
+            self.send_ack(seq, true);
+            return;
+        }
+        if self.expected != done_seq {
+            self.stats.duplicates += 1;
+            return;
+        }
+        self.greet_pending = false;
+        self.greet_at = None;
+        if size != self.size || crc != self.hasher.clone().finalize() {
+            self.fail(
+                ErrorCode::ChecksumMismatch,
+                "whole-file checksum mismatch: transfer discarded".into(),
+            );
+            return;
+        }
+        if let Err(e) = self.sink.commit() {
+            self.fail(ErrorCode::Io, format!("cannot save file: {e}"));
+            return;
+        }
+        self.expected = done_seq + 1;
+        self.send_ack(seq, false);
+        self.outcome = Some(Outcome::Complete);
+        self.state = State::Linger {
+            until: deadline(now, self.linger()),
+        };
+    }
+
+    /// How long to keep answering a repeated Done: several retransmission timeouts of the
+    /// round trip seen so far, at least 20 ms and at most the give-up time.
+    fn linger(&self) -> Duration {
+        (self.rtt.rto() * 8).clamp(Duration::from_millis(20), self.config.timeout)
+    }
+
+    fn fail(&mut self, code: ErrorCode, text: String) {
+        self.error_pending = Some((code, text.clone()));
+        self.state = State::Failed;
+        self.ack_pending = None;
+        self.greet_pending = false;
+        self.greet_at = None;
+        self.outcome = Some(Outcome::Failed(Failure::Local { code, text }));
+    }
+
+    /// Ends the transfer from this side, telling the peer why (cancel, shutdown).
+    pub fn abort(&mut self, code: ErrorCode, text: &str) {
+        if self.outcome.is_none() {
+            self.fail(code, text.to_owned());
+        } else if matches!(self.state, State::Linger { .. }) {
+            self.state = State::Done;
+        }
+    }
+
+    /// Fires whatever timer is due (Accept retransmission, end of linger, give-up); does
+    /// nothing otherwise, so spurious calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::Linger { until } if now >= until => self.state = State::Done,
+            State::Receiving => {
+                let silent = now.saturating_duration_since(self.heard_at);
+                if silent >= self.config.timeout {
+                    let tries = self.ack_tries.max(1);
+                    self.fail(ErrorCode::Timeout, "timed out".into());
+                    self.outcome = Some(Outcome::Failed(Failure::Timeout {
+                        tries,
+                        elapsed: silent,
+                    }));
+                } else if self.greet_at.is_some_and(|at| now >= at) {
+                    self.rtt.back_off();
+                    self.greet_at = None;
+                    self.greet_pending = true;
+                    self.stats.retransmitted += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Writes the next datagram to send into `buf` and returns its length, or `None`.
+    /// Call until `None` after every `handle_*` call.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if let Some((code, text)) = self.error_pending.take() {
+            self.stats.sent += 1;
+            return Some(
+                Message::Error {
+                    session: self.session,
+                    code,
+                    text: clip_text(&text).as_bytes(),
+                }
+                .encode(buf),
+            );
+        }
+        if self.greet_pending {
+            self.greet_pending = false;
+            self.greet_at = Some(deadline(now, self.rtt.rto()));
+            self.stats.sent += 1;
+            if let Greeting::Accept { token } = self.greeting {
+                return Some(
+                    Message::Accept {
+                        session: self.session,
+                        token,
+                        chunk: self.chunk,
+                        size: self.size,
+                        offset: self.offset,
+                    }
+                    .encode(buf),
+                );
+            }
+        }
+        let seq = self.ack_pending.take()?;
+        if seq + 1 == self.expected && self.ack_tries == 0 && self.state == State::Receiving {
+            self.ack_sent_at = Some(now);
+        }
+        self.ack_tries += 1;
+        self.stats.sent += 1;
+        Some(
+            Message::Ack {
+                session: self.session,
+                seq,
+            }
+            .encode(buf),
+        )
+    }
+
+    /// When [`Receiver::handle_timeout`] should next be called, or `None` once finished.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Receiving => {
+                let give_up = deadline(self.heard_at, self.config.timeout);
+                Some(self.greet_at.map_or(give_up, |at| at.min(give_up)))
+            }
+            State::Linger { until } => Some(until),
+            State::Done | State::Failed => None,
+        }
+    }
+
+    /// Whether a datagram is waiting for [`Receiver::poll_transmit`].
+    pub fn wants_transmit(&self) -> bool {
+        self.ack_pending.is_some() || self.greet_pending || self.error_pending.is_some()
+    }
+
+    /// How the transfer ended, once it has (a complete receiver may still be lingering).
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.outcome.as_ref()
+    }
+
+    /// Whether nothing remains to send or wait for: the session can be dropped.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Done | State::Failed) && !self.wants_transmit()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            srtt: self.rtt.srtt(),
+            ..self.stats.clone()
+        }
+    }
+}

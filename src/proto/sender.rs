@@ -1,0 +1,379 @@
+//! The sending half of a transfer: stop-and-wait, one message in flight.
+//!
+//! A [`Sender`] numbers its messages: 0 is the server's Accept (when the sender is the
+//! server answering a download), 1..=n are the Data chunks and n+1 is Done with the
+//! whole-file CRC32. It sends message `k`, waits for Ack `k`, then sends `k+1`. Only its
+//! timer retransmits; a duplicate Ack never causes a send (no Sorcerer's Apprentice).
+//! See `protocol.md`, "Stop-and-wait".
+
+use super::session::{chunk_count, deadline, Config, Failure, Outcome, Rtt, Source, Stats};
+use super::wire::{clip_text, ErrorCode, Message};
+use std::time::{Duration, Instant};
+
+/// The Accept a server-side sender sends as message 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AcceptInfo {
+    /// The client's request token to echo.
+    pub token: u32,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Message `seq` is (or is about to be) in flight.
+    AwaitAck { seq: u64 },
+    /// Ack of Done arrived.
+    Done,
+    /// Gave up, or the peer sent an error.
+    Failed,
+}
+
+/// Sends one file (or listing) to one peer.
+pub struct Sender {
+    session: u32,
+    accept: Option<AcceptInfo>,
+    source: Box<dyn Source>,
+    size: u64,
+    offset: u64,
+    chunk: u16,
+    chunks: u64,
+    hasher: crc32fast::Hasher,
+    /// The payload of the Data message in flight, read once and kept for retransmission.
+    payload: Vec<u8>,
+    payload_len: usize,
+    state: State,
+    transmit_pending: bool,
+    /// An error to tell the peer, sent once.
+    error_pending: Option<(ErrorCode, String)>,
+    outcome: Option<Outcome>,
+    config: Config,
+    rtt: Rtt,
+    /// When the message in flight was first sent (for an RTT sample) and its send count.
+    first_sent: Option<Instant>,
+    tries: u32,
+    retransmit_at: Option<Instant>,
+    progress_at: Instant,
+    stats: Stats,
+}
+
+impl Sender {
+    /// A sender of `size` bytes from `source`, from byte `offset` on, in `chunk`-byte
+    /// chunks, for `session`. With `accept`, message 0 is an Accept (the server's side of
+    /// a download); without, the first message is Data 1 (the client's side of an upload).
+    ///
+    /// The bytes before `offset` are read now, to compute the whole-file CRC32.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        now: Instant,
+        config: &Config,
+        session: u32,
+        accept: Option<AcceptInfo>,
+        source: Box<dyn Source>,
+        size: u64,
+        offset: u64,
+        chunk: u16,
+    ) -> Self {
+        let offset = offset.min(size);
+        let mut sender = Self {
+            session,
+            accept,
+            source,
+            size,
+            offset,
+            chunk,
+            chunks: chunk_count(size - offset, chunk),
+            hasher: crc32fast::Hasher::new(),
+            payload: vec![0; usize::from(chunk)],
+            payload_len: 0,
+            state: State::AwaitAck { seq: 0 },
+            transmit_pending: true,
+            error_pending: None,
+            outcome: None,
+            config: config.clone(),
+            rtt: Rtt::new(config),
+            first_sent: None,
+            tries: 0,
+            retransmit_at: None,
+            progress_at: now,
+            stats: Stats::default(),
+        };
+        if let Err(failure) = sender.hash_prefix() {
+            sender.fail(failure);
+        } else if accept.is_none() {
+            sender.advance_to(1);
+        }
+        sender
+    }
+
+    /// Feeds the bytes before `offset` to the whole-file CRC (resumed downloads).
+    fn hash_prefix(&mut self) -> Result<(), Failure> {
+        let mut at = 0;
+        while at < self.offset {
+            let want = (self.offset - at).min(self.payload.len() as u64) as usize;
+            let n = self
+                .source
+                .read_at(at, &mut self.payload[..want])
+                .map_err(|e| local(ErrorCode::Io, format!("read error: {e}")))?;
+            if n == 0 {
+                return Err(local(ErrorCode::FileChanged, "file shrank".into()));
+            }
+            self.hasher.update(&self.payload[..n]);
+            at += n as u64;
+        }
+        Ok(())
+    }
+
+    /// The session this sender belongs to.
+    pub fn session(&self) -> u32 {
+        self.session
+    }
+
+    /// The negotiated chunk size.
+    pub fn chunk(&self) -> u16 {
+        self.chunk
+    }
+
+    /// Bytes of the file acknowledged so far, counting a resumed prefix (for progress bars).
+    pub fn acked_bytes(&self) -> u64 {
+        match self.state {
+            State::AwaitAck { seq } => {
+                let chunks_done = seq.saturating_sub(1).min(self.chunks);
+                (self.offset + chunks_done * u64::from(self.chunk)).min(self.size)
+            }
+            State::Done => self.size,
+            State::Failed => self.offset,
+        }
+    }
+
+    /// Handles one decoded datagram addressed to this session.
+    pub fn handle_message(&mut self, now: Instant, message: &Message<'_>) {
+        self.stats.received += 1;
+        match *message {
+            Message::Ack { seq, .. } => self.handle_ack(now, seq),
+            Message::Error { code, text, .. } => {
+                if self.outcome.is_none() {
+                    self.state = State::Failed;
+                    self.transmit_pending = false;
+                    self.outcome = Some(Outcome::Failed(Failure::Peer {
+                        code,
+                        text: String::from_utf8_lossy(text).into_owned(),
+                    }));
+                }
+            }
+            // A repeated Accept (client upload) or anything else is not for a sender.
+            _ => self.stats.duplicates += 1,
+        }
+    }
+
+    fn handle_ack(&mut self, now: Instant, acked: u64) {
+        let State::AwaitAck { seq } = self.state else {
+            self.stats.duplicates += 1;
+            return;
+        };
+        if acked != seq || self.transmit_pending && self.first_sent.is_none() {
+            // An old Ack (a duplicate or a late one), or one for a message not yet sent.
+            self.stats.duplicates += 1;
+            return;
+        }
+        if self.tries == 1 {
+            if let Some(sent) = self.first_sent {
+                // Karn: only messages sent exactly once give a sample.
+                self.rtt.sample(now.saturating_duration_since(sent));
+            }
+        }
+        self.progress_at = now;
+        if seq == self.chunks + 1 {
+            self.state = State::Done;
+            self.retransmit_at = None;
+            self.outcome = Some(Outcome::Complete);
+            return;
+        }
+        self.advance_to(seq + 1);
+    }
+
+    /// Prepares message `seq` (a Data chunk or Done) for sending.
+    fn advance_to(&mut self, seq: u64) {
+        self.state = State::AwaitAck { seq };
+        self.first_sent = None;
+        self.tries = 0;
+        self.retransmit_at = None;
+        if seq <= self.chunks {
+            let at = self.offset + (seq - 1) * u64::from(self.chunk);
+            let want = (self.size - at).min(u64::from(self.chunk)) as usize;
+            if let Err(failure) = self.read_chunk(at, want) {
+                self.fail(failure);
+                return;
+            }
+        } else if let Err(failure) = self.check_unchanged() {
+            self.fail(failure);
+            return;
+        }
+        self.transmit_pending = true;
+    }
+
+    fn read_chunk(&mut self, at: u64, want: usize) -> Result<(), Failure> {
+        let mut filled = 0;
+        while filled < want {
+            let n = self
+                .source
+                .read_at(at + filled as u64, &mut self.payload[filled..want])
+                .map_err(|e| local(ErrorCode::Io, format!("read error: {e}")))?;
+            if n == 0 {
+                return Err(local(
+                    ErrorCode::FileChanged,
+                    "file shrank during transfer".into(),
+                ));
+            }
+            filled += n;
+        }
+        self.payload_len = want;
+        self.hasher.update(&self.payload[..want]);
+        Ok(())
+    }
+
+    fn check_unchanged(&mut self) -> Result<(), Failure> {
+        match self.source.unchanged() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(local(
+                ErrorCode::FileChanged,
+                "file changed during transfer".into(),
+            )),
+            Err(e) => Err(local(ErrorCode::Io, format!("read error: {e}"))),
+        }
+    }
+
+    fn fail(&mut self, failure: Failure) {
+        if let Failure::Local { code, text } = &failure {
+            self.error_pending = Some((*code, text.clone()));
+        }
+        self.state = State::Failed;
+        self.transmit_pending = false;
+        self.retransmit_at = None;
+        self.outcome = Some(Outcome::Failed(failure));
+    }
+
+    /// Ends the transfer from this side, telling the peer why (cancel, shutdown).
+    pub fn abort(&mut self, code: ErrorCode, text: &str) {
+        if self.outcome.is_none() {
+            self.fail(local(code, text.to_owned()));
+        }
+    }
+
+    /// Fires the retransmission timer if it is due; does nothing otherwise, so spurious
+    /// calls are harmless. Gives up once the peer has made no progress for `timeout`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(at) = self.retransmit_at else { return };
+        if now < at || self.outcome.is_some() {
+            return;
+        }
+        let elapsed = now.saturating_duration_since(self.progress_at);
+        if elapsed >= self.config.timeout {
+            let tries = self.tries;
+            self.fail(Failure::Timeout { tries, elapsed });
+            // The peer is presumed gone; tell it anyway in case only its sends are lost.
+            self.error_pending = Some((ErrorCode::Timeout, "timed out".into()));
+            return;
+        }
+        self.rtt.back_off();
+        self.retransmit_at = None;
+        self.transmit_pending = true;
+    }
+
+    /// Writes the next datagram to send into `buf` (at least [`super::wire::MAX_DATAGRAM`]
+    /// long) and returns its length, or `None` when nothing is due. Call until `None` after
+    /// every `handle_*` call.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if let Some((code, text)) = self.error_pending.take() {
+            self.stats.sent += 1;
+            return Some(
+                Message::Error {
+                    session: self.session,
+                    code,
+                    text: clip_text(&text).as_bytes(),
+                }
+                .encode(buf),
+            );
+        }
+        if !self.transmit_pending {
+            return None;
+        }
+        let State::AwaitAck { seq } = self.state else {
+            return None;
+        };
+        self.transmit_pending = false;
+        let message = if seq == 0 {
+            let token = self.accept.map_or(0, |a| a.token);
+            Message::Accept {
+                session: self.session,
+                token,
+                chunk: self.chunk,
+                size: self.size,
+                offset: self.offset,
+            }
+        } else if seq <= self.chunks {
+            Message::Data {
+                session: self.session,
+                seq,
+                payload: &self.payload[..self.payload_len],
+            }
+        } else {
+            Message::Done {
+                session: self.session,
+                seq,
+                size: self.size,
+                crc: self.hasher.clone().finalize(),
+            }
+        };
+        if self.tries == 0 {
+            self.first_sent = Some(now);
+            if seq >= 1 && seq <= self.chunks {
+                self.stats.bytes += self.payload_len as u64;
+            }
+        } else {
+            self.stats.retransmitted += 1;
+        }
+        self.tries += 1;
+        self.stats.sent += 1;
+        self.retransmit_at = Some(deadline(now, self.rtt.rto()));
+        Some(message.encode(buf))
+    }
+
+    /// When [`Sender::handle_timeout`] should next be called, or `None` if no timer runs.
+    /// Valid after `poll_transmit` has returned `None`.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.retransmit_at
+    }
+
+    /// Whether a datagram is waiting for [`Sender::poll_transmit`].
+    pub fn wants_transmit(&self) -> bool {
+        self.transmit_pending || self.error_pending.is_some()
+    }
+
+    /// How the transfer ended, once it has.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.outcome.as_ref()
+    }
+
+    /// Whether nothing remains to send or wait for: the session can be dropped.
+    pub fn is_finished(&self) -> bool {
+        self.outcome.is_some() && !self.wants_transmit()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            srtt: self.rtt.srtt(),
+            ..self.stats.clone()
+        }
+    }
+
+    /// The current retransmission timeout.
+    pub fn rto(&self) -> Duration {
+        self.rtt.rto()
+    }
+}
+
+fn local(code: ErrorCode, text: String) -> Failure {
+    Failure::Local { code, text }
+}

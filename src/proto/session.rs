@@ -1,0 +1,283 @@
+//! Pieces both halves of a transfer share: configuration, the retransmission timer
+//! (RFC 6298 with Karn's rule), per-transfer statistics, outcomes, and the [`Source`] and
+//! [`Sink`] traits through which a session reads and writes file bytes.
+//!
+//! Nothing here reads a clock: every time is an [`Instant`] handed in by the driver.
+
+use super::wire::{ErrorCode, DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK};
+use std::fmt;
+use std::io;
+use std::time::{Duration, Instant};
+
+/// Timers, retry limits and sizes of a session. Both ends of a transfer use one each.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The chunk size a client asks for, or the largest a server grants.
+    pub chunk: u16,
+    /// Retransmission timeout before any round trip has been measured.
+    pub rto_initial: Duration,
+    /// The floor of the retransmission timeout. LAN round trips are tens of microseconds to a
+    /// few milliseconds, so the floor is far below TCP's one second.
+    pub rto_min: Duration,
+    /// The ceiling that exponential backoff stops at.
+    pub rto_max: Duration,
+    /// Give up when the peer has shown no progress for this long.
+    pub timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            chunk: DEFAULT_CHUNK,
+            rto_initial: Duration::from_millis(100),
+            rto_min: Duration::from_micros(500),
+            rto_max: Duration::from_secs(1),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Config {
+    /// The chunk size a server grants for a request of `asked`: at least [`MIN_CHUNK`],
+    /// at most this config's `chunk` and [`MAX_CHUNK`].
+    pub fn negotiate_chunk(&self, asked: u16) -> u16 {
+        asked.min(self.chunk).clamp(MIN_CHUNK, MAX_CHUNK)
+    }
+}
+
+/// Round-trip estimator and retransmission timeout (RFC 6298).
+///
+/// Karn's rule is the caller's: feed [`Rtt::sample`] only with round trips of messages
+/// that were sent exactly once.
+#[derive(Clone, Debug)]
+pub struct Rtt {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    rto: Duration,
+    min: Duration,
+    max: Duration,
+}
+
+impl Rtt {
+    /// A fresh estimator whose timeout starts at `config.rto_initial`.
+    pub fn new(config: &Config) -> Self {
+        Self {
+            srtt: None,
+            rttvar: Duration::ZERO,
+            rto: config.rto_initial.clamp(config.rto_min, config.rto_max),
+            min: config.rto_min,
+            max: config.rto_max,
+        }
+    }
+
+    /// Folds in one measured round trip (RFC 6298 §2.2–2.3, alpha 1/8, beta 1/4, K 4).
+    pub fn sample(&mut self, rtt: Duration) {
+        match self.srtt {
+            None => {
+                self.srtt = Some(rtt);
+                self.rttvar = rtt / 2;
+            }
+            Some(srtt) => {
+                let delta = srtt.abs_diff(rtt);
+                self.rttvar = (self.rttvar * 3 + delta) / 4;
+                self.srtt = Some((srtt * 7 + rtt) / 8);
+            }
+        }
+        let srtt = self.srtt.unwrap_or(rtt);
+        self.rto = (srtt + self.rttvar * 4).clamp(self.min, self.max);
+    }
+
+    /// Doubles the timeout after a retransmission, up to the ceiling (RFC 6298 §5.5).
+    pub fn back_off(&mut self) {
+        self.rto = (self.rto * 2).min(self.max);
+    }
+
+    /// The current retransmission timeout.
+    pub fn rto(&self) -> Duration {
+        self.rto
+    }
+
+    /// The smoothed round trip, once one has been measured.
+    pub fn srtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+}
+
+/// Counters of one transfer, as seen from one end.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams this end sent (including retransmissions).
+    pub sent: u64,
+    /// Of those, retransmissions.
+    pub retransmitted: u64,
+    /// Valid datagrams received.
+    pub received: u64,
+    /// Received datagrams that repeated one already handled.
+    pub duplicates: u64,
+    /// Received datagrams that failed to decode (bad CRC and the like), as counted by
+    /// whoever decodes them for this session.
+    pub corrupted: u64,
+    /// File bytes moved (sent by a sender, written by a receiver).
+    pub bytes: u64,
+    /// The smoothed round trip at the end, if measured.
+    pub srtt: Option<Duration>,
+}
+
+/// How a transfer ended, from this end's point of view.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every byte arrived and the whole-file checksum matched.
+    Complete,
+    /// The transfer failed; nothing was committed.
+    Failed(Failure),
+}
+
+/// Why a transfer failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The peer stopped answering: `tries` sends of the last message over `elapsed`.
+    Timeout {
+        /// How many times the unanswered message was sent.
+        tries: u32,
+        /// Time since the peer last made progress.
+        elapsed: Duration,
+    },
+    /// The peer sent an error.
+    Peer {
+        /// The peer's code.
+        code: ErrorCode,
+        /// The peer's explanation (raw, sanitise before printing).
+        text: String,
+    },
+    /// This end failed (disk, checksum, a broken peer) and told the peer so.
+    Local {
+        /// The code sent to the peer.
+        code: ErrorCode,
+        /// The explanation.
+        text: String,
+    },
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout { tries, elapsed } => write!(
+                f,
+                "not responding ({tries} tries over {:.1} s)",
+                elapsed.as_secs_f64()
+            ),
+            Self::Peer { code, text } | Self::Local { code, text } if text.is_empty() => {
+                write!(f, "{code}")
+            }
+            Self::Peer { text, .. } | Self::Local { text, .. } => f.write_str(text),
+        }
+    }
+}
+
+impl Failure {
+    /// The protocol code that best describes this failure.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Timeout { .. } => ErrorCode::Timeout,
+            Self::Peer { code, .. } | Self::Local { code, .. } => *code,
+        }
+    }
+}
+
+/// Where a sender's bytes come from. `read_at` fills `buf` from `offset` and returns the
+/// count read; fewer than asked only at the end of the source.
+pub trait Source: Send {
+    /// Reads up to `buf.len()` bytes at `offset`.
+    ///
+    /// # Errors
+    /// Any I/O error; the transfer then fails with [`ErrorCode::Io`].
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// Called once every byte has been read: `Ok(false)` if the source changed meanwhile
+    /// (a file that grew, shrank or was replaced), so the transfer fails rather than deliver
+    /// a copy that never existed.
+    ///
+    /// # Errors
+    /// Any I/O error while checking.
+    fn unchanged(&mut self) -> io::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// Where a receiver's bytes go. Bytes arrive in order, each exactly once.
+pub trait Sink: Send {
+    /// Appends `data`.
+    ///
+    /// # Errors
+    /// Any I/O error (disk full...); the transfer then fails with [`ErrorCode::Io`].
+    fn write(&mut self, data: &[u8]) -> io::Result<()>;
+
+    /// Makes the received file visible under its final name. Called only after the
+    /// whole-file checksum matched. A sink dropped without `commit` must leave no file
+    /// under the final name.
+    ///
+    /// # Errors
+    /// Any I/O error; the transfer then fails with [`ErrorCode::Io`].
+    fn commit(&mut self) -> io::Result<()>;
+}
+
+/// A [`Source`] over bytes in memory (listings, tests, the simulator).
+#[derive(Clone, Debug, Default)]
+pub struct MemSource(pub Vec<u8>);
+
+impl Source for MemSource {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(self.0.len());
+        let n = buf.len().min(self.0.len() - start);
+        buf[..n].copy_from_slice(&self.0[start..start + n]);
+        Ok(n)
+    }
+}
+
+/// A [`Sink`] into memory that records whether it was committed (listings, tests).
+#[derive(Clone, Debug, Default)]
+pub struct MemSink {
+    /// The bytes written so far.
+    pub data: Vec<u8>,
+    /// Whether `commit` was called.
+    pub committed: bool,
+}
+
+impl Sink for MemSink {
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.data.extend_from_slice(data);
+        Ok(())
+    }
+    fn commit(&mut self) -> io::Result<()> {
+        self.committed = true;
+        Ok(())
+    }
+}
+
+/// A sink shared with its creator, so the creator can read what arrived after the
+/// session (which owns the box) is gone.
+impl Sink for std::sync::Arc<std::sync::Mutex<MemSink>> {
+    fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        lock(self).write(data)
+    }
+    fn commit(&mut self) -> io::Result<()> {
+        lock(self).commit()
+    }
+}
+
+fn lock(sink: &std::sync::Mutex<MemSink>) -> std::sync::MutexGuard<'_, MemSink> {
+    sink.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Number of Data messages for `len` bytes in chunks of `chunk`.
+pub fn chunk_count(len: u64, chunk: u16) -> u64 {
+    len.div_ceil(u64::from(chunk.max(1)))
+}
+
+/// A deadline `after` from `now`, saturating instead of panicking on overflow.
+pub(crate) fn deadline(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after).unwrap_or(now)
+}

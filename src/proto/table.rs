@@ -1,0 +1,613 @@
+//! The server's core: turning requests into sessions, and the per-peer session table that
+//! serves every peer at once from one loop.
+//!
+//! [`open_session`] answers one request (List, Get or Put) with a [`ServerSession`] or a
+//! refusal; every server model uses it. [`SessionTable`] keys sessions by the peer's address
+//! and the session id, routes each datagram to its session, fires due timers from a
+//! min-heap of deadlines, and queues what the sessions want to send. A datagram for no live
+//! session gets an Error reply and disturbs nothing; malformed datagrams are counted by kind.
+
+use super::receiver::{Greeting, Receiver};
+use super::sender::{AcceptInfo, Sender};
+use super::session::{Config, MemSource, Outcome, Sink, Source};
+use super::wire::{clip_text, DecodeError, ErrorCode, Kind, Message};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// A request the server will not serve, and why; sent to the peer as an Error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The wire code.
+    pub code: ErrorCode,
+    /// What the client's user reads.
+    pub text: String,
+}
+
+impl Refusal {
+    /// A refusal with `code` and `text`.
+    pub fn new(code: ErrorCode, text: impl Into<String>) -> Self {
+        Self {
+            code,
+            text: text.into(),
+        }
+    }
+}
+
+/// What the server serves: the library, seen through the three things a request can ask.
+/// Implementations decide which names are allowed.
+pub trait Store {
+    /// The encoded listing (see [`super::listing`]).
+    ///
+    /// # Errors
+    /// A refusal to send to the client.
+    fn listing(&mut self) -> Result<Vec<u8>, Refusal>;
+
+    /// Opens `name` for download: its bytes and its size.
+    ///
+    /// # Errors
+    /// A refusal (no such file, bad name...).
+    fn open(&mut self, name: &[u8]) -> Result<(Box<dyn Source>, u64), Refusal>;
+
+    /// Starts an upload of `size` bytes as `name`; the returned sink must leave nothing
+    /// visible unless committed.
+    ///
+    /// # Errors
+    /// A refusal (exists, bad name, read-only...).
+    fn create(&mut self, name: &[u8], size: u64, overwrite: bool)
+        -> Result<Box<dyn Sink>, Refusal>;
+}
+
+/// One server-side session: sending a file or listing, or receiving an upload.
+pub enum ServerSession {
+    /// A download or listing.
+    Sending(Sender),
+    /// An upload.
+    Receiving(Receiver),
+}
+
+impl ServerSession {
+    /// Handles one decoded datagram addressed to this session.
+    pub fn handle_message(&mut self, now: Instant, message: &Message<'_>) {
+        match self {
+            Self::Sending(s) => s.handle_message(now, message),
+            Self::Receiving(r) => r.handle_message(now, message),
+        }
+    }
+    /// Fires due timers; spurious calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self {
+            Self::Sending(s) => s.handle_timeout(now),
+            Self::Receiving(r) => r.handle_timeout(now),
+        }
+    }
+    /// The next datagram to send, if any.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        match self {
+            Self::Sending(s) => s.poll_transmit(now, buf),
+            Self::Receiving(r) => r.poll_transmit(now, buf),
+        }
+    }
+    /// The next deadline, if any.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Self::Sending(s) => s.poll_timeout(),
+            Self::Receiving(r) => r.poll_timeout(),
+        }
+    }
+    /// Whether a datagram is waiting.
+    pub fn wants_transmit(&self) -> bool {
+        match self {
+            Self::Sending(s) => s.wants_transmit(),
+            Self::Receiving(r) => r.wants_transmit(),
+        }
+    }
+    /// Whether the session can be dropped.
+    pub fn is_finished(&self) -> bool {
+        match self {
+            Self::Sending(s) => s.is_finished(),
+            Self::Receiving(r) => r.is_finished(),
+        }
+    }
+    /// How it ended, once it has.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        match self {
+            Self::Sending(s) => s.outcome(),
+            Self::Receiving(r) => r.outcome(),
+        }
+    }
+    /// The session id.
+    pub fn session(&self) -> u32 {
+        match self {
+            Self::Sending(s) => s.session(),
+            Self::Receiving(r) => r.session(),
+        }
+    }
+    /// Ends the session, telling the peer why.
+    pub fn abort(&mut self, code: ErrorCode, text: &str) {
+        match self {
+            Self::Sending(s) => s.abort(code, text),
+            Self::Receiving(r) => r.abort(code, text),
+        }
+    }
+}
+
+/// Answers a request message with a new session numbered `session`, or a refusal.
+/// Any other message is not a request: `None`.
+pub fn open_session(
+    now: Instant,
+    config: &Config,
+    store: &mut dyn Store,
+    session: u32,
+    request: &Message<'_>,
+) -> Option<Result<ServerSession, Refusal>> {
+    let result = match *request {
+        Message::List { token, chunk } => store.listing().map(|listing| {
+            let size = listing.len() as u64;
+            ServerSession::Sending(Sender::new(
+                now,
+                config,
+                session,
+                Some(AcceptInfo { token }),
+                Box::new(MemSource(listing)),
+                size,
+                0,
+                config.negotiate_chunk(chunk),
+            ))
+        }),
+        Message::Get {
+            token,
+            chunk,
+            offset,
+            name,
+        } => store.open(name).map(|(source, size)| {
+            // A resume point past the end means the file changed: start over.
+            let offset = if offset > size { 0 } else { offset };
+            ServerSession::Sending(Sender::new(
+                now,
+                config,
+                session,
+                Some(AcceptInfo { token }),
+                source,
+                size,
+                offset,
+                config.negotiate_chunk(chunk),
+            ))
+        }),
+        Message::Put {
+            token,
+            chunk,
+            size,
+            overwrite,
+            name,
+        } => store.create(name, size, overwrite).map(|sink| {
+            ServerSession::Receiving(Receiver::new(
+                now,
+                config,
+                session,
+                Greeting::Accept { token },
+                sink,
+                size,
+                0,
+                0,
+                config.negotiate_chunk(chunk),
+            ))
+        }),
+        _ => return None,
+    };
+    Some(result)
+}
+
+/// Counters of a server's life, shown in its statistics line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServerStats {
+    /// Datagrams received.
+    pub received: u64,
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Malformed datagrams, by [`DecodeError::index`].
+    pub rejected: [u64; DecodeError::COUNT],
+    /// Well-formed datagrams for no live session.
+    pub unknown_session: u64,
+    /// Well-formed datagrams that made no sense here (an Accept sent to a server...).
+    pub unexpected: u64,
+    /// Sessions opened.
+    pub opened: u64,
+    /// Sessions that ended complete.
+    pub completed: u64,
+    /// Sessions that failed.
+    pub failed: u64,
+    /// Requests refused (no such file, busy...).
+    pub refused: u64,
+    /// Error replies not sent because the reply queue was full.
+    pub replies_dropped: u64,
+}
+
+impl ServerStats {
+    /// All malformed datagrams.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().sum()
+    }
+
+    /// One line for logs: `received=… sent=… sessions opened=… …  rejected bad_crc=…`.
+    pub fn summary(&self) -> String {
+        let mut line = format!(
+            "received={} sent={} opened={} completed={} failed={} refused={} unknown_session={} unexpected={} rejected={}",
+            self.received,
+            self.sent,
+            self.opened,
+            self.completed,
+            self.failed,
+            self.refused,
+            self.unknown_session,
+            self.unexpected,
+            self.rejected_total()
+        );
+        for (i, n) in self.rejected.iter().enumerate() {
+            if *n > 0 {
+                line.push_str(&format!(" {}={n}", DecodeError::label(i)));
+            }
+        }
+        line
+    }
+
+    /// Adds another table's counters (for servers with several loops).
+    pub fn add(&mut self, other: &Self) {
+        self.received += other.received;
+        self.sent += other.sent;
+        for (a, b) in self.rejected.iter_mut().zip(other.rejected) {
+            *a += b;
+        }
+        self.unknown_session += other.unknown_session;
+        self.unexpected += other.unexpected;
+        self.opened += other.opened;
+        self.completed += other.completed;
+        self.failed += other.failed;
+        self.refused += other.refused;
+        self.replies_dropped += other.replies_dropped;
+    }
+
+    /// Counts a finished session by its outcome.
+    pub fn count_outcome(&mut self, outcome: Option<&Outcome>) {
+        match outcome {
+            Some(Outcome::Complete) => self.completed += 1,
+            _ => self.failed += 1,
+        }
+    }
+}
+
+/// Limits of a session table.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Live sessions at most; past that, requests are refused with Busy.
+    pub max_sessions: usize,
+    /// Error replies queued at most; past that they are dropped (and counted).
+    pub max_replies: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_sessions: 4096,
+            max_replies: 1024,
+        }
+    }
+}
+
+type Key = (SocketAddr, u32);
+
+struct Entry {
+    session: ServerSession,
+    token: u32,
+    /// The deadline last pushed onto the timer heap, to tell live heap entries from stale.
+    armed: Option<Instant>,
+    queued: bool,
+}
+
+struct Reply {
+    peer: SocketAddr,
+    session: u32,
+    code: ErrorCode,
+    text: String,
+}
+
+/// Every live session of one server loop, keyed by (peer address, session id).
+pub struct SessionTable {
+    config: Config,
+    limits: Limits,
+    store: Box<dyn Store>,
+    next_id: Box<dyn FnMut() -> u32 + Send>,
+    sessions: HashMap<Key, Entry>,
+    /// (peer, request token) → session id, so a repeated request opens nothing new.
+    requests: HashMap<Key, u32>,
+    /// Sessions with a datagram to send, in order.
+    ready: VecDeque<Key>,
+    /// Min-heap of (deadline, session); entries whose deadline no longer matches the
+    /// session's `armed` are stale and skipped.
+    timers: BinaryHeap<Reverse<(Instant, Key)>>,
+    replies: VecDeque<Reply>,
+    draining: bool,
+    stats: ServerStats,
+}
+
+impl SessionTable {
+    /// An empty table serving `store`. `next_id` draws session ids: it must be
+    /// unpredictable to other hosts (the driver seeds it from the OS).
+    pub fn new(
+        config: Config,
+        limits: Limits,
+        store: Box<dyn Store>,
+        next_id: Box<dyn FnMut() -> u32 + Send>,
+    ) -> Self {
+        Self {
+            config,
+            limits,
+            store,
+            next_id,
+            sessions: HashMap::new(),
+            requests: HashMap::new(),
+            ready: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            replies: VecDeque::new(),
+            draining: false,
+            stats: ServerStats::default(),
+        }
+    }
+
+    /// Handles one datagram from `peer`.
+    pub fn handle_datagram(&mut self, now: Instant, peer: SocketAddr, datagram: &[u8]) {
+        self.stats.received += 1;
+        let message = match Message::decode(datagram) {
+            Ok(message) => message,
+            Err(e) => {
+                self.stats.rejected[e.index()] += 1;
+                if let DecodeError::UnsupportedVersion(v) = e {
+                    let session = super::wire::peek_session(datagram).unwrap_or(0);
+                    let text = format!(
+                        "protocol version {v} is not supported; this server speaks version {}",
+                        super::wire::VERSION
+                    );
+                    self.reply(peer, session, ErrorCode::UnsupportedVersion, text);
+                }
+                return;
+            }
+        };
+        match message.kind() {
+            Kind::List | Kind::Get | Kind::Put => self.handle_request(now, peer, &message),
+            Kind::Accept => self.stats.unexpected += 1,
+            Kind::Data | Kind::Ack | Kind::Done | Kind::Error => {
+                let key = (peer, message.session());
+                let Some(entry) = self.sessions.get_mut(&key) else {
+                    self.stats.unknown_session += 1;
+                    // Never answer an Error with an Error: two confused peers would loop.
+                    if message.kind() != Kind::Error {
+                        self.reply(
+                            peer,
+                            message.session(),
+                            ErrorCode::UnknownSession,
+                            "no such session (it may have ended)".into(),
+                        );
+                    }
+                    return;
+                };
+                entry.session.handle_message(now, &message);
+                self.after_activity(key);
+            }
+        }
+    }
+
+    fn handle_request(&mut self, now: Instant, peer: SocketAddr, request: &Message<'_>) {
+        let token = request.session();
+        if self.requests.contains_key(&(peer, token)) {
+            // A repeat of a request whose session is open: its Accept is on a timer already.
+            return;
+        }
+        if self.draining {
+            self.refuse(
+                peer,
+                token,
+                Refusal::new(ErrorCode::ShuttingDown, "server is shutting down"),
+            );
+            return;
+        }
+        if self.sessions.len() >= self.limits.max_sessions {
+            self.refuse(
+                peer,
+                token,
+                Refusal::new(
+                    ErrorCode::Busy,
+                    "server busy: too many sessions, try again later",
+                ),
+            );
+            return;
+        }
+        let id = self.fresh_id(peer);
+        match open_session(now, &self.config, self.store.as_mut(), id, request) {
+            Some(Ok(session)) => {
+                self.stats.opened += 1;
+                let key = (peer, id);
+                self.requests.insert((peer, token), id);
+                self.sessions.insert(
+                    key,
+                    Entry {
+                        session,
+                        token,
+                        armed: None,
+                        queued: false,
+                    },
+                );
+                self.after_activity(key);
+            }
+            Some(Err(refusal)) => self.refuse(peer, token, refusal),
+            None => {}
+        }
+    }
+
+    /// A non-zero session id not in use by `peer`.
+    fn fresh_id(&mut self, peer: SocketAddr) -> u32 {
+        loop {
+            let id = (self.next_id)();
+            if id != 0 && !self.sessions.contains_key(&(peer, id)) {
+                return id;
+            }
+        }
+    }
+
+    fn refuse(&mut self, peer: SocketAddr, token: u32, refusal: Refusal) {
+        self.stats.refused += 1;
+        self.reply(peer, token, refusal.code, refusal.text);
+    }
+
+    fn reply(&mut self, peer: SocketAddr, session: u32, code: ErrorCode, text: String) {
+        if self.replies.len() >= self.limits.max_replies {
+            self.stats.replies_dropped += 1;
+            return;
+        }
+        self.replies.push_back(Reply {
+            peer,
+            session,
+            code,
+            text,
+        });
+    }
+
+    /// After a session handled input or fired a timer: queue it to send, re-arm its
+    /// timer, or retire it.
+    fn after_activity(&mut self, key: Key) {
+        let Some(entry) = self.sessions.get_mut(&key) else {
+            return;
+        };
+        if entry.session.wants_transmit() {
+            if !entry.queued {
+                entry.queued = true;
+                self.ready.push_back(key);
+            }
+            return;
+        }
+        if entry.session.is_finished() {
+            self.retire(key);
+            return;
+        }
+        let deadline = entry.session.poll_timeout();
+        if deadline != entry.armed {
+            entry.armed = deadline;
+            if let Some(at) = deadline {
+                self.timers.push(Reverse((at, key)));
+            }
+        }
+    }
+
+    fn retire(&mut self, key: Key) {
+        if let Some(entry) = self.sessions.remove(&key) {
+            self.stats.count_outcome(entry.session.outcome());
+            self.requests.remove(&(key.0, entry.token));
+        }
+    }
+
+    /// Fires every session timer that is due at `now`. Spurious calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, key))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(entry) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            if entry.armed != Some(at) {
+                continue; // stale: the session re-armed since
+            }
+            entry.armed = None;
+            entry.session.handle_timeout(now);
+            self.after_activity(key);
+        }
+    }
+
+    /// Writes the next datagram to send into `buf` and returns its destination and length;
+    /// `None` when nothing is queued. Call until `None` after every `handle_*` call.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
+        if let Some(reply) = self.replies.pop_front() {
+            self.stats.sent += 1;
+            let len = Message::Error {
+                session: reply.session,
+                code: reply.code,
+                text: clip_text(&reply.text).as_bytes(),
+            }
+            .encode(buf);
+            return Some((reply.peer, len));
+        }
+        while let Some(key) = self.ready.pop_front() {
+            let Some(entry) = self.sessions.get_mut(&key) else {
+                continue;
+            };
+            entry.queued = false;
+            let sent = entry.session.poll_transmit(now, buf);
+            self.after_activity(key);
+            if let Some(len) = sent {
+                self.stats.sent += 1;
+                return Some((key.0, len));
+            }
+        }
+        None
+    }
+
+    /// The earliest session deadline, or `None` if no timer runs. Valid after
+    /// [`SessionTable::poll_transmit`] returned `None`; the driver sleeps until then or the
+    /// next datagram, whichever comes first.
+    #[must_use]
+    pub fn poll_timeout(&mut self) -> Option<Instant> {
+        // Drop stale entries from the top so the answer is a live deadline.
+        while let Some(Reverse((at, key))) = self.timers.peek().copied() {
+            match self.sessions.get(&key) {
+                Some(entry) if entry.armed == Some(at) => return Some(at),
+                _ => {
+                    self.timers.pop();
+                }
+            }
+        }
+        None
+    }
+
+    /// Stops taking new sessions (they get a ShuttingDown error); live ones continue.
+    pub fn drain(&mut self) {
+        self.draining = true;
+    }
+
+    /// Aborts every live session, telling each peer `text`. Uploads are discarded.
+    pub fn abort_all(&mut self, code: ErrorCode, text: &str) {
+        let keys: Vec<Key> = self.sessions.keys().copied().collect();
+        for key in keys {
+            if let Some(entry) = self.sessions.get_mut(&key) {
+                entry.session.abort(code, text);
+            }
+            self.after_activity(key);
+        }
+    }
+
+    /// Live sessions.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Whether no session is live.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// Live uploads (a graceful shutdown abandons these).
+    pub fn uploads(&self) -> usize {
+        self.sessions
+            .values()
+            .filter(|e| matches!(e.session, ServerSession::Receiving(_)))
+            .count()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &ServerStats {
+        &self.stats
+    }
+}
