@@ -1,0 +1,3 @@
+//! `udpft-bench`: benchmarks of udpft (placeholder).
+
+fn main() {}
