@@ -20,7 +20,8 @@
 //! * [`link`]: a seeded lossy link (loss, duplication, reordering, corruption, delay),
 //!   shared by the lossy-proxy tool and the simulated network of the tests.
 //! * [`net`]: socket set-up and receiving with a deadline.
-//! * [`server`]: the server drivers (the session-table loop and the other models).
+//! * [`server`]: the server models (drivers): the session-table loop, the iterative loop,
+//!   a thread per session and a process per session.
 //! * [`client`]: the blocking client driver used by the command line.
 //! * [`ids`]: unpredictable session ids and request tokens from the OS's randomness.
 

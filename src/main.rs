@@ -108,7 +108,15 @@ struct ServeArgs {
     /// Refuse uploads larger than this many bytes.
     #[arg(long, value_name = "BYTES")]
     max_upload: Option<u64>,
-    /// On Ctrl-C or SIGTERM, let running transfers finish for this many seconds.
+    /// Server model: table (one loop, a session table), loop (iterative: one client at a
+    /// time), threads (a thread per session) or fork (a process per session).
+    #[arg(long, default_value = "table")]
+    model: server::Model,
+    /// Loops of the table model, each on its own socket (SO_REUSEPORT) and core.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: u16,
+    /// On Ctrl-C or SIGTERM, let running downloads finish for this many seconds (uploads
+    /// in progress are abandoned at once, leaving nothing behind).
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     grace: f64,
 }
@@ -205,20 +213,23 @@ fn serve(args: &ServeArgs) -> Result<(), ClientError> {
             ..Default::default()
         },
         grace: seconds(args.grace, "--grace")?,
+        model: args.model,
+        workers: usize::from(args.workers),
     };
-    let socket = udpft::net::bind(bind, false)
+    let sockets = server::bind_for(bind, &config)
         .map_err(|e| ClientError::local(format!("cannot listen on {bind}"), e))?;
+    let local = sockets[0].local_addr().unwrap_or(bind);
     let shutdown = Shutdown::new();
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, shutdown.flag())
             .map_err(|e| ClientError::local("cannot install signal handler", e))?;
     }
     eprintln!(
-        "udpft: serving {} on {} (Ctrl-C to stop)",
+        "udpft: serving {} on {local} (model {}, Ctrl-C to stop)",
         library.root().display(),
-        socket.local_addr().map_or(bind, |a| a)
+        config.model
     );
-    let stats = server::run_table(&socket, library, &config, &shutdown)
+    let stats = server::serve(sockets, library, &config, &shutdown)
         .map_err(|e| ClientError::local("server loop failed", e))?;
     eprintln!("udpft: stopped; {}", stats.summary());
     Ok(())

@@ -588,6 +588,23 @@ impl SessionTable {
         }
     }
 
+    /// Aborts every live upload (a shutdown abandons them at once; their temporary files
+    /// are removed), telling each peer `text`.
+    pub fn abort_uploads(&mut self, code: ErrorCode, text: &str) {
+        let keys: Vec<Key> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| matches!(e.session, ServerSession::Receiving(_)))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in keys {
+            if let Some(entry) = self.sessions.get_mut(&key) {
+                entry.session.abort(code, text);
+            }
+            self.after_activity(key);
+        }
+    }
+
     /// Live sessions.
     pub fn len(&self) -> usize {
         self.sessions.len()

@@ -1,0 +1,131 @@
+//! The iterative *loop* server: the classic lesson's first model. It holds at most one
+//! session and serves it to completion before it takes the next request; a peer that asks
+//! meanwhile is told the server is busy (its client waits and retries). There is no session
+//! table: one `Option` is the whole state.
+
+use super::{
+    busy, decode_counted, flush_session, reply_unknown, send_error, shutting_down, Grace,
+    ServerConfig, Shutdown, Stage,
+};
+use crate::ids::IdSource;
+use crate::library::Library;
+use crate::net;
+use crate::proto::table::{open_session, ServerSession, ServerStats};
+use crate::proto::wire::{ErrorCode, Kind, MAX_DATAGRAM};
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Instant;
+
+/// The one session being served.
+struct Current {
+    peer: SocketAddr,
+    token: u32,
+    session: ServerSession,
+}
+
+/// Serves `library` on `socket`, one session at a time, until `shutdown`.
+///
+/// # Errors
+/// A socket error other than a timeout.
+pub fn run(
+    socket: &UdpSocket,
+    mut library: Library,
+    config: &ServerConfig,
+    shutdown: &Shutdown,
+) -> io::Result<ServerStats> {
+    let mut stats = ServerStats::default();
+    let mut ids = IdSource::new();
+    let mut current: Option<Current> = None;
+    let mut inbuf = vec![0u8; MAX_DATAGRAM];
+    let mut outbuf = vec![0u8; MAX_DATAGRAM];
+    let mut receiver = net::Receiver::new();
+    let mut grace = Grace::default();
+    loop {
+        let now = Instant::now();
+        let stage = grace.check(shutdown, config, now);
+        if let Some(c) = &mut current {
+            let upload = matches!(c.session, ServerSession::Receiving(_));
+            // Uploads are abandoned at once; downloads only when the grace period ends.
+            if stage == Stage::Over || (stage == Stage::Began && upload) {
+                c.session
+                    .abort(ErrorCode::ShuttingDown, "server shutting down");
+            }
+        }
+        if let Some(c) = &mut current {
+            c.session.handle_timeout(now);
+            flush_session(socket, &mut c.session, c.peer, now, &mut outbuf, &mut stats);
+            if c.session.is_finished() {
+                stats.count_outcome(c.session.outcome());
+                current = None;
+                continue;
+            }
+        } else if grace.draining() {
+            break;
+        }
+        let deadline = current.as_ref().and_then(|c| c.session.poll_timeout());
+        let Some((len, peer)) = receiver.recv_until(socket, &mut inbuf, deadline)? else {
+            continue;
+        };
+        let Some(message) = decode_counted(socket, peer, &inbuf[..len], &mut outbuf, &mut stats)
+        else {
+            continue;
+        };
+        let now = Instant::now();
+        match message.kind() {
+            Kind::List | Kind::Get | Kind::Put => {
+                let token = message.session();
+                match &current {
+                    Some(c) if c.peer == peer && c.token == token => {} // a repeat
+                    Some(_) => {
+                        stats.refused += 1;
+                        let refusal = busy("serving another client (iterative server)");
+                        send_error(socket, peer, token, &refusal, &mut outbuf, &mut stats);
+                    }
+                    None if grace.draining() => {
+                        stats.refused += 1;
+                        send_error(
+                            socket,
+                            peer,
+                            token,
+                            &shutting_down(),
+                            &mut outbuf,
+                            &mut stats,
+                        );
+                    }
+                    None => match open_session(
+                        now,
+                        &config.session,
+                        &mut library,
+                        ids.next_id(),
+                        &message,
+                    ) {
+                        Some(Ok(session)) => {
+                            stats.opened += 1;
+                            current = Some(Current {
+                                peer,
+                                token,
+                                session,
+                            });
+                        }
+                        Some(Err(refusal)) => {
+                            stats.refused += 1;
+                            send_error(socket, peer, token, &refusal, &mut outbuf, &mut stats);
+                        }
+                        None => {}
+                    },
+                }
+            }
+            Kind::Accept => stats.unexpected += 1,
+            _ => match &mut current {
+                Some(c) if c.peer == peer && c.session.session() == message.session() => {
+                    c.session.handle_message(now, &message);
+                }
+                _ => reply_unknown(socket, peer, &message, &mut outbuf, &mut stats),
+            },
+        }
+        if let Some(c) = &mut current {
+            flush_session(socket, &mut c.session, c.peer, now, &mut outbuf, &mut stats);
+        }
+    }
+    Ok(stats)
+}

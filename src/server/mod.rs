@@ -1,0 +1,453 @@
+//! The server drivers: each owns sockets and a clock and drives the sans-IO core. A model is
+//! only a driver; every model speaks the same protocol through the same session code.
+//!
+//! * [`Model::Table`] ([`run_table`]): one thread, one UDP socket, one loop over a
+//!   [`SessionTable`] that serves every peer at once; with `workers > 1`, several such loops,
+//!   each with its own socket on the same address (SO_REUSEPORT).
+//! * [`Model::Loop`] ([`iterative`]): serves one session to completion before the next;
+//!   others are told the server is busy.
+//! * [`Model::Threads`] ([`threads`]): a dispatcher thread hands each session's datagrams to
+//!   that session's own thread.
+//! * [`Model::Fork`] ([`fork`]): a child process per session.
+//!
+//! Shutdown is graceful in every model: new requests are refused, uploads are abandoned at
+//! once (their temporary files removed), downloads may finish within the grace period.
+
+pub mod fork;
+pub mod iterative;
+pub mod threads;
+
+use crate::library::Library;
+use crate::net;
+use crate::proto::table::{Limits, Refusal, ServerSession, ServerStats, SessionTable};
+use crate::proto::wire::{
+    clip_text, peek_session, DecodeError, ErrorCode, Message, MAX_DATAGRAM, VERSION,
+};
+use crate::proto::Config;
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How a running server is asked to stop.
+#[derive(Clone, Debug, Default)]
+pub struct Shutdown {
+    requested: Arc<AtomicBool>,
+}
+
+impl Shutdown {
+    /// A flag nobody has raised yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Asks the server to stop; it notices within [`net::MAX_WAIT`].
+    pub fn request(&self) {
+        self.requested.store(true, Ordering::SeqCst);
+    }
+    /// Whether a stop was asked for.
+    pub fn is_requested(&self) -> bool {
+        self.requested.load(Ordering::SeqCst)
+    }
+    /// The flag itself, for signal handlers.
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.requested)
+    }
+}
+
+/// The server models users can compare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Model {
+    /// Iterative: one session at a time.
+    Loop,
+    /// One loop over a per-peer session table (the default).
+    #[default]
+    Table,
+    /// A thread per session.
+    Threads,
+    /// A process per session.
+    Fork,
+}
+
+impl Model {
+    /// Every model, in the order the benchmark shows them.
+    pub const ALL: [Self; 4] = [Self::Loop, Self::Table, Self::Threads, Self::Fork];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Loop => "loop",
+            Self::Table => "table",
+            Self::Threads => "threads",
+            Self::Fork => "fork",
+        }
+    }
+}
+
+impl fmt::Display for Model {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Model {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown model {s:?} (loop, table, threads or fork)"))
+    }
+}
+
+/// What a server needs besides its socket.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Session timers and the largest chunk granted.
+    pub session: Config,
+    /// Session limits (`max_sessions` bounds threads and child processes too).
+    pub limits: Limits,
+    /// After a stop request, how long running downloads may take to finish.
+    pub grace: Duration,
+    /// The server model.
+    pub model: Model,
+    /// Loops of the table model, each on its own socket and thread.
+    pub workers: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            session: Config {
+                chunk: crate::proto::wire::MAX_CHUNK,
+                ..Config::default()
+            },
+            limits: Limits::default(),
+            grace: Duration::from_secs(10),
+            model: Model::Table,
+            workers: 1,
+        }
+    }
+}
+
+/// Binds the sockets `config.model` needs on `bind` (port 0 picks a free port).
+///
+/// # Errors
+/// If a socket cannot be bound.
+pub fn bind_for(bind: SocketAddr, config: &ServerConfig) -> io::Result<Vec<UdpSocket>> {
+    // The fork model's children bind the same address, connected to their peer.
+    let reuse = config.model == Model::Fork || config.workers > 1;
+    let first = net::bind(bind, reuse)?;
+    let addr = first.local_addr()?;
+    let mut sockets = vec![first];
+    if config.model == Model::Table {
+        for _ in 1..config.workers {
+            sockets.push(net::bind(addr, true)?);
+        }
+    }
+    Ok(sockets)
+}
+
+/// Serves `library` on `sockets` (from [`bind_for`]) with `config.model` until `shutdown`.
+///
+/// # Errors
+/// A socket error other than a timeout, or a failure to start a thread or process.
+pub fn serve(
+    sockets: Vec<UdpSocket>,
+    library: Library,
+    config: &ServerConfig,
+    shutdown: &Shutdown,
+) -> io::Result<ServerStats> {
+    let Some(first) = sockets.first() else {
+        return Err(io::Error::other("no socket to serve on"));
+    };
+    match config.model {
+        Model::Loop => iterative::run(first, library, config, shutdown),
+        Model::Threads => threads::run(first, library, config, shutdown),
+        Model::Fork => fork::run(first, library, config, shutdown),
+        Model::Table if sockets.len() == 1 => run_table(first, library, config, shutdown),
+        Model::Table => run_workers(sockets, library, config, shutdown),
+    }
+}
+
+/// Several table loops, one per socket and thread; the kernel keeps each peer on one socket.
+fn run_workers(
+    sockets: Vec<UdpSocket>,
+    library: Library,
+    config: &ServerConfig,
+    shutdown: &Shutdown,
+) -> io::Result<ServerStats> {
+    let workers: Vec<_> = sockets
+        .into_iter()
+        .enumerate()
+        .map(|(i, socket)| {
+            let (library, config, shutdown) = (library.clone(), config.clone(), shutdown.clone());
+            std::thread::Builder::new()
+                .name(format!("udpft-worker-{i}"))
+                .spawn(move || run_table(&socket, library, &config, &shutdown))
+        })
+        .collect::<io::Result<_>>()?;
+    let mut total = ServerStats::default();
+    for worker in workers {
+        let stats = worker
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("worker panicked")))?;
+        total.add(&stats);
+    }
+    Ok(total)
+}
+
+/// Serves `library` on `socket` with one loop over a session table until `shutdown` is
+/// requested; then stops taking sessions, abandons uploads, lets downloads finish for
+/// `config.grace`, abandons the rest, and returns the counters.
+///
+/// # Errors
+/// A socket error other than a timeout.
+pub fn run_table(
+    socket: &UdpSocket,
+    library: Library,
+    config: &ServerConfig,
+    shutdown: &Shutdown,
+) -> io::Result<ServerStats> {
+    let mut table = SessionTable::new(
+        config.session.clone(),
+        config.limits.clone(),
+        Box::new(library),
+        crate::ids::IdSource::boxed(),
+    );
+    let mut inbuf = vec![0u8; MAX_DATAGRAM];
+    let mut outbuf = vec![0u8; MAX_DATAGRAM];
+    let mut receiver = net::Receiver::new();
+    let mut grace = Grace::default();
+    loop {
+        let now = Instant::now();
+        match grace.check(shutdown, config, now) {
+            Stage::Serving => {}
+            Stage::Began => {
+                table.drain();
+                table.abort_uploads(ErrorCode::ShuttingDown, "server shutting down");
+            }
+            Stage::Draining if table.is_empty() => break,
+            Stage::Draining => {}
+            Stage::Over => {
+                table.abort_all(ErrorCode::ShuttingDown, "server shutting down");
+                flush(socket, &mut table, now, &mut outbuf);
+                break;
+            }
+        }
+        table.handle_timeout(now);
+        flush(socket, &mut table, now, &mut outbuf);
+        let deadline = table.poll_timeout();
+        if let Some((len, peer)) = receiver.recv_until(socket, &mut inbuf, deadline)? {
+            table.handle_datagram(Instant::now(), peer, &inbuf[..len]);
+            flush(socket, &mut table, Instant::now(), &mut outbuf);
+        }
+    }
+    Ok(table.stats().clone())
+}
+
+/// Where a server is in its shutdown.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// No stop requested.
+    Serving,
+    /// A stop was just requested: refuse new sessions, abandon uploads.
+    Began,
+    /// Within the grace period.
+    Draining,
+    /// The grace period is over: abandon everything.
+    Over,
+}
+
+/// Tracks the grace period after a stop request.
+#[derive(Debug, Default)]
+pub(crate) struct Grace {
+    ends: Option<Instant>,
+}
+
+impl Grace {
+    pub(crate) fn check(
+        &mut self,
+        shutdown: &Shutdown,
+        config: &ServerConfig,
+        now: Instant,
+    ) -> Stage {
+        match self.ends {
+            None if shutdown.is_requested() => {
+                self.ends = Some(now + config.grace);
+                Stage::Began
+            }
+            None => Stage::Serving,
+            Some(end) if now >= end => Stage::Over,
+            Some(_) => Stage::Draining,
+        }
+    }
+
+    pub(crate) fn draining(&self) -> bool {
+        self.ends.is_some()
+    }
+}
+
+/// Sends everything the table has queued.
+fn flush(socket: &UdpSocket, table: &mut SessionTable, now: Instant, buf: &mut [u8]) {
+    while let Some((peer, len)) = table.poll_transmit(now, buf) {
+        send(socket, &buf[..len], peer);
+    }
+}
+
+/// Sends one datagram. A failure is the same as a loss to the protocol (the timer
+/// retransmits), so it is not an error of the loop.
+pub fn send(socket: &UdpSocket, datagram: &[u8], peer: SocketAddr) {
+    let _ = socket.send_to(datagram, peer);
+}
+
+/// Sends everything one session has queued to its peer.
+pub(crate) fn flush_session(
+    socket: &UdpSocket,
+    session: &mut ServerSession,
+    peer: SocketAddr,
+    now: Instant,
+    buf: &mut [u8],
+    stats: &mut ServerStats,
+) {
+    while let Some(len) = session.poll_transmit(now, buf) {
+        stats.sent += 1;
+        send(socket, &buf[..len], peer);
+    }
+}
+
+/// Sends an Error datagram.
+pub(crate) fn send_error(
+    socket: &UdpSocket,
+    peer: SocketAddr,
+    session: u32,
+    refusal: &Refusal,
+    buf: &mut [u8],
+    stats: &mut ServerStats,
+) {
+    stats.sent += 1;
+    let len = Message::Error {
+        session,
+        code: refusal.code,
+        text: clip_text(&refusal.text).as_bytes(),
+    }
+    .encode(buf);
+    send(socket, &buf[..len], peer);
+}
+
+/// Decodes a datagram for the models without a table, counting rejects the way the table
+/// does and answering another protocol version with an error.
+pub(crate) fn decode_counted<'a>(
+    socket: &UdpSocket,
+    peer: SocketAddr,
+    datagram: &'a [u8],
+    buf: &mut [u8],
+    stats: &mut ServerStats,
+) -> Option<Message<'a>> {
+    stats.received += 1;
+    match Message::decode(datagram) {
+        Ok(message) => Some(message),
+        Err(e) => {
+            stats.rejected[e.index()] += 1;
+            if let DecodeError::UnsupportedVersion(v) = e {
+                let refusal = Refusal::new(
+                    ErrorCode::UnsupportedVersion,
+                    format!("protocol version {v} is not supported; this server speaks version {VERSION}"),
+                );
+                let session = peek_session(datagram).unwrap_or(0);
+                send_error(socket, peer, session, &refusal, buf, stats);
+            }
+            None
+        }
+    }
+}
+
+/// Answers a well-formed datagram that belongs to no live session (never an Error).
+pub(crate) fn reply_unknown(
+    socket: &UdpSocket,
+    peer: SocketAddr,
+    message: &Message<'_>,
+    buf: &mut [u8],
+    stats: &mut ServerStats,
+) {
+    stats.unknown_session += 1;
+    if message.kind() != crate::proto::wire::Kind::Error {
+        let refusal = Refusal::new(
+            ErrorCode::UnknownSession,
+            "no such session (it may have ended)",
+        );
+        send_error(socket, peer, message.session(), &refusal, buf, stats);
+    }
+}
+
+/// The refusal a model sends when it cannot take another session.
+pub(crate) fn busy(why: &str) -> Refusal {
+    Refusal::new(
+        ErrorCode::Busy,
+        format!("server busy: {why}, try again later"),
+    )
+}
+
+/// The refusal sent to requests during shutdown.
+pub(crate) fn shutting_down() -> Refusal {
+    Refusal::new(ErrorCode::ShuttingDown, "server is shutting down")
+}
+
+/// A server running on threads of this process (tests, benchmarks). Not for the fork model,
+/// which must own its process.
+pub struct ServerHandle {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: Shutdown,
+    thread: Option<JoinHandle<io::Result<ServerStats>>>,
+}
+
+impl ServerHandle {
+    /// Asks the server to stop and waits for its counters.
+    ///
+    /// # Errors
+    /// The server loop's error, if it failed.
+    pub fn stop(mut self) -> io::Result<ServerStats> {
+        self.shutdown.request();
+        let thread = self.thread.take().expect("joined once");
+        thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("server thread panicked")))
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.shutdown.request();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Starts a server on `bind` (port 0 picks a free port) on a new thread.
+///
+/// # Errors
+/// If the socket cannot be bound, or `config.model` is [`Model::Fork`].
+pub fn spawn(bind: SocketAddr, library: Library, config: ServerConfig) -> io::Result<ServerHandle> {
+    if config.model == Model::Fork {
+        return Err(io::Error::other(
+            "the fork model must run in its own process (udpft serve --model fork)",
+        ));
+    }
+    let sockets = bind_for(bind, &config)?;
+    let addr = sockets[0].local_addr()?;
+    let shutdown = Shutdown::new();
+    let stop = shutdown.clone();
+    let thread = std::thread::Builder::new()
+        .name("udpft-server".into())
+        .spawn(move || serve(sockets, library, &config, &stop))?;
+    Ok(ServerHandle {
+        addr,
+        shutdown,
+        thread: Some(thread),
+    })
+}
