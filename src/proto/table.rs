@@ -13,7 +13,7 @@ use super::session::{Config, MemSource, Outcome, Sink, Source};
 use super::wire::{clip_text, DecodeError, ErrorCode, Kind, Message};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 /// A request the server will not serve, and why; sent to the peer as an Error.
@@ -59,95 +59,162 @@ pub trait Store {
         -> Result<Box<dyn Sink>, Refusal>;
 }
 
-/// One server-side session: sending a file or listing, or receiving an upload.
-pub enum ServerSession {
-    /// A download or listing.
+/// How many bytes a server may send to a peer whose address is not yet proven, per byte
+/// received from it (the QUIC rule, RFC 9000 §8.1): spoofed requests cannot turn the
+/// server into an amplifier.
+pub const AMPLIFICATION_FACTOR: usize = 3;
+
+/// The two halves a server session can run.
+enum Half {
     Sending(Sender),
-    /// An upload.
     Receiving(Receiver),
 }
 
+/// One server-side session: sending a file or listing, or receiving an upload.
+///
+/// Until the peer proves it receives at its address, by sending a datagram that carries
+/// the session id (which only the Accept told it), the session sends at most
+/// [`AMPLIFICATION_FACTOR`] times the bytes received from the peer; a datagram over that
+/// budget is withheld, as if lost, and the timers try again once the budget allows (a
+/// repeated request adds to it). Data and listings flow only after the proof, since the
+/// first Data follows the peer's Ack of the Accept.
+pub struct ServerSession {
+    half: Half,
+    validated: bool,
+    credit: usize,
+}
+
 impl ServerSession {
+    fn new(half: Half, request_len: usize) -> Self {
+        Self {
+            half,
+            validated: false,
+            credit: request_len.saturating_mul(AMPLIFICATION_FACTOR),
+        }
+    }
+
     /// Handles one decoded datagram addressed to this session.
     pub fn handle_message(&mut self, now: Instant, message: &Message<'_>) {
-        match self {
-            Self::Sending(s) => s.handle_message(now, message),
-            Self::Receiving(r) => r.handle_message(now, message),
+        if message.session() == self.session() {
+            self.validated = true;
         }
+        match &mut self.half {
+            Half::Sending(s) => s.handle_message(now, message),
+            Half::Receiving(r) => r.handle_message(now, message),
+        }
+    }
+    /// A repeat of the request that opened the session arrived, `len` bytes long: it adds
+    /// to what may be sent before the peer's address is proven.
+    pub fn handle_repeated_request(&mut self, len: usize) {
+        self.credit = self
+            .credit
+            .saturating_add(len.saturating_mul(AMPLIFICATION_FACTOR));
     }
     /// Fires due timers; spurious calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        match self {
-            Self::Sending(s) => s.handle_timeout(now),
-            Self::Receiving(r) => r.handle_timeout(now),
+        match &mut self.half {
+            Half::Sending(s) => s.handle_timeout(now),
+            Half::Receiving(r) => r.handle_timeout(now),
         }
     }
-    /// The next datagram to send, if any.
+    /// The next datagram to send, if any, within the amplification budget.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
-        match self {
-            Self::Sending(s) => s.poll_transmit(now, buf),
-            Self::Receiving(r) => r.poll_transmit(now, buf),
+        loop {
+            let len = match &mut self.half {
+                Half::Sending(s) => s.poll_transmit(now, buf),
+                Half::Receiving(r) => r.poll_transmit(now, buf),
+            }?;
+            if self.validated {
+                return Some(len);
+            }
+            if len <= self.credit {
+                self.credit -= len;
+                return Some(len);
+            }
+            // Over budget: withheld, as if lost on the way.
         }
     }
     /// The next deadline, if any.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self {
-            Self::Sending(s) => s.poll_timeout(),
-            Self::Receiving(r) => r.poll_timeout(),
+        match &self.half {
+            Half::Sending(s) => s.poll_timeout(),
+            Half::Receiving(r) => r.poll_timeout(),
         }
     }
     /// Whether a datagram is waiting.
     pub fn wants_transmit(&self) -> bool {
-        match self {
-            Self::Sending(s) => s.wants_transmit(),
-            Self::Receiving(r) => r.wants_transmit(),
+        match &self.half {
+            Half::Sending(s) => s.wants_transmit(),
+            Half::Receiving(r) => r.wants_transmit(),
         }
     }
     /// Whether the session can be dropped.
     pub fn is_finished(&self) -> bool {
-        match self {
-            Self::Sending(s) => s.is_finished(),
-            Self::Receiving(r) => r.is_finished(),
+        match &self.half {
+            Half::Sending(s) => s.is_finished(),
+            Half::Receiving(r) => r.is_finished(),
         }
     }
     /// How it ended, once it has.
     pub fn outcome(&self) -> Option<&Outcome> {
-        match self {
-            Self::Sending(s) => s.outcome(),
-            Self::Receiving(r) => r.outcome(),
+        match &self.half {
+            Half::Sending(s) => s.outcome(),
+            Half::Receiving(r) => r.outcome(),
         }
     }
     /// The session id.
     pub fn session(&self) -> u32 {
-        match self {
-            Self::Sending(s) => s.session(),
-            Self::Receiving(r) => r.session(),
+        match &self.half {
+            Half::Sending(s) => s.session(),
+            Half::Receiving(r) => r.session(),
         }
+    }
+    /// Whether this session receives an upload (a shutdown abandons those at once).
+    pub fn is_upload(&self) -> bool {
+        matches!(self.half, Half::Receiving(_))
+    }
+    /// Whether the peer has proven it receives at its address.
+    pub fn is_validated(&self) -> bool {
+        self.validated
     }
     /// Ends the session, telling the peer why.
     pub fn abort(&mut self, code: ErrorCode, text: &str) {
-        match self {
-            Self::Sending(s) => s.abort(code, text),
-            Self::Receiving(r) => r.abort(code, text),
+        match &mut self.half {
+            Half::Sending(s) => s.abort(code, text),
+            Half::Receiving(r) => r.abort(code, text),
         }
     }
 }
 
-/// Answers a request message with a new session numbered `session`, or a refusal.
-/// Any other message is not a request: `None`.
+/// The longest prefix of `text` such that an Error datagram carrying it stays within
+/// [`AMPLIFICATION_FACTOR`] times `received` bytes (the datagram it answers).
+pub fn clip_error_text(text: &str, received: usize) -> &str {
+    let budget = received
+        .saturating_mul(AMPLIFICATION_FACTOR)
+        .saturating_sub(super::wire::OVERHEAD + 2);
+    let mut end = clip_text(text).len().min(budget);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Answers a request message (a datagram of `request_len` bytes) with a new session
+/// numbered `session`, or a refusal. Any other message is not a request: `None`.
 pub fn open_session(
     now: Instant,
     config: &Config,
     store: &mut dyn Store,
     session: u32,
     request: &Message<'_>,
+    request_len: usize,
 ) -> Option<Result<ServerSession, Refusal>> {
     let result = match *request {
         Message::List { token, chunk } => store.listing().map(|listing| {
             let size = listing.len() as u64;
-            ServerSession::Sending(Sender::new(
+            Half::Sending(Sender::new(
                 now,
                 config,
                 session,
@@ -166,7 +233,7 @@ pub fn open_session(
         } => store.open(name).map(|(source, size)| {
             // A resume point past the end means the file changed: start over.
             let offset = if offset > size { 0 } else { offset };
-            ServerSession::Sending(Sender::new(
+            Half::Sending(Sender::new(
                 now,
                 config,
                 session,
@@ -184,7 +251,7 @@ pub fn open_session(
             overwrite,
             name,
         } => store.create(name, size, overwrite).map(|sink| {
-            ServerSession::Receiving(Receiver::new(
+            Half::Receiving(Receiver::new(
                 now,
                 config,
                 session,
@@ -198,7 +265,7 @@ pub fn open_session(
         }),
         _ => return None,
     };
-    Some(result)
+    Some(result.map(|half| ServerSession::new(half, request_len)))
 }
 
 /// Counters of a server's life, shown in its statistics line.
@@ -284,6 +351,8 @@ impl ServerStats {
 pub struct Limits {
     /// Live sessions at most; past that, requests are refused with Busy.
     pub max_sessions: usize,
+    /// Live sessions from one IP address at most; past that, its requests get Busy.
+    pub max_per_address: usize,
     /// Error replies queued at most; past that they are dropped (and counted).
     pub max_replies: usize,
 }
@@ -292,6 +361,7 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_sessions: 4096,
+            max_per_address: 256,
             max_replies: 1024,
         }
     }
@@ -312,6 +382,8 @@ struct Reply {
     session: u32,
     code: ErrorCode,
     text: String,
+    /// Size of the datagram answered: the reply may be at most 3× that (amplification).
+    received: usize,
 }
 
 /// Every live session of one server loop, keyed by (peer address, session id).
@@ -323,6 +395,8 @@ pub struct SessionTable {
     sessions: HashMap<Key, Entry>,
     /// (peer, request token) → session id, so a repeated request opens nothing new.
     requests: HashMap<Key, u32>,
+    /// Live sessions per peer IP address, for the per-address cap.
+    per_address: HashMap<IpAddr, usize>,
     /// Sessions with a datagram to send, in order.
     ready: VecDeque<Key>,
     /// Min-heap of (deadline, session); entries whose deadline no longer matches the
@@ -349,6 +423,7 @@ impl SessionTable {
             next_id,
             sessions: HashMap::new(),
             requests: HashMap::new(),
+            per_address: HashMap::new(),
             ready: VecDeque::new(),
             timers: BinaryHeap::new(),
             replies: VecDeque::new(),
@@ -370,13 +445,16 @@ impl SessionTable {
                         "protocol version {v} is not supported; this server speaks version {}",
                         super::wire::VERSION
                     );
-                    self.reply(peer, session, ErrorCode::UnsupportedVersion, text);
+                    let received = datagram.len();
+                    self.reply(peer, session, ErrorCode::UnsupportedVersion, text, received);
                 }
                 return;
             }
         };
         match message.kind() {
-            Kind::List | Kind::Get | Kind::Put => self.handle_request(now, peer, &message),
+            Kind::List | Kind::Get | Kind::Put => {
+                self.handle_request(now, peer, &message, datagram.len())
+            }
             Kind::Accept => self.stats.unexpected += 1,
             Kind::Data | Kind::Ack | Kind::Done | Kind::Error => {
                 let key = (peer, message.session());
@@ -389,6 +467,7 @@ impl SessionTable {
                             message.session(),
                             ErrorCode::UnknownSession,
                             "no such session (it may have ended)".into(),
+                            datagram.len(),
                         );
                     }
                     return;
@@ -399,37 +478,52 @@ impl SessionTable {
         }
     }
 
-    fn handle_request(&mut self, now: Instant, peer: SocketAddr, request: &Message<'_>) {
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        request: &Message<'_>,
+        len: usize,
+    ) {
         let token = request.session();
-        if self.requests.contains_key(&(peer, token)) {
-            // A repeat of a request whose session is open: its Accept is on a timer already.
+        if let Some(&id) = self.requests.get(&(peer, token)) {
+            // A repeat of a request whose session is open: its Accept is on a timer
+            // already; the repeat only adds to the amplification budget.
+            if let Some(entry) = self.sessions.get_mut(&(peer, id)) {
+                entry.session.handle_repeated_request(len);
+            }
             return;
         }
-        if self.draining {
-            self.refuse(
-                peer,
-                token,
-                Refusal::new(ErrorCode::ShuttingDown, "server is shutting down"),
-            );
-            return;
-        }
-        if self.sessions.len() >= self.limits.max_sessions {
-            self.refuse(
-                peer,
-                token,
-                Refusal::new(
-                    ErrorCode::Busy,
-                    "server busy: too many sessions, try again later",
-                ),
-            );
+        let per_address = self.per_address.get(&peer.ip()).copied().unwrap_or(0);
+        let refusal = if self.draining {
+            Some(Refusal::new(
+                ErrorCode::ShuttingDown,
+                "server is shutting down",
+            ))
+        } else if self.sessions.len() >= self.limits.max_sessions {
+            Some(Refusal::new(
+                ErrorCode::Busy,
+                "server busy: too many sessions, try again later",
+            ))
+        } else if per_address >= self.limits.max_per_address {
+            Some(Refusal::new(
+                ErrorCode::Busy,
+                "server busy: too many sessions from your address, try again later",
+            ))
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            self.refuse(peer, token, refusal, len);
             return;
         }
         let id = self.fresh_id(peer);
-        match open_session(now, &self.config, self.store.as_mut(), id, request) {
+        match open_session(now, &self.config, self.store.as_mut(), id, request, len) {
             Some(Ok(session)) => {
                 self.stats.opened += 1;
                 let key = (peer, id);
                 self.requests.insert((peer, token), id);
+                *self.per_address.entry(peer.ip()).or_insert(0) += 1;
                 self.sessions.insert(
                     key,
                     Entry {
@@ -441,7 +535,7 @@ impl SessionTable {
                 );
                 self.after_activity(key);
             }
-            Some(Err(refusal)) => self.refuse(peer, token, refusal),
+            Some(Err(refusal)) => self.refuse(peer, token, refusal, len),
             None => {}
         }
     }
@@ -456,12 +550,20 @@ impl SessionTable {
         }
     }
 
-    fn refuse(&mut self, peer: SocketAddr, token: u32, refusal: Refusal) {
+    fn refuse(&mut self, peer: SocketAddr, token: u32, refusal: Refusal, received: usize) {
         self.stats.refused += 1;
-        self.reply(peer, token, refusal.code, refusal.text);
+        self.reply(peer, token, refusal.code, refusal.text, received);
     }
 
-    fn reply(&mut self, peer: SocketAddr, session: u32, code: ErrorCode, text: String) {
+    /// Queues an Error for `peer` in answer to a datagram of `received` bytes.
+    fn reply(
+        &mut self,
+        peer: SocketAddr,
+        session: u32,
+        code: ErrorCode,
+        text: String,
+        received: usize,
+    ) {
         if self.replies.len() >= self.limits.max_replies {
             self.stats.replies_dropped += 1;
             return;
@@ -471,6 +573,7 @@ impl SessionTable {
             session,
             code,
             text,
+            received,
         });
     }
 
@@ -504,6 +607,12 @@ impl SessionTable {
         if let Some(entry) = self.sessions.remove(&key) {
             self.stats.count_outcome(entry.session.outcome());
             self.requests.remove(&(key.0, entry.token));
+            if let Some(n) = self.per_address.get_mut(&key.0.ip()) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_address.remove(&key.0.ip());
+                }
+            }
         }
     }
 
@@ -535,7 +644,7 @@ impl SessionTable {
             let len = Message::Error {
                 session: reply.session,
                 code: reply.code,
-                text: clip_text(&reply.text).as_bytes(),
+                text: clip_error_text(&reply.text, reply.received).as_bytes(),
             }
             .encode(buf);
             return Some((reply.peer, len));
@@ -594,7 +703,7 @@ impl SessionTable {
         let keys: Vec<Key> = self
             .sessions
             .iter()
-            .filter(|(_, e)| matches!(e.session, ServerSession::Receiving(_)))
+            .filter(|(_, e)| e.session.is_upload())
             .map(|(k, _)| *k)
             .collect();
         for key in keys {
@@ -619,7 +728,7 @@ impl SessionTable {
     pub fn uploads(&self) -> usize {
         self.sessions
             .values()
-            .filter(|e| matches!(e.session, ServerSession::Receiving(_)))
+            .filter(|e| e.session.is_upload())
             .count()
     }
 

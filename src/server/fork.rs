@@ -17,7 +17,7 @@ use super::{
 use crate::ids::IdSource;
 use crate::library::Library;
 use crate::net;
-use crate::proto::table::{open_session, ServerSession, ServerStats};
+use crate::proto::table::{open_session, ServerStats};
 use crate::proto::wire::{ErrorCode, Kind, Message, MAX_DATAGRAM};
 use crate::proto::Outcome;
 use nix::sys::signal::{kill, Signal};
@@ -101,14 +101,14 @@ pub fn run(
                 };
                 if let Some(refusal) = refusal {
                     stats.refused += 1;
-                    send_error(socket, peer, token, &refusal, &mut outbuf, &mut stats);
+                    send_error(socket, peer, token, &refusal, len, &mut outbuf, &mut stats);
                     continue;
                 }
                 let id = ids.next_id();
                 match fork_child()? {
                     Forked::Child => {
                         let code =
-                            serve_child(local, peer, id, &message, library, config, shutdown);
+                            serve_child(local, peer, id, &message, len, library, config, shutdown);
                         std::process::exit(code);
                     }
                     Forked::Parent(pid) => {
@@ -130,7 +130,7 @@ pub fn run(
                 // A datagram for a child's session that arrived before the child connected
                 // its socket: the child's timers recover it, as from a loss.
                 if !sessions.contains_key(&(peer, message.session())) {
-                    reply_unknown(socket, peer, &message, &mut outbuf, &mut stats);
+                    reply_unknown(socket, peer, &message, len, &mut outbuf, &mut stats);
                 }
             }
         }
@@ -186,11 +186,13 @@ fn reap(
 
 /// The child's whole life: open the session, serve it on a socket connected to the peer,
 /// and return the exit code.
+#[allow(clippy::too_many_arguments)] // each is one plain fact the child inherits
 fn serve_child(
     local: SocketAddr,
     peer: SocketAddr,
     id: u32,
     request: &Message<'_>,
+    request_len: usize,
     mut library: Library,
     config: &ServerConfig,
     shutdown: &Shutdown,
@@ -200,8 +202,14 @@ fn serve_child(
     };
     let mut stats = ServerStats::default();
     let mut buf = vec![0u8; MAX_DATAGRAM];
-    let mut session = match open_session(Instant::now(), &config.session, &mut library, id, request)
-    {
+    let mut session = match open_session(
+        Instant::now(),
+        &config.session,
+        &mut library,
+        id,
+        request,
+        request_len,
+    ) {
         Some(Ok(session)) => session,
         Some(Err(refusal)) => {
             send_error(
@@ -209,6 +217,7 @@ fn serve_child(
                 peer,
                 request.session(),
                 &refusal,
+                request_len,
                 &mut buf,
                 &mut stats,
             );
@@ -222,7 +231,7 @@ fn serve_child(
     loop {
         let now = Instant::now();
         let stage = grace.check(shutdown, config, now);
-        let upload = matches!(session, ServerSession::Receiving(_));
+        let upload = session.is_upload();
         if stage == Stage::Over || (stage == Stage::Began && upload) {
             session.abort(ErrorCode::ShuttingDown, "server shutting down");
         }
@@ -239,6 +248,8 @@ fn serve_child(
                 if let Ok(message) = Message::decode(&inbuf[..len]) {
                     if message.session() == id {
                         session.handle_message(Instant::now(), &message);
+                    } else if message.session() == request.session() {
+                        session.handle_repeated_request(len);
                     }
                 }
             }

@@ -44,7 +44,7 @@ pub fn run(
         let now = Instant::now();
         let stage = grace.check(shutdown, config, now);
         if let Some(c) = &mut current {
-            let upload = matches!(c.session, ServerSession::Receiving(_));
+            let upload = c.session.is_upload();
             // Uploads are abandoned at once; downloads only when the grace period ends.
             if stage == Stage::Over || (stage == Stage::Began && upload) {
                 c.session
@@ -75,11 +75,15 @@ pub fn run(
             Kind::List | Kind::Get | Kind::Put => {
                 let token = message.session();
                 match &current {
-                    Some(c) if c.peer == peer && c.token == token => {} // a repeat
+                    Some(c) if c.peer == peer && c.token == token => {
+                        if let Some(c) = current.as_mut() {
+                            c.session.handle_repeated_request(len);
+                        }
+                    }
                     Some(_) => {
                         stats.refused += 1;
                         let refusal = busy("serving another client (iterative server)");
-                        send_error(socket, peer, token, &refusal, &mut outbuf, &mut stats);
+                        send_error(socket, peer, token, &refusal, len, &mut outbuf, &mut stats);
                     }
                     None if grace.draining() => {
                         stats.refused += 1;
@@ -88,6 +92,7 @@ pub fn run(
                             peer,
                             token,
                             &shutting_down(),
+                            len,
                             &mut outbuf,
                             &mut stats,
                         );
@@ -98,6 +103,7 @@ pub fn run(
                         &mut library,
                         ids.next_id(),
                         &message,
+                        len,
                     ) {
                         Some(Ok(session)) => {
                             stats.opened += 1;
@@ -109,7 +115,7 @@ pub fn run(
                         }
                         Some(Err(refusal)) => {
                             stats.refused += 1;
-                            send_error(socket, peer, token, &refusal, &mut outbuf, &mut stats);
+                            send_error(socket, peer, token, &refusal, len, &mut outbuf, &mut stats);
                         }
                         None => {}
                     },
@@ -120,7 +126,7 @@ pub fn run(
                 Some(c) if c.peer == peer && c.session.session() == message.session() => {
                     c.session.handle_message(now, &message);
                 }
-                _ => reply_unknown(socket, peer, &message, &mut outbuf, &mut stats),
+                _ => reply_unknown(socket, peer, &message, len, &mut outbuf, &mut stats),
             },
         }
         if let Some(c) = &mut current {

@@ -19,10 +19,10 @@ pub mod threads;
 
 use crate::library::Library;
 use crate::net;
-use crate::proto::table::{Limits, Refusal, ServerSession, ServerStats, SessionTable};
-use crate::proto::wire::{
-    clip_text, peek_session, DecodeError, ErrorCode, Message, MAX_DATAGRAM, VERSION,
+use crate::proto::table::{
+    clip_error_text, Limits, Refusal, ServerSession, ServerStats, SessionTable,
 };
+use crate::proto::wire::{peek_session, DecodeError, ErrorCode, Message, MAX_DATAGRAM, VERSION};
 use crate::proto::Config;
 use std::fmt;
 use std::io;
@@ -319,12 +319,14 @@ pub(crate) fn flush_session(
     }
 }
 
-/// Sends an Error datagram.
+/// Sends an Error datagram in answer to one of `received` bytes, its text clipped so the
+/// reply stays within the amplification limit.
 pub(crate) fn send_error(
     socket: &UdpSocket,
     peer: SocketAddr,
     session: u32,
     refusal: &Refusal,
+    received: usize,
     buf: &mut [u8],
     stats: &mut ServerStats,
 ) {
@@ -332,7 +334,7 @@ pub(crate) fn send_error(
     let len = Message::Error {
         session,
         code: refusal.code,
-        text: clip_text(&refusal.text).as_bytes(),
+        text: clip_error_text(&refusal.text, received).as_bytes(),
     }
     .encode(buf);
     send(socket, &buf[..len], peer);
@@ -358,7 +360,7 @@ pub(crate) fn decode_counted<'a>(
                     format!("protocol version {v} is not supported; this server speaks version {VERSION}"),
                 );
                 let session = peek_session(datagram).unwrap_or(0);
-                send_error(socket, peer, session, &refusal, buf, stats);
+                send_error(socket, peer, session, &refusal, datagram.len(), buf, stats);
             }
             None
         }
@@ -370,6 +372,7 @@ pub(crate) fn reply_unknown(
     socket: &UdpSocket,
     peer: SocketAddr,
     message: &Message<'_>,
+    received: usize,
     buf: &mut [u8],
     stats: &mut ServerStats,
 ) {
@@ -379,7 +382,15 @@ pub(crate) fn reply_unknown(
             ErrorCode::UnknownSession,
             "no such session (it may have ended)",
         );
-        send_error(socket, peer, message.session(), &refusal, buf, stats);
+        send_error(
+            socket,
+            peer,
+            message.session(),
+            &refusal,
+            received,
+            buf,
+            stats,
+        );
     }
 }
 

@@ -25,6 +25,8 @@ use std::time::{Duration, Instant};
 enum Inbound {
     /// A datagram from the peer, already checked by the dispatcher.
     Datagram(Vec<u8>),
+    /// The request that opened the session came again, this many bytes long.
+    RepeatedRequest(usize),
     /// Stop now (shutdown), telling the peer.
     Abort,
 }
@@ -90,8 +92,13 @@ pub fn run(
         match message.kind() {
             Kind::List | Kind::Get | Kind::Put => {
                 let token = message.session();
-                if requests.contains_key(&(peer, token)) {
-                    continue; // a repeat; the session's Accept is on its timer
+                if let Some(id) = requests.get(&(peer, token)) {
+                    // A repeat: the session's Accept is on its timer; the repeat adds to
+                    // the amplification budget.
+                    if let Some(worker) = workers.get(&(peer, *id)) {
+                        let _ = worker.inbox.send(Inbound::RepeatedRequest(len));
+                    }
+                    continue;
                 }
                 let refusal = if grace.draining() {
                     Some(shutting_down())
@@ -102,7 +109,7 @@ pub fn run(
                 };
                 if let Some(refusal) = refusal {
                     stats.refused += 1;
-                    send_error(socket, peer, token, &refusal, &mut outbuf, &mut stats);
+                    send_error(socket, peer, token, &refusal, len, &mut outbuf, &mut stats);
                     continue;
                 }
                 let id = loop {
@@ -111,10 +118,17 @@ pub fn run(
                         break id;
                     }
                 };
-                match open_session(Instant::now(), &config.session, &mut library, id, &message) {
+                match open_session(
+                    Instant::now(),
+                    &config.session,
+                    &mut library,
+                    id,
+                    &message,
+                    len,
+                ) {
                     Some(Ok(session)) => {
                         stats.opened += 1;
-                        let upload = matches!(session, ServerSession::Receiving(_));
+                        let upload = session.is_upload();
                         let (inbox, inbox_rx) = mpsc::channel();
                         let socket = socket.try_clone()?;
                         let ended = ended_tx.clone();
@@ -141,7 +155,7 @@ pub fn run(
                     }
                     Some(Err(refusal)) => {
                         stats.refused += 1;
-                        send_error(socket, peer, token, &refusal, &mut outbuf, &mut stats);
+                        send_error(socket, peer, token, &refusal, len, &mut outbuf, &mut stats);
                     }
                     None => {}
                 }
@@ -152,7 +166,7 @@ pub fn run(
                 Some(worker) => {
                     let _ = worker.inbox.send(Inbound::Datagram(inbuf[..len].to_vec()));
                 }
-                None => reply_unknown(socket, peer, &message, &mut outbuf, &mut stats),
+                None => reply_unknown(socket, peer, &message, len, &mut outbuf, &mut stats),
             },
         }
     }
@@ -186,6 +200,7 @@ fn serve_session(
                     session.handle_message(Instant::now(), &message);
                 }
             }
+            Ok(Inbound::RepeatedRequest(len)) => session.handle_repeated_request(len),
             Ok(Inbound::Abort) | Err(RecvTimeoutError::Disconnected) => {
                 session.abort(ErrorCode::ShuttingDown, "server shutting down");
             }
