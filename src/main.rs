@@ -115,6 +115,10 @@ struct ServeArgs {
     /// Loops of the table model, each on its own socket (SO_REUSEPORT) and core.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: u16,
+    /// Print a statistics line (live sessions, datagrams, rejects by kind) every this many
+    /// seconds (table model).
+    #[arg(long, value_name = "SECS")]
+    stats_every: Option<f64>,
     /// On Ctrl-C or SIGTERM, let running downloads finish for this many seconds (uploads
     /// in progress are abandoned at once, leaving nothing behind).
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
@@ -215,6 +219,10 @@ fn serve(args: &ServeArgs) -> Result<(), ClientError> {
         grace: seconds(args.grace, "--grace")?,
         model: args.model,
         workers: usize::from(args.workers),
+        stats_every: args
+            .stats_every
+            .map(|s| seconds(s, "--stats-every"))
+            .transpose()?,
     };
     let sockets = server::bind_for(bind, &config)
         .map_err(|e| ClientError::local(format!("cannot listen on {bind}"), e))?;

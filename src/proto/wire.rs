@@ -588,10 +588,11 @@ impl<'a> Message<'a> {
     ///
     /// # Panics
     /// If `buf` is shorter than [`Message::encoded_len`] (a bug in the caller: buffers are
-    /// [`MAX_DATAGRAM`] long), or if the payload exceeds [`MAX_CHUNK`].
+    /// [`MAX_DATAGRAM`] long and payloads at most [`MAX_CHUNK`]), or if the payload does not
+    /// fit the 16-bit length field.
     pub fn encode(&self, buf: &mut [u8]) -> usize {
         let payload_len = self.payload_len();
-        assert!(payload_len <= usize::from(MAX_CHUNK), "payload too large");
+        assert!(payload_len <= usize::from(u16::MAX), "payload too large");
         let total = OVERHEAD + payload_len;
         let buf = &mut buf[..total];
         buf[field::MAGIC].copy_from_slice(&MAGIC);

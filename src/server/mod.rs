@@ -116,6 +116,8 @@ pub struct ServerConfig {
     pub model: Model,
     /// Loops of the table model, each on its own socket and thread.
     pub workers: usize,
+    /// Print a statistics line (live sessions and counters) this often (table model).
+    pub stats_every: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -129,6 +131,7 @@ impl Default for ServerConfig {
             grace: Duration::from_secs(10),
             model: Model::Table,
             workers: 1,
+            stats_every: None,
         }
     }
 }
@@ -222,8 +225,19 @@ pub fn run_table(
     let mut outbuf = vec![0u8; MAX_DATAGRAM];
     let mut receiver = net::Receiver::new();
     let mut grace = Grace::default();
+    let mut next_stats = config.stats_every.map(|every| Instant::now() + every);
     loop {
         let now = Instant::now();
+        if let (Some(at), Some(every)) = (next_stats, config.stats_every) {
+            if now >= at {
+                eprintln!(
+                    "udpft: stats live={} {}",
+                    table.len(),
+                    table.stats().summary()
+                );
+                next_stats = Some(now + every);
+            }
+        }
         match grace.check(shutdown, config, now) {
             Stage::Serving => {}
             Stage::Began => {
