@@ -1,0 +1,467 @@
+//! Hardening of a real server against hostile peers and a hostile file system: a storm of
+//! malformed and stray datagrams while real transfers run, names that try to leave or hide
+//! in the library, names that would drive a terminal, a full disk, files that change while
+//! they are sent, stale temporary files, read-only and size-capped libraries, and a
+//! graceful shutdown with transfers in flight. Every server runs in-process on 127.0.0.1:0.
+
+use std::fs;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+use udpft::client::{sanitize, Client, ClientError, ClientOptions, Destination, Report};
+use udpft::library::{check_name, Library, LibraryOptions, TEMP_PREFIX};
+use udpft::link::Rng;
+use udpft::proto::table::ServerStats;
+use udpft::proto::wire::{Kind, DEFAULT_CHUNK, MAX_DATAGRAM};
+use udpft::proto::{Config, DecodeError, ErrorCode, Message};
+use udpft::server::{self, ServerConfig, ServerHandle};
+
+const MIB: usize = 1 << 20;
+
+// ---------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------
+
+fn random_bytes(rng: &mut Rng, len: usize) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        bytes.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+fn write_random(path: &Path, seed: u64, len: usize) -> Vec<u8> {
+    let bytes = random_bytes(&mut Rng::new(seed), len);
+    fs::write(path, &bytes).expect("write test file");
+    bytes
+}
+
+fn start(root: &Path, options: LibraryOptions, config: ServerConfig) -> ServerHandle {
+    let library = Library::open(root, options).expect("open library");
+    server::spawn("127.0.0.1:0".parse().unwrap(), library, config).expect("spawn server")
+}
+
+/// A server whose shutdown does not wait long for stray downloads.
+fn quick_config() -> ServerConfig {
+    ServerConfig {
+        grace: Duration::from_secs(1),
+        ..ServerConfig::default()
+    }
+}
+
+fn client(server: SocketAddr, chunk: u16) -> Client {
+    let options = ClientOptions {
+        config: Config {
+            chunk,
+            ..Config::default()
+        },
+        ..ClientOptions::default()
+    };
+    Client::new(server, options).expect("client socket")
+}
+
+fn get(server: SocketAddr, chunk: u16, name: &str, dest: &Path) -> Result<Report, ClientError> {
+    client(server, chunk).get(
+        name,
+        &Destination::File(dest.to_owned()),
+        false,
+        &mut |_| {},
+    )
+}
+
+fn put(
+    server: SocketAddr,
+    path: &Path,
+    name: &str,
+    overwrite: bool,
+) -> Result<Report, ClientError> {
+    client(server, DEFAULT_CHUNK).put(path, name, overwrite, &mut |_| {})
+}
+
+fn listed_names(server: SocketAddr) -> Vec<Vec<u8>> {
+    let entries = client(server, DEFAULT_CHUNK).list().expect("listing");
+    entries.into_iter().map(|e| e.name).collect()
+}
+
+/// Names of the upload temporary files in `dir`.
+fn temp_files(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .expect("read library")
+        .map(|e| {
+            e.expect("dirent")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .filter(|name| name.starts_with(TEMP_PREFIX))
+        .collect()
+}
+
+/// The code a client error carries, whichever side gave it.
+fn code_of(error: &ClientError) -> Option<ErrorCode> {
+    match error {
+        ClientError::Server { code, .. } | ClientError::Transfer { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+/// Polls `ready` until it holds, failing the test after `limit`.
+fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).map_or(0, |m| m.len())
+}
+
+fn stop(server: ServerHandle) -> ServerStats {
+    server.stop().expect("server loop ended cleanly")
+}
+
+/// Recomputes the CRC32 trailer over every byte before it.
+fn fix_crc(datagram: &mut [u8]) {
+    let n = datagram.len();
+    let crc = crc32fast::hash(&datagram[..n - 4]);
+    datagram[n - 4..].copy_from_slice(&crc.to_be_bytes());
+}
+
+fn encode(message: &Message<'_>) -> Vec<u8> {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let n = message.encode(&mut buf);
+    buf.truncate(n);
+    buf
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw requests
+// ---------------------------------------------------------------------------------------
+
+/// What the server said to one raw request.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    Refused(ErrorCode, String),
+    Accepted,
+    /// Nothing: the server answered a later request first, so it dropped this one.
+    Silent,
+}
+
+/// Sends `request` from a fresh socket, then a barrier request (a Get of a missing file),
+/// and returns the server's answer to `request`. The server handles one socket's datagrams
+/// in order and answers each at once, so an answer to the barrier first means `request`
+/// got none. An Accept is cancelled at once so no session lingers.
+fn ask(server: SocketAddr, request: &Message<'_>) -> Answer {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.connect(server).expect("connect");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let token = request.session();
+    let barrier_token = token.wrapping_add(1);
+    socket.send(&encode(request)).expect("send request");
+    let barrier = Message::Get {
+        token: barrier_token,
+        chunk: DEFAULT_CHUNK,
+        offset: 0,
+        name: b"barrier-not-in-library",
+    };
+    socket.send(&encode(&barrier)).expect("send barrier");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    while Instant::now() < deadline {
+        let Ok(n) = socket.recv(&mut buf) else {
+            continue;
+        };
+        match Message::decode(&buf[..n]) {
+            Ok(Message::Error {
+                session,
+                code,
+                text,
+            }) if session == token => {
+                return Answer::Refused(code, String::from_utf8_lossy(text).into_owned())
+            }
+            Ok(Message::Accept {
+                session, token: t, ..
+            }) if t == token => {
+                let cancel = Message::Error {
+                    session,
+                    code: ErrorCode::Cancelled,
+                    text: b"test cancels",
+                };
+                let _ = socket.send(&encode(&cancel));
+                return Answer::Accepted;
+            }
+            Ok(m) if m.session() == barrier_token => return Answer::Silent,
+            _ => {}
+        }
+    }
+    panic!("no answer to {request:?} nor to the barrier within 5 s");
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. A storm of hostile datagrams during real transfers
+// ---------------------------------------------------------------------------------------
+
+/// A well-formed message that is not a request, for a random session.
+fn stray_message(rng: &mut Rng) -> Vec<u8> {
+    let session = rng.next_u64() as u32;
+    let seq = 1 + rng.below(1 << 20);
+    let payload = {
+        let len = 1 + rng.below(200) as usize;
+        random_bytes(rng, len)
+    };
+    match rng.below(4) {
+        0 => encode(&Message::Ack { session, seq }),
+        1 => encode(&Message::Data {
+            session,
+            seq,
+            payload: &payload,
+        }),
+        2 => encode(&Message::Done {
+            session,
+            seq,
+            size: rng.next_u64(),
+            crc: rng.next_u64() as u32,
+        }),
+        _ => encode(&Message::Error {
+            session,
+            code: ErrorCode::Other,
+            text: b"stray",
+        }),
+    }
+}
+
+/// The `i`th hostile datagram of a sender, and the rejection it must cause if it reaches
+/// the server intact (`None` for random bytes, whose fate is random, and for well-formed
+/// strays, which count as unknown sessions).
+fn hostile(rng: &mut Rng, i: u64) -> (Vec<u8>, Option<DecodeError>) {
+    if i % 500 == 250 {
+        // A few datagrams near the largest UDP payload.
+        let len = 65_000 + rng.below(508) as usize;
+        return (random_bytes(rng, len), None);
+    }
+    match i % 11 {
+        0 => {
+            let len = rng.below(1500) as usize;
+            (random_bytes(rng, len), None)
+        }
+        1 => {
+            let len = rng.below(22) as usize;
+            (random_bytes(rng, len), Some(DecodeError::TooShort))
+        }
+        2 => {
+            // A valid datagram cut short: too short, or a CRC over the wrong bytes.
+            let mut d = stray_message(rng);
+            let len = rng.below(d.len() as u64) as usize;
+            d.truncate(len);
+            (d, None)
+        }
+        3 => {
+            // A valid datagram with a few bits flipped past the version byte: CRC32
+            // detects every error of up to three bits at these lengths.
+            let mut d = stray_message(rng);
+            let flips = 1 + rng.below(3) as usize;
+            let mut bits: Vec<u64> = Vec::new();
+            while bits.len() < flips {
+                // Distinct bits: flipping one twice would undo it.
+                let bit = 24 + rng.below((d.len() as u64 - 3) * 8);
+                if !bits.contains(&bit) {
+                    bits.push(bit);
+                }
+            }
+            for bit in bits {
+                d[(bit / 8) as usize] ^= 1 << (bit % 8);
+            }
+            (d, Some(DecodeError::BadCrc))
+        }
+        4 => (stray_message(rng), None),
+        5 => {
+            let mut d = stray_message(rng);
+            d[2] = 2;
+            fix_crc(&mut d);
+            (d, Some(DecodeError::UnsupportedVersion(2)))
+        }
+        6 => {
+            // A length field claiming more than the datagram holds, up to absurd.
+            let mut d = stray_message(rng);
+            let actual = (d.len() - 22) as u64;
+            let claimed = actual + 1 + rng.below(u64::from(u16::MAX) - actual);
+            d[16..18].copy_from_slice(&(claimed as u16).to_be_bytes());
+            fix_crc(&mut d);
+            (d, Some(DecodeError::LengthMismatch))
+        }
+        7 => {
+            // A length field claiming less than the datagram holds.
+            let payload = {
+                let len = 1 + rng.below(200) as usize;
+                random_bytes(rng, len)
+            };
+            let mut d = encode(&Message::Data {
+                session: rng.next_u64() as u32,
+                seq: 1,
+                payload: &payload,
+            });
+            let claimed = rng.below(payload.len() as u64) as u16;
+            d[16..18].copy_from_slice(&claimed.to_be_bytes());
+            fix_crc(&mut d);
+            (d, Some(DecodeError::TrailingBytes))
+        }
+        8 => {
+            let mut d = stray_message(rng);
+            d[0] = b'X';
+            (d, Some(DecodeError::BadMagic))
+        }
+        9 => {
+            let mut d = stray_message(rng);
+            let kind = 9 + rng.below(247) as u8;
+            d[3] = kind;
+            fix_crc(&mut d);
+            (d, Some(DecodeError::UnknownType(kind)))
+        }
+        _ => {
+            // Data must have a sequence number of at least 1.
+            let d = encode(&Message::Data {
+                session: rng.next_u64() as u32,
+                seq: 0,
+                payload: b"x",
+            });
+            (d, Some(DecodeError::BadPayload(Kind::Data)))
+        }
+    }
+}
+
+/// Sends hostile datagrams to `server` until at least `quota` are sent and `calm` is set,
+/// at most `cap` of them and for at most `limit`; reads and drops every reply. Returns the
+/// datagrams sent.
+fn storm(
+    server: SocketAddr,
+    seed: u64,
+    quota: u64,
+    cap: u64,
+    limit: Duration,
+    calm: &AtomicBool,
+) -> u64 {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    socket.set_nonblocking(true).expect("non-blocking");
+    let mut rng = Rng::new(seed);
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let started = Instant::now();
+    let mut sent = 0;
+    for i in 0..cap {
+        if started.elapsed() > limit || (i >= quota && calm.load(Ordering::SeqCst)) {
+            break;
+        }
+        let (datagram, expected) = hostile(&mut rng, i);
+        if let Some(expected) = expected {
+            assert_eq!(
+                Message::decode(&datagram).err().map(DecodeError::index),
+                Some(expected.index()),
+                "generator {i} makes the wrong rejection"
+            );
+        }
+        if socket.send_to(&datagram, server).is_ok() {
+            sent += 1;
+        }
+        for _ in 0..64 {
+            if socket.recv_from(&mut buf).is_err() {
+                break;
+            }
+        }
+    }
+    sent
+}
+
+#[test]
+fn transfers_complete_intact_through_a_storm_of_hostile_datagrams() {
+    let library = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let size = 2 * MIB + 12_345;
+    let mut expected = Vec::new();
+    for i in 0..2u64 {
+        let name = format!("down{i}.bin");
+        expected.push((
+            local.path().join(&name),
+            write_random(&library.path().join(&name), 100 + i, size),
+        ));
+        let source = local.path().join(format!("source{i}.bin"));
+        let bytes = write_random(&source, 200 + i, size);
+        expected.push((library.path().join(format!("up{i}.bin")), bytes));
+    }
+    let server = start(library.path(), LibraryOptions::default(), quick_config());
+    let addr = server.addr;
+
+    let calm = Arc::new(AtomicBool::new(false));
+    let stormers: Vec<_> = (0..4u64)
+        .map(|s| {
+            let calm = Arc::clone(&calm);
+            thread::spawn(move || {
+                storm(
+                    addr,
+                    0x5707 + s,
+                    10_000,
+                    25_000,
+                    Duration::from_secs(20),
+                    &calm,
+                )
+            })
+        })
+        .collect();
+    let transfers: Vec<_> = (0..2u64)
+        .flat_map(|i| {
+            let down_dest = local.path().join(format!("down{i}.bin"));
+            let up_source = local.path().join(format!("source{i}.bin"));
+            [
+                thread::spawn(move || {
+                    get(addr, DEFAULT_CHUNK, &format!("down{i}.bin"), &down_dest)
+                }),
+                thread::spawn(move || put(addr, &up_source, &format!("up{i}.bin"), false)),
+            ]
+        })
+        .collect();
+    let results: Vec<_> = transfers.into_iter().map(|t| t.join().unwrap()).collect();
+    calm.store(true, Ordering::SeqCst);
+    let hostile_sent: u64 = stormers.into_iter().map(|t| t.join().unwrap()).sum();
+    let stats = stop(server);
+
+    for result in &results {
+        let report = result.as_ref().expect("transfer failed under the storm");
+        assert_eq!(report.size, size as u64);
+    }
+    for (path, bytes) in &expected {
+        let got = fs::read(path).expect("transferred file");
+        assert!(
+            got == *bytes,
+            "{} differs from what was sent",
+            path.display()
+        );
+    }
+    assert!(
+        hostile_sent >= 40_000,
+        "only {hostile_sent} hostile datagrams sent"
+    );
+    let summary = stats.summary();
+    eprintln!("{hostile_sent} hostile datagrams; server: {summary}");
+    for kind in 0..DecodeError::COUNT {
+        assert!(
+            stats.rejected[kind] > 0,
+            "no {} rejection counted: {summary}",
+            DecodeError::label(kind)
+        );
+    }
+    assert!(stats.rejected_total() <= hostile_sent, "{summary}");
+    assert!(stats.unknown_session > 0, "{summary}");
+    assert!(stats.completed >= 4, "{summary}");
+    assert_eq!(
+        stats.opened, 4,
+        "hostile datagrams opened sessions: {summary}"
+    );
+    assert!(temp_files(library.path()).is_empty());
+}
