@@ -465,3 +465,179 @@ fn transfers_complete_intact_through_a_storm_of_hostile_datagrams() {
     );
     assert!(temp_files(library.path()).is_empty());
 }
+
+// ---------------------------------------------------------------------------------------
+// 2, 3. Names that escape, hide or would drive a terminal
+// ---------------------------------------------------------------------------------------
+
+/// How the server must answer a Get of a name.
+#[derive(Clone, Copy, Debug)]
+enum Expect {
+    /// Refused by the name check.
+    BadName,
+    /// A plain name, but not a regular file in the root.
+    NotFound,
+    /// Longer than the wire allows: dropped as a malformed datagram, unanswered.
+    Malformed,
+}
+
+#[test]
+fn names_that_escape_or_hide_are_refused_and_never_listed() {
+    let library = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let root = library.path();
+    let secret = elsewhere.path().join("secret.txt");
+    fs::write(&secret, b"outside the library").unwrap();
+    fs::write(root.join("target.txt"), b"inside the library").unwrap();
+    std::os::unix::fs::symlink(&secret, root.join("outside_link")).unwrap();
+    std::os::unix::fs::symlink(root.join("target.txt"), root.join("inside_link")).unwrap();
+    // Files that exist under names the server must not serve, where the OS allows them.
+    for name in [&b"a\\b"[..], b"C:evil", b"C:\\x", b".hidden", b"\xff\xfe"] {
+        fs::write(root.join(std::ffi::OsStr::from_bytes(name)), b"not served").unwrap();
+    }
+    let long = vec![b'a'; 256];
+    let table = [
+        (&b".."[..], Expect::BadName),
+        (b"../x", Expect::BadName),
+        (b"a/b", Expect::BadName),
+        (b"a\\b", Expect::BadName),
+        (b"/etc/passwd", Expect::BadName),
+        (b"C:evil", Expect::BadName),
+        (b"C:\\x", Expect::BadName),
+        (b"nul\0x", Expect::BadName),
+        (&long, Expect::Malformed),
+        (b"\xff\xfe", Expect::BadName),
+        (b".hidden", Expect::BadName),
+        (b"outside_link", Expect::NotFound),
+        (b"inside_link", Expect::NotFound),
+    ];
+    let server = start(root, LibraryOptions::default(), quick_config());
+    let mut ids = udpft::ids::IdSource::new();
+    let mut malformed = 0;
+    for (name, expect) in table {
+        let shown = String::from_utf8_lossy(name);
+        let checked = check_name(name);
+        match expect {
+            Expect::NotFound => assert!(checked.is_ok(), "{shown:?}: {checked:?}"),
+            _ => assert_eq!(
+                checked.map_err(|r| r.code),
+                Err(ErrorCode::BadName),
+                "{shown:?}"
+            ),
+        }
+        let get = Message::Get {
+            token: ids.next_id() | 1,
+            chunk: DEFAULT_CHUNK,
+            offset: 0,
+            name,
+        };
+        let put = Message::Put {
+            token: ids.next_id() | 1,
+            chunk: DEFAULT_CHUNK,
+            size: 10,
+            overwrite: true,
+            name,
+        };
+        let got = ask(server.addr, &get);
+        let put_got = ask(server.addr, &put);
+        match expect {
+            Expect::BadName => {
+                assert!(
+                    matches!(got, Answer::Refused(ErrorCode::BadName, _)),
+                    "get {shown:?}: {got:?}"
+                );
+                assert!(
+                    matches!(put_got, Answer::Refused(ErrorCode::BadName, _)),
+                    "put {shown:?}: {put_got:?}"
+                );
+            }
+            Expect::NotFound => {
+                assert!(
+                    matches!(got, Answer::Refused(ErrorCode::NotFound, _)),
+                    "get {shown:?}: {got:?}"
+                );
+                // A link is not a regular file: an upload may not replace it either.
+                assert!(
+                    matches!(put_got, Answer::Refused(ErrorCode::BadName, _)),
+                    "put {shown:?}: {put_got:?}"
+                );
+            }
+            Expect::Malformed => {
+                assert_eq!(got, Answer::Silent, "get {shown:?}");
+                assert_eq!(put_got, Answer::Silent, "put {shown:?}");
+                malformed += 2;
+            }
+        }
+    }
+    let listed = listed_names(server.addr);
+    for (name, _) in table {
+        assert!(
+            !listed.iter().any(|l| l == name),
+            "{:?} listed",
+            String::from_utf8_lossy(name)
+        );
+    }
+    assert_eq!(listed, vec![b"target.txt".to_vec()]);
+    let stats = stop(server);
+    assert_eq!(
+        stats.opened,
+        1,
+        "only the listing opens a session: {}",
+        stats.summary()
+    );
+    assert!(stats.rejected[DecodeError::BadPayload(Kind::Get).index()] >= malformed);
+    assert_eq!(fs::read(&secret).unwrap(), b"outside the library");
+    assert_eq!(
+        fs::read(root.join("target.txt")).unwrap(),
+        b"inside the library"
+    );
+    assert!(fs::symlink_metadata(root.join("outside_link"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(fs::symlink_metadata(root.join("inside_link"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(temp_files(root).is_empty());
+}
+
+#[test]
+fn names_with_control_characters_are_never_listed_nor_served() {
+    let library = tempfile::tempdir().unwrap();
+    let root = library.path();
+    fs::write(root.join("plain.txt"), b"fine").unwrap();
+    for name in ["evil\x1b[2Jname", "two\nlines", "bell\x07", "del\x7f"] {
+        fs::write(root.join(name), b"escape").unwrap();
+    }
+    let server = start(root, LibraryOptions::default(), quick_config());
+    assert_eq!(listed_names(server.addr), vec![b"plain.txt".to_vec()]);
+    let get = Message::Get {
+        token: 77,
+        chunk: DEFAULT_CHUNK,
+        offset: 0,
+        name: b"evil\x1b[2Jname",
+    };
+    assert!(matches!(
+        ask(server.addr, &get),
+        Answer::Refused(ErrorCode::BadName, _)
+    ));
+    stop(server);
+}
+
+#[test]
+fn sanitize_removes_terminal_escapes() {
+    for text in [
+        "a\x1b[31mb",
+        "\x1b]0;title\x07",
+        "line\nbreak\r",
+        "\u{9b}31m",
+    ] {
+        let clean = sanitize(text);
+        assert!(
+            !clean.chars().any(char::is_control),
+            "{text:?} -> {clean:?}"
+        );
+    }
+    assert_eq!(sanitize("plain été"), "plain été");
+}
