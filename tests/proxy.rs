@@ -333,6 +333,46 @@ fn each_client_reaches_the_server_from_its_own_port_and_gets_its_own_replies() -
 }
 
 #[test]
+fn idle_client_is_forgotten_and_comes_back_on_a_new_upstream_port() -> TestResult {
+    let upstream = UdpSocket::bind("127.0.0.1:0")?;
+    upstream.set_read_timeout(Some(WAIT))?;
+    let idle = Duration::from_millis(200);
+    let proxy = Proxy::start(upstream.local_addr()?, &["--idle-timeout", "0.2"])?;
+    let client = UdpSocket::bind("127.0.0.1:0")?;
+    client.connect(proxy.addr)?;
+    let mut buf = [0u8; 16];
+    client.send(b"first")?;
+    let (_, first_port) = upstream.recv_from(&mut buf)?;
+
+    // Stay silent past the idle timeout, then speak again; a datagram that still finds the
+    // old slot (the expiry not yet run on a loaded machine) refreshes it, so wait again.
+    let deadline = Instant::now() + WAIT;
+    let mut waits = 0;
+    loop {
+        std::thread::sleep(idle * 2);
+        waits += 1;
+        client.send(b"again")?;
+        let (len, port) = upstream.recv_from(&mut buf)?;
+        assert_eq!(&buf[..len], b"again");
+        if port != first_port {
+            break;
+        }
+        assert!(Instant::now() < deadline, "client never expired");
+    }
+    let printed = proxy.stop()?;
+    let expired = printed
+        .split_once("expired ")
+        .and_then(|(_, rest)| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(
+        expired.is_some_and(|n| n >= 1),
+        "after {waits} waits:\n{printed}"
+    );
+    assert!(printed.contains("clients 2"), "{printed}");
+    Ok(())
+}
+
+#[test]
 fn download_killed_mid_transfer_resumes_through_the_proxy() -> TestResult {
     let dir = tempfile::tempdir()?;
     let data = pattern(8 << 20, 4);

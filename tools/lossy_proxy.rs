@@ -729,7 +729,11 @@ fn run(cli: &Cli) -> Result<(), String> {
     };
     let elapsed = relay.started.elapsed();
     let reason = match &stop {
-        Stop::Signal(signal) => format!("signal {signal}"),
+        Stop::Signal(signal) => match *signal {
+            signal_hook::consts::SIGINT => "SIGINT".into(),
+            signal_hook::consts::SIGTERM => "SIGTERM".into(),
+            other => format!("signal {other}"),
+        },
         Stop::Duration => "--duration elapsed".into(),
         Stop::Failed(why) => why.clone(),
     };
