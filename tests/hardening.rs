@@ -5,9 +5,12 @@
 //! graceful shutdown with transfers in flight. Every server runs in-process on 127.0.0.1:0.
 
 use std::fs;
+use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -640,4 +643,375 @@ fn sanitize_removes_terminal_escapes() {
         );
     }
     assert_eq!(sanitize("plain été"), "plain été");
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. File-system faults
+// ---------------------------------------------------------------------------------------
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct TmpfsMount {
+    path: PathBuf,
+}
+
+impl TmpfsMount {
+    /// Mounts a tmpfs with `options` (`size=1m`) on `path`; `None` if this
+    /// process may not mount (not root, or no such capability in the container).
+    fn new(path: &Path, options: &str) -> Option<Self> {
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(path)
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| Self {
+            path: path.to_owned(),
+        })
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+#[test]
+fn uploads_that_fill_the_disk_fail_with_io_and_leave_the_library_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("library");
+    fs::create_dir(&root).unwrap();
+    let Some(_mount) = TmpfsMount::new(&root, "size=1m") else {
+        eprintln!("note: cannot mount a tmpfs here (needs root); full-disk test skipped");
+        return;
+    };
+    let local = tempfile::tempdir().unwrap();
+    let small = local.path().join("small.bin");
+    let small_bytes = write_random(&small, 1, 1000);
+    let big = local.path().join("big.bin");
+    write_random(&big, 2, 3 * MIB);
+    let server = start(&root, LibraryOptions::default(), quick_config());
+    put(server.addr, &small, "data.bin", false).expect("a small upload fits");
+
+    for (name, overwrite) in [("data.bin", true), ("new.bin", false)] {
+        let error = put(server.addr, &big, name, overwrite).expect_err("3 MiB cannot fit 1 MiB");
+        assert!(
+            matches!(
+                error,
+                ClientError::Server {
+                    code: ErrorCode::Io,
+                    ..
+                }
+            ),
+            "upload as {name}: {error:?}"
+        );
+        assert_eq!(error.exit_code(), 4);
+        assert!(
+            error.to_string().contains("space"),
+            "unclear message: {error}"
+        );
+    }
+    let stats = stop(server);
+    assert_eq!(stats.failed, 2, "{}", stats.summary());
+    assert_eq!(fs::read(root.join("data.bin")).unwrap(), small_bytes);
+    assert!(!root.join("new.bin").exists());
+    assert!(temp_files(&root).is_empty(), "{:?}", temp_files(&root));
+}
+
+/// Whether this process can create a file in `dir`.
+fn can_write(dir: &Path) -> bool {
+    let probe = dir.join("write-probe");
+    let written = fs::write(&probe, b"x").is_ok();
+    let _ = fs::remove_file(&probe);
+    written
+}
+
+/// Restores a folder's mode when dropped, so it can be removed even after a failure.
+struct RestoreMode<'a>(&'a Path);
+
+impl Drop for RestoreMode<'_> {
+    fn drop(&mut self) {
+        let _ = fs::set_permissions(self.0, fs::Permissions::from_mode(0o755));
+    }
+}
+
+#[test]
+fn uploads_into_an_unwritable_library_fail_with_io_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("library");
+    fs::create_dir(&root).unwrap();
+    fs::write(root.join("existing.bin"), b"old").unwrap();
+    let _restore = RestoreMode(&root);
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o555)).unwrap();
+    let mut _mount = None;
+    if can_write(&root) {
+        // Root ignores permissions; a read-only file system stops everyone.
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        let Some(mount) = TmpfsMount::new(&root, "size=1m") else {
+            eprintln!(
+                "note: permissions do not stop this user and no tmpfs can be mounted; skipped"
+            );
+            return;
+        };
+        _mount = Some(mount);
+        fs::write(root.join("existing.bin"), b"old").unwrap();
+        let remounted = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(&root)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            remounted && !can_write(&root),
+            "cannot make the library read-only"
+        );
+    }
+    let local = tempfile::tempdir().unwrap();
+    let source = local.path().join("source.bin");
+    write_random(&source, 3, 10_000);
+    let server = start(&root, LibraryOptions::default(), quick_config());
+    for (name, overwrite) in [("up.bin", false), ("existing.bin", true)] {
+        let error = put(server.addr, &source, name, overwrite).expect_err("cannot write");
+        assert!(
+            matches!(
+                error,
+                ClientError::Server {
+                    code: ErrorCode::Io,
+                    ..
+                }
+            ),
+            "upload as {name}: {error:?}"
+        );
+        assert!(
+            error.to_string().contains("temporary file"),
+            "unclear message: {error}"
+        );
+    }
+    let stats = stop(server);
+    assert_eq!(stats.refused, 2, "{}", stats.summary());
+    let names: Vec<_> = fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["existing.bin"]);
+    assert_eq!(fs::read(root.join("existing.bin")).unwrap(), b"old");
+}
+
+/// Downloads an 8 MiB file, calls `change` on the library file as soon as the client's
+/// partial file holds bytes, and returns the download's result and whether the file
+/// appeared under its final name.
+fn download_while(change: impl FnOnce(&Path)) -> (Result<Report, ClientError>, bool) {
+    let library = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let served = library.path().join("moving.bin");
+    write_random(&served, 4, 8 * MIB);
+    let server = start(library.path(), LibraryOptions::default(), quick_config());
+    let dest = local.path().join("moving.bin");
+    let partial = udpft::client::partial_path(&dest).unwrap();
+    let addr = server.addr;
+    let download = {
+        let dest = dest.clone();
+        // A modest chunk keeps the transfer long (about half a second) next to the poll.
+        thread::spawn(move || get(addr, 512, "moving.bin", &dest))
+    };
+    wait_for("the download to start", Duration::from_secs(10), || {
+        file_len(&partial) > 0 || download.is_finished()
+    });
+    assert!(
+        !download.is_finished(),
+        "the download ended before the file changed"
+    );
+    change(&served);
+    let result = download.join().unwrap();
+    stop(server);
+    (result, dest.exists())
+}
+
+#[test]
+fn a_file_that_shrinks_during_a_download_fails_it_with_file_changed() {
+    let (result, appeared) = download_while(|path| {
+        let file = fs::OpenOptions::new().write(true).open(path).unwrap();
+        file.set_len(4 * MIB as u64).unwrap();
+    });
+    let error = result.expect_err("the file shrank");
+    assert_eq!(code_of(&error), Some(ErrorCode::FileChanged), "{error:?}");
+    assert!(
+        error.to_string().contains("changed") || error.to_string().contains("shrank"),
+        "{error}"
+    );
+    assert!(
+        !appeared,
+        "a failed download left a file under its final name"
+    );
+}
+
+#[test]
+fn a_file_that_grows_during_a_download_fails_it_with_file_changed() {
+    let (result, appeared) = download_while(|path| {
+        let mut file = fs::OpenOptions::new().append(true).open(path).unwrap();
+        file.write_all(b"more bytes than announced").unwrap();
+    });
+    let error = result.expect_err("the file grew");
+    assert_eq!(code_of(&error), Some(ErrorCode::FileChanged), "{error:?}");
+    assert!(error.to_string().contains("changed"), "{error}");
+    assert!(
+        !appeared,
+        "a failed download left a file under its final name"
+    );
+}
+
+#[test]
+fn stale_temporary_files_are_removed_at_start_and_never_listed() {
+    let library = tempfile::tempdir().unwrap();
+    let root = library.path();
+    let stale = root.join(format!("{TEMP_PREFIX}0badf00d.report.pdf"));
+    fs::write(&stale, b"half an upload").unwrap();
+    fs::write(root.join("report.pdf"), b"the real one").unwrap();
+    let server = start(root, LibraryOptions::default(), quick_config());
+    assert!(!stale.exists(), "a stale temporary file survived the start");
+    // One that appears later (an upload in progress) is hidden, so never listed either.
+    let live = root.join(format!("{TEMP_PREFIX}12345678.other.bin"));
+    fs::write(&live, b"in progress").unwrap();
+    assert_eq!(listed_names(server.addr), vec![b"report.pdf".to_vec()]);
+    let name = live.file_name().unwrap().as_bytes();
+    let get = Message::Get {
+        token: 99,
+        chunk: DEFAULT_CHUNK,
+        offset: 0,
+        name,
+    };
+    assert!(matches!(
+        ask(server.addr, &get),
+        Answer::Refused(ErrorCode::BadName, _)
+    ));
+    stop(server);
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Read-only and size-capped libraries
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_read_only_library_refuses_uploads_with_read_only() {
+    let library = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let source = local.path().join("source.bin");
+    write_random(&source, 5, 2000);
+    let options = LibraryOptions {
+        read_only: true,
+        max_upload: None,
+    };
+    let server = start(library.path(), options, quick_config());
+    let error = put(server.addr, &source, "up.bin", false).expect_err("read-only");
+    assert!(
+        matches!(
+            error,
+            ClientError::Server {
+                code: ErrorCode::ReadOnly,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("read-only"),
+        "unclear message: {error}"
+    );
+    stop(server);
+    assert_eq!(fs::read_dir(library.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn uploads_over_max_upload_are_refused_with_too_large() {
+    let library = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let too_big = local.path().join("too_big.bin");
+    write_random(&too_big, 6, 2000);
+    let just_fits = local.path().join("just_fits.bin");
+    let fits = write_random(&just_fits, 7, 1000);
+    let options = LibraryOptions {
+        read_only: false,
+        max_upload: Some(1000),
+    };
+    let server = start(library.path(), options, quick_config());
+    let error = put(server.addr, &too_big, "big.bin", false).expect_err("over the limit");
+    assert!(
+        matches!(
+            error,
+            ClientError::Server {
+                code: ErrorCode::TooLarge,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    let text = error.to_string();
+    assert!(
+        text.contains("2000") && text.contains("1000"),
+        "unclear message: {text}"
+    );
+    put(server.addr, &just_fits, "fits.bin", false).expect("1000 bytes are allowed");
+    stop(server);
+    assert!(!library.path().join("big.bin").exists());
+    assert_eq!(fs::read(library.path().join("fits.bin")).unwrap(), fits);
+    assert!(temp_files(library.path()).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Graceful shutdown
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn stop_lets_a_running_download_finish_and_abandons_a_running_upload() {
+    let library = tempfile::tempdir().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let served = write_random(&library.path().join("down.bin"), 8, 8 * MIB);
+    let source = local.path().join("up.bin");
+    write_random(&source, 9, 8 * MIB);
+    let config = ServerConfig {
+        grace: Duration::from_secs(10),
+        ..ServerConfig::default()
+    };
+    let server = start(library.path(), LibraryOptions::default(), config);
+    let addr = server.addr;
+    let dest = local.path().join("down.bin");
+    let partial = udpft::client::partial_path(&dest).unwrap();
+    // Modest chunks keep both transfers running for about half a second.
+    let download = {
+        let dest = dest.clone();
+        thread::spawn(move || get(addr, 512, "down.bin", &dest))
+    };
+    let upload =
+        thread::spawn(move || client(addr, 512).put(&source, "up.bin", false, &mut |_| {}));
+    let root = library.path().to_owned();
+    wait_for("both transfers to run", Duration::from_secs(10), || {
+        let uploading = temp_files(&root)
+            .iter()
+            .any(|name| file_len(&root.join(name)) > 0);
+        (file_len(&partial) > 0 && uploading) || download.is_finished() || upload.is_finished()
+    });
+    assert!(
+        !download.is_finished() && !upload.is_finished(),
+        "a transfer ended before the stop"
+    );
+    let stats = stop(server);
+
+    let report = download
+        .join()
+        .unwrap()
+        .expect("the download finishes within the grace");
+    assert_eq!(report.size, served.len() as u64);
+    assert!(
+        fs::read(&dest).unwrap() == served,
+        "downloaded file differs"
+    );
+    let error = upload.join().unwrap().expect_err("the upload is abandoned");
+    assert_eq!(code_of(&error), Some(ErrorCode::ShuttingDown), "{error:?}");
+    assert!(!library.path().join("up.bin").exists());
+    assert!(temp_files(library.path()).is_empty());
+    assert_eq!(
+        (stats.completed, stats.failed),
+        (1, 1),
+        "{}",
+        stats.summary()
+    );
 }
