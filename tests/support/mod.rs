@@ -1,0 +1,219 @@
+//! Shared helpers of the end-to-end tests (`tests/e2e.rs`, `tests/cli.rs`): an in-process
+//! server over a temporary library, the real `udpft` binary run as a child process with a
+//! deadline (it is killed by its PID and the test fails if it overstays), and seeded
+//! pseudo-random file contents.
+
+#![allow(dead_code)] // each test binary uses its own part of the helpers
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use udpft::library::{Library, LibraryOptions};
+use udpft::server::{self, ServerConfig, ServerHandle};
+
+/// The longest any child process may run before it is killed and the test fails.
+pub const CHILD_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The default chunk size of the client (one datagram's payload).
+pub const CHUNK: usize = udpft::proto::wire::DEFAULT_CHUNK as usize;
+
+/// A running in-process server sharing a temporary library folder.
+pub struct Served {
+    /// The library folder (removed when dropped).
+    pub library: TempDir,
+    /// The server; `None` once stopped.
+    pub server: Option<ServerHandle>,
+}
+
+impl Served {
+    /// A server on 127.0.0.1 (a free port) sharing a library holding `files`.
+    pub fn with_files(files: &[(&str, &[u8])]) -> Self {
+        Self::bound("127.0.0.1:0".parse().expect("address"), files).expect("server starts")
+    }
+
+    /// A server on `bind` sharing a library holding `files`.
+    ///
+    /// # Errors
+    /// If the server cannot bind `bind`.
+    pub fn bound(bind: SocketAddr, files: &[(&str, &[u8])]) -> std::io::Result<Self> {
+        let library = tempfile::tempdir().expect("temporary library folder");
+        for (name, bytes) in files {
+            std::fs::write(library.path().join(name), bytes).expect("library file written");
+        }
+        let opened = Library::open(library.path(), LibraryOptions::default())?;
+        let server = server::spawn(bind, opened, ServerConfig::default())?;
+        Ok(Self {
+            library,
+            server: Some(server),
+        })
+    }
+
+    /// Where the server listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.as_ref().expect("server running").addr
+    }
+
+    /// The path of `name` in the library folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.library.path().join(name)
+    }
+
+    /// Stops the server and returns its counters.
+    pub fn stop(&mut self) -> udpft::proto::table::ServerStats {
+        self.server
+            .take()
+            .expect("server running")
+            .stop()
+            .expect("server loop ends cleanly")
+    }
+}
+
+/// `len` bytes from a seeded generator (splitmix64): reproducible, incompressible enough.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d1_049b_d11e_b133);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A command running the real `udpft` binary with `args`, with `UDPFT_SERVER` removed so the
+/// caller's environment cannot change what a test talks to.
+pub fn udpft<I, S>(args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut command = Command::new(env!("CARGO_BIN_EXE_udpft"));
+    command.args(args).env_remove("UDPFT_SERVER");
+    command
+}
+
+/// How a child process ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// Its exit code.
+    pub code: i32,
+    /// Everything it wrote to standard output.
+    pub stdout: Vec<u8>,
+    /// Everything it wrote to standard error, as text.
+    pub stderr: String,
+    /// How long it ran.
+    pub elapsed: Duration,
+}
+
+impl Finished {
+    /// Standard output as text.
+    pub fn out(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    /// Panics with the child's output unless it exited with `code`.
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code,
+            code,
+            "exit code {} (wanted {code})\nstdout: {}\nstderr: {}",
+            self.code,
+            self.out(),
+            self.stderr
+        );
+        self
+    }
+}
+
+/// Runs `command` to its end with empty input, within [`CHILD_DEADLINE`]; a child still
+/// running then is killed by its PID and the test fails.
+pub fn run(command: &mut Command) -> Finished {
+    run_within(command, b"", CHILD_DEADLINE)
+}
+
+/// [`run`] with `stdin` as the child's input.
+pub fn run_with_input(command: &mut Command, stdin: &[u8]) -> Finished {
+    run_within(command, stdin, CHILD_DEADLINE)
+}
+
+/// [`run`] with a chosen deadline.
+pub fn run_within(command: &mut Command, stdin: &[u8], deadline: Duration) -> Finished {
+    let started = Instant::now();
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("udpft binary starts");
+    let mut input = child.stdin.take().expect("piped stdin");
+    let input_bytes = stdin.to_vec();
+    // Pipes are drained on their own threads so a chatty child never blocks on a full pipe.
+    let writer = thread::spawn(move || {
+        // A child that exits without reading its input closes the pipe: not an error here.
+        let _ = input.write_all(&input_bytes);
+    });
+    let mut out_pipe = child.stdout.take().expect("piped stdout");
+    let stdout = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = out_pipe.read_to_end(&mut bytes);
+        bytes
+    });
+    let mut err_pipe = child.stderr.take().expect("piped stderr");
+    let stderr = thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = err_pipe.read_to_end(&mut bytes);
+        bytes
+    });
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("child status") {
+            break status;
+        }
+        if started.elapsed() > deadline {
+            // `Child::kill` signals exactly this child's PID.
+            let pid = child.id();
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("udpft (pid {pid}) still running after {deadline:?}: killed");
+        }
+        thread::sleep(Duration::from_millis(5));
+    };
+    let elapsed = started.elapsed();
+    writer.join().expect("stdin writer");
+    let stdout = stdout.join().expect("stdout reader");
+    let stderr = String::from_utf8_lossy(&stderr.join().expect("stderr reader")).into_owned();
+    Finished {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+        elapsed,
+    }
+}
+
+/// Asserts that the file at `path` holds exactly `expected` (without dumping megabytes).
+pub fn assert_file_eq(path: &Path, expected: &[u8]) {
+    let got = std::fs::read(path).unwrap_or_else(|e| panic!("{} unreadable: {e}", path.display()));
+    assert_eq!(got.len(), expected.len(), "{}: length", path.display());
+    assert!(got == expected, "{}: contents differ", path.display());
+}
+
+/// The hidden partial file a download of `name` keeps in `dir`.
+pub fn partial_in(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(".{name}.udpft-part"))
+}
+
+/// The names of the entries of `dir`, sorted.
+pub fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("folder readable")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
