@@ -1,0 +1,1005 @@
+//! Transfers through the simulated network of `common`: clean downloads, uploads and
+//! listings of edge sizes; scripted losses of each message in turn; duplicates, late Acks
+//! (the Sorcerer's Apprentice) and corruption; a seeded sweep over loss rates with every
+//! impairment switched on; a retransmission bound; sixteen clients at once; the server's
+//! refusals; and pinned regression seeds. All in virtual time: nothing sleeps.
+
+mod common;
+
+use common::{drop_nth, is_clean_timeout, lan, random_bytes, Fate, Sent, Sim, SERVER};
+use std::collections::HashMap;
+use std::time::Duration;
+use udpft::link::{Damage, Impairments, Rng};
+use udpft::proto::listing;
+use udpft::proto::wire::{Kind, DEFAULT_CHUNK};
+use udpft::proto::{Config, ErrorCode, Failure, Message, Outcome};
+
+const CHUNK: usize = DEFAULT_CHUNK as usize;
+
+/// File sizes at the chunk boundaries, and one large one.
+const SIZES: [usize; 7] = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, 1 << 20];
+
+/// Number of Data chunks for `len` bytes at the default chunk.
+fn chunks(len: usize) -> u64 {
+    len.div_ceil(CHUNK) as u64
+}
+
+/// Downloads `len` random bytes through `sim` (already configured); returns the client.
+fn download(sim: &mut Sim, len: usize) -> (usize, Vec<u8>) {
+    let bytes = random_bytes(len as u64, len);
+    sim.add_file("file.bin", bytes.clone());
+    (sim.get("file.bin"), bytes)
+}
+
+fn assert_downloaded(sim: &Sim, client: usize, bytes: &[u8]) {
+    assert_eq!(
+        sim.outcome(client),
+        Some(Outcome::Complete),
+        "{}",
+        sim.describe(client)
+    );
+    let (data, committed) = sim.received(client);
+    assert!(
+        data == bytes,
+        "downloaded bytes differ: {}",
+        sim.describe(client)
+    );
+    assert!(committed);
+}
+
+fn assert_uploaded(sim: &Sim, client: usize, name: &str, bytes: &[u8]) {
+    assert_eq!(
+        sim.outcome(client),
+        Some(Outcome::Complete),
+        "{}",
+        sim.describe(client)
+    );
+    assert!(
+        sim.stored(name).as_deref() == Some(bytes),
+        "uploaded bytes differ: {}",
+        sim.describe(client)
+    );
+}
+
+/// Both ends complete: the client, and the server's one session.
+fn assert_server_clean(sim: &Sim) {
+    let stats = sim.table.stats();
+    assert_eq!(
+        (stats.opened, stats.completed, stats.failed),
+        (1, 1, 0),
+        "{}",
+        stats.summary()
+    );
+    assert!(sim.table.is_empty());
+}
+
+#[test]
+fn clean_downloads_of_every_edge_size_are_byte_identical() {
+    for len in SIZES {
+        let mut sim = Sim::new(1, lan());
+        let (client, bytes) = download(&mut sim, len);
+        sim.run();
+        assert_downloaded(&sim, client, &bytes);
+        assert_server_clean(&sim);
+        assert_eq!(
+            sim.sends(SERVER, Kind::Data).count() as u64,
+            chunks(len),
+            "a clean link needs no retransmission"
+        );
+    }
+}
+
+#[test]
+fn clean_uploads_of_every_edge_size_are_byte_identical() {
+    for len in SIZES {
+        let mut sim = Sim::new(2, lan());
+        let bytes = random_bytes(len as u64 + 7, len);
+        let client = sim.put("up.bin", bytes.clone(), false);
+        sim.run();
+        assert_uploaded(&sim, client, "up.bin", &bytes);
+        assert_server_clean(&sim);
+        assert_eq!(sim.stats(client).retransmitted, 0);
+        assert_eq!(sim.stats(client).bytes, len as u64);
+    }
+}
+
+#[test]
+fn listing_shows_every_file_of_the_store() {
+    let mut sim = Sim::new(3, lan());
+    // Enough entries that the listing spans several chunks.
+    let mut expected = Vec::new();
+    for i in 0..200 {
+        let name = format!("file-{i:03}.dat");
+        sim.add_file(&name, vec![0; i * 3]);
+        expected.push((name.into_bytes(), (i * 3) as u64));
+    }
+    let client = sim.list();
+    sim.run();
+    assert_eq!(sim.outcome(client), Some(Outcome::Complete));
+    let (bytes, committed) = sim.received(client);
+    assert!(committed);
+    assert!(
+        bytes.len() > CHUNK,
+        "the listing should span several chunks"
+    );
+    let entries = listing::decode(&bytes).expect("listing parses");
+    let got: Vec<(Vec<u8>, u64)> = entries.into_iter().map(|e| (e.name, e.size)).collect();
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn upload_is_invisible_until_committed() {
+    let mut sim = Sim::new(4, lan());
+    let bytes = random_bytes(4, 20 * CHUNK);
+    let client = sim.put("late.bin", bytes.clone(), false);
+    assert!(
+        sim.run_until(10_000, |s| s.sends(s.clients[0].addr, Kind::Data).count()
+            >= 10)
+    );
+    assert_eq!(sim.stored("late.bin"), None);
+    sim.run();
+    assert_uploaded(&sim, client, "late.bin", &bytes);
+}
+
+// Scripted losses: one message lost, the transfer recovers.
+
+/// Runs a download of three chunks with `hook` installed; asserts it recovered.
+fn download_losing(hook: impl FnOnce(&Sim) -> common::Hook) -> Sim {
+    let mut sim = Sim::new(5, lan());
+    sim.set_hook(hook(&sim));
+    let (client, bytes) = download(&mut sim, 3 * CHUNK);
+    sim.run();
+    assert!(sim.hooked > 0, "the scripted loss never happened");
+    assert_downloaded(&sim, client, &bytes);
+    assert_server_clean(&sim);
+    sim
+}
+
+/// Runs an upload of three chunks with `hook` installed; asserts it recovered.
+fn upload_losing(hook: impl FnOnce(&Sim) -> common::Hook) -> Sim {
+    let mut sim = Sim::new(6, lan());
+    let bytes = random_bytes(6, 3 * CHUNK);
+    sim.set_hook(hook(&sim));
+    let client = sim.put("up.bin", bytes.clone(), false);
+    sim.run();
+    assert!(sim.hooked > 0, "the scripted loss never happened");
+    assert_uploaded(&sim, client, "up.bin", &bytes);
+    assert_server_clean(&sim);
+    sim
+}
+
+#[test]
+fn lost_first_data_is_retransmitted() {
+    let sim = download_losing(|_| drop_nth(SERVER, Kind::Data, 0));
+    let first: Vec<&Sent> = sim
+        .sends(SERVER, Kind::Data)
+        .filter(|s| s.seq == 1)
+        .collect();
+    assert_eq!(first.len(), 2);
+    let client = common::client_addr(0);
+    let sim = upload_losing(|_| drop_nth(client, Kind::Data, 0));
+    assert_eq!(sim.stats(0).retransmitted, 1);
+}
+
+#[test]
+fn lost_first_ack_is_recovered() {
+    let client = common::client_addr(0);
+    // Download: the client's first Ack is Ack 0, of the Accept.
+    download_losing(|_| drop_nth(client, Kind::Ack, 0));
+    // Download: the Ack of Data 1.
+    download_losing(|_| drop_nth(client, Kind::Ack, 1));
+    // Upload: the server's first Ack, of Data 1.
+    upload_losing(|_| drop_nth(SERVER, Kind::Ack, 0));
+}
+
+#[test]
+fn lost_accept_is_recovered() {
+    let sim = download_losing(|_| drop_nth(SERVER, Kind::Accept, 0));
+    assert_eq!(sim.sends(SERVER, Kind::Accept).count(), 2);
+    let sim = upload_losing(|_| drop_nth(SERVER, Kind::Accept, 0));
+    assert!(sim.sends(SERVER, Kind::Accept).count() >= 2);
+}
+
+#[test]
+fn lost_request_is_repeated() {
+    let client = common::client_addr(0);
+    let sim = download_losing(|_| drop_nth(client, Kind::Get, 0));
+    assert_eq!(sim.sends(client, Kind::Get).count(), 2);
+    let sim = upload_losing(|_| drop_nth(client, Kind::Put, 0));
+    assert_eq!(sim.sends(client, Kind::Put).count(), 2);
+}
+
+#[test]
+fn lost_done_is_retransmitted() {
+    let sim = download_losing(|_| drop_nth(SERVER, Kind::Done, 0));
+    assert_eq!(sim.sends(SERVER, Kind::Done).count(), 2);
+    let client = common::client_addr(0);
+    let sim = upload_losing(|_| drop_nth(client, Kind::Done, 0));
+    assert_eq!(sim.sends(client, Kind::Done).count(), 2);
+}
+
+#[test]
+fn lost_final_ack_is_repeated_by_the_lingering_receiver() {
+    let done_seq = chunks(3 * CHUNK) + 1;
+    let client = common::client_addr(0);
+    let drop_done_ack = move |from| -> common::Hook {
+        let mut dropped = false;
+        Box::new(move |s: &Sent| {
+            if !dropped && s.from == from && s.kind == Some(Kind::Ack) && s.seq == done_seq {
+                dropped = true;
+                Fate::Drop
+            } else {
+                Fate::Link
+            }
+        })
+    };
+    for sim in [
+        download_losing(|_| drop_done_ack(client)),
+        upload_losing(|_| drop_done_ack(SERVER)),
+    ] {
+        let receiver = if sim.sends(SERVER, Kind::Data).count() > 0 {
+            client
+        } else {
+            SERVER
+        };
+        let done_acks = sim
+            .sends(receiver, Kind::Ack)
+            .filter(|s| s.seq == done_seq)
+            .count();
+        assert_eq!(
+            done_acks, 2,
+            "the lingering receiver acknowledges Done again"
+        );
+    }
+}
+
+// Duplicates and late Acks.
+
+#[test]
+fn late_duplicate_acks_never_cause_a_send() {
+    // Every Ack the client sends arrives twice: on time, and again 700 µs later, while the
+    // next Data is in flight. A sender that answered each Ack would send every chunk twice.
+    let len = 40 * CHUNK;
+    let mut sim = Sim::new(7, lan());
+    let client = common::client_addr(0);
+    sim.set_hook(Box::new(move |s: &Sent| {
+        if s.from == client && s.kind == Some(Kind::Ack) {
+            Fate::Deliver(vec![
+                (Duration::from_micros(500), Damage::None),
+                (Duration::from_micros(1200), Damage::None),
+            ])
+        } else {
+            Fate::Link
+        }
+    }));
+    let (c, bytes) = download(&mut sim, len);
+    sim.run();
+    assert_downloaded(&sim, c, &bytes);
+    assert_eq!(
+        sim.sends(SERVER, Kind::Data).count() as u64,
+        chunks(len),
+        "duplicate Acks caused extra Data"
+    );
+    assert_eq!(sim.sends(SERVER, Kind::Done).count(), 1);
+}
+
+#[test]
+fn ack_delayed_past_the_timer_causes_one_retransmission_only() {
+    // The Sorcerer's Apprentice: Ack 3 is held up past the retransmission timer, so Data 3
+    // goes again and is acknowledged again; when the late original Ack 3 arrives it must
+    // not make the sender send Data 4 a second time, and so on for every later chunk.
+    let len = 20 * CHUNK;
+    let mut sim = Sim::new(8, lan());
+    let client = common::client_addr(0);
+    let mut delayed = false;
+    sim.set_hook(Box::new(move |s: &Sent| {
+        if !delayed && s.from == client && s.kind == Some(Kind::Ack) && s.seq == 3 {
+            delayed = true;
+            Fate::Deliver(vec![(Duration::from_millis(40), Damage::None)])
+        } else {
+            Fate::Link
+        }
+    }));
+    let (c, bytes) = download(&mut sim, len);
+    sim.run();
+    assert_downloaded(&sim, c, &bytes);
+    let mut per_seq: HashMap<u64, usize> = HashMap::new();
+    for s in sim.sends(SERVER, Kind::Data) {
+        *per_seq.entry(s.seq).or_default() += 1;
+    }
+    assert!(per_seq[&3] >= 2, "Data 3 should have been retransmitted");
+    for seq in (1..=chunks(len)).filter(|&s| s != 3) {
+        assert_eq!(per_seq[&seq], 1, "Data {seq} sent more than once");
+    }
+    assert_eq!(sim.sends(SERVER, Kind::Done).count(), 1);
+}
+
+#[test]
+fn duplicate_data_is_acknowledged_again_and_written_once() {
+    let len = 10 * CHUNK + 17;
+    let mut sim = Sim::new(9, lan());
+    sim.set_hook(Box::new(|s: &Sent| {
+        if s.from == SERVER && s.kind == Some(Kind::Data) {
+            Fate::Deliver(vec![
+                (Duration::from_micros(500), Damage::None),
+                (Duration::from_micros(600), Damage::None),
+            ])
+        } else {
+            Fate::Link
+        }
+    }));
+    let (c, bytes) = download(&mut sim, len);
+    sim.run();
+    assert_downloaded(&sim, c, &bytes);
+    assert_eq!(sim.received(c).0.len(), len, "a chunk was written twice");
+    assert_eq!(sim.stats(c).duplicates, chunks(len));
+    let client = common::client_addr(0);
+    for seq in 1..=chunks(len) {
+        let acks = sim
+            .sends(client, Kind::Ack)
+            .filter(|s| s.seq == seq)
+            .count();
+        assert_eq!(
+            acks, 2,
+            "Data {seq} arrived twice and should be acknowledged twice"
+        );
+    }
+}
+
+#[test]
+fn duplicate_data_on_upload_is_written_once() {
+    let len = 10 * CHUNK + 17;
+    let mut sim = Sim::new(10, lan());
+    sim.set_hook(Box::new(|s: &Sent| {
+        if s.kind == Some(Kind::Data) {
+            Fate::Deliver(vec![
+                (Duration::from_micros(500), Damage::None),
+                (Duration::from_micros(600), Damage::None),
+            ])
+        } else {
+            Fate::Link
+        }
+    }));
+    let bytes = random_bytes(10, len);
+    let c = sim.put("dup.bin", bytes.clone(), false);
+    sim.run();
+    assert_uploaded(&sim, c, "dup.bin", &bytes);
+}
+
+// Corruption.
+
+/// Delivers every third Data damaged (and only damaged): the receiver must drop it.
+fn damage_every_third_data(from: std::net::SocketAddr, truncate: bool) -> common::Hook {
+    let mut n = 0u64;
+    Box::new(move |s: &Sent| {
+        if s.from != from || s.kind != Some(Kind::Data) {
+            return Fate::Link;
+        }
+        n += 1;
+        if !n.is_multiple_of(3) {
+            return Fate::Link;
+        }
+        let damage = if truncate {
+            Damage::Truncate {
+                len: s.len - 1 - (n as usize % 30),
+            }
+        } else {
+            Damage::FlipBit {
+                bit: (n as usize * 7919) % (s.len * 8),
+            }
+        };
+        Fate::Deliver(vec![(Duration::from_micros(500), damage)])
+    })
+}
+
+#[test]
+fn corrupted_data_is_counted_and_never_written() {
+    for truncate in [false, true] {
+        let len = 12 * CHUNK + 5;
+        let mut sim = Sim::new(11, lan());
+        sim.set_hook(damage_every_third_data(SERVER, truncate));
+        let (c, bytes) = download(&mut sim, len);
+        sim.run();
+        assert_downloaded(&sim, c, &bytes);
+        let damaged = sim.arrivals.iter().filter(|a| !a.intact).count() as u64;
+        assert!(damaged >= 4);
+        assert_eq!(sim.stats(c).corrupted, damaged, "{}", sim.describe(c));
+        assert_eq!(sim.stats(c).bytes, len as u64);
+
+        let mut sim = Sim::new(12, lan());
+        let client = common::client_addr(0);
+        sim.set_hook(damage_every_third_data(client, truncate));
+        let bytes = random_bytes(12, len);
+        let c = sim.put("bad.bin", bytes.clone(), false);
+        sim.run();
+        assert_uploaded(&sim, c, "bad.bin", &bytes);
+        let damaged = sim.arrivals.iter().filter(|a| !a.intact).count() as u64;
+        assert!(damaged >= 4);
+        assert_eq!(sim.table.stats().rejected_total(), damaged);
+    }
+}
+
+// The sweep.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Direction {
+    Download,
+    Upload,
+}
+
+/// The impairments of a sweep case: `loss` plus every other impairment, varied by seed.
+fn sweep_impairments(seed: u64, loss: f64) -> Impairments {
+    let mut rng = Rng::new(seed ^ 0x5EE9);
+    Impairments {
+        loss,
+        duplicate: 0.05 + 0.05 * rng.unit(),
+        reorder: 0.05 + 0.05 * rng.unit(),
+        corrupt: 0.02 + 0.03 * rng.unit(),
+        truncate: 0.01,
+        delay: Duration::from_micros(300),
+        jitter: Duration::from_micros(400),
+        reorder_hold: Duration::from_millis(1),
+    }
+}
+
+/// How a sweep case ended.
+#[derive(Debug)]
+enum CaseResult {
+    Complete,
+    /// A clean timeout, with the longest silence seen in either direction.
+    TimedOut(Duration),
+    /// Timed out though nobody retried during the silence: the amplification stall (see
+    /// `download_whose_ack_of_accept_and_second_accept_are_lost_completes`).
+    Stalled,
+    /// The upload was committed, but the client was told UnknownSession: the short-linger
+    /// bug (see `upload_whose_final_acks_are_lost_reports_success`).
+    LingerBug,
+}
+
+/// Which known bugs of `src/proto` a sweep steps around; both off is the strict sweep.
+#[derive(Clone, Copy, Debug)]
+struct KnownBugs {
+    /// Keep bit flips off the version byte of datagrams to the server.
+    spare_version: bool,
+    /// Accept a committed upload whose client heard UnknownSession.
+    tolerate_linger_bug: bool,
+    /// Accept a timeout in which nobody retried (the amplification stall).
+    tolerate_stall: bool,
+    /// No timeout at all up to 20% loss (the brief's goal; the default Config misses it:
+    /// see `timeouts_at_twenty_percent_loss_exhaust_a_backed_off_rto`).
+    strict_timeouts: bool,
+}
+
+const STEP_AROUND: KnownBugs = KnownBugs {
+    spare_version: true,
+    tolerate_linger_bug: true,
+    tolerate_stall: true,
+    strict_timeouts: false,
+};
+const STRICT: KnownBugs = KnownBugs {
+    spare_version: false,
+    tolerate_linger_bug: false,
+    tolerate_stall: false,
+    strict_timeouts: true,
+};
+
+fn is_linger_bug(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Failed(Failure::Peer {
+            code: ErrorCode::UnknownSession,
+            ..
+        })
+    )
+}
+
+/// One transfer of a random 20–60 KiB file under `sweep_impairments`: `Ok` for a
+/// byte-identical completion or a clean timeout after a true silence, `Err` with the whole
+/// story otherwise. Never runs unbounded.
+fn sweep_case(
+    seed: u64,
+    loss: f64,
+    direction: Direction,
+    known_bugs: KnownBugs,
+) -> Result<CaseResult, String> {
+    let KnownBugs {
+        spare_version,
+        tolerate_linger_bug,
+        ..
+    } = known_bugs;
+    let mut rng = Rng::new(seed.wrapping_mul(31) ^ loss.to_bits());
+    let len = 20 * 1024 + rng.below(40 * 1024) as usize;
+    let bytes = random_bytes(seed, len);
+    let mut sim = Sim::new(seed ^ loss.to_bits(), sweep_impairments(seed, loss));
+    sim.spare_version_byte = spare_version;
+    if seed.is_multiple_of(3) {
+        sim.client_config.chunk = 512;
+    }
+    let c = match direction {
+        Direction::Download => {
+            sim.add_file("sweep.bin", bytes.clone());
+            sim.get("sweep.bin")
+        }
+        Direction::Upload => sim.put("sweep.bin", bytes.clone(), false),
+    };
+    // Bounded: a few hundred thousand steps and a few minutes of virtual time are orders
+    // of magnitude beyond a healthy run.
+    let finished = sim.run_bounded(500_000, Duration::from_secs(300));
+    let context = format!("seed {seed} loss {loss} {direction:?}: {}", sim.describe(c));
+    if !finished {
+        return Err(format!("did not finish: {context}"));
+    }
+    let Some(outcome) = sim.outcome(c) else {
+        return Err(format!("finished without an outcome: {context}"));
+    };
+    if outcome == Outcome::Complete {
+        let intact = match direction {
+            Direction::Download => sim.received(c) == (bytes, true),
+            Direction::Upload => sim.stored("sweep.bin") == Some(bytes),
+        };
+        return if intact {
+            Ok(CaseResult::Complete)
+        } else {
+            Err(format!("bytes differ: {context}"))
+        };
+    }
+    if tolerate_linger_bug && direction == Direction::Upload && is_linger_bug(&outcome) {
+        return if sim.stored("sweep.bin") == Some(bytes) {
+            Ok(CaseResult::LingerBug)
+        } else {
+            Err(format!(
+                "UnknownSession without a committed upload: {context}"
+            ))
+        };
+    }
+    if !is_clean_timeout(&outcome) {
+        return Err(format!("unclean failure: {context}"));
+    }
+    if direction == Direction::Download && sim.received(c).1 {
+        return Err(format!("a failed download was committed: {context}"));
+    }
+    let (start, end) = sim.silence_window(c);
+    let silence = end - start;
+    if silence < Config::default().timeout {
+        return Err(format!(
+            "timed out after only {silence:?} of silence: {context}"
+        ));
+    }
+    // Someone must have been retrying all along: with the RTO capped at `rto_max` (1 s),
+    // the second half of the silence holds at least two tries.
+    let tries = sim.sends_within(c, end - silence / 2, end);
+    if tries < 2 {
+        if known_bugs.tolerate_stall {
+            return Ok(CaseResult::Stalled);
+        }
+        return Err(format!(
+            "timed out after {silence:?} whose second half saw {tries} tries: {context}"
+        ));
+    }
+    Ok(CaseResult::TimedOut(silence))
+}
+
+const SWEEP_SEEDS: u64 = 200;
+const SWEEP_LOSSES: [f64; 5] = [0.0, 0.05, 0.1, 0.2, 0.3];
+
+/// Runs the whole sweep and checks its verdicts: nothing but completions and clean
+/// timeouts (and, if tolerated, the known linger bug), no timeout at 20% loss or less, and
+/// few at 30%.
+fn sweep(known_bugs: KnownBugs) {
+    let mut timeouts = Vec::new();
+    let mut linger_bugs = Vec::new();
+    let mut stalls = Vec::new();
+    let mut failures = Vec::new();
+    for loss in SWEEP_LOSSES {
+        for seed in 0..SWEEP_SEEDS {
+            for direction in [Direction::Download, Direction::Upload] {
+                match sweep_case(seed, loss, direction, known_bugs) {
+                    Ok(CaseResult::Complete) => {}
+                    Ok(CaseResult::TimedOut(silence)) => {
+                        timeouts.push((seed, loss, direction, silence))
+                    }
+                    Ok(CaseResult::LingerBug) => linger_bugs.push((seed, loss, direction)),
+                    Ok(CaseResult::Stalled) => stalls.push((seed, loss, direction)),
+                    Err(story) => failures.push(story),
+                }
+            }
+        }
+    }
+    let cases = SWEEP_SEEDS as usize * SWEEP_LOSSES.len() * 2;
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    if !linger_bugs.is_empty() || !stalls.is_empty() {
+        eprintln!("known bugs: linger {linger_bugs:?}; amplification stall {stalls:?}");
+    }
+    // A clean timeout means the retries were truly exhausted, each one lost. With the
+    // default Config that is not rare enough above 5% loss to forbid (the strict sweep
+    // does): bound its rate per loss instead.
+    for (loss, percent) in [(0.0, 0), (0.05, 0), (0.1, 2), (0.2, 8), (0.3, 40)] {
+        let n = timeouts.iter().filter(|t| t.1 == loss).count();
+        let runs = SWEEP_SEEDS as usize * 2;
+        let allowed = if loss <= 0.2 && known_bugs.strict_timeouts {
+            0
+        } else {
+            runs * percent / 100
+        };
+        assert!(
+            n <= allowed,
+            "{n} of {runs} runs timed out at loss {loss}: {timeouts:?}"
+        );
+    }
+    let counts: Vec<_> = SWEEP_LOSSES
+        .iter()
+        .map(|&l| (l, timeouts.iter().filter(|t| t.1 == l).count()))
+        .collect();
+    eprintln!("timeouts by loss: {counts:?}");
+}
+
+#[test]
+fn sweep_every_transfer_completes_or_times_out_cleanly() {
+    sweep(STEP_AROUND);
+}
+
+#[test]
+#[ignore = "bug: see version_flip_seeds_complete, linger_seeds_complete, stall_seeds_complete; \
+            and the default Config's 5 s give-up leaves ~5 tries once the RTO sits at 1 s"]
+fn sweep_strict() {
+    sweep(STRICT);
+}
+
+/// Seeds that once failed a sweep case, replayed on every run so the fix stays fixed:
+/// (seed, loss, direction). None has failed for a reason the sim or a fix in `src` removed
+/// yet; the cases below fail only while their bug stands.
+const ONCE_FAILING_SEEDS: &[(u64, f64, Direction)] = &[];
+
+/// Failing while a bit flip in the version byte draws an UnsupportedVersion Error that
+/// ends the live session.
+const VERSION_FLIP_SEEDS: &[(u64, f64, Direction)] = &[(2, 0.0, Direction::Download)];
+
+/// Failing while the server's linger is shorter than the client's Done retransmissions.
+const LINGER_SEEDS: &[(u64, f64, Direction)] = &[
+    (81, 0.05, Direction::Upload),
+    (0, 0.2, Direction::Upload),
+    (5, 0.2, Direction::Upload),
+    (11, 0.2, Direction::Upload),
+    (14, 0.3, Direction::Upload),
+    (20, 0.3, Direction::Upload),
+    (58, 0.3, Direction::Upload),
+];
+
+/// Failing while a download whose Ack of the Accept is lost can stall: the server's
+/// amplification budget withholds further Accepts and the client never speaks first.
+const STALL_SEEDS: &[(u64, f64, Direction)] = &[
+    (71, 0.05, Direction::Download),
+    (2, 0.1, Direction::Download),
+    (12, 0.1, Direction::Download),
+    (28, 0.2, Direction::Download),
+];
+
+fn replay(cases: &[(u64, f64, Direction)], known_bugs: KnownBugs) {
+    for &(seed, loss, direction) in cases {
+        match sweep_case(seed, loss, direction, known_bugs) {
+            Ok(CaseResult::LingerBug) if known_bugs.tolerate_linger_bug => {}
+            Ok(CaseResult::Stalled) if known_bugs.tolerate_stall => {}
+            Ok(CaseResult::Complete) | Ok(CaseResult::TimedOut(_)) => {}
+            Ok(CaseResult::LingerBug) | Ok(CaseResult::Stalled) => unreachable!(),
+            Err(story) => panic!("{story}"),
+        }
+    }
+}
+
+#[test]
+fn once_failing_seeds_stay_fixed() {
+    replay(ONCE_FAILING_SEEDS, STRICT);
+    // The bug seeds run clean apart from their bug: no deadlock, no corruption.
+    replay(VERSION_FLIP_SEEDS, STEP_AROUND);
+    replay(LINGER_SEEDS, STEP_AROUND);
+    replay(STALL_SEEDS, STEP_AROUND);
+}
+
+#[test]
+#[ignore = "bug: a bit flip in the version byte of a datagram to the server makes the table \
+            answer Error UnsupportedVersion to the live session, which kills the transfer"]
+fn version_flip_seeds_complete() {
+    replay(VERSION_FLIP_SEEDS, STRICT);
+}
+
+#[test]
+#[ignore = "bug: a committed upload is reported failed (UnknownSession) when the server's \
+            short linger ends before the client's repeated Done gets its Ack"]
+fn linger_seeds_complete() {
+    replay(LINGER_SEEDS, STRICT);
+}
+
+#[test]
+#[ignore = "bug: the amplification budget withholds the server's Accept after two tries \
+            while the client waits silently, so a lost Ack 0 stalls the download"]
+fn stall_seeds_complete() {
+    replay(STALL_SEEDS, STRICT);
+}
+
+#[test]
+fn retransmissions_stay_within_a_bound_of_the_loss_rate() {
+    for loss in [0.05, 0.1, 0.2] {
+        let len = 400 * 512;
+        let mut sim = Sim::new(13, Impairments { loss, ..lan() });
+        sim.client_config.chunk = 512;
+        let bytes = random_bytes(13, len);
+        let c = sim.put("bound.bin", bytes.clone(), false);
+        sim.run();
+        assert_uploaded(&sim, c, "bound.bin", &bytes);
+        // A message and its Ack each cross a link losing `loss`: 1/(1-p)² sends expected.
+        let messages = 400.0 + 1.0;
+        let expected_extra = messages * (1.0 / ((1.0 - loss) * (1.0 - loss)) - 1.0);
+        let retransmitted = sim.stats(c).retransmitted as f64;
+        assert!(
+            retransmitted <= 3.0 * expected_extra + 20.0,
+            "loss {loss}: {retransmitted} retransmissions, expected about {expected_extra:.0}"
+        );
+        assert!(retransmitted > 0.0);
+    }
+}
+
+// Many clients.
+
+#[test]
+fn sixteen_clients_at_once_through_one_table() {
+    let imp = Impairments {
+        loss: 0.1,
+        jitter: Duration::from_micros(300),
+        ..lan()
+    };
+    let mut sim = Sim::new(14, imp);
+    let mut expected = Vec::new();
+    for i in 0..8 {
+        let bytes = random_bytes(100 + i, 30 * 1024 + i as usize * 100);
+        let name = format!("down-{i}");
+        sim.add_file(&name, bytes.clone());
+        let c = sim.get(&name);
+        expected.push((c, name, bytes, Direction::Download));
+    }
+    for i in 0..8 {
+        let bytes = random_bytes(200 + i, 30 * 1024 + i as usize * 77);
+        let name = format!("up-{i}");
+        let c = sim.put(&name, bytes.clone(), false);
+        expected.push((c, name, bytes, Direction::Upload));
+    }
+    sim.run();
+    for (c, name, bytes, direction) in &expected {
+        match direction {
+            Direction::Download => assert_downloaded(&sim, *c, bytes),
+            Direction::Upload => assert_uploaded(&sim, *c, name, bytes),
+        }
+    }
+    assert!(
+        sim.max_live_sessions > 1,
+        "sessions never overlapped: {}",
+        sim.max_live_sessions
+    );
+    assert_eq!(sim.table.len(), 0, "sessions leaked");
+    let stats = sim.table.stats();
+    assert_eq!(stats.opened, 16, "{}", stats.summary());
+    assert_eq!(stats.completed + stats.failed, 16, "{}", stats.summary());
+}
+
+// Refusals.
+
+#[test]
+fn missing_file_is_refused_with_not_found() {
+    let mut sim = Sim::new(15, lan());
+    let c = sim.get("nope.bin");
+    sim.run();
+    match sim.outcome(c) {
+        Some(Outcome::Failed(Failure::Peer { code, .. })) => assert_eq!(code, ErrorCode::NotFound),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert_eq!(sim.table.stats().refused, 1);
+    assert_eq!(sim.table.stats().opened, 0);
+    assert!(!sim.received(c).1);
+}
+
+#[test]
+fn repeated_request_opens_one_session_only() {
+    let mut sim = Sim::new(16, lan());
+    let client = common::client_addr(0);
+    // Every request arrives three times, and the first Accept is lost, so the client also
+    // repeats the request on its timer.
+    sim.set_hook(Box::new(move |s: &Sent| {
+        if s.from == client && s.kind == Some(Kind::Get) {
+            Fate::Deliver(
+                [500, 600, 700]
+                    .map(|us| (Duration::from_micros(us), Damage::None))
+                    .to_vec(),
+            )
+        } else if s.from == SERVER && s.kind == Some(Kind::Accept) && s.nth_of_kind == 0 {
+            Fate::Drop
+        } else {
+            Fate::Link
+        }
+    }));
+    let (c, bytes) = download(&mut sim, 5 * CHUNK);
+    sim.run();
+    assert_downloaded(&sim, c, &bytes);
+    assert!(sim.sends(client, Kind::Get).count() >= 2);
+    assert_eq!(
+        sim.table.stats().opened,
+        1,
+        "{}",
+        sim.table.stats().summary()
+    );
+}
+
+#[test]
+fn data_for_an_unknown_session_is_refused_and_disturbs_nothing() {
+    let mut sim = Sim::new(17, lan());
+    let (c, bytes) = download(&mut sim, 30 * CHUNK);
+    let client = sim.clients[c].addr;
+    assert!(sim.run_until(10_000, |s| s.sends(SERVER, Kind::Data).count() >= 10));
+    let mut buf = vec![0u8; 2048];
+    let stray_data = |session: u32, buf: &mut [u8]| {
+        let n = Message::Data {
+            session,
+            seq: 1,
+            payload: b"intruder",
+        }
+        .encode(buf);
+        buf[..n].to_vec()
+    };
+    // From the client's own address, under a session id it does not own...
+    let bytes_in = stray_data(0xDEAD_BEEF, &mut buf);
+    sim.inject(client, SERVER, bytes_in, Duration::from_micros(100));
+    // ...and from a host the server has never heard of.
+    let stranger = "10.0.9.9:7777".parse().unwrap();
+    let bytes_in = stray_data(0x0BAD_CAFE, &mut buf);
+    sim.inject(stranger, SERVER, bytes_in, Duration::from_micros(100));
+    sim.run();
+    assert_downloaded(&sim, c, &bytes);
+    assert_server_clean(&sim);
+    assert_eq!(sim.table.stats().unknown_session, 2);
+    let refusals: Vec<&Sent> = sim
+        .sends(SERVER, Kind::Error)
+        .filter(|s| s.session == 0xDEAD_BEEF || s.session == 0x0BAD_CAFE)
+        .collect();
+    assert_eq!(refusals.len(), 2);
+    assert_eq!(sim.strays.len(), 1);
+    match Message::decode(&sim.strays[0].1) {
+        Ok(Message::Error { code, session, .. }) => {
+            assert_eq!((code, session), (ErrorCode::UnknownSession, 0x0BAD_CAFE))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+// Known bugs, reproduced deterministically.
+
+#[test]
+#[ignore = "bug: the server retires an upload after a short linger (8 RTO, ≥ 20 ms); if the \
+            Ack of Done is lost 4 times (36 ms) the client's repeated Done gets UnknownSession \
+            and the client reports failure although the file was committed"]
+fn upload_whose_final_acks_are_lost_reports_success() {
+    let (sim, c, bytes) = upload_losing_done_acks(4);
+    assert_eq!(sim.stored("up.bin"), Some(bytes), "the server committed");
+    assert_eq!(
+        sim.outcome(c),
+        Some(Outcome::Complete),
+        "{}",
+        sim.describe(c)
+    );
+}
+
+#[test]
+fn upload_survives_three_lost_final_acks() {
+    let (sim, c, bytes) = upload_losing_done_acks(3);
+    assert_eq!(sim.stored("up.bin"), Some(bytes));
+    assert_eq!(
+        sim.outcome(c),
+        Some(Outcome::Complete),
+        "{}",
+        sim.describe(c)
+    );
+}
+
+/// An upload of three chunks whose server loses its first `n` Acks of Done.
+fn upload_losing_done_acks(n: usize) -> (Sim, usize, Vec<u8>) {
+    let done_seq = chunks(3 * CHUNK) + 1;
+    let mut sim = Sim::new(18, lan());
+    let mut lost = 0;
+    sim.set_hook(Box::new(move |s: &Sent| {
+        if lost < n && s.from == SERVER && s.kind == Some(Kind::Ack) && s.seq == done_seq {
+            lost += 1;
+            Fate::Drop
+        } else {
+            Fate::Link
+        }
+    }));
+    let bytes = random_bytes(18, 3 * CHUNK);
+    let c = sim.put("up.bin", bytes.clone(), false);
+    sim.run();
+    (sim, c, bytes)
+}
+
+#[test]
+#[ignore = "bug: the amplification budget withholds the server's Accept after two tries \
+            while the client waits silently, so a lost Ack 0 stalls the download"]
+fn download_whose_ack_of_accept_and_second_accept_are_lost_completes() {
+    let (sim, c, bytes) = download_losing_ack0_and_second_accept();
+    assert_downloaded(&sim, c, &bytes);
+}
+
+#[test]
+fn download_whose_ack_of_accept_and_second_accept_are_lost_stalls_cleanly() {
+    // Pins today's behaviour while the stall stands: a clean timeout, no deadlock.
+    let (sim, c, _) = download_losing_ack0_and_second_accept();
+    if sim.outcome(c) != Some(Outcome::Complete) {
+        assert!(
+            is_clean_timeout(&sim.outcome(c).unwrap()),
+            "{}",
+            sim.describe(c)
+        );
+        assert_eq!(
+            sim.sends(SERVER, Kind::Accept).count(),
+            2,
+            "{}",
+            sim.transcript(0)
+        );
+    }
+}
+
+/// A download whose client's Ack 0 and the server's second Accept are lost.
+fn download_losing_ack0_and_second_accept() -> (Sim, usize, Vec<u8>) {
+    let mut sim = Sim::new(19, lan());
+    let client = common::client_addr(0);
+    sim.set_hook(Box::new(move |s: &Sent| {
+        let ack0 = s.from == client && s.kind == Some(Kind::Ack) && s.nth_of_kind == 0;
+        let accept1 = s.from == SERVER && s.kind == Some(Kind::Accept) && s.nth_of_kind == 1;
+        if ack0 || accept1 {
+            Fate::Drop
+        } else {
+            Fate::Link
+        }
+    }));
+    let (c, bytes) = download(&mut sim, 3 * CHUNK);
+    sim.run();
+    (sim, c, bytes)
+}
+
+#[test]
+#[ignore = "bug: a Sender ended by the peer's Error keeps its retransmission deadline, so \
+            poll_timeout reports a stale instant that handle_timeout never clears (a driver \
+            waiting on it spins)"]
+fn finished_client_has_no_deadline() {
+    let (sim, c, _) = upload_losing_done_acks(4);
+    assert!(sim.clients[c].session.is_finished());
+    assert_eq!(
+        sim.clients[c].session.poll_timeout(),
+        None,
+        "{}",
+        sim.describe(c)
+    );
+}
+
+#[test]
+#[ignore = "bug: a bit flip in the version byte of a datagram to the server makes the table \
+            answer Error UnsupportedVersion to the live session, which kills the transfer"]
+fn version_byte_flip_on_an_ack_does_not_end_the_download() {
+    let mut sim = Sim::new(20, lan());
+    let client = common::client_addr(0);
+    sim.set_hook(Box::new(move |s: &Sent| {
+        if s.from == client && s.kind == Some(Kind::Ack) && s.seq == 2 && s.nth_of_kind == 2 {
+            // 1 becomes 3: looks like a future version, but the CRC says it is damage.
+            Fate::Deliver(vec![(
+                Duration::from_micros(500),
+                Damage::FlipBit { bit: 2 * 8 + 6 },
+            )])
+        } else {
+            Fate::Link
+        }
+    }));
+    let (c, bytes) = download(&mut sim, 5 * CHUNK);
+    sim.run();
+    assert!(sim.hooked > 0);
+    assert_downloaded(&sim, c, &bytes);
+}
