@@ -206,10 +206,13 @@ fn serve(args: &ServeArgs) -> Result<(), ClientError> {
         },
     )
     .map_err(|e| ClientError::local(format!("cannot open library {}", args.root.display()), e))?;
+    let timeout = seconds(args.timeout, "--timeout")?;
     let config = ServerConfig {
         session: Config {
             chunk: args.max_chunk,
-            timeout: seconds(args.timeout, "--timeout")?,
+            timeout,
+            // Linger as long as a client would retry a lost final Ack.
+            linger_min: timeout,
             ..Config::default()
         },
         limits: udpft::proto::table::Limits {

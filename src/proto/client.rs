@@ -7,7 +7,7 @@
 use super::receiver::{Greeting, Receiver};
 use super::sender::Sender;
 use super::session::{deadline, Config, Failure, Outcome, Rtt, Sink, Source, Stats};
-use super::wire::{DecodeError, ErrorCode, Message};
+use super::wire::{DecodeError, ErrorCode, Message, MIN_CHUNK};
 use std::time::{Duration, Instant};
 
 /// What the client asks for.
@@ -66,6 +66,8 @@ pub struct ClientSession {
     /// Datagrams that failed to decode, by [`DecodeError::index`].
     rejected: [u64; DecodeError::COUNT],
     accepted: Option<(u64, u64)>,
+    /// An Error to send once to a session the client will not use.
+    farewell: Option<(u32, ErrorCode)>,
 }
 
 impl ClientSession {
@@ -85,6 +87,7 @@ impl ClientSession {
             started: now,
             rejected: [0; DecodeError::COUNT],
             accepted: None,
+            farewell: None,
         }
     }
 
@@ -118,7 +121,18 @@ impl ClientSession {
                 chunk,
                 size,
                 offset,
-            } if token == self.token && chunk > 0 => self.open(now, session, chunk, size, offset),
+            } if token == self.token => {
+                // Never trust a chunk size we did not ask for: it sizes our buffers.
+                if (MIN_CHUNK..=self.config.chunk.max(MIN_CHUNK)).contains(&chunk) {
+                    self.open(now, session, chunk, size, offset);
+                } else {
+                    self.farewell = Some((session, ErrorCode::BadRequest));
+                    self.phase = Phase::Ended(Failure::Local {
+                        code: ErrorCode::BadRequest,
+                        text: format!("server granted chunk size {chunk}, which was not asked for"),
+                    });
+                }
+            }
             Message::Error {
                 session,
                 code,
@@ -163,6 +177,8 @@ impl ClientSession {
                 ..
             } => {
                 if offset != asked {
+                    // Close the session the server opened, so it stops at once.
+                    self.farewell = Some((session, ErrorCode::Cancelled));
                     Phase::Ended(Failure::Local {
                         code: ErrorCode::BadRequest,
                         text: format!("server resumed at byte {offset}, not {asked}"),
@@ -239,6 +255,17 @@ impl ClientSession {
     /// Writes the next datagram for the server into `buf`; `None` when nothing is due.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if let Some((session, code)) = self.farewell.take() {
+            let text = b"client closes this session";
+            return Some(
+                Message::Error {
+                    session,
+                    code,
+                    text,
+                }
+                .encode(buf),
+            );
+        }
         let token = self.token;
         let chunk = self.config.chunk;
         match &mut self.phase {
@@ -316,7 +343,7 @@ impl ClientSession {
             Phase::Requesting { .. } => false,
             Phase::Receiving(receiver) => receiver.is_finished(),
             Phase::Sending(sender) => sender.is_finished(),
-            Phase::Ended(_) => true,
+            Phase::Ended(_) => self.farewell.is_none(),
         }
     }
 

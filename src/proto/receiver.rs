@@ -228,7 +228,11 @@ impl Receiver {
             return;
         }
         if let Err(e) = self.sink.commit() {
-            self.fail(ErrorCode::Io, format!("cannot save file: {e}"));
+            let code = match e.kind() {
+                std::io::ErrorKind::AlreadyExists => ErrorCode::Exists,
+                _ => ErrorCode::Io,
+            };
+            self.fail(code, format!("cannot save file: {e}"));
             return;
         }
         self.expected = done_seq + 1;
@@ -240,9 +244,11 @@ impl Receiver {
     }
 
     /// How long to keep answering a repeated Done: several retransmission timeouts of the
-    /// round trip seen so far, at least 20 ms and at most the give-up time.
+    /// round trip seen so far, at least `linger_min`, at most the give-up time.
     fn linger(&self) -> Duration {
-        (self.rtt.rto() * 8).clamp(Duration::from_millis(20), self.config.timeout)
+        (self.rtt.rto() * 8)
+            .max(self.config.linger_min)
+            .min(self.config.timeout)
     }
 
     fn fail(&mut self, code: ErrorCode, text: String) {

@@ -17,8 +17,14 @@ pub struct AcceptInfo {
     pub token: u32,
 }
 
+/// Bytes of a resumed download's prefix hashed per timer call: large prefixes are hashed in
+/// steps, so one resume cannot stall a loop that serves other sessions.
+const PREFIX_STEP: u64 = 1 << 20;
+
 #[derive(Debug)]
 enum State {
+    /// Hashing the bytes before `offset` (a resumed download) before the Accept goes out.
+    Hashing { done: u64 },
     /// Message `seq` is (or is about to be) in flight.
     AwaitAck { seq: u64 },
     /// Ack of Done arrived.
@@ -60,7 +66,8 @@ impl Sender {
     /// chunks, for `session`. With `accept`, message 0 is an Accept (the server's side of
     /// a download); without, the first message is Data 1 (the client's side of an upload).
     ///
-    /// The bytes before `offset` are read now, to compute the whole-file CRC32.
+    /// The bytes before `offset` are hashed first, in steps of timer calls (the whole-file
+    /// CRC32 covers them); the Accept goes out once they are.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         now: Instant,
@@ -96,30 +103,33 @@ impl Sender {
             progress_at: now,
             stats: Stats::default(),
         };
-        if let Err(failure) = sender.hash_prefix() {
-            sender.fail(failure);
+        if offset > 0 {
+            sender.state = State::Hashing { done: 0 };
+            sender.transmit_pending = false;
+            sender.retransmit_at = Some(now);
         } else if accept.is_none() {
             sender.advance_to(1);
         }
         sender
     }
 
-    /// Feeds the bytes before `offset` to the whole-file CRC (resumed downloads).
-    fn hash_prefix(&mut self) -> Result<(), Failure> {
-        let mut at = 0;
-        while at < self.offset {
-            let want = (self.offset - at).min(self.payload.len() as u64) as usize;
+    /// Feeds up to [`PREFIX_STEP`] more bytes before `offset` to the whole-file CRC;
+    /// returns how many bytes are hashed so far.
+    fn hash_prefix_step(&mut self, mut done: u64) -> Result<u64, Failure> {
+        let stop = (done + PREFIX_STEP).min(self.offset);
+        while done < stop {
+            let want = (stop - done).min(self.payload.len() as u64) as usize;
             let n = self
                 .source
-                .read_at(at, &mut self.payload[..want])
+                .read_at(done, &mut self.payload[..want])
                 .map_err(|e| local(ErrorCode::Io, format!("read error: {e}")))?;
             if n == 0 {
                 return Err(local(ErrorCode::FileChanged, "file shrank".into()));
             }
             self.hasher.update(&self.payload[..n]);
-            at += n as u64;
+            done += n as u64;
         }
-        Ok(())
+        Ok(done)
     }
 
     /// The session this sender belongs to.
@@ -140,7 +150,7 @@ impl Sender {
                 (self.offset + chunks_done * u64::from(self.chunk)).min(self.size)
             }
             State::Done => self.size,
-            State::Failed => self.offset,
+            State::Hashing { .. } | State::Failed => self.offset,
         }
     }
 
@@ -263,6 +273,23 @@ impl Sender {
     pub fn handle_timeout(&mut self, now: Instant) {
         let Some(at) = self.retransmit_at else { return };
         if now < at || self.outcome.is_some() {
+            return;
+        }
+        if let State::Hashing { done } = self.state {
+            match self.hash_prefix_step(done) {
+                Err(failure) => self.fail(failure),
+                Ok(done) if done < self.offset => self.state = State::Hashing { done },
+                Ok(_) => {
+                    self.progress_at = now;
+                    self.retransmit_at = None;
+                    if self.accept.is_some() {
+                        self.state = State::AwaitAck { seq: 0 };
+                        self.transmit_pending = true;
+                    } else {
+                        self.advance_to(1);
+                    }
+                }
+            }
             return;
         }
         let elapsed = now.saturating_duration_since(self.progress_at);

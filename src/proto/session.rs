@@ -23,6 +23,10 @@ pub struct Config {
     pub rto_max: Duration,
     /// Give up when the peer has shown no progress for this long.
     pub timeout: Duration,
+    /// The shortest time a receiver lingers after acknowledging Done, to answer a repeated
+    /// Done whose Ack was lost. A client keeps it short (it is waiting to exit); a server
+    /// sets it to `timeout`, so a sender that keeps retrying is always answered.
+    pub linger_min: Duration,
 }
 
 impl Default for Config {
@@ -33,6 +37,7 @@ impl Default for Config {
             rto_min: Duration::from_micros(500),
             rto_max: Duration::from_secs(1),
             timeout: Duration::from_secs(5),
+            linger_min: Duration::from_millis(20),
         }
     }
 }

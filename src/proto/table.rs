@@ -439,7 +439,9 @@ impl SessionTable {
             Ok(message) => message,
             Err(e) => {
                 self.stats.rejected[e.index()] += 1;
-                if let DecodeError::UnsupportedVersion(v) = e {
+                if let (DecodeError::UnsupportedVersion(v), true) =
+                    (e, super::wire::is_request_type(datagram))
+                {
                     let session = super::wire::peek_session(datagram).unwrap_or(0);
                     let text = format!(
                         "protocol version {v} is not supported; this server speaks version {}",

@@ -10,7 +10,7 @@
 //!  +------+-----+-----+----------+-----------------+------+-- ... --+--------+
 //! ```
 //!
-//! [`Message::decode`] checks a datagram in a fixed order (size, magic, version, CRC, type,
+//! [`Message::decode`] checks a datagram in a fixed order (size, magic, CRC, version, type,
 //! length field, then the payload rules of its type) and returns one [`DecodeError`] per
 //! malformed form; it never panics, whatever the input. [`Message::encode`] writes into a
 //! caller's buffer, so the hot path allocates nothing.
@@ -313,10 +313,10 @@ pub enum DecodeError {
     TooShort,
     /// Does not start with `UF`.
     BadMagic,
-    /// A version other than [`VERSION`].
-    UnsupportedVersion(u8),
     /// The CRC32 trailer does not match the bytes before it.
     BadCrc,
+    /// A version other than [`VERSION`] (with a valid CRC).
+    UnsupportedVersion(u8),
     /// A message type byte this version does not define.
     UnknownType(u8),
     /// The length field claims more payload than the datagram holds.
@@ -380,6 +380,13 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
+/// Whether a datagram that failed with [`DecodeError::UnsupportedVersion`] is a request
+/// (type byte List, Get or Put): the only kind a server answers with a version error, so
+/// that no two servers can answer each other's errors forever.
+pub fn is_request_type(datagram: &[u8]) -> bool {
+    matches!(datagram.get(field::TYPE), Some(1..=3))
+}
+
 /// Reads the session field of a datagram that passed [`Message::decode`]'s first checks,
 /// without decoding the rest; used to address an error reply. `None` if too short.
 pub fn peek_session(datagram: &[u8]) -> Option<u32> {
@@ -437,13 +444,16 @@ impl<'a> Message<'a> {
         if datagram[field::MAGIC] != MAGIC {
             return Err(DecodeError::BadMagic);
         }
-        let version = datagram[field::VERSION];
-        if version != VERSION {
-            return Err(DecodeError::UnsupportedVersion(version));
-        }
+        // The CRC comes before the version: a bit flipped in the version byte must read as
+        // corruption (dropped), not as another protocol version (answered and fatal).
+        // Every version keeps the CRC32 trailer over all preceding bytes.
         let (covered, trailer) = datagram.split_at(datagram.len() - TRAILER_LEN);
         if crc32fast::hash(covered) != NetworkEndian::read_u32(trailer) {
             return Err(DecodeError::BadCrc);
+        }
+        let version = datagram[field::VERSION];
+        if version != VERSION {
+            return Err(DecodeError::UnsupportedVersion(version));
         }
         let type_byte = datagram[field::TYPE];
         let kind = Kind::from_u8(type_byte).ok_or(DecodeError::UnknownType(type_byte))?;
@@ -714,9 +724,18 @@ mod tests {
     }
 
     #[test]
-    fn version_is_checked_before_crc() {
+    fn a_flipped_version_bit_reads_as_corruption() {
+        let mut bytes = golden_ack();
+        bytes[2] = 9;
+        assert_eq!(Message::decode(&bytes), Err(DecodeError::BadCrc));
+    }
+
+    #[test]
+    fn another_version_with_a_valid_crc_is_unsupported() {
         let mut bytes = golden_ack();
         bytes[2] = 2;
+        let crc = crc32fast::hash(&bytes[..HEADER_LEN]);
+        NetworkEndian::write_u32(&mut bytes[HEADER_LEN..], crc);
         assert_eq!(
             Message::decode(&bytes),
             Err(DecodeError::UnsupportedVersion(2))

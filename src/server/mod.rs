@@ -22,7 +22,9 @@ use crate::net;
 use crate::proto::table::{
     clip_error_text, Limits, Refusal, ServerSession, ServerStats, SessionTable,
 };
-use crate::proto::wire::{peek_session, DecodeError, ErrorCode, Message, MAX_DATAGRAM, VERSION};
+use crate::proto::wire::{
+    is_request_type, peek_session, DecodeError, ErrorCode, Message, MAX_DATAGRAM, VERSION,
+};
 use crate::proto::Config;
 use std::fmt;
 use std::io;
@@ -125,6 +127,8 @@ impl Default for ServerConfig {
         Self {
             session: Config {
                 chunk: crate::proto::wire::MAX_CHUNK,
+                // A server lingers as long as a client would retry a lost final Ack.
+                linger_min: Config::default().timeout,
                 ..Config::default()
             },
             limits: Limits::default(),
@@ -368,7 +372,7 @@ pub(crate) fn decode_counted<'a>(
         Ok(message) => Some(message),
         Err(e) => {
             stats.rejected[e.index()] += 1;
-            if let DecodeError::UnsupportedVersion(v) = e {
+            if let (DecodeError::UnsupportedVersion(v), true) = (e, is_request_type(datagram)) {
                 let refusal = Refusal::new(
                     ErrorCode::UnsupportedVersion,
                     format!("protocol version {v} is not supported; this server speaks version {VERSION}"),
