@@ -8,7 +8,7 @@ use std::fs;
 use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -494,6 +494,11 @@ fn names_that_escape_or_hide_are_refused_and_never_listed() {
     fs::write(root.join("target.txt"), b"inside the library").unwrap();
     std::os::unix::fs::symlink(&secret, root.join("outside_link")).unwrap();
     std::os::unix::fs::symlink(root.join("target.txt"), root.join("inside_link")).unwrap();
+    // Not regular files: a folder, and a FIFO (whose blocking open would hang the server).
+    fs::create_dir(root.join("subdir")).unwrap();
+    fs::write(root.join("subdir").join("inner.txt"), b"one level down").unwrap();
+    let made_fifo = Command::new("mkfifo").arg(root.join("fifo")).status();
+    assert!(made_fifo.is_ok_and(|s| s.success()), "mkfifo failed");
     // Files that exist under names the server must not serve, where the OS allows them.
     for name in [&b"a\\b"[..], b"C:evil", b"C:\\x", b".hidden", b"\xff\xfe"] {
         fs::write(root.join(std::ffi::OsStr::from_bytes(name)), b"not served").unwrap();
@@ -513,6 +518,8 @@ fn names_that_escape_or_hide_are_refused_and_never_listed() {
         (b".hidden", Expect::BadName),
         (b"outside_link", Expect::NotFound),
         (b"inside_link", Expect::NotFound),
+        (b"subdir", Expect::NotFound),
+        (b"fifo", Expect::NotFound),
     ];
     let server = start(root, LibraryOptions::default(), quick_config());
     let mut ids = udpft::ids::IdSource::new();
@@ -559,7 +566,7 @@ fn names_that_escape_or_hide_are_refused_and_never_listed() {
                     matches!(got, Answer::Refused(ErrorCode::NotFound, _)),
                     "get {shown:?}: {got:?}"
                 );
-                // A link is not a regular file: an upload may not replace it either.
+                // Not a regular file: an upload may not replace it either.
                 assert!(
                     matches!(put_got, Answer::Refused(ErrorCode::BadName, _)),
                     "put {shown:?}: {put_got:?}"
@@ -602,6 +609,11 @@ fn names_that_escape_or_hide_are_refused_and_never_listed() {
         .unwrap()
         .file_type()
         .is_symlink());
+    assert!(fs::symlink_metadata(root.join("fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    assert!(fs::symlink_metadata(root.join("subdir")).unwrap().is_dir());
     assert!(temp_files(root).is_empty());
 }
 
@@ -993,7 +1005,25 @@ fn stop_lets_a_running_download_finish_and_abandons_a_running_upload() {
         !download.is_finished() && !upload.is_finished(),
         "a transfer ended before the stop"
     );
-    let stats = stop(server);
+    let stopper = thread::spawn(move || stop(server));
+    // While the download drains, new requests are refused. A probe that beats the stop
+    // request is accepted and at once cancelled (one more failed session).
+    let mut beaten = 0;
+    for token in 1..=1000u32 {
+        let probe = Message::Get {
+            token: token << 1,
+            chunk: DEFAULT_CHUNK,
+            offset: 0,
+            name: b"down.bin",
+        };
+        match ask(addr, &probe) {
+            Answer::Accepted => beaten += 1,
+            Answer::Refused(ErrorCode::ShuttingDown, _) => break,
+            other => panic!("probe during the drain: {other:?}"),
+        }
+        assert!(token < 1000, "no probe refused during the drain");
+    }
+    let stats = stopper.join().unwrap();
 
     let report = download
         .join()
@@ -1010,7 +1040,7 @@ fn stop_lets_a_running_download_finish_and_abandons_a_running_upload() {
     assert!(temp_files(library.path()).is_empty());
     assert_eq!(
         (stats.completed, stats.failed),
-        (1, 1),
+        (1, 1 + beaten),
         "{}",
         stats.summary()
     );
