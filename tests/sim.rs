@@ -743,6 +743,52 @@ fn retransmissions_stay_within_a_bound_of_the_loss_rate() {
     }
 }
 
+#[test]
+fn download_retransmissions_stay_within_a_bound_of_the_loss_rate() {
+    for loss in [0.05, 0.1, 0.2] {
+        let mut sim = Sim::new(21, Impairments { loss, ..lan() });
+        sim.client_config.chunk = 512;
+        let (c, bytes) = download(&mut sim, 400 * 512);
+        sim.run();
+        assert_downloaded(&sim, c, &bytes);
+        // The server's sender is gone by now: count its tries in the transcript.
+        let sends = sim
+            .sent
+            .iter()
+            .filter(|s| s.from == SERVER)
+            .filter(|s| matches!(s.kind, Some(Kind::Accept | Kind::Data | Kind::Done)))
+            .count() as f64;
+        let messages = 1.0 + 400.0 + 1.0;
+        let expected_extra = messages * (1.0 / ((1.0 - loss) * (1.0 - loss)) - 1.0);
+        let retransmitted = sends - messages;
+        assert!(
+            retransmitted <= 3.0 * expected_extra + 20.0,
+            "loss {loss}: {retransmitted} retransmissions, expected about {expected_extra:.0}"
+        );
+    }
+}
+
+#[test]
+fn same_seed_gives_the_same_run() {
+    let run = || {
+        let mut sim = Sim::new(22, sweep_impairments(22, 0.2));
+        let bytes = random_bytes(22, 40_000);
+        sim.add_file("a", bytes.clone());
+        sim.get("a");
+        sim.put("b", bytes, false);
+        sim.run();
+        let sends: Vec<_> = sim
+            .sent
+            .iter()
+            .map(|s| (s.at, s.from, s.kind, s.seq, s.len))
+            .collect();
+        (sends, sim.arrivals.len(), sim.elapsed())
+    };
+    let first = run();
+    assert!(first.0.len() > 50);
+    assert_eq!(first, run());
+}
+
 // Many clients.
 
 #[test]

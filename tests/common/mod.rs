@@ -430,9 +430,12 @@ impl Sim {
             }
             Err(_) => (None, 0, 0),
         };
+        // Injected datagrams do not shift the numbering hooks match on.
         let count = self.kind_counts.entry((from, kind)).or_insert(0);
         let nth_of_kind = *count;
-        *count += 1;
+        if !injected {
+            *count += 1;
+        }
         let index = self.sent.len();
         self.sent.push(Sent {
             index,
