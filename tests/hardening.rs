@@ -8,7 +8,7 @@ use std::fs;
 use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -816,6 +816,12 @@ fn download_while(change: impl FnOnce(&Path)) -> (Result<Report, ClientError>, b
     let local = tempfile::tempdir().unwrap();
     let served = library.path().join("moving.bin");
     write_random(&served, 4, 8 * MIB);
+    // Last modified long ago, so any change now gives it a new modification time even
+    // where file times are coarse.
+    let long_ago = std::time::UNIX_EPOCH + Duration::from_secs(86_400);
+    let file = fs::OpenOptions::new().write(true).open(&served).unwrap();
+    file.set_modified(long_ago).unwrap();
+    drop(file);
     let server = start(library.path(), LibraryOptions::default(), quick_config());
     let dest = local.path().join("moving.bin");
     let partial = udpft::client::partial_path(&dest).unwrap();
@@ -865,6 +871,20 @@ fn a_file_that_grows_during_a_download_fails_it_with_file_changed() {
     let error = result.expect_err("the file grew");
     assert_eq!(code_of(&error), Some(ErrorCode::FileChanged), "{error:?}");
     assert!(error.to_string().contains("changed"), "{error}");
+    assert!(
+        !appeared,
+        "a failed download left a file under its final name"
+    );
+}
+
+#[test]
+fn a_file_rewritten_in_place_during_a_download_fails_it_with_file_changed() {
+    let (result, appeared) = download_while(|path| {
+        let file = fs::OpenOptions::new().write(true).open(path).unwrap();
+        file.write_all_at(&[0u8; 4096], 7 * MIB as u64).unwrap();
+    });
+    let error = result.expect_err("the file changed (same size, new bytes)");
+    assert_eq!(code_of(&error), Some(ErrorCode::FileChanged), "{error:?}");
     assert!(
         !appeared,
         "a failed download left a file under its final name"
