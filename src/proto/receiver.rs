@@ -5,8 +5,10 @@
 //! sends one, so it can only be a stray). On Done it checks the whole-file size and CRC32,
 //! commits the sink, acknowledges, and then *lingers* a while to acknowledge a repeated
 //! Done in case its Ack was lost. The receiver sends only in answer to what it receives,
-//! except for the server's Accept of an upload, which it repeats on a timer until Data 1
-//! arrives. See `protocol.md`, "Stop-and-wait".
+//! except for its greeting, which it repeats on a timer until Data 1 arrives: the server's
+//! Accept of an upload, or the client's Ack 0 of a download (which proves the client's
+//! address, so the server's anti-amplification budget cannot stall the start). See
+//! `protocol.md`, "Stop-and-wait".
 
 use super::session::{chunk_count, deadline, Config, Failure, Outcome, Rtt, Sink, Stats};
 use super::wire::{clip_text, ErrorCode, Message};
@@ -21,7 +23,8 @@ pub enum Greeting {
         /// The client's request token to echo.
         token: u32,
     },
-    /// Client side of a download or listing: Ack 0 each time the server's Accept arrives.
+    /// Client side of a download or listing: Ack 0 at once, again each time the server's
+    /// Accept arrives, and on a timer until the first Data arrives.
     AckAccept,
 }
 
@@ -93,8 +96,8 @@ impl Receiver {
             expected: 1,
             hasher: crc32fast::Hasher::new_with_initial_len(resume_crc, offset),
             state: State::Receiving,
-            ack_pending: (greeting == Greeting::AckAccept).then_some(0),
-            greet_pending: matches!(greeting, Greeting::Accept { .. }),
+            ack_pending: None,
+            greet_pending: true,
             greet_at: None,
             error_pending: None,
             outcome: None,
@@ -287,6 +290,7 @@ impl Receiver {
                     self.rtt.back_off();
                     self.greet_at = None;
                     self.greet_pending = true;
+                    self.ack_sent_at = None; // Karn: a repeated greeting gives no sample
                     self.stats.retransmitted += 1;
                 }
             }
@@ -312,8 +316,8 @@ impl Receiver {
         if self.greet_pending {
             self.greet_pending = false;
             self.greet_at = Some(deadline(now, self.rtt.rto()));
-            self.stats.sent += 1;
             if let Greeting::Accept { token } = self.greeting {
+                self.stats.sent += 1;
                 return Some(
                     Message::Accept {
                         session: self.session,
@@ -325,6 +329,10 @@ impl Receiver {
                     .encode(buf),
                 );
             }
+            // A client repeats its Ack 0 on this timer until Data 1 arrives: it proves the
+            // client's address, so the server may go on (anti-amplification) even when
+            // the server may not repeat its Accept any more.
+            self.ack_pending = Some(0);
         }
         let seq = self.ack_pending.take()?;
         if seq + 1 == self.expected && self.ack_tries == 0 && self.state == State::Receiving {

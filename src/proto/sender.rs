@@ -163,6 +163,7 @@ impl Sender {
                 if self.outcome.is_none() {
                     self.state = State::Failed;
                     self.transmit_pending = false;
+                    self.retransmit_at = None;
                     self.outcome = Some(Outcome::Failed(Failure::Peer {
                         code,
                         text: String::from_utf8_lossy(text).into_owned(),

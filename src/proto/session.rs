@@ -19,7 +19,9 @@ pub struct Config {
     /// The floor of the retransmission timeout. LAN round trips are tens of microseconds to a
     /// few milliseconds, so the floor is far below TCP's one second.
     pub rto_min: Duration,
-    /// The ceiling that exponential backoff stops at.
+    /// The ceiling that exponential backoff stops at. A LAN round trip is far below it; a
+    /// low ceiling keeps a long run of losses from spacing the tries so far apart that the
+    /// give-up time allows only a handful (at 250 ms, 20 tries fit in 5 s).
     pub rto_max: Duration,
     /// Give up when the peer has shown no progress for this long.
     pub timeout: Duration,
@@ -35,7 +37,7 @@ impl Default for Config {
             chunk: DEFAULT_CHUNK,
             rto_initial: Duration::from_millis(100),
             rto_min: Duration::from_micros(500),
-            rto_max: Duration::from_secs(1),
+            rto_max: Duration::from_millis(250),
             timeout: Duration::from_secs(5),
             linger_min: Duration::from_millis(20),
         }
@@ -43,6 +45,17 @@ impl Default for Config {
 }
 
 impl Config {
+    /// A server's configuration: it grants chunks up to [`MAX_CHUNK`], and lingers after a
+    /// completed upload for as long as the client would retry a lost final Ack.
+    pub fn for_server() -> Self {
+        let client = Self::default();
+        Self {
+            chunk: MAX_CHUNK,
+            linger_min: client.timeout,
+            ..client
+        }
+    }
+
     /// The chunk size a server grants for a request of `asked`: at least [`MIN_CHUNK`],
     /// at most this config's `chunk` and [`MAX_CHUNK`].
     pub fn negotiate_chunk(&self, asked: u16) -> u16 {

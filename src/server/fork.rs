@@ -61,18 +61,33 @@ pub fn run(
     let mut grace = Grace::default();
     loop {
         reap(&mut children, &mut sessions, &mut requests, &mut stats);
-        // Children see the same signal (same process group) and run their own grace period;
-        // past it, with a margin, the parent stops any that are left.
-        if grace.check(shutdown, config, Instant::now()) == Stage::Over {
-            for pid in children.keys() {
-                let _ = kill(*pid, Signal::SIGKILL);
+        match grace.check(shutdown, config, Instant::now()) {
+            // Pass the stop on: a `kill PID` reaches only the parent. Each child then runs
+            // its own grace period (abandoning an upload at once, finishing a download).
+            Stage::Began => {
+                for pid in children.keys() {
+                    let _ = kill(*pid, Signal::SIGTERM);
+                }
             }
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while !children.is_empty() && Instant::now() < deadline {
-                reap(&mut children, &mut sessions, &mut requests, &mut stats);
-                std::thread::yield_now();
+            // The children's grace periods end at about the same time as ours; give them a
+            // moment to clean up and exit, then stop any that are left.
+            Stage::Over => {
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while !children.is_empty() && Instant::now() < deadline {
+                    reap(&mut children, &mut sessions, &mut requests, &mut stats);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                for pid in children.keys() {
+                    let _ = kill(*pid, Signal::SIGKILL);
+                }
+                let deadline = Instant::now() + Duration::from_secs(1);
+                while !children.is_empty() && Instant::now() < deadline {
+                    reap(&mut children, &mut sessions, &mut requests, &mut stats);
+                    std::thread::yield_now();
+                }
+                break;
             }
-            break;
+            Stage::Serving | Stage::Draining => {}
         }
         if grace.draining() && children.is_empty() {
             break;

@@ -125,12 +125,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            session: Config {
-                chunk: crate::proto::wire::MAX_CHUNK,
-                // A server lingers as long as a client would retry a lost final Ack.
-                linger_min: Config::default().timeout,
-                ..Config::default()
-            },
+            session: Config::for_server(),
             limits: Limits::default(),
             grace: Duration::from_secs(10),
             model: Model::Table,
