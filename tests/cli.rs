@@ -430,6 +430,16 @@ fn missing_file_is_refused_and_leaves_no_file_or_partial() {
         &["-o", "elsewhere.bin"],
         "no such file on server: missing",
     );
+    let to_stdout = run(&mut udpft([
+        "get",
+        "missing",
+        "-o",
+        "-",
+        "--server",
+        &served.addr().to_string(),
+    ]));
+    to_stdout.expect_code(4);
+    assert!(to_stdout.stdout.is_empty(), "{}", to_stdout.out());
 }
 
 #[test]
