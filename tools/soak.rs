@@ -1,0 +1,3 @@
+//! `udpft-soak`: a bounded soak test of a udpft server (placeholder).
+
+fn main() {}
