@@ -1,0 +1,68 @@
+//! One measured download with the library client: `Client::get` of the test file into the
+//! scratch folder, a byte-for-byte check against the original, and the goodput.
+
+use crate::results::mb_per_s;
+use crate::workload::{same_bytes, TestLibrary};
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use udpft::client::{Client, ClientOptions, Destination, Report};
+use udpft::proto::Config;
+
+/// A finished, verified download.
+#[derive(Clone, Debug)]
+pub struct Download {
+    /// The client's report (size, elapsed, counters).
+    pub report: Report,
+    /// File bytes per second in MB/s (10^6 bytes).
+    pub goodput: f64,
+}
+
+/// Downloads the test file from `server` with chunks of `chunk` bytes into `dest`, checks it
+/// equals the library's copy, and removes it again.
+///
+/// # Errors
+/// If the transfer fails or the copy differs.
+pub fn download(
+    server: SocketAddr,
+    chunk: u16,
+    timeout: Duration,
+    library: &TestLibrary,
+    dest: &Path,
+) -> io::Result<Download> {
+    let options = ClientOptions {
+        config: Config {
+            chunk,
+            timeout,
+            ..Config::default()
+        },
+        ..ClientOptions::default()
+    };
+    let mut client = Client::new(server, options).map_err(io::Error::other)?;
+    let report = client
+        .get(
+            &library.name,
+            &Destination::File(dest.to_path_buf()),
+            false,
+            &mut |_| {},
+        )
+        .map_err(|e| io::Error::other(format!("download with chunk {chunk} failed: {e}")))?;
+    if report.size != library.size {
+        return Err(io::Error::other(format!(
+            "the client reports {} bytes, the file has {}",
+            report.size, library.size
+        )));
+    }
+    if !same_bytes(&library.file(), dest)? {
+        return Err(io::Error::other(format!(
+            "the downloaded copy {} differs from the original",
+            dest.display()
+        )));
+    }
+    std::fs::remove_file(dest)?;
+    Ok(Download {
+        goodput: mb_per_s(report.size - report.resumed_from, report.elapsed),
+        report,
+    })
+}
