@@ -36,9 +36,6 @@ pub fn client_addr(index: usize) -> SocketAddr {
     )
 }
 
-/// Where the version byte sits in every datagram.
-const VERSION_BYTE: usize = 2;
-
 /// A LAN link: intact, 500 µs one way.
 pub fn lan() -> Impairments {
     Impairments {
@@ -274,17 +271,14 @@ pub struct Sim {
     pub max_live_sessions: usize,
     /// Copies the hook dropped or rerouted.
     pub hooked: u64,
-    /// Moves a link's bit flip that would hit the version byte of a datagram to the server
-    /// onto its CRC trailer instead: the datagram is still corrupt, but the server's reply
-    /// to a foreign version (a known bug: it ends the live session) is not provoked.
-    pub spare_version_byte: bool,
     buf: Vec<u8>,
 }
 
 impl Sim {
-    /// A network whose every client link has `impairments`, server with `Config::default()`.
+    /// A network whose every client link has `impairments`, and a server configured as
+    /// real servers are (`Config::for_server()`).
     pub fn new(seed: u64, impairments: Impairments) -> Self {
-        Self::with_server(seed, impairments, Config::default(), Limits::default())
+        Self::with_server(seed, impairments, Config::for_server(), Limits::default())
     }
 
     /// A network with a server of this config and limits.
@@ -323,7 +317,6 @@ impl Sim {
             steps: 0,
             max_live_sessions: 0,
             hooked: 0,
-            spare_version_byte: false,
             buf: vec![0; MAX_DATAGRAM],
         }
     }
@@ -507,14 +500,7 @@ impl Sim {
                 }));
             }
         }
-        for mut delivery in deliveries {
-            if let Damage::FlipBit { bit } = delivery.damage {
-                if self.spare_version_byte && to == SERVER && bit / 8 == VERSION_BYTE {
-                    delivery.damage = Damage::FlipBit {
-                        bit: bytes.len() * 8 - 1 - bit % 8,
-                    };
-                }
-            }
+        for delivery in deliveries {
             let mut copy = bytes.to_vec();
             let out = delivery.damage.apply(&mut copy).to_vec();
             let after = delivery.at.saturating_duration_since(self.now);
