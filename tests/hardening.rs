@@ -158,10 +158,15 @@ enum Answer {
 }
 
 /// Sends `request` from a fresh socket, then a barrier request (a Get of a missing file),
-/// and returns the server's answer to `request`. The server handles one socket's datagrams
-/// in order and answers each at once, so an answer to the barrier first means `request`
-/// got none. An Accept is cancelled at once so no session lingers.
+/// and returns the server's answer to `request`. The table and iterative servers handle
+/// one socket's datagrams in order and answer each at once, so an answer to the barrier
+/// first means `request` got none. An Accept is cancelled at once so no session lingers.
 fn ask(server: SocketAddr, request: &Message<'_>) -> Answer {
+    exchange(server, request, true)
+}
+
+/// Sends `request` and waits for the answer to it (any server model); `barrier` as [`ask`].
+fn exchange(server: SocketAddr, request: &Message<'_>, barrier: bool) -> Answer {
     let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
     socket.connect(server).expect("connect");
     socket
@@ -170,13 +175,15 @@ fn ask(server: SocketAddr, request: &Message<'_>) -> Answer {
     let token = request.session();
     let barrier_token = token.wrapping_add(1);
     socket.send(&encode(request)).expect("send request");
-    let barrier = Message::Get {
-        token: barrier_token,
-        chunk: DEFAULT_CHUNK,
-        offset: 0,
-        name: b"barrier-not-in-library",
-    };
-    socket.send(&encode(&barrier)).expect("send barrier");
+    if barrier {
+        let barrier = Message::Get {
+            token: barrier_token,
+            chunk: DEFAULT_CHUNK,
+            offset: 0,
+            name: b"barrier-not-in-library",
+        };
+        socket.send(&encode(&barrier)).expect("send barrier");
+    }
     let deadline = Instant::now() + Duration::from_secs(5);
     let mut buf = vec![0u8; MAX_DATAGRAM];
     while Instant::now() < deadline {
@@ -202,11 +209,11 @@ fn ask(server: SocketAddr, request: &Message<'_>) -> Answer {
                 let _ = socket.send(&encode(&cancel));
                 return Answer::Accepted;
             }
-            Ok(m) if m.session() == barrier_token => return Answer::Silent,
+            Ok(m) if barrier && m.session() == barrier_token => return Answer::Silent,
             _ => {}
         }
     }
-    panic!("no answer to {request:?} nor to the barrier within 5 s");
+    panic!("no answer to {request:?} within 5 s");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1054,6 +1061,16 @@ fn uploads_over_max_upload_are_refused_with_too_large() {
 
 #[test]
 fn stop_lets_a_running_download_finish_and_abandons_a_running_upload() {
+    stop_during_transfers(Model::Table);
+}
+
+#[test]
+fn stop_on_the_threads_model_lets_a_download_finish_and_abandons_an_upload() {
+    stop_during_transfers(Model::Threads);
+}
+
+/// Stops a server of `model` (grace 10 s) while a download and an upload of 8 MiB run.
+fn stop_during_transfers(model: Model) {
     let library = tempfile::tempdir().unwrap();
     let local = tempfile::tempdir().unwrap();
     let served = write_random(&library.path().join("down.bin"), 8, 8 * MIB);
@@ -1061,6 +1078,7 @@ fn stop_lets_a_running_download_finish_and_abandons_a_running_upload() {
     write_random(&source, 9, 8 * MIB);
     let config = ServerConfig {
         grace: Duration::from_secs(10),
+        model,
         ..ServerConfig::default()
     };
     let server = start(library.path(), LibraryOptions::default(), config);
@@ -1096,7 +1114,8 @@ fn stop_lets_a_running_download_finish_and_abandons_a_running_upload() {
             offset: 0,
             name: b"down.bin",
         };
-        match ask(addr, &probe) {
+        // No barrier: the threads model answers from several threads, in no fixed order.
+        match exchange(addr, &probe, false) {
             Answer::Accepted => beaten += 1,
             Answer::Refused(ErrorCode::ShuttingDown, _) => break,
             other => panic!("probe during the drain: {other:?}"),
