@@ -265,6 +265,9 @@ impl Client {
         resume: bool,
         events: &mut EventFn<'_>,
     ) -> Result<Report, ClientError> {
+        // A name the server could never serve is refused here, at once, rather than sent
+        // as a request the server must drop as malformed (and then time out).
+        refuse_bad_name(name)?;
         let name_bytes = name.as_bytes().to_vec();
         match dest {
             Destination::Stdout => self.transfer(
@@ -357,10 +360,7 @@ impl Client {
         overwrite: bool,
         events: &mut EventFn<'_>,
     ) -> Result<Report, ClientError> {
-        check_name(name.as_bytes()).map_err(|r| ClientError::Server {
-            code: r.code,
-            text: sanitize(&r.text),
-        })?;
+        refuse_bad_name(name)?;
         let shown = path.display().to_string();
         let name_bytes = name.as_bytes().to_vec();
         self.transfer(
@@ -485,6 +485,16 @@ impl Client {
             }
         }
     }
+}
+
+/// Refuses, as the server would, a name no library can hold.
+fn refuse_bad_name(name: &str) -> Result<(), ClientError> {
+    check_name(name.as_bytes())
+        .map(|_| ())
+        .map_err(|r| ClientError::Server {
+            code: r.code,
+            text: sanitize(&r.text),
+        })
 }
 
 fn lock(sink: &Mutex<MemSink>) -> std::sync::MutexGuard<'_, MemSink> {

@@ -1,9 +1,13 @@
 //! Socket plumbing for the drivers: binding a UDP socket with room for bursts, and
-//! receiving with a deadline without a system call per datagram to set the timeout.
+//! receiving with a precise deadline.
 
+use nix::errno::Errno;
+use nix::poll::{ppoll, PollFd, PollFlags};
+use nix::sys::time::TimeSpec;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
 /// Kernel socket buffer size asked for: room for many clients' datagrams in a burst.
@@ -38,21 +42,23 @@ pub fn any_for(peer: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Receives on a blocking socket until a datagram arrives or a deadline passes.
+/// Receives until a datagram arrives or a deadline passes, with a precise timer.
 ///
-/// Setting the socket's timeout is a system call, so the timeout in force is remembered and
-/// changed only when it would make the wait end late, or far too early: waking a little early
-/// is harmless (the caller finds no timer due and waits again).
+/// The wait is `ppoll(2)`, whose timeout has nanosecond resolution: a socket receive timeout
+/// (`SO_RCVTIMEO`) is rounded up to whole kernel ticks (about 8 ms here), which would make
+/// every sub-millisecond retransmission timer fire milliseconds late. The socket is
+/// non-blocking, so a wake-up without a datagram (a spurious one, or a datagram the kernel
+/// dropped on a bad UDP checksum) returns an empty wait instead of blocking.
 #[derive(Debug, Default)]
 pub struct Receiver {
-    timeout: Option<Duration>,
+    nonblocking: bool,
 }
 
 /// The longest single wait, so a loop notices a stop request within this time.
 pub const MAX_WAIT: Duration = Duration::from_millis(100);
 
 impl Receiver {
-    /// A receiver that has not set any timeout yet.
+    /// A receiver; it makes the socket non-blocking on first use.
     pub fn new() -> Self {
         Self::default()
     }
@@ -68,19 +74,23 @@ impl Receiver {
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> io::Result<Option<(usize, SocketAddr)>> {
+        if !self.nonblocking {
+            socket.set_nonblocking(true)?;
+            self.nonblocking = true;
+        }
         let wait = match deadline {
             Some(at) => at.saturating_duration_since(Instant::now()).min(MAX_WAIT),
             None => MAX_WAIT,
         };
-        if wait < Duration::from_micros(1) {
+        if wait.is_zero() {
             return Ok(None);
         }
-        let keep = self
-            .timeout
-            .is_some_and(|current| current <= wait && wait <= current * 2);
-        if !keep {
-            socket.set_read_timeout(Some(wait))?;
-            self.timeout = Some(wait);
+        let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
+        match ppoll(&mut fds, Some(TimeSpec::from(wait)), None) {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(Errno::EINTR) => return Ok(None),
+            Err(e) => return Err(e.into()),
         }
         match socket.recv_from(buf) {
             Ok(got) => Ok(Some(got)),

@@ -368,7 +368,7 @@ fn assert_get_refused(served: &Served, name: &str, extra: &[&str], message: &str
 }
 
 #[test]
-fn traversal_names_are_refused_by_the_server_and_nothing_is_written() {
+fn traversal_names_are_refused_and_nothing_is_written() {
     let served = Served::with_files(&[("x", b"x"), ("passwd", b"not that one")]);
     for (name, why) in [
         ("../x", "contains a path separator"),
@@ -376,12 +376,13 @@ fn traversal_names_are_refused_by_the_server_and_nothing_is_written() {
         ("/etc/passwd", "contains a path separator"),
         ("..", "not a file name"),
     ] {
-        // With -o the name reaches the server, which refuses it.
+        // With -o the client refuses the name at once, by the server's own rule (the
+        // server's refusal of raw requests is tested in tests/hardening.rs).
         assert_get_refused(
             &served,
             name,
             &["-o", "out"],
-            &format!("server: name not allowed: {why}"),
+            &format!("name not allowed: {why}"),
         );
         // Without -o the client refuses to turn it into a local path.
         assert_get_refused(
@@ -401,7 +402,7 @@ fn hidden_file_exists_but_is_refused_and_not_listed() {
         &served,
         ".hidden",
         &["-o", "out"],
-        "server: name not allowed: hidden files are not served",
+        "name not allowed: hidden files are not served",
     );
     assert_get_refused(
         &served,
