@@ -24,11 +24,11 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use udpft::client::{Client, ClientError, ClientOptions, Destination};
+use udpft::client::{Client, ClientError, ClientOptions, Destination, Event};
 use udpft::library::TEMP_PREFIX;
 use udpft::proto::wire::DEFAULT_CHUNK;
 use udpft::proto::Config;
@@ -64,6 +64,9 @@ const BLOCK: usize = 64 << 10;
 
 /// Chunk sizes the clients ask for, one picked per transfer.
 const CHUNKS: [u16; 4] = [DEFAULT_CHUNK, 512, 8192, 32768];
+
+/// How long a client keeps retrying a server that answers *busy*.
+const BUSY_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Most server/proxy stderr lines kept (the stats line arrives every second).
 const MAX_KEPT_LINES: usize = 10_000;
@@ -410,6 +413,15 @@ impl ChildProc {
         }
     }
 
+    /// The live-session count of the newest `udpft: stats` line.
+    fn last_live(&self) -> Option<u64> {
+        lock(&self.lines.0)
+            .lines
+            .iter()
+            .rev()
+            .find_map(|line| live_sessions(line))
+    }
+
     /// A copy of the lines so far.
     fn lines(&self) -> Vec<String> {
         lock(&self.lines.0).lines.clone()
@@ -533,6 +545,8 @@ struct Tally {
     missing: Vec<String>,
     /// Local problems of the soak itself (cannot write a scratch file...).
     harness: Vec<String>,
+    /// Times a client was told the server is busy (and retried after a back-off).
+    busy_retries: u64,
 }
 
 impl Tally {
@@ -570,7 +584,6 @@ struct Load {
     ends: Instant,
     stop: Arc<AtomicBool>,
     tally: Mutex<Tally>,
-    transfers: AtomicU64,
     started: Instant,
 }
 
@@ -579,19 +592,10 @@ impl Load {
         Instant::now() < self.ends && !self.stop.load(Ordering::Relaxed)
     }
 
-    fn client(&self, rng: &mut Rng) -> Result<Client, ClientError> {
-        let chunk = CHUNKS[rng.below(CHUNKS.len() as u64) as usize];
-        Client::new(
-            self.server,
-            ClientOptions {
-                config: Config {
-                    chunk,
-                    timeout: self.timeout,
-                    ..Config::default()
-                },
-                busy_patience: Duration::from_secs(30),
-            },
-        )
+    fn count_busy(&self, event: &Event<'_>) {
+        if matches!(event, Event::Busy { .. }) {
+            lock(&self.tally).busy_retries += 1;
+        }
     }
 
     fn at(&self) -> String {
@@ -599,43 +603,77 @@ impl Load {
     }
 }
 
+/// One client thread's state: its choices and its clients (sockets), one per chunk size.
+///
+/// The clients are kept for the whole run rather than made per transfer: each socket is a
+/// distinct peer for the proxy, whose table of peers is bounded (`--max-clients`) and
+/// forgets one only after `--idle-timeout` of silence.
+struct Worker {
+    rng: Rng,
+    clients: [Option<Client>; CHUNKS.len()],
+}
+
+impl Worker {
+    /// A client asking for a random one of [`CHUNKS`].
+    fn client(&mut self, load: &Load) -> Result<&mut Client, ClientError> {
+        let pick = self.rng.below(CHUNKS.len() as u64) as usize;
+        let slot = &mut self.clients[pick];
+        if slot.is_none() {
+            *slot = Some(Client::new(
+                load.server,
+                ClientOptions {
+                    config: Config {
+                        chunk: CHUNKS[pick],
+                        timeout: load.timeout,
+                        ..Config::default()
+                    },
+                    busy_patience: BUSY_PATIENCE,
+                },
+            )?);
+        }
+        Ok(slot.as_mut().expect("filled above"))
+    }
+}
+
 /// One client thread: get or put, at random, until the load ends.
 fn run_client(load: &Load, index: usize, seed: u64, dir: &Path) {
-    let mut rng = Rng::new(seed ^ splitmix(index as u64 + 1));
+    let mut me = Worker {
+        rng: Rng::new(seed ^ splitmix(index as u64 + 1)),
+        clients: Default::default(),
+    };
     let download = dir.join("download");
     let upload = dir.join("upload");
     let mut puts = 0u64;
     while load.running() {
-        if rng.below(2) == 0 {
-            let (name, content) = &load.files[rng.below(load.files.len() as u64) as usize];
-            get_and_check(load, &mut rng, name, *content, &download);
+        if me.rng.below(2) == 0 {
+            let (name, content) = &load.files[me.rng.below(load.files.len() as u64) as usize];
+            get_and_check(load, &mut me, name, *content, &download);
         } else {
             let content = Content {
-                size: rng.size(load.size_min, load.size_max),
-                seed: rng.next_u64(),
+                size: me.rng.size(load.size_min, load.size_max),
+                seed: me.rng.next_u64(),
             };
             let name = format!("soak-{index}-{puts}");
             puts += 1;
-            put_and_check(load, &mut rng, &name, content, &upload, &download);
+            put_and_check(load, &mut me, &name, content, &upload, &download);
         }
-        load.transfers.fetch_add(1, Ordering::Relaxed);
     }
 }
 
 /// Downloads `name` to `dest` and compares it with `content`.
-fn get_and_check(load: &Load, rng: &mut Rng, name: &str, content: Content, dest: &Path) -> bool {
-    let result = load.client(rng).and_then(|mut client| {
+fn get_and_check(load: &Load, me: &mut Worker, name: &str, content: Content, dest: &Path) {
+    let result = me.client(load).and_then(|client| {
         client.get(
             name,
             &Destination::File(dest.to_path_buf()),
             false,
-            &mut |_| {},
+            &mut |e| load.count_busy(&e),
         )
     });
     let verdict = match result {
         Err(e) => {
             lock(&load.tally).fail(reason_of(&e), format!("{} get {name}: {e}", load.at()));
-            return false;
+            return;
         }
         Ok(_) => content.check(dest),
     };
@@ -645,26 +683,22 @@ fn get_and_check(load: &Load, rng: &mut Rng, name: &str, content: Content, dest:
         Ok(Verdict::Same) => {
             tally.gets_ok += 1;
             tally.bytes += content.size;
-            true
         }
         Ok(Verdict::Absent) => {
             tally.corrupted.push(format!(
                 "{} get {name}: returned Ok but wrote no file",
                 load.at()
             ));
-            false
         }
         Ok(Verdict::Differs(how)) => {
             tally
                 .corrupted
                 .push(format!("{} get {name}: {how}", load.at()));
-            false
         }
         Err(e) => {
             tally
                 .harness
                 .push(format!("cannot read the download of {name}: {e}"));
-            false
         }
     }
 }
@@ -673,7 +707,7 @@ fn get_and_check(load: &Load, rng: &mut Rng, name: &str, content: Content, dest:
 /// then removes it from the library (so the disk use stays bounded).
 fn put_and_check(
     load: &Load,
-    rng: &mut Rng,
+    me: &mut Worker,
     name: &str,
     content: Content,
     source: &Path,
@@ -685,9 +719,9 @@ fn put_and_check(
             .push(format!("cannot write {}: {e}", source.display()));
         return;
     }
-    let result = load
-        .client(rng)
-        .and_then(|mut client| client.put(source, name, false, &mut |_| {}));
+    let result = me
+        .client(load)
+        .and_then(|client| client.put(source, name, false, &mut |e| load.count_busy(&e)));
     let _ = fs::remove_file(source);
     if let Err(e) = result {
         lock(&load.tally).fail(reason_of(&e), format!("{} put {name}: {e}", load.at()));
@@ -725,8 +759,8 @@ fn put_and_check(
         }
     }
     // Half the uploads also go back through the server.
-    if rng.below(2) == 0 && load.running() {
-        get_and_check(load, rng, name, content, download);
+    if me.rng.below(2) == 0 && load.running() {
+        get_and_check(load, me, name, content, download);
     }
     if let Err(e) = fs::remove_file(&in_library) {
         lock(&load.tally)
@@ -808,6 +842,7 @@ fn run(cli: &Cli) -> Result<bool, String> {
     }
 
     // The scratch folder is declared first so that it is removed last, after the children.
+    let setting_up = Instant::now();
     let scratch = ScratchDir::new().map_err(|e| format!("cannot create a temp folder: {e}"))?;
     let library = scratch.path.join("library");
     fs::create_dir(&library).map_err(|e| format!("cannot create the library: {e}"))?;
@@ -914,9 +949,9 @@ fn run(cli: &Cli) -> Result<bool, String> {
         ends: started + seconds,
         stop: Arc::clone(&stop),
         tally: Mutex::new(Tally::default()),
-        transfers: AtomicU64::new(0),
         started,
     });
+    let setup_time = started.duration_since(setting_up);
     let mut workers = Vec::with_capacity(cli.clients);
     for (index, dir) in client_dirs.iter().enumerate() {
         let load = Arc::clone(&load);
@@ -932,6 +967,8 @@ fn run(cli: &Cli) -> Result<bool, String> {
     let warm_up_at = started + (seconds / 10).max(MIN_WARM_UP).min(seconds);
     let mut warm_rss: Option<(u64, Duration)> = None;
     let mut peak_rss = 0u64;
+    // (seconds into the run, server RSS, live sessions of its latest stats line)
+    let mut timeline: Vec<(f64, Option<u64>, Option<u64>)> = Vec::new();
     let mut server_died = None;
     let mut tick = 0u32;
     while load.running() {
@@ -946,6 +983,9 @@ fn run(cli: &Cli) -> Result<bool, String> {
         }
         let rss = rss_bytes(server.pid());
         peak_rss = peak_rss.max(rss.unwrap_or(0));
+        if tick.is_multiple_of(PROGRESS_EVERY_TICKS) {
+            timeline.push((started.elapsed().as_secs_f64(), rss, server.last_live()));
+        }
         if warm_rss.is_none() && Instant::now() >= warm_up_at {
             warm_rss = rss.map(|r| (r, started.elapsed()));
         }
@@ -1002,7 +1042,9 @@ fn run(cli: &Cli) -> Result<bool, String> {
         .unwrap_or(0);
 
     // Stop the children and collect their last words.
+    let stopping = Instant::now();
     let (server_status, server_killed) = server.stop(SERVER_STOP_WITHIN);
+    let server_stop_time = stopping.elapsed();
     let server_lines = server.lines();
     let server_final = server_lines
         .iter()
@@ -1043,7 +1085,8 @@ fn run(cli: &Cli) -> Result<bool, String> {
     );
     let _ = writeln!(
         out,
-        "- load ran {:.1} s, transfers in flight finished {:.1} s later",
+        "- set-up (library, server, proxy) {:.1} s; load ran {:.1} s, transfers in flight finished {:.1} s later",
+        setup_time.as_secs_f64(),
         load_time.as_secs_f64(),
         stopped_load
             .duration_since(started + load_time)
@@ -1056,6 +1099,11 @@ fn run(cli: &Cli) -> Result<bool, String> {
         tally.puts_ok,
         human(tally.bytes as f64),
         human(tally.bytes as f64 / load_time.as_secs_f64().max(1e-9))
+    );
+    let _ = writeln!(
+        out,
+        "- busy answers (retried after a back-off, not failures): {}",
+        tally.busy_retries
     );
     let _ = writeln!(out, "- failed: {failed}");
     for (reason, (n, examples)) in &tally.failed {
@@ -1094,6 +1142,21 @@ fn run(cli: &Cli) -> Result<bool, String> {
         human(peak_rss.max(end_rss.unwrap_or(0)) as f64),
         rss_ratio.map_or("n/a".into(), |r| format!("{r:.3}"))
     );
+    let peak_live = server_lines.iter().filter_map(|l| live_sessions(l)).max();
+    let _ = writeln!(
+        out,
+        "- server over time (t: RSS, live sessions): {}; peak live sessions {}",
+        timeline
+            .iter()
+            .map(|(t, rss, live)| format!(
+                "{t:.0}s: {}, {}",
+                rss.map_or("?".into(), |r| human(r as f64)),
+                live.map_or("?".into(), |l| l.to_string())
+            ))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        peak_live.map_or("?".into(), |l| l.to_string())
+    );
     let _ = writeln!(
         out,
         "- sessions after the load: {}",
@@ -1115,8 +1178,9 @@ fn run(cli: &Cli) -> Result<bool, String> {
     );
     let _ = writeln!(
         out,
-        "- server: {} after SIGTERM{}; {}",
+        "- server: {}, {:.1} s after SIGTERM{}; {}",
         server_status.map_or("unknown exit".into(), |s| s.to_string()),
+        server_stop_time.as_secs_f64(),
         if server_killed {
             " (KILLED after the deadline)"
         } else {
