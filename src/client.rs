@@ -326,7 +326,7 @@ impl Client {
                 }
                 // The server could not resume (the file shrank): start over once.
                 Err(ClientError::Transfer {
-                    code: ErrorCode::BadRequest,
+                    code: ErrorCode::Cancelled,
                     ..
                 }) if offset > 0 && !restarted => {
                     restarted = true;

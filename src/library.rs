@@ -318,7 +318,9 @@ impl Sink for UploadSink {
                     e
                 }
             })?;
-            fs::remove_file(&self.temp)?;
+            // The file is in place: the upload is committed. A temporary name that cannot
+            // be removed now is hidden, and removed at the next start.
+            let _ = fs::remove_file(&self.temp);
         }
         self.committed = true;
         // Make the new name durable too.

@@ -82,9 +82,7 @@ impl Receiver {
             Some(at) => at.saturating_duration_since(Instant::now()).min(MAX_WAIT),
             None => MAX_WAIT,
         };
-        if wait.is_zero() {
-            return Ok(None);
-        }
+        // A zero wait still looks: a loop with work due at once must not starve the socket.
         let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
         match ppoll(&mut fds, Some(TimeSpec::from(wait)), None) {
             Ok(0) => return Ok(None),

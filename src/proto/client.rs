@@ -180,7 +180,7 @@ impl ClientSession {
                     // Close the session the server opened, so it stops at once.
                     self.farewell = Some((session, ErrorCode::Cancelled));
                     Phase::Ended(Failure::Local {
-                        code: ErrorCode::BadRequest,
+                        code: ErrorCode::Cancelled,
                         text: format!("server resumed at byte {offset}, not {asked}"),
                     })
                 } else {

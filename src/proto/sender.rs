@@ -50,6 +50,9 @@ pub struct Sender {
     transmit_pending: bool,
     /// An error to tell the peer, sent once.
     error_pending: Option<(ErrorCode, String)>,
+    /// Whether the Accept went out: before it, the client knows only its request token,
+    /// so an error must carry the token to reach it.
+    accept_sent: bool,
     outcome: Option<Outcome>,
     config: Config,
     rtt: Rtt,
@@ -94,6 +97,7 @@ impl Sender {
             state: State::AwaitAck { seq: 0 },
             transmit_pending: true,
             error_pending: None,
+            accept_sent: false,
             outcome: None,
             config: config.clone(),
             rtt: Rtt::new(config),
@@ -279,7 +283,12 @@ impl Sender {
         if let State::Hashing { done } = self.state {
             match self.hash_prefix_step(done) {
                 Err(failure) => self.fail(failure),
-                Ok(done) if done < self.offset => self.state = State::Hashing { done },
+                Ok(done) if done < self.offset => {
+                    self.state = State::Hashing { done };
+                    // Due again at once, but after `now`: a driver that fires every due
+                    // timer in a loop still serves other sessions between steps.
+                    self.retransmit_at = Some(deadline(now, Duration::from_nanos(1)));
+                }
                 Ok(_) => {
                     self.progress_at = now;
                     self.retransmit_at = None;
@@ -313,9 +322,13 @@ impl Sender {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         if let Some((code, text)) = self.error_pending.take() {
             self.stats.sent += 1;
+            let session = match self.accept {
+                Some(accept) if !self.accept_sent => accept.token,
+                _ => self.session,
+            };
             return Some(
                 Message::Error {
-                    session: self.session,
+                    session,
                     code,
                     text: clip_text(&text).as_bytes(),
                 }
@@ -330,6 +343,7 @@ impl Sender {
         };
         self.transmit_pending = false;
         let message = if seq == 0 {
+            self.accept_sent = true;
             let token = self.accept.map_or(0, |a| a.token);
             Message::Accept {
                 session: self.session,
