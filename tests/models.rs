@@ -4,9 +4,10 @@
 //! table runs several workers, and every model shuts down gracefully on SIGTERM.
 //!
 //! Every server runs as a child process (the fork model must own a single-threaded
-//! process, and running all four the same way keeps them comparable), in its own process
-//! group so its session children can be cleaned up with it. A [`Proc`] guard stops and reaps
-//! each child with a deadline; nothing waits a fixed time, every wait polls a condition.
+//! process, and running all four the same way keeps them comparable). A [`Proc`] guard stops
+//! and reaps each child with a deadline; nothing waits a fixed time, every wait polls a
+//! condition. Children stay in the test's process group (a Ctrl-C of the test run stops
+//! them too), except where a test signals a server's whole group.
 
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
@@ -42,22 +43,27 @@ const PROMPT: Duration = Duration::from_secs(10);
 // ---------------------------------------------------------------------------------------
 
 /// A child process whose stderr is read line by line on a thread. Dropped before it was
-/// reaped, it gets SIGTERM, then (past a deadline) SIGKILL for its whole process group.
+/// reaped, it gets SIGTERM, then (past a deadline) SIGKILL, for its whole process group if
+/// it leads one.
 struct Proc {
     child: Child,
     lines: Receiver<String>,
     stderr: Vec<String>,
     reaped: bool,
+    own_group: bool,
 }
 
 impl Proc {
-    /// Spawns `command` in a new process group, stdin and stdout null, stderr piped.
-    fn spawn(command: &mut Command) -> Self {
+    /// Spawns `command` with stdin and stdout null and stderr piped; with `own_group`, as
+    /// the leader of a new process group.
+    fn spawn(command: &mut Command, own_group: bool) -> Self {
+        if own_group {
+            command.process_group(0);
+        }
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
-            .process_group(0)
             .spawn()
             .expect("spawn child process");
         let stderr = child.stderr.take().expect("piped stderr");
@@ -79,6 +85,7 @@ impl Proc {
             lines,
             stderr: Vec::new(),
             reaped: false,
+            own_group,
         }
     }
 
@@ -128,9 +135,13 @@ impl Drop for Proc {
         let deadline = Instant::now() + Duration::from_secs(5);
         let exited = poll_until(deadline, || self.child.try_wait().ok().flatten());
         if exited.is_none() {
-            // Not reaped yet, so the group id is still this child's: its session
-            // processes (fork model) go with it.
-            let _ = killpg(self.pid(), Signal::SIGKILL);
+            if self.own_group {
+                // Not reaped yet, so the group id is still this child's: its session
+                // processes (fork model) go with it.
+                let _ = killpg(self.pid(), Signal::SIGKILL);
+            } else {
+                let _ = kill(self.pid(), Signal::SIGKILL);
+            }
             let _ = self.child.wait();
         }
     }
@@ -160,11 +171,17 @@ impl Server {
     /// Starts `udpft serve --model MODEL` on `root` with `extra` arguments and reads the
     /// address it bound from its first stderr line.
     fn start(model: &str, root: &Path, extra: &[&str]) -> Self {
+        Self::start_with(model, root, extra, false)
+    }
+
+    /// [`Server::start`], optionally as the leader of its own process group.
+    fn start_with(model: &str, root: &Path, extra: &[&str], own_group: bool) -> Self {
         let mut proc = Proc::spawn(
             Command::new(UDPFT)
                 .args(["serve", "--bind", "127.0.0.1:0", "--model", model, "--root"])
                 .arg(root)
                 .args(extra),
+            own_group,
         );
         let line = proc.next_line(PROMPT).unwrap_or_else(|| {
             panic!(
@@ -669,6 +686,7 @@ fn loop_model_answers_busy_while_serving_and_serves_the_waiting_client_after() {
         Command::new(UDPFT)
             .args(["get", "wanted.bin", "--server", &addr.to_string(), "-o"])
             .arg(dirs.scratch().join("cli.bin")),
+        false,
     );
     let mut busy = 0;
     let report = client(addr)
@@ -822,6 +840,11 @@ enum Stop {
     Group,
 }
 
+/// A server for a shutdown test: the leader of its own group if the test signals the group.
+fn start_for_stop(model: &str, root: &Path, extra: &[&str], stop: Stop) -> Server {
+    Server::start_with(model, root, extra, matches!(stop, Stop::Group))
+}
+
 fn send_stop(server: &Server, stop: Stop) {
     match stop {
         Stop::Process => server.proc.signal(Signal::SIGTERM),
@@ -832,7 +855,7 @@ fn send_stop(server: &Server, stop: Stop) {
 fn sigterm_lets_a_running_download_finish(model: &str, stop: Stop) {
     let content = random_bytes(6, 256 << 10);
     let dirs = Dirs::with(&[("movie.bin", &content)]);
-    let mut server = Server::start(model, dirs.root(), &["--grace", "10"]);
+    let mut server = start_for_stop(model, dirs.root(), &["--grace", "10"], stop);
 
     let sink = Arc::new(Mutex::new(MemSink::default()));
     let mut download = Stepper::new(
@@ -870,7 +893,7 @@ fn sigterm_lets_a_running_download_finish(model: &str, stop: Stop) {
 
 fn sigterm_abandons_a_running_upload(model: &str, stop: Stop) {
     let dirs = Dirs::with(&[]);
-    let mut server = Server::start(model, dirs.root(), &["--grace", "10"]);
+    let mut server = start_for_stop(model, dirs.root(), &["--grace", "10"], stop);
 
     let content = random_bytes(7, 256 << 10);
     let mut upload = Stepper::new(
@@ -961,7 +984,7 @@ fn fork_model_on_sigterm_to_its_group_abandons_the_running_upload() {
 /// An upload stalled at SIGTERM must not outlive the grace period as a temporary file.
 fn stalled_upload_leaves_nothing_after_the_grace_period(model: &str, stop: Stop) {
     let dirs = Dirs::with(&[]);
-    let mut server = Server::start(model, dirs.root(), &["--grace", "1"]);
+    let mut server = start_for_stop(model, dirs.root(), &["--grace", "1"], stop);
     let content = random_bytes(9, 256 << 10);
     let mut upload = Stepper::new(
         server.addr,
@@ -1014,18 +1037,21 @@ fn fork_model_on_sigterm_leaves_no_temporary_file_of_a_stalled_upload() {
 
 /// A `lossy-proxy` in front of `upstream`, dropping `loss` of the datagrams each way.
 fn start_proxy(upstream: SocketAddr, loss: &str, seed: u64) -> (Proc, SocketAddr) {
-    let mut proxy = Proc::spawn(Command::new(LOSSY_PROXY).args([
-        "--listen",
-        "127.0.0.1:0",
-        "--upstream",
-        &upstream.to_string(),
-        "--loss",
-        loss,
-        "--seed",
-        &seed.to_string(),
-        "--duration",
-        "120",
-    ]));
+    let mut proxy = Proc::spawn(
+        Command::new(LOSSY_PROXY).args([
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream.to_string(),
+            "--loss",
+            loss,
+            "--seed",
+            &seed.to_string(),
+            "--duration",
+            "120",
+        ]),
+        false,
+    );
     let line = proxy
         .next_line(PROMPT)
         .unwrap_or_else(|| panic!("lossy-proxy printed nothing: {}", proxy.stderr_text()));
