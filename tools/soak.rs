@@ -106,6 +106,10 @@ struct Cli {
     /// Server model passed to `udpft serve --model` (live sessions are reported by `table`).
     #[arg(long, default_value = "table")]
     model: String,
+    /// When to take the warm-up RSS sample, in seconds into the run (default: 10% of
+    /// --seconds, at least 5 s).
+    #[arg(long, value_name = "SECS")]
+    warm_up: Option<f64>,
     /// Clients give up on a server that shows no progress for this many seconds.
     #[arg(long, default_value_t = 10.0, value_name = "SECS")]
     client_timeout: f64,
@@ -795,7 +799,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_args(cli: &Cli) -> Result<(Duration, Duration), String> {
+fn check_args(cli: &Cli) -> Result<(Duration, Duration, Duration), String> {
     let seconds = Duration::try_from_secs_f64(cli.seconds)
         .ok()
         .filter(|d| !d.is_zero())
@@ -804,6 +808,13 @@ fn check_args(cli: &Cli) -> Result<(Duration, Duration), String> {
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or("--client-timeout must be a positive number")?;
+    let warm_up = match cli.warm_up {
+        None => (seconds / 10).max(MIN_WARM_UP).min(seconds),
+        Some(secs) => Duration::try_from_secs_f64(secs)
+            .ok()
+            .filter(|d| *d <= seconds)
+            .ok_or("--warm-up must be a number of seconds within --seconds")?,
+    };
     if cli.clients == 0 {
         return Err("--clients must be at least 1".into());
     }
@@ -816,12 +827,12 @@ fn check_args(cli: &Cli) -> Result<(Duration, Duration), String> {
     if cli.size_min > cli.size_max {
         return Err("--size-min is larger than --size-max".into());
     }
-    Ok((seconds, timeout))
+    Ok((seconds, timeout, warm_up))
 }
 
 #[allow(clippy::too_many_lines)] // One straight sequence of stages, each commented.
 fn run(cli: &Cli) -> Result<bool, String> {
-    let (seconds, client_timeout) = check_args(cli)?;
+    let (seconds, client_timeout, warm_up) = check_args(cli)?;
     let seed = cli.seed.unwrap_or_else(|| {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -964,7 +975,7 @@ fn run(cli: &Cli) -> Result<bool, String> {
     }
 
     // Watch the run: RSS every tick, the warm-up sample, a progress line now and then.
-    let warm_up_at = started + (seconds / 10).max(MIN_WARM_UP).min(seconds);
+    let warm_up_at = started + warm_up;
     let mut warm_rss: Option<(u64, Duration)> = None;
     let mut peak_rss = 0u64;
     // (seconds into the run, server RSS, live sessions of its latest stats line)
