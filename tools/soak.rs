@@ -1151,7 +1151,7 @@ fn run(cli: &Cli) -> Result<bool, String> {
         )),
         end_rss.map_or("not sampled".into(), |r| human(r as f64)),
         human(peak_rss.max(end_rss.unwrap_or(0)) as f64),
-        rss_ratio.map_or("n/a".into(), |r| format!("{r:.3}"))
+        rss_ratio.map_or("n/a".into(), |r| format!("{r:.4}"))
     );
     let peak_live = server_lines.iter().filter_map(|l| live_sessions(l)).max();
     let _ = writeln!(
@@ -1251,7 +1251,7 @@ fn run(cli: &Cli) -> Result<bool, String> {
             rss_ratio.is_some_and(|r| r <= RSS_RATIO_LIMIT),
             format!(
                 "end RSS / warm-up RSS <= {RSS_RATIO_LIMIT:.2} (got {})",
-                rss_ratio.map_or("n/a".into(), |r| format!("{r:.3}"))
+                rss_ratio.map_or("n/a".into(), |r| format!("{r:.4}"))
             ),
         ),
         criterion(
