@@ -598,9 +598,10 @@ impl Sink for PartialSink {
     fn commit(&mut self) -> io::Result<()> {
         self.file()?;
         let file = self.file.take().expect("opened above");
-        let file = file.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        drop(file);
+        // Flushed and closed, then renamed: the destination appears whole or not at all
+        // to every program. Unlike the server's uploads it is not fsynced (nor are curl's
+        // or scp's downloads): a sync of a large file costs more than the transfer.
+        drop(file.into_inner().map_err(|e| e.into_error())?);
         fs::rename(&self.partial, &self.dest)
     }
 }

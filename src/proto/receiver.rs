@@ -9,6 +9,11 @@
 //! Accept of an upload, or the client's Ack 0 of a download (which proves the client's
 //! address, so the server's anti-amplification budget cannot stall the start). See
 //! `protocol.md`, "Stop-and-wait".
+//!
+//! The Ack of a chunk goes out before the chunk is written: the chunk is kept in a buffer
+//! and written (and hashed) on the driver's next `poll_transmit` call, while the sender is
+//! already busy with the next one. Acknowledging early is safe because nothing is committed
+//! until the whole-file checksum matches; a failed write fails the transfer.
 
 use super::session::{chunk_count, deadline, Config, Failure, Outcome, Rtt, Sink, Stats};
 use super::wire::{clip_text, ErrorCode, Message};
@@ -54,6 +59,9 @@ pub struct Receiver {
     hasher: crc32fast::Hasher,
     state: State,
     ack_pending: Option<u64>,
+    /// The newest chunk, acknowledged but not yet written: `pending[..pending_len]`.
+    pending: Vec<u8>,
+    pending_len: usize,
     greet_pending: bool,
     greet_at: Option<Instant>,
     error_pending: Option<(ErrorCode, String)>,
@@ -97,6 +105,8 @@ impl Receiver {
             hasher: crc32fast::Hasher::new_with_initial_len(resume_crc, offset),
             state: State::Receiving,
             ack_pending: None,
+            pending: vec![0; usize::from(chunk)],
+            pending_len: 0,
             greet_pending: true,
             greet_at: None,
             error_pending: None,
@@ -187,10 +197,11 @@ impl Receiver {
             );
             return;
         }
-        if let Err(e) = self.sink.write(payload) {
-            self.fail(ErrorCode::Io, format!("write error: {e}"));
+        if !self.write_pending() {
             return;
         }
+        self.pending[..payload.len()].copy_from_slice(payload);
+        self.pending_len = payload.len();
         if let Some(sent) = self.ack_sent_at.take() {
             self.rtt.sample(now.saturating_duration_since(sent));
         }
@@ -198,7 +209,6 @@ impl Receiver {
             self.greet_pending = false;
             self.greet_at = None;
         }
-        self.hasher.update(payload);
         self.stats.bytes += payload.len() as u64;
         self.expected = seq + 1;
         self.ack_tries = 0;
@@ -219,6 +229,9 @@ impl Receiver {
         }
         if self.expected != done_seq {
             self.stats.duplicates += 1;
+            return;
+        }
+        if !self.write_pending() {
             return;
         }
         self.greet_pending = false;
@@ -254,7 +267,24 @@ impl Receiver {
             .min(self.config.timeout)
     }
 
+    /// Writes and hashes the chunk waiting in the buffer, if any; `false` if that failed
+    /// (the transfer has then failed).
+    fn write_pending(&mut self) -> bool {
+        if self.pending_len == 0 {
+            return true;
+        }
+        let chunk = &self.pending[..self.pending_len];
+        self.pending_len = 0;
+        if let Err(e) = self.sink.write(chunk) {
+            self.fail(ErrorCode::Io, format!("write error: {e}"));
+            return false;
+        }
+        self.hasher.update(chunk);
+        true
+    }
+
     fn fail(&mut self, code: ErrorCode, text: String) {
+        self.pending_len = 0;
         self.error_pending = Some((code, text.clone()));
         self.state = State::Failed;
         self.ack_pending = None;
@@ -334,7 +364,13 @@ impl Receiver {
             // the server may not repeat its Accept any more.
             self.ack_pending = Some(0);
         }
-        let seq = self.ack_pending.take()?;
+        let Some(seq) = self.ack_pending.take() else {
+            // Everything is sent: write the chunk acknowledged last, while the sender works.
+            if !self.write_pending() {
+                return self.poll_transmit(now, buf);
+            }
+            return None;
+        };
         if seq + 1 == self.expected && self.ack_tries == 0 && self.state == State::Receiving {
             self.ack_sent_at = Some(now);
         }
@@ -364,7 +400,10 @@ impl Receiver {
 
     /// Whether a datagram is waiting for [`Receiver::poll_transmit`].
     pub fn wants_transmit(&self) -> bool {
-        self.ack_pending.is_some() || self.greet_pending || self.error_pending.is_some()
+        self.ack_pending.is_some()
+            || self.greet_pending
+            || self.error_pending.is_some()
+            || self.pending_len > 0
     }
 
     /// How the transfer ended, once it has (a complete receiver may still be lingering).

@@ -5,9 +5,14 @@
 //! whole-file CRC32. It sends message `k`, waits for Ack `k`, then sends `k+1`. Only its
 //! timer retransmits; a duplicate Ack never causes a send (no Sorcerer's Apprentice).
 //! See `protocol.md`, "Stop-and-wait".
+//!
+//! Stop-and-wait leaves the link idle while the next chunk is read, so the sender reads
+//! *ahead*: right after Data `k` goes out (on the driver's next `poll_transmit` call) it
+//! reads chunk `k+1` straight into a second datagram buffer and seals it (header and CRC),
+//! so that when Ack `k` arrives, Data `k+1` is one copy away from the wire.
 
 use super::session::{chunk_count, deadline, Config, Failure, Outcome, Rtt, Source, Stats};
-use super::wire::{clip_text, ErrorCode, Message};
+use super::wire::{clip_text, seal_data, ErrorCode, Message, HEADER_LEN, OVERHEAD};
 use std::time::{Duration, Instant};
 
 /// The Accept a server-side sender sends as message 0.
@@ -43,9 +48,15 @@ pub struct Sender {
     chunk: u16,
     chunks: u64,
     hasher: crc32fast::Hasher,
-    /// The payload of the Data message in flight, read once and kept for retransmission.
-    payload: Vec<u8>,
-    payload_len: usize,
+    /// The sealed Data datagram in flight, read once and kept for retransmission.
+    current: Vec<u8>,
+    current_len: usize,
+    /// The next Data datagram, read and sealed ahead while `current` is in flight.
+    ahead: Vec<u8>,
+    ahead_len: usize,
+    ahead_seq: Option<u64>,
+    /// Reading ahead is due on the next `poll_transmit` call (after the send).
+    read_ahead_due: bool,
     state: State,
     transmit_pending: bool,
     /// An error to tell the peer, sent once.
@@ -92,8 +103,12 @@ impl Sender {
             chunk,
             chunks: chunk_count(size - offset, chunk),
             hasher: crc32fast::Hasher::new(),
-            payload: vec![0; usize::from(chunk)],
-            payload_len: 0,
+            current: vec![0; usize::from(chunk) + OVERHEAD],
+            current_len: 0,
+            ahead: vec![0; usize::from(chunk) + OVERHEAD],
+            ahead_len: 0,
+            ahead_seq: None,
+            read_ahead_due: false,
             state: State::AwaitAck { seq: 0 },
             transmit_pending: true,
             error_pending: None,
@@ -122,15 +137,15 @@ impl Sender {
     fn hash_prefix_step(&mut self, mut done: u64) -> Result<u64, Failure> {
         let stop = (done + PREFIX_STEP).min(self.offset);
         while done < stop {
-            let want = (stop - done).min(self.payload.len() as u64) as usize;
+            let want = (stop - done).min(self.ahead.len() as u64) as usize;
             let n = self
                 .source
-                .read_at(done, &mut self.payload[..want])
+                .read_at(done, &mut self.ahead[..want])
                 .map_err(|e| local(ErrorCode::Io, format!("read error: {e}")))?;
             if n == 0 {
                 return Err(local(ErrorCode::FileChanged, "file shrank".into()));
             }
-            self.hasher.update(&self.payload[..n]);
+            self.hasher.update(&self.ahead[..n]);
             done += n as u64;
         }
         Ok(done)
@@ -167,6 +182,7 @@ impl Sender {
                 if self.outcome.is_none() {
                     self.state = State::Failed;
                     self.transmit_pending = false;
+                    self.read_ahead_due = false;
                     self.retransmit_at = None;
                     self.outcome = Some(Outcome::Failed(Failure::Peer {
                         code,
@@ -212,12 +228,16 @@ impl Sender {
         self.tries = 0;
         self.retransmit_at = None;
         if seq <= self.chunks {
-            let at = self.offset + (seq - 1) * u64::from(self.chunk);
-            let want = (self.size - at).min(u64::from(self.chunk)) as usize;
-            if let Err(failure) = self.read_chunk(at, want) {
-                self.fail(failure);
-                return;
+            if self.ahead_seq != Some(seq) {
+                if let Err(failure) = self.read_ahead(seq) {
+                    self.fail(failure);
+                    return;
+                }
             }
+            std::mem::swap(&mut self.current, &mut self.ahead);
+            self.current_len = self.ahead_len;
+            self.ahead_seq = None;
+            self.read_ahead_due = seq < self.chunks;
         } else if let Err(failure) = self.check_unchanged() {
             self.fail(failure);
             return;
@@ -225,12 +245,17 @@ impl Sender {
         self.transmit_pending = true;
     }
 
-    fn read_chunk(&mut self, at: u64, want: usize) -> Result<(), Failure> {
+    /// Reads chunk `seq` into the `ahead` buffer, feeds it to the whole-file CRC (chunks are
+    /// read in order, once each) and seals it as a Data datagram.
+    fn read_ahead(&mut self, seq: u64) -> Result<(), Failure> {
+        let at = self.offset + (seq - 1) * u64::from(self.chunk);
+        let want = (self.size - at).min(u64::from(self.chunk)) as usize;
+        let payload = &mut self.ahead[HEADER_LEN..HEADER_LEN + want];
         let mut filled = 0;
         while filled < want {
             let n = self
                 .source
-                .read_at(at + filled as u64, &mut self.payload[filled..want])
+                .read_at(at + filled as u64, &mut payload[filled..])
                 .map_err(|e| local(ErrorCode::Io, format!("read error: {e}")))?;
             if n == 0 {
                 return Err(local(
@@ -240,8 +265,9 @@ impl Sender {
             }
             filled += n;
         }
-        self.payload_len = want;
-        self.hasher.update(&self.payload[..want]);
+        self.hasher.update(payload);
+        self.ahead_len = seal_data(&mut self.ahead, self.session, seq, want);
+        self.ahead_seq = Some(seq);
         Ok(())
     }
 
@@ -262,6 +288,7 @@ impl Sender {
         }
         self.state = State::Failed;
         self.transmit_pending = false;
+        self.read_ahead_due = false;
         self.retransmit_at = None;
         self.outcome = Some(Outcome::Failed(failure));
     }
@@ -335,13 +362,43 @@ impl Sender {
                 .encode(buf),
             );
         }
-        if !self.transmit_pending {
-            return None;
-        }
         let State::AwaitAck { seq } = self.state else {
             return None;
         };
+        if !self.transmit_pending {
+            // The message in flight is out: use the wait to prepare the next one.
+            if self.read_ahead_due {
+                self.read_ahead_due = false;
+                if let Err(failure) = self.read_ahead(seq + 1) {
+                    self.fail(failure);
+                    return self.poll_transmit(now, buf);
+                }
+            }
+            return None;
+        }
         self.transmit_pending = false;
+        let len = if seq >= 1 && seq <= self.chunks {
+            buf[..self.current_len].copy_from_slice(&self.current[..self.current_len]);
+            self.current_len
+        } else {
+            self.encode_control(seq, buf)
+        };
+        if self.tries == 0 {
+            self.first_sent = Some(now);
+            if seq >= 1 && seq <= self.chunks {
+                self.stats.bytes += (self.current_len - OVERHEAD) as u64;
+            }
+        } else {
+            self.stats.retransmitted += 1;
+        }
+        self.tries += 1;
+        self.stats.sent += 1;
+        self.retransmit_at = Some(deadline(now, self.rtt.rto()));
+        Some(len)
+    }
+
+    /// Encodes message `seq` when it is not Data: the Accept (0) or Done (n+1).
+    fn encode_control(&mut self, seq: u64, buf: &mut [u8]) -> usize {
         let message = if seq == 0 {
             self.accept_sent = true;
             let token = self.accept.map_or(0, |a| a.token);
@@ -352,12 +409,6 @@ impl Sender {
                 size: self.size,
                 offset: self.offset,
             }
-        } else if seq <= self.chunks {
-            Message::Data {
-                session: self.session,
-                seq,
-                payload: &self.payload[..self.payload_len],
-            }
         } else {
             Message::Done {
                 session: self.session,
@@ -366,18 +417,7 @@ impl Sender {
                 crc: self.hasher.clone().finalize(),
             }
         };
-        if self.tries == 0 {
-            self.first_sent = Some(now);
-            if seq >= 1 && seq <= self.chunks {
-                self.stats.bytes += self.payload_len as u64;
-            }
-        } else {
-            self.stats.retransmitted += 1;
-        }
-        self.tries += 1;
-        self.stats.sent += 1;
-        self.retransmit_at = Some(deadline(now, self.rtt.rto()));
-        Some(message.encode(buf))
+        message.encode(buf)
     }
 
     /// When [`Sender::handle_timeout`] should next be called, or `None` if no timer runs.
@@ -389,7 +429,7 @@ impl Sender {
 
     /// Whether a datagram is waiting for [`Sender::poll_transmit`].
     pub fn wants_transmit(&self) -> bool {
-        self.transmit_pending || self.error_pending.is_some()
+        self.transmit_pending || self.error_pending.is_some() || self.read_ahead_due
     }
 
     /// How the transfer ended, once it has.
