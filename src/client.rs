@@ -417,8 +417,11 @@ impl Client {
                     code: ErrorCode::Busy,
                     ..
                 })) if started.elapsed() + wait < self.options.busy_patience => {
-                    events(Event::Busy { wait });
-                    std::thread::sleep(wait);
+                    // Jitter: clients turned away together must not all come back together.
+                    let jittered = wait
+                        .mul_f64(0.5 + f64::from(self.ids.next_id()) / f64::from(u32::MAX) / 2.0);
+                    events(Event::Busy { wait: jittered });
+                    std::thread::sleep(jittered);
                     wait = (wait * 2).min(Duration::from_secs(2));
                 }
                 Some(Outcome::Failed(failure)) => return Err(self.error_of(failure, what)),

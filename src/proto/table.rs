@@ -369,12 +369,25 @@ impl Default for Limits {
 
 type Key = (SocketAddr, u32);
 
+/// One session fewer for `ip` in the per-address count.
+fn uncount(per_address: &mut HashMap<IpAddr, usize>, ip: IpAddr) {
+    if let Some(n) = per_address.get_mut(&ip) {
+        *n -= 1;
+        if *n == 0 {
+            per_address.remove(&ip);
+        }
+    }
+}
+
 struct Entry {
     session: ServerSession,
     token: u32,
     /// The deadline last pushed onto the timer heap, to tell live heap entries from stale.
     armed: Option<Instant>,
     queued: bool,
+    /// Whether the session counts against its address's cap: only until it completes (a
+    /// completed upload lingers, cheaply, and must not keep its client's next one out).
+    counted: bool,
 }
 
 struct Reply {
@@ -533,6 +546,7 @@ impl SessionTable {
                         token,
                         armed: None,
                         queued: false,
+                        counted: true,
                     },
                 );
                 self.after_activity(key);
@@ -585,6 +599,10 @@ impl SessionTable {
         let Some(entry) = self.sessions.get_mut(&key) else {
             return;
         };
+        if entry.counted && entry.session.outcome().is_some() {
+            entry.counted = false;
+            uncount(&mut self.per_address, key.0.ip());
+        }
         if entry.session.wants_transmit() {
             if !entry.queued {
                 entry.queued = true;
@@ -609,11 +627,8 @@ impl SessionTable {
         if let Some(entry) = self.sessions.remove(&key) {
             self.stats.count_outcome(entry.session.outcome());
             self.requests.remove(&(key.0, entry.token));
-            if let Some(n) = self.per_address.get_mut(&key.0.ip()) {
-                *n -= 1;
-                if *n == 0 {
-                    self.per_address.remove(&key.0.ip());
-                }
+            if entry.counted {
+                uncount(&mut self.per_address, key.0.ip());
             }
         }
     }

@@ -1,7 +1,9 @@
 //! The iterative *loop* server: the classic lesson's first model. It holds at most one
 //! session and serves it to completion before it takes the next request; a peer that asks
 //! meanwhile is told the server is busy (its client waits and retries). There is no session
-//! table: one `Option` is the whole state.
+//! table: one `Option` is the whole state, plus the completed uploads that still linger to
+//! answer a repeated Done (they are finished work, so they do not keep the next client
+//! waiting).
 
 use super::{
     busy, decode_counted, flush_session, reply_unknown, send_error, shutting_down, Grace,
@@ -36,6 +38,7 @@ pub fn run(
     let mut stats = ServerStats::default();
     let mut ids = IdSource::new();
     let mut current: Option<Current> = None;
+    let mut lingering: Vec<Current> = Vec::new();
     let mut inbuf = vec![0u8; MAX_DATAGRAM];
     let mut outbuf = vec![0u8; MAX_DATAGRAM];
     let mut receiver = net::Receiver::new();
@@ -51,6 +54,21 @@ pub fn run(
                     .abort(ErrorCode::ShuttingDown, "server shutting down");
             }
         }
+        for l in &mut lingering {
+            if stage == Stage::Over {
+                l.session
+                    .abort(ErrorCode::ShuttingDown, "server shutting down");
+            }
+            l.session.handle_timeout(now);
+            flush_session(socket, &mut l.session, l.peer, now, &mut outbuf, &mut stats);
+        }
+        lingering.retain(|l| {
+            let finished = l.session.is_finished();
+            if finished {
+                stats.count_outcome(l.session.outcome());
+            }
+            !finished
+        });
         if let Some(c) = &mut current {
             c.session.handle_timeout(now);
             flush_session(socket, &mut c.session, c.peer, now, &mut outbuf, &mut stats);
@@ -59,10 +77,25 @@ pub fn run(
                 current = None;
                 continue;
             }
+            if c.session.outcome().is_some() {
+                // Done, only lingering now: take the next client.
+                lingering.extend(current.take());
+                continue;
+            }
         } else if grace.draining() {
+            // Completed uploads need not linger past the end.
+            for l in &mut lingering {
+                l.session
+                    .abort(ErrorCode::ShuttingDown, "server shutting down");
+                stats.count_outcome(l.session.outcome());
+            }
             break;
         }
-        let deadline = current.as_ref().and_then(|c| c.session.poll_timeout());
+        let deadline = current
+            .iter()
+            .chain(&lingering)
+            .filter_map(|c| c.session.poll_timeout())
+            .min();
         let Some((len, peer)) = receiver.recv_until(socket, &mut inbuf, deadline)? else {
             continue;
         };
@@ -122,12 +155,20 @@ pub fn run(
                 }
             }
             Kind::Accept => stats.unexpected += 1,
-            _ => match &mut current {
-                Some(c) if c.peer == peer && c.session.session() == message.session() => {
-                    c.session.handle_message(now, &message);
+            _ => {
+                let key = (peer, message.session());
+                match current
+                    .iter_mut()
+                    .chain(&mut lingering)
+                    .find(|c| (c.peer, c.session.session()) == key)
+                {
+                    Some(c) => {
+                        c.session.handle_message(now, &message);
+                        flush_session(socket, &mut c.session, c.peer, now, &mut outbuf, &mut stats);
+                    }
+                    None => reply_unknown(socket, peer, &message, len, &mut outbuf, &mut stats),
                 }
-                _ => reply_unknown(socket, peer, &message, len, &mut outbuf, &mut stats),
-            },
+            }
         }
         if let Some(c) = &mut current {
             flush_session(socket, &mut c.session, c.peer, now, &mut outbuf, &mut stats);
