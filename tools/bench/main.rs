@@ -1,7 +1,8 @@
 //! `udpft-bench`: benchmarks of udpft on loopback. `ceiling` measures the raw UDP
 //! ping-pong that bounds any stop-and-wait transfer; `download` runs the real server as a
 //! child process and sets the client's goodput against that ceiling; `loss` measures goodput
-//! through `lossy-proxy` at several loss rates.
+//! through `lossy-proxy` at several loss rates; `models` sets the server models against each
+//! other under 1…N concurrent clients; `sessions` measures the memory of N open sessions.
 //!
 //! # Layout
 //! * `children`: finding the binaries, starting and guarding server and proxy children.
@@ -9,16 +10,22 @@
 //! * `workload`: the scratch folder, the test file, byte-for-byte checks, size parsing.
 //! * `transfer`: one verified download with the library client.
 //! * `results`: tables (Markdown, CSV, JSON) and medians.
-//! * `download`, `loss`: the scenarios, one module each; a new scenario (server models ×
-//!   client counts, say) is one more module and one more [`Command`] variant.
+//! * `procfs`: a child's CPU time and memory, and the load average, from `/proc`.
+//! * `svg`: a small hand-made SVG line chart.
+//! * `download`, `loss`, `models`, `sessions`: the scenarios, one module each; a new
+//!   scenario is one more module and one more [`Command`] variant.
 
 #![deny(unsafe_code)]
 
 mod children;
 mod download;
 mod loss;
+mod models;
 mod pingpong;
+mod procfs;
 mod results;
+mod sessions;
+mod svg;
 mod transfer;
 mod workload;
 
@@ -36,7 +43,9 @@ alternates its measurements over several rounds and reports medians. MB = 10^6 b
 Examples:
   udpft-bench ceiling --chunk 1430
   udpft-bench download --size 64MiB --chunks default,max --rounds 3
-  udpft-bench loss --size 16MiB --rates 0,1%,5%,10%";
+  udpft-bench loss --size 16MiB --rates 0,1%,5%,10%
+  udpft-bench models --clients 1,4,16,64 --size 4MiB --workers 2 --out docs/bench
+  udpft-bench sessions --count 1000";
 
 /// Benchmarks of udpft on loopback.
 #[derive(Parser, Debug)]
@@ -59,6 +68,15 @@ enum Command {
     Download(download::DownloadArgs),
     /// Download goodput through lossy-proxy at several loss rates.
     Loss(loss::LossArgs),
+    /// The server models side by side: a server child per model × client count, that many
+    /// concurrent verified transfers; goodput, completion times, server CPU and memory.
+    ///
+    /// Writes NAME.csv, NAME.json, NAME.md and two SVG charts (aggregate goodput and p99
+    /// completion time against the client count) to --out.
+    Models(models::ModelsArgs),
+    /// Memory of a server holding N open sessions (raw sockets that validate each session
+    /// and then stop acking), against the idle server.
+    Sessions(sessions::SessionsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -116,6 +134,8 @@ fn main() -> ExitCode {
         Command::Ceiling(args) => ceiling(args),
         Command::Download(args) => download::run(args),
         Command::Loss(args) => loss::run(args),
+        Command::Models(args) => models::run(args),
+        Command::Sessions(args) => sessions::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -145,5 +165,17 @@ mod tests {
         assert_eq!(args.chunks, vec![1430, MAX_CHUNK]);
         assert_eq!(args.size, 64 << 20);
         assert_eq!(args.rounds, 3);
+    }
+
+    #[test]
+    fn models_defaults_to_four_models_and_four_client_counts() {
+        let cli = Cli::parse_from(["udpft-bench", "models", "--workers", "2"]);
+        let Command::Models(args) = cli.command else {
+            panic!("models expected");
+        };
+        assert_eq!(args.models, udpft::server::Model::ALL.to_vec());
+        assert_eq!(args.clients, vec![1, 4, 16, 64]);
+        assert_eq!(args.size, 4 << 20);
+        assert_eq!(args.workers, Some(2));
     }
 }

@@ -81,6 +81,11 @@ impl Table {
         self.rows.push(row);
     }
 
+    /// Whether it has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
     /// A GitHub-flavoured Markdown table; numeric columns are right-aligned.
     pub fn to_markdown(&self) -> String {
         let numeric: Vec<bool> = (0..self.headers.len())
