@@ -797,6 +797,7 @@ fn render_report(
         "max s",
         "busy retries",
         "server CPU s",
+        "server CPU %",
         "CPU ms/MB",
         "peak RSS MiB",
         "refused",
@@ -818,6 +819,7 @@ fn render_report(
                 Cell::num(s.max, 3),
                 Cell::int(s.busy),
                 Cell::num(s.cpu, 2),
+                Cell::num(s.cpu / s.wall * 100.0, 0),
                 Cell::num(s.cpu * 1e3 / total_mb, 1),
                 Cell::num(s.peak_mib, 1),
                 Cell::int(s.refused),
@@ -873,7 +875,9 @@ fn render_report(
          the common start, so waiting for a busy server is included. busy retries = busy \
          answers the clients backed off on. server CPU = user + system time of the server \
          process and its reaped children (utime+stime+cutime+cstime), read before it was \
-         stopped. peak RSS = the server process's VmHWM; for fork, the session children's \
+         stopped; server CPU % = that / wall time (100% = one core busy all along; \
+         fork's children are counted, so it can exceed 100%). CPU ms/MB = server CPU per \
+         MB moved. peak RSS = the server process's VmHWM; for fork, the session children's \
          memory is NOT included (each child is a copy-on-write fork of the parent). refused = \
          the server's own count (busy and other refusals). failed = transfers that errored \
          or whose copy differed (must be 0)."
