@@ -36,7 +36,7 @@ impl Default for Config {
         Self {
             chunk: DEFAULT_CHUNK,
             rto_initial: Duration::from_millis(100),
-            rto_min: Duration::from_micros(200),
+            rto_min: Duration::from_micros(100),
             rto_max: Duration::from_millis(250),
             timeout: Duration::from_secs(5),
             linger_min: Duration::from_millis(20),
