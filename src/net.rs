@@ -42,23 +42,32 @@ pub fn any_for(peer: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Receives until a datagram arrives or a deadline passes, with a precise timer.
+/// Receives until a datagram arrives or a deadline passes, as precisely as the deadline
+/// needs and with as few system calls as that allows.
 ///
-/// The wait is `ppoll(2)`, whose timeout has nanosecond resolution: a socket receive timeout
-/// (`SO_RCVTIMEO`) is rounded up to whole kernel ticks (about 8 ms here), which would make
-/// every sub-millisecond retransmission timer fire milliseconds late. The socket is
-/// non-blocking, so a wake-up without a datagram (a spurious one, or a datagram the kernel
-/// dropped on a bad UDP checksum) returns an empty wait instead of blocking.
+/// A socket receive timeout (`SO_RCVTIMEO`) costs nothing per datagram but is rounded up to
+/// whole kernel ticks (about 8 ms here): fine for a wait of tens of milliseconds (an idle
+/// timeout, a linger), ruinous for a sub-millisecond retransmission timer. So a long wait is
+/// one blocking `recvfrom` under the socket's timeout (set again only when it would end the
+/// wait late, or far too early), and a short one is `ppoll(2)`, with nanosecond resolution,
+/// then a non-blocking `recvfrom`. A wake-up without a datagram (a spurious one, or a
+/// datagram the kernel dropped on a bad UDP checksum) is an empty wait, never a hang.
 #[derive(Debug, Default)]
 pub struct Receiver {
-    nonblocking: bool,
+    /// The socket's mode as last set (`Some(true)`: non-blocking).
+    nonblocking: Option<bool>,
+    /// The socket's receive timeout as last set.
+    timeout: Option<Duration>,
 }
 
 /// The longest single wait, so a loop notices a stop request within this time.
 pub const MAX_WAIT: Duration = Duration::from_millis(100);
 
+/// Waits at least this long use the socket's coarse timeout; shorter ones use `ppoll`.
+const COARSE_WAIT: Duration = Duration::from_millis(20);
+
 impl Receiver {
-    /// A receiver; it makes the socket non-blocking on first use.
+    /// A receiver that has not touched the socket's mode or timeout yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -74,21 +83,30 @@ impl Receiver {
         buf: &mut [u8],
         deadline: Option<Instant>,
     ) -> io::Result<Option<(usize, SocketAddr)>> {
-        if !self.nonblocking {
-            socket.set_nonblocking(true)?;
-            self.nonblocking = true;
-        }
         let wait = match deadline {
             Some(at) => at.saturating_duration_since(Instant::now()).min(MAX_WAIT),
             None => MAX_WAIT,
         };
-        // A zero wait still looks: a loop with work due at once must not starve the socket.
-        let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
-        match ppoll(&mut fds, Some(TimeSpec::from(wait)), None) {
-            Ok(0) => return Ok(None),
-            Ok(_) => {}
-            Err(Errno::EINTR) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        if wait >= COARSE_WAIT {
+            self.set_nonblocking(socket, false)?;
+            let keep = self
+                .timeout
+                .is_some_and(|current| current <= wait && wait <= current * 2);
+            if !keep {
+                socket.set_read_timeout(Some(wait))?;
+                self.timeout = Some(wait);
+            }
+        } else {
+            self.set_nonblocking(socket, true)?;
+            // A zero wait still looks: a loop with work due at once must not starve the
+            // socket.
+            let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
+            match ppoll(&mut fds, Some(TimeSpec::from(wait)), None) {
+                Ok(0) => return Ok(None),
+                Ok(_) => {}
+                Err(Errno::EINTR) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            }
         }
         match socket.recv_from(buf) {
             Ok(got) => Ok(Some(got)),
@@ -99,6 +117,14 @@ impl Receiver {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    fn set_nonblocking(&mut self, socket: &UdpSocket, nonblocking: bool) -> io::Result<()> {
+        if self.nonblocking != Some(nonblocking) {
+            socket.set_nonblocking(nonblocking)?;
+            self.nonblocking = Some(nonblocking);
+        }
+        Ok(())
     }
 }
 
