@@ -102,6 +102,10 @@ struct ServeArgs {
     /// Most sessions open at once; past that, clients are told the server is busy.
     #[arg(long, default_value_t = 4096)]
     max_sessions: usize,
+    /// Most sessions open at once from one IP address (a completed upload that lingers does
+    /// not count); past that, that address is told the server is busy (table model).
+    #[arg(long, default_value_t = 256)]
+    max_per_address: usize,
     /// Refuse uploads.
     #[arg(long)]
     read_only: bool,
@@ -217,6 +221,7 @@ fn serve(args: &ServeArgs) -> Result<(), ClientError> {
         },
         limits: udpft::proto::table::Limits {
             max_sessions: args.max_sessions,
+            max_per_address: args.max_per_address,
             ..Default::default()
         },
         grace: seconds(args.grace, "--grace")?,

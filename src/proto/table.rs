@@ -9,7 +9,7 @@
 
 use super::receiver::{Greeting, Receiver};
 use super::sender::{AcceptInfo, Sender};
-use super::session::{Config, MemSource, Outcome, Sink, Source};
+use super::session::{Config, Failure, MemSource, Outcome, Sink, Source};
 use super::wire::{clip_text, DecodeError, ErrorCode, Kind, Message};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -369,6 +369,9 @@ impl Default for Limits {
 
 type Key = (SocketAddr, u32);
 
+/// Failed sessions kept for the driver to log between two collections.
+pub const MAX_FAILURES_KEPT: usize = 64;
+
 /// One session fewer for `ip` in the per-address count.
 fn uncount(per_address: &mut HashMap<IpAddr, usize>, ip: IpAddr) {
     if let Some(n) = per_address.get_mut(&ip) {
@@ -416,6 +419,8 @@ pub struct SessionTable {
     /// session's `armed` are stale and skipped.
     timers: BinaryHeap<Reverse<(Instant, Key)>>,
     replies: VecDeque<Reply>,
+    /// Failed sessions not yet collected by [`SessionTable::poll_failure`].
+    failures: VecDeque<(SocketAddr, Failure)>,
     draining: bool,
     stats: ServerStats,
 }
@@ -440,6 +445,7 @@ impl SessionTable {
             ready: VecDeque::new(),
             timers: BinaryHeap::new(),
             replies: VecDeque::new(),
+            failures: VecDeque::new(),
             draining: false,
             stats: ServerStats::default(),
         }
@@ -626,6 +632,11 @@ impl SessionTable {
     fn retire(&mut self, key: Key) {
         if let Some(entry) = self.sessions.remove(&key) {
             self.stats.count_outcome(entry.session.outcome());
+            if let Some(Outcome::Failed(failure)) = entry.session.outcome() {
+                if self.failures.len() < MAX_FAILURES_KEPT {
+                    self.failures.push_back((key.0, failure.clone()));
+                }
+            }
             self.requests.remove(&(key.0, entry.token));
             if entry.counted {
                 uncount(&mut self.per_address, key.0.ip());
@@ -729,6 +740,12 @@ impl SessionTable {
             }
             self.after_activity(key);
         }
+    }
+
+    /// The next session that failed since the last call, with its peer, for the driver to
+    /// log; at most [`MAX_FAILURES_KEPT`] wait (the rest are only counted).
+    pub fn poll_failure(&mut self) -> Option<(SocketAddr, Failure)> {
+        self.failures.pop_front()
     }
 
     /// Live sessions.

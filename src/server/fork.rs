@@ -11,8 +11,8 @@
 //! [`super::spawn`] refuses this model.
 
 use super::{
-    busy, decode_counted, flush_session, reply_unknown, send_error, shutting_down, Grace,
-    ServerConfig, Shutdown, Stage,
+    busy, decode_counted, flush_session, log_failure, reply_unknown, send_error, shutting_down,
+    Grace, ServerConfig, Shutdown, Stage,
 };
 use crate::ids::IdSource;
 use crate::library::Library;
@@ -255,7 +255,11 @@ fn serve_child(
         if session.is_finished() {
             return match session.outcome() {
                 Some(Outcome::Complete) => EXIT_COMPLETE,
-                _ => EXIT_FAILED,
+                Some(Outcome::Failed(failure)) => {
+                    log_failure(peer, failure);
+                    EXIT_FAILED
+                }
+                None => EXIT_FAILED,
             };
         }
         match receiver.recv_until(&socket, &mut inbuf, session.poll_timeout()) {

@@ -6,8 +6,8 @@
 //! waiting).
 
 use super::{
-    busy, decode_counted, flush_session, reply_unknown, send_error, shutting_down, Grace,
-    ServerConfig, Shutdown, Stage,
+    busy, decode_counted, flush_session, record_end, reply_unknown, send_error, shutting_down,
+    Grace, ServerConfig, Shutdown, Stage,
 };
 use crate::ids::IdSource;
 use crate::library::Library;
@@ -65,7 +65,7 @@ pub fn run(
         lingering.retain(|l| {
             let finished = l.session.is_finished();
             if finished {
-                stats.count_outcome(l.session.outcome());
+                record_end(&mut stats, l.peer, l.session.outcome());
             }
             !finished
         });
@@ -73,7 +73,7 @@ pub fn run(
             c.session.handle_timeout(now);
             flush_session(socket, &mut c.session, c.peer, now, &mut outbuf, &mut stats);
             if c.session.is_finished() {
-                stats.count_outcome(c.session.outcome());
+                record_end(&mut stats, c.peer, c.session.outcome());
                 current = None;
                 continue;
             }
@@ -87,7 +87,7 @@ pub fn run(
             for l in &mut lingering {
                 l.session
                     .abort(ErrorCode::ShuttingDown, "server shutting down");
-                stats.count_outcome(l.session.outcome());
+                record_end(&mut stats, l.peer, l.session.outcome());
             }
             break;
         }

@@ -25,7 +25,7 @@ use crate::proto::table::{
 use crate::proto::wire::{
     is_request_type, peek_session, DecodeError, ErrorCode, Message, MAX_DATAGRAM, VERSION,
 };
-use crate::proto::Config;
+use crate::proto::{Config, Failure, Outcome};
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -304,10 +304,28 @@ impl Grace {
     }
 }
 
-/// Sends everything the table has queued.
+/// Sends everything the table has queued, and logs the sessions that failed.
 fn flush(socket: &UdpSocket, table: &mut SessionTable, now: Instant, buf: &mut [u8]) {
     while let Some((peer, len)) = table.poll_transmit(now, buf) {
         send(socket, &buf[..len], peer);
+    }
+    while let Some((peer, failure)) = table.poll_failure() {
+        log_failure(peer, &failure);
+    }
+}
+
+/// One line on stderr for a session that failed: which peer, and why (for a silent peer,
+/// the tries and the time).
+pub(crate) fn log_failure(peer: SocketAddr, failure: &Failure) {
+    let why = crate::client::sanitize(&failure.to_string());
+    eprintln!("udpft: session with {peer} failed: {why}");
+}
+
+/// Counts a session's end and logs it if it failed.
+pub(crate) fn record_end(stats: &mut ServerStats, peer: SocketAddr, outcome: Option<&Outcome>) {
+    stats.count_outcome(outcome);
+    if let Some(Outcome::Failed(failure)) = outcome {
+        log_failure(peer, failure);
     }
 }
 

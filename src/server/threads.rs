@@ -5,8 +5,8 @@
 //! (stack, scheduling) per client, and a copy and a channel hop per datagram.
 
 use super::{
-    busy, decode_counted, flush_session, reply_unknown, send_error, shutting_down, Grace,
-    ServerConfig, Shutdown, Stage,
+    busy, decode_counted, flush_session, record_end, reply_unknown, send_error, shutting_down,
+    Grace, ServerConfig, Shutdown, Stage,
 };
 use crate::ids::IdSource;
 use crate::library::Library;
@@ -71,7 +71,7 @@ pub fn run(
                 let _ = worker.thread.join();
             }
             stats.sent += ended.sent;
-            stats.count_outcome(ended.outcome.as_ref());
+            record_end(&mut stats, ended.key.0, ended.outcome.as_ref());
         }
         let stage = grace.check(shutdown, config, Instant::now());
         for worker in workers.values() {
