@@ -11,7 +11,7 @@
 //! [`super::spawn`] refuses this model.
 
 use super::{
-    busy, decode_counted, flush_session, log_failure, reply_unknown, send_error, shutting_down,
+    admission, decode_counted, flush_session, log_failure, refuse, reply_unknown, send_error,
     Grace, ServerConfig, Shutdown, Stage,
 };
 use crate::ids::IdSource;
@@ -107,16 +107,9 @@ pub fn run(
                 if requests.contains_key(&(peer, token)) {
                     continue;
                 }
-                let refusal = if grace.draining() {
-                    Some(shutting_down())
-                } else if children.len() >= config.limits.max_sessions {
-                    Some(busy("all session processes in use"))
-                } else {
-                    None
-                };
-                if let Some(refusal) = refusal {
-                    stats.refused += 1;
-                    send_error(socket, peer, token, &refusal, len, &mut outbuf, &mut stats);
+                let max = config.limits.max_sessions;
+                if let Some(no) = admission(&grace, children.len(), max, "session processes") {
+                    refuse(socket, peer, token, &no, len, &mut outbuf, &mut stats);
                     continue;
                 }
                 let id = ids.next_id();

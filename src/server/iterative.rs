@@ -6,8 +6,8 @@
 //! waiting).
 
 use super::{
-    busy, decode_counted, flush_session, record_end, reply_unknown, send_error, shutting_down,
-    Grace, ServerConfig, Shutdown, Stage,
+    busy, decode_counted, flush_session, record_end, refuse, reply_unknown, shutting_down, Grace,
+    ServerConfig, Shutdown, Stage,
 };
 use crate::ids::IdSource;
 use crate::library::Library;
@@ -114,13 +114,11 @@ pub fn run(
                         }
                     }
                     Some(_) => {
-                        stats.refused += 1;
                         let refusal = busy("serving another client (iterative server)");
-                        send_error(socket, peer, token, &refusal, len, &mut outbuf, &mut stats);
+                        refuse(socket, peer, token, &refusal, len, &mut outbuf, &mut stats);
                     }
                     None if grace.draining() => {
-                        stats.refused += 1;
-                        send_error(
+                        refuse(
                             socket,
                             peer,
                             token,
@@ -147,8 +145,7 @@ pub fn run(
                             });
                         }
                         Some(Err(refusal)) => {
-                            stats.refused += 1;
-                            send_error(socket, peer, token, &refusal, len, &mut outbuf, &mut stats);
+                            refuse(socket, peer, token, &refusal, len, &mut outbuf, &mut stats);
                         }
                         None => {}
                     },

@@ -425,6 +425,32 @@ pub(crate) fn reply_unknown(
     }
 }
 
+/// Whether a model without a table takes a new request, given `live` sessions of at most
+/// `max`: `None` if it does, else why not (shutting down, or full: `what` is in use).
+pub(crate) fn admission(grace: &Grace, live: usize, max: usize, what: &str) -> Option<Refusal> {
+    if grace.draining() {
+        Some(shutting_down())
+    } else if live >= max {
+        Some(busy(&format!("all {what} in use")))
+    } else {
+        None
+    }
+}
+
+/// Refuses a request of `received` bytes: counts it and sends the Error.
+pub(crate) fn refuse(
+    socket: &UdpSocket,
+    peer: SocketAddr,
+    token: u32,
+    refusal: &Refusal,
+    received: usize,
+    buf: &mut [u8],
+    stats: &mut ServerStats,
+) {
+    stats.refused += 1;
+    send_error(socket, peer, token, refusal, received, buf, stats);
+}
+
 /// The refusal a model sends when it cannot take another session.
 pub(crate) fn busy(why: &str) -> Refusal {
     Refusal::new(

@@ -5,8 +5,8 @@
 //! (stack, scheduling) per client, and a copy and a channel hop per datagram.
 
 use super::{
-    busy, decode_counted, flush_session, record_end, reply_unknown, send_error, shutting_down,
-    Grace, ServerConfig, Shutdown, Stage,
+    admission, decode_counted, flush_session, record_end, refuse, reply_unknown, Grace,
+    ServerConfig, Shutdown, Stage,
 };
 use crate::ids::IdSource;
 use crate::library::Library;
@@ -100,16 +100,9 @@ pub fn run(
                     }
                     continue;
                 }
-                let refusal = if grace.draining() {
-                    Some(shutting_down())
-                } else if workers.len() >= config.limits.max_sessions {
-                    Some(busy("all session threads in use"))
-                } else {
-                    None
-                };
-                if let Some(refusal) = refusal {
-                    stats.refused += 1;
-                    send_error(socket, peer, token, &refusal, len, &mut outbuf, &mut stats);
+                let max = config.limits.max_sessions;
+                if let Some(no) = admission(&grace, workers.len(), max, "session threads") {
+                    refuse(socket, peer, token, &no, len, &mut outbuf, &mut stats);
                     continue;
                 }
                 let id = loop {
@@ -154,8 +147,7 @@ pub fn run(
                         );
                     }
                     Some(Err(refusal)) => {
-                        stats.refused += 1;
-                        send_error(socket, peer, token, &refusal, len, &mut outbuf, &mut stats);
+                        refuse(socket, peer, token, &refusal, len, &mut outbuf, &mut stats);
                     }
                     None => {}
                 }
