@@ -517,7 +517,13 @@ pub fn partial_path(dest: &Path) -> Result<PathBuf, ClientError> {
         ));
     };
     let mut partial = std::ffi::OsString::from(".");
-    partial.push(file_name);
+    // Long names would overflow the 255-byte limit with the extra 12 bytes: use a hash.
+    if file_name.len() > 200 {
+        let hash = crc32fast::hash(file_name.as_encoded_bytes());
+        partial.push(format!("{hash:08x}"));
+    } else {
+        partial.push(file_name);
+    }
     partial.push(".udpft-part");
     Ok(dest.with_file_name(partial))
 }

@@ -223,7 +223,7 @@ impl Store for Library {
             }
             _ => {}
         }
-        let (file, temp) = create_temp(&self.root, &shown)
+        let (file, temp) = create_temp(&self.root)
             .map_err(|e| io_refusal("cannot create a temporary file", &e))?;
         Ok(Box::new(UploadSink {
             file: Some(BufWriter::with_capacity(1 << 16, file)),
@@ -235,11 +235,12 @@ impl Store for Library {
     }
 }
 
-/// Creates a fresh hidden temporary file in `dir` for an upload of `name`.
-fn create_temp(dir: &Path, name: &str) -> io::Result<(File, PathBuf)> {
+/// Creates a fresh hidden temporary file in `dir` for an upload. Its name carries only a
+/// random id, so it fits wherever the final name (up to 255 bytes) fits.
+fn create_temp(dir: &Path) -> io::Result<(File, PathBuf)> {
     let mut ids = crate::ids::IdSource::new();
     loop {
-        let temp = dir.join(format!("{TEMP_PREFIX}{:08x}.{name}", ids.next_id()));
+        let temp = dir.join(format!("{TEMP_PREFIX}{:08x}", ids.next_id()));
         match OpenOptions::new().write(true).create_new(true).open(&temp) {
             Ok(file) => return Ok((file, temp)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,

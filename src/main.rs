@@ -97,8 +97,8 @@ struct ServeArgs {
     #[arg(long, default_value_t = MAX_CHUNK, value_parser = clap::value_parser!(u16).range(i64::from(MIN_CHUNK)..=i64::from(MAX_CHUNK)))]
     max_chunk: u16,
     /// Give up on a peer that shows no progress for this many seconds.
-    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
-    timeout: f64,
+    #[arg(long, default_value = "5", value_name = "SECS", value_parser = parse_seconds)]
+    timeout: Duration,
     /// Most sessions open at once; past that, clients are told the server is busy.
     #[arg(long, default_value_t = 4096)]
     max_sessions: usize,
@@ -121,12 +121,12 @@ struct ServeArgs {
     workers: u16,
     /// Print a statistics line (live sessions, datagrams, rejects by kind) every this many
     /// seconds (table model).
-    #[arg(long, value_name = "SECS")]
-    stats_every: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    stats_every: Option<Duration>,
     /// On Ctrl-C or SIGTERM, let running downloads finish for this many seconds (uploads
     /// in progress are abandoned at once, leaving nothing behind).
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
-    grace: f64,
+    #[arg(long, default_value = "10", value_name = "SECS", value_parser = parse_seconds)]
+    grace: Duration,
 }
 
 #[derive(Args, Clone)]
@@ -143,8 +143,8 @@ struct ClientArgs {
     #[arg(long, default_value_t = DEFAULT_CHUNK, value_parser = clap::value_parser!(u16).range(i64::from(MIN_CHUNK)..=i64::from(MAX_CHUNK)))]
     chunk: u16,
     /// Give up when the server shows no progress for this many seconds.
-    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
-    timeout: f64,
+    #[arg(long, default_value = "5", value_name = "SECS", value_parser = parse_seconds)]
+    timeout: Duration,
     /// After a transfer, print its statistics (datagrams, retransmissions, RTT, goodput).
     #[arg(short, long)]
     verbose: bool,
@@ -178,13 +178,18 @@ fn main() -> ExitCode {
     }
 }
 
-fn seconds(secs: f64, what: &str) -> Result<Duration, ClientError> {
-    Duration::try_from_secs_f64(secs).map_err(|_| {
-        ClientError::local(
-            format!("{what} must be a non-negative number of seconds"),
-            io::Error::from(io::ErrorKind::InvalidInput),
-        )
-    })
+/// The longest time option accepted: a day, far beyond any LAN wait.
+const MAX_SECONDS: f64 = 86_400.0;
+
+/// Parses a time option: seconds, fractions allowed, from 0 to a day.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(0.0..=MAX_SECONDS).contains(&secs) {
+        return Err(format!("{secs} is not between 0 and {MAX_SECONDS} seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 fn resolve(server: &str) -> Result<SocketAddr, ClientError> {
@@ -210,7 +215,7 @@ fn serve(args: &ServeArgs) -> Result<(), ClientError> {
         },
     )
     .map_err(|e| ClientError::local(format!("cannot open library {}", args.root.display()), e))?;
-    let timeout = seconds(args.timeout, "--timeout")?;
+    let timeout = args.timeout;
     let config = ServerConfig {
         session: Config {
             chunk: args.max_chunk,
@@ -224,13 +229,10 @@ fn serve(args: &ServeArgs) -> Result<(), ClientError> {
             max_per_address: args.max_per_address,
             ..Default::default()
         },
-        grace: seconds(args.grace, "--grace")?,
+        grace: args.grace,
         model: args.model,
         workers: usize::from(args.workers),
-        stats_every: args
-            .stats_every
-            .map(|s| seconds(s, "--stats-every"))
-            .transpose()?,
+        stats_every: args.stats_every,
     };
     let sockets = server::bind_for(bind, &config)
         .map_err(|e| ClientError::local(format!("cannot listen on {bind}"), e))?;
@@ -255,7 +257,7 @@ fn client(args: &ClientArgs) -> Result<Client, ClientError> {
     let options = ClientOptions {
         config: Config {
             chunk: args.chunk,
-            timeout: seconds(args.timeout, "--timeout")?,
+            timeout: args.timeout,
             ..Config::default()
         },
         ..ClientOptions::default()

@@ -6,7 +6,7 @@
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). libFuzzer needs nightly-only compiler
 # flags; on a stable toolchain RUSTC_BOOTSTRAP=1 unlocks them. A crash is saved under
 # fuzz/artifacts/TARGET/: turn it into a regression test (tests/wire.rs or tests/sim.rs)
-# and keep the input in fuzz/regressions/.
+# (the input itself can be replayed with `cargo fuzz run TARGET fuzz/artifacts/TARGET/FILE`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-60}"

@@ -7,8 +7,8 @@
 //! back to the right client.
 //!
 //! # Design
-//! The crate forbids `unsafe`, and no safe `poll(2)` wrapper is among the dependencies, so
-//! the relay uses blocking sockets and threads rather than one event loop:
+//! The relay uses blocking sockets and threads rather than one event loop, which keeps each
+//! direction's code straight-line and adds one thread wake-up per hop:
 //! * one thread blocks on the listen socket and relays client→server ("up");
 //! * one thread per client blocks on that client's upstream socket and relays server→client
 //!   ("down"); it also expires the client after `--idle-timeout` of silence in both

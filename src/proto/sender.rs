@@ -28,7 +28,8 @@ const PREFIX_STEP: u64 = 1 << 20;
 
 #[derive(Debug)]
 enum State {
-    /// Hashing the bytes before `offset` (a resumed download) before the Accept goes out.
+    /// Hashing the bytes before `offset` (a resumed download), after the peer acknowledged
+    /// the Accept (so a spoofed request makes the server read nothing) and before Data 1.
     Hashing { done: u64 },
     /// Message `seq` is (or is about to be) in flight.
     AwaitAck { seq: u64 },
@@ -80,8 +81,8 @@ impl Sender {
     /// chunks, for `session`. With `accept`, message 0 is an Accept (the server's side of
     /// a download); without, the first message is Data 1 (the client's side of an upload).
     ///
-    /// The bytes before `offset` are hashed first, in steps of timer calls (the whole-file
-    /// CRC32 covers them); the Accept goes out once they are.
+    /// The bytes before `offset` are hashed (the whole-file CRC32 covers them) once the peer
+    /// has acknowledged the Accept, in steps of timer calls, before Data 1 goes out.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         now: Instant,
@@ -122,12 +123,8 @@ impl Sender {
             progress_at: now,
             stats: Stats::default(),
         };
-        if offset > 0 {
-            sender.state = State::Hashing { done: 0 };
-            sender.transmit_pending = false;
-            sender.retransmit_at = Some(now);
-        } else if accept.is_none() {
-            sender.advance_to(1);
+        if accept.is_none() {
+            sender.start_data(now);
         }
         sender
     }
@@ -218,7 +215,25 @@ impl Sender {
             self.outcome = Some(Outcome::Complete);
             return;
         }
+        if seq == 0 {
+            self.start_data(now);
+            return;
+        }
         self.advance_to(seq + 1);
+    }
+
+    /// Moves on to Data 1, first hashing a resumed download's prefix (in steps, on timer
+    /// calls, so that one resume cannot stall a loop serving other sessions).
+    fn start_data(&mut self, now: Instant) {
+        if self.offset > 0 {
+            self.state = State::Hashing { done: 0 };
+            self.transmit_pending = false;
+            self.first_sent = None;
+            self.tries = 0;
+            self.retransmit_at = Some(now);
+        } else {
+            self.advance_to(1);
+        }
     }
 
     /// Prepares message `seq` (a Data chunk or Done) for sending.
@@ -318,13 +333,7 @@ impl Sender {
                 }
                 Ok(_) => {
                     self.progress_at = now;
-                    self.retransmit_at = None;
-                    if self.accept.is_some() {
-                        self.state = State::AwaitAck { seq: 0 };
-                        self.transmit_pending = true;
-                    } else {
-                        self.advance_to(1);
-                    }
+                    self.advance_to(1);
                 }
             }
             return;

@@ -295,7 +295,9 @@ pub fn chunk_count(len: u64, chunk: u16) -> u64 {
     len.div_ceil(u64::from(chunk.max(1)))
 }
 
-/// A deadline `after` from `now`, saturating instead of panicking on overflow.
+/// A deadline `after` from `now`; on overflow, a century away (never "due at once").
 pub(crate) fn deadline(now: Instant, after: Duration) -> Instant {
-    now.checked_add(after).unwrap_or(now)
+    now.checked_add(after)
+        .or_else(|| now.checked_add(Duration::from_secs(100 * 365 * 86_400)))
+        .unwrap_or(now)
 }

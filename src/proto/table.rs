@@ -620,12 +620,17 @@ impl SessionTable {
             self.retire(key);
             return;
         }
-        let deadline = entry.session.poll_timeout();
-        if deadline != entry.armed {
-            entry.armed = deadline;
-            if let Some(at) = deadline {
+        // Push a timer only when the deadline comes earlier than the one armed: most moves
+        // are later (every Ack pushes a retransmission deadline back), and an armed timer
+        // that fires early is harmless (the session finds nothing due and is re-armed), so
+        // the heap holds about one entry per session instead of one per datagram.
+        match entry.session.poll_timeout() {
+            None => entry.armed = None,
+            Some(at) if entry.armed.is_none_or(|armed| at < armed) => {
+                entry.armed = Some(at);
                 self.timers.push(Reverse((at, key)));
             }
+            Some(_) => {}
         }
     }
 

@@ -432,7 +432,7 @@ const DONE_LEN: usize = 8 + 4;
 const PUT_FLAG_OVERWRITE: u8 = 0x01;
 
 impl<'a> Message<'a> {
-    /// Decodes one datagram, checking size, magic, version, CRC, type, length field and
+    /// Decodes one datagram, checking size, magic, CRC, version, type, length field and
     /// payload layout, in that order.
     ///
     /// # Errors
