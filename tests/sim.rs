@@ -936,3 +936,75 @@ fn version_byte_flip_on_an_ack_does_not_end_the_download() {
     assert_eq!(sim.table.stats().rejected_total(), 1);
     assert_eq!(sim.sends(SERVER, Kind::Error).count(), 0);
 }
+
+// ---------------------------------------------------------------------------------------
+// Resumed downloads
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn resumed_downloads_complete_byte_identical_under_loss() {
+    // A prefix over 1 MiB is hashed by the server in several timer steps, after the client
+    // has proven its address with Ack 0 and before Data 1.
+    let file = random_bytes(77, (5 << 20) / 2);
+    let held = 2 << 20;
+    for seed in 0..12 {
+        let mut sim = Sim::new(
+            seed,
+            Impairments {
+                loss: 0.1,
+                duplicate: 0.05,
+                reorder: 0.05,
+                corrupt: 0.02,
+                ..lan()
+            },
+        );
+        sim.add_file("file.bin", file.clone());
+        let c = sim.get_resumed("file.bin", &file[..held]);
+        sim.run();
+        assert_downloaded(&sim, c, &file);
+        // Only the bytes after the resume point crossed the network.
+        assert_eq!(sim.stats(c).bytes, (file.len() - held) as u64);
+    }
+}
+
+#[test]
+fn a_resume_from_a_wrong_prefix_fails_with_checksum_mismatch() {
+    let mut sim = Sim::new(3, lan());
+    let file = random_bytes(78, 100 * CHUNK);
+    sim.add_file("file.bin", file.clone());
+    let mut wrong = file[..40 * CHUNK].to_vec();
+    wrong[7] ^= 1;
+    let c = sim.get_resumed("file.bin", &wrong);
+    sim.run();
+    match sim.outcome(c) {
+        Some(Outcome::Failed(failure)) => {
+            assert_eq!(
+                failure.code(),
+                ErrorCode::ChecksumMismatch,
+                "{}",
+                sim.describe(c)
+            )
+        }
+        other => panic!("expected a checksum failure, got {other:?}"),
+    }
+    assert!(!sim.received(c).1, "nothing may be committed");
+}
+
+#[test]
+fn a_resume_past_the_end_is_restarted_by_the_server_and_refused_by_the_client() {
+    let mut sim = Sim::new(4, lan());
+    let file = random_bytes(79, 10 * CHUNK);
+    sim.add_file("file.bin", file.clone());
+    let mut longer = file.clone();
+    longer.extend_from_slice(b"more than the server has");
+    let c = sim.get_resumed("file.bin", &longer);
+    sim.run();
+    match sim.outcome(c) {
+        Some(Outcome::Failed(failure)) => {
+            assert_eq!(failure.code(), ErrorCode::Cancelled, "{}", sim.describe(c))
+        }
+        other => panic!("expected the client to refuse a restart at 0, got {other:?}"),
+    }
+    // The client closed the session the server opened, which ends at once.
+    assert!(sim.table.is_empty());
+}

@@ -358,6 +358,22 @@ impl Sim {
         self.add_client(Ask::Get(name.as_bytes().to_vec()), request, sink)
     }
 
+    /// Starts a download of `name` that resumes after the `held` bytes (which its sink
+    /// already holds, as a partial file would); returns the client's index.
+    pub fn get_resumed(&mut self, name: &str, held: &[u8]) -> usize {
+        let sink = Arc::new(Mutex::new(MemSink {
+            data: held.to_vec(),
+            committed: false,
+        }));
+        let request = Request::Get {
+            name: name.as_bytes().to_vec(),
+            sink: Box::new(Arc::clone(&sink)),
+            offset: held.len() as u64,
+            resume_crc: crc32fast::hash(held),
+        };
+        self.add_client(Ask::Get(name.as_bytes().to_vec()), request, sink)
+    }
+
     /// Starts an upload of `bytes` as `name`; returns the client's index.
     pub fn put(&mut self, name: &str, bytes: Vec<u8>, overwrite: bool) -> usize {
         let request = Request::Put {
