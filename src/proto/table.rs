@@ -33,6 +33,64 @@ impl Refusal {
             text: text.into(),
         }
     }
+
+    /// The server cannot take another session now: `why`.
+    pub fn busy(why: &str) -> Self {
+        Self::new(
+            ErrorCode::Busy,
+            format!("server busy: {why}, try again later"),
+        )
+    }
+
+    /// The server is draining for shutdown.
+    pub fn shutting_down() -> Self {
+        Self::new(ErrorCode::ShuttingDown, "server is shutting down")
+    }
+
+    /// A datagram named a session this peer does not have.
+    pub fn unknown_session() -> Self {
+        Self::new(
+            ErrorCode::UnknownSession,
+            "no such session (it may have ended)",
+        )
+    }
+
+    /// A request of protocol version `version`, which this server does not speak.
+    pub fn unsupported_version(version: u8) -> Self {
+        Self::new(
+            ErrorCode::UnsupportedVersion,
+            format!(
+                "protocol version {version} is not supported; this server speaks version {}",
+                super::wire::VERSION
+            ),
+        )
+    }
+}
+
+/// Counts a datagram that failed to decode, by kind; for a request of another protocol
+/// version, returns the refusal to send and the session field to address it to. Every other
+/// malformed datagram is dropped silently (never answer what might be an error of another
+/// version: two servers could answer each other forever).
+pub fn reject(
+    stats: &mut ServerStats,
+    datagram: &[u8],
+    error: DecodeError,
+) -> Option<(u32, Refusal)> {
+    stats.rejected[error.index()] += 1;
+    match error {
+        DecodeError::UnsupportedVersion(v) if super::wire::is_request_type(datagram) => {
+            let session = super::wire::peek_session(datagram).unwrap_or(0);
+            Some((session, Refusal::unsupported_version(v)))
+        }
+        _ => None,
+    }
+}
+
+/// Counts a well-formed datagram that belongs to no live session; returns the refusal to
+/// send, unless it is itself an Error (two confused peers must not answer each other).
+pub fn unknown_session(stats: &mut ServerStats, message: &Message<'_>) -> Option<Refusal> {
+    stats.unknown_session += 1;
+    (message.kind() != Kind::Error).then(Refusal::unknown_session)
 }
 
 /// What the server serves: the library, seen through the three things a request can ask.
@@ -396,8 +454,7 @@ struct Entry {
 struct Reply {
     peer: SocketAddr,
     session: u32,
-    code: ErrorCode,
-    text: String,
+    refusal: Refusal,
     /// Size of the datagram answered: the reply may be at most 3× that (amplification).
     received: usize,
 }
@@ -457,17 +514,8 @@ impl SessionTable {
         let message = match Message::decode(datagram) {
             Ok(message) => message,
             Err(e) => {
-                self.stats.rejected[e.index()] += 1;
-                if let (DecodeError::UnsupportedVersion(v), true) =
-                    (e, super::wire::is_request_type(datagram))
-                {
-                    let session = super::wire::peek_session(datagram).unwrap_or(0);
-                    let text = format!(
-                        "protocol version {v} is not supported; this server speaks version {}",
-                        super::wire::VERSION
-                    );
-                    let received = datagram.len();
-                    self.reply(peer, session, ErrorCode::UnsupportedVersion, text, received);
+                if let Some((session, refusal)) = reject(&mut self.stats, datagram, e) {
+                    self.reply(peer, session, refusal, datagram.len());
                 }
                 return;
             }
@@ -480,16 +528,8 @@ impl SessionTable {
             Kind::Data | Kind::Ack | Kind::Done | Kind::Error => {
                 let key = (peer, message.session());
                 let Some(entry) = self.sessions.get_mut(&key) else {
-                    self.stats.unknown_session += 1;
-                    // Never answer an Error with an Error: two confused peers would loop.
-                    if message.kind() != Kind::Error {
-                        self.reply(
-                            peer,
-                            message.session(),
-                            ErrorCode::UnknownSession,
-                            "no such session (it may have ended)".into(),
-                            datagram.len(),
-                        );
+                    if let Some(refusal) = unknown_session(&mut self.stats, &message) {
+                        self.reply(peer, message.session(), refusal, datagram.len());
                     }
                     return;
                 };
@@ -517,20 +557,11 @@ impl SessionTable {
         }
         let per_address = self.per_address.get(&peer.ip()).copied().unwrap_or(0);
         let refusal = if self.draining {
-            Some(Refusal::new(
-                ErrorCode::ShuttingDown,
-                "server is shutting down",
-            ))
+            Some(Refusal::shutting_down())
         } else if self.sessions.len() >= self.limits.max_sessions {
-            Some(Refusal::new(
-                ErrorCode::Busy,
-                "server busy: too many sessions, try again later",
-            ))
+            Some(Refusal::busy("too many sessions"))
         } else if per_address >= self.limits.max_per_address {
-            Some(Refusal::new(
-                ErrorCode::Busy,
-                "server busy: too many sessions from your address, try again later",
-            ))
+            Some(Refusal::busy("too many sessions from your address"))
         } else {
             None
         };
@@ -574,18 +605,11 @@ impl SessionTable {
 
     fn refuse(&mut self, peer: SocketAddr, token: u32, refusal: Refusal, received: usize) {
         self.stats.refused += 1;
-        self.reply(peer, token, refusal.code, refusal.text, received);
+        self.reply(peer, token, refusal, received);
     }
 
     /// Queues an Error for `peer` in answer to a datagram of `received` bytes.
-    fn reply(
-        &mut self,
-        peer: SocketAddr,
-        session: u32,
-        code: ErrorCode,
-        text: String,
-        received: usize,
-    ) {
+    fn reply(&mut self, peer: SocketAddr, session: u32, refusal: Refusal, received: usize) {
         if self.replies.len() >= self.limits.max_replies {
             self.stats.replies_dropped += 1;
             return;
@@ -593,8 +617,7 @@ impl SessionTable {
         self.replies.push_back(Reply {
             peer,
             session,
-            code,
-            text,
+            refusal,
             received,
         });
     }
@@ -676,8 +699,8 @@ impl SessionTable {
             self.stats.sent += 1;
             let len = Message::Error {
                 session: reply.session,
-                code: reply.code,
-                text: clip_error_text(&reply.text, reply.received).as_bytes(),
+                code: reply.refusal.code,
+                text: clip_error_text(&reply.refusal.text, reply.received).as_bytes(),
             }
             .encode(buf);
             return Some((reply.peer, len));

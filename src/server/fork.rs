@@ -18,7 +18,7 @@ use crate::ids::IdSource;
 use crate::library::Library;
 use crate::net;
 use crate::proto::table::{open_session, ServerStats};
-use crate::proto::wire::{ErrorCode, Kind, Message, MAX_DATAGRAM};
+use crate::proto::wire::{Kind, Message, MAX_DATAGRAM};
 use crate::proto::Outcome;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -239,10 +239,7 @@ fn serve_child(
     loop {
         let now = Instant::now();
         let stage = grace.check(shutdown, config, now);
-        let upload = session.is_upload();
-        if stage == Stage::Over || (stage == Stage::Began && upload) {
-            session.abort(ErrorCode::ShuttingDown, "server shutting down");
-        }
+        stage.apply(&mut session);
         session.handle_timeout(now);
         flush_session(&socket, &mut session, peer, now, &mut buf, &mut stats);
         if session.is_finished() {

@@ -6,13 +6,13 @@
 //! waiting).
 
 use super::{
-    busy, decode_counted, flush_session, record_end, refuse, reply_unknown, shutting_down, Grace,
-    ServerConfig, Shutdown, Stage,
+    decode_counted, flush_session, record_end, refuse, reply_unknown, Grace, ServerConfig,
+    Shutdown, Stage, SHUTTING_DOWN,
 };
 use crate::ids::IdSource;
 use crate::library::Library;
 use crate::net;
-use crate::proto::table::{open_session, ServerSession, ServerStats};
+use crate::proto::table::{open_session, Refusal, ServerSession, ServerStats};
 use crate::proto::wire::{ErrorCode, Kind, MAX_DATAGRAM};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -47,17 +47,11 @@ pub fn run(
         let now = Instant::now();
         let stage = grace.check(shutdown, config, now);
         if let Some(c) = &mut current {
-            let upload = c.session.is_upload();
-            // Uploads are abandoned at once; downloads only when the grace period ends.
-            if stage == Stage::Over || (stage == Stage::Began && upload) {
-                c.session
-                    .abort(ErrorCode::ShuttingDown, "server shutting down");
-            }
+            stage.apply(&mut c.session);
         }
         for l in &mut lingering {
             if stage == Stage::Over {
-                l.session
-                    .abort(ErrorCode::ShuttingDown, "server shutting down");
+                l.session.abort(ErrorCode::ShuttingDown, SHUTTING_DOWN);
             }
             l.session.handle_timeout(now);
             flush_session(socket, &mut l.session, l.peer, now, &mut outbuf, &mut stats);
@@ -85,8 +79,7 @@ pub fn run(
         } else if grace.draining() {
             // Completed uploads need not linger past the end.
             for l in &mut lingering {
-                l.session
-                    .abort(ErrorCode::ShuttingDown, "server shutting down");
+                l.session.abort(ErrorCode::ShuttingDown, SHUTTING_DOWN);
                 record_end(&mut stats, l.peer, l.session.outcome());
             }
             break;
@@ -114,7 +107,7 @@ pub fn run(
                         }
                     }
                     Some(_) => {
-                        let refusal = busy("serving another client (iterative server)");
+                        let refusal = Refusal::busy("serving another client (iterative server)");
                         refuse(socket, peer, token, &refusal, len, &mut outbuf, &mut stats);
                     }
                     None if grace.draining() => {
@@ -122,7 +115,7 @@ pub fn run(
                             socket,
                             peer,
                             token,
-                            &shutting_down(),
+                            &Refusal::shutting_down(),
                             len,
                             &mut outbuf,
                             &mut stats,

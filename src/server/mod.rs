@@ -20,11 +20,10 @@ pub mod threads;
 use crate::library::Library;
 use crate::net;
 use crate::proto::table::{
-    clip_error_text, Limits, Refusal, ServerSession, ServerStats, SessionTable,
+    clip_error_text, reject, unknown_session, Limits, Refusal, ServerSession, ServerStats,
+    SessionTable,
 };
-use crate::proto::wire::{
-    is_request_type, peek_session, DecodeError, ErrorCode, Message, MAX_DATAGRAM, VERSION,
-};
+use crate::proto::wire::{ErrorCode, Message, MAX_DATAGRAM};
 use crate::proto::{Config, Failure, Outcome};
 use std::fmt;
 use std::io;
@@ -241,12 +240,12 @@ pub fn run_table(
             Stage::Serving => {}
             Stage::Began => {
                 table.drain();
-                table.abort_uploads(ErrorCode::ShuttingDown, "server shutting down");
+                table.abort_uploads(ErrorCode::ShuttingDown, SHUTTING_DOWN);
             }
             Stage::Draining if table.is_empty() => break,
             Stage::Draining => {}
             Stage::Over => {
-                table.abort_all(ErrorCode::ShuttingDown, "server shutting down");
+                table.abort_all(ErrorCode::ShuttingDown, SHUTTING_DOWN);
                 flush(socket, &mut table, now, &mut outbuf);
                 break;
             }
@@ -274,6 +273,24 @@ pub(crate) enum Stage {
     /// The grace period is over: abandon everything.
     Over,
 }
+
+impl Stage {
+    /// Whether a session must be abandoned now: an upload as soon as the stop begins
+    /// (nothing half-written is kept), any session once the grace period is over.
+    pub(crate) fn abandons(&self, upload: bool) -> bool {
+        *self == Self::Over || (*self == Self::Began && upload)
+    }
+
+    /// Abandons `session` if this stage says so, telling its peer.
+    pub(crate) fn apply(&self, session: &mut ServerSession) {
+        if self.abandons(session.is_upload()) {
+            session.abort(ErrorCode::ShuttingDown, SHUTTING_DOWN);
+        }
+    }
+}
+
+/// What a peer is told when its session is abandoned by a shutdown.
+pub(crate) const SHUTTING_DOWN: &str = "server shutting down";
 
 /// Tracks the grace period after a stop request.
 #[derive(Debug, Default)]
@@ -371,8 +388,8 @@ pub(crate) fn send_error(
     send(socket, &buf[..len], peer);
 }
 
-/// Decodes a datagram for the models without a table, counting rejects the way the table
-/// does and answering another protocol version with an error.
+/// Decodes a datagram for the models without a table, counting and answering rejects the
+/// way the table does ([`reject`]).
 pub(crate) fn decode_counted<'a>(
     socket: &UdpSocket,
     peer: SocketAddr,
@@ -384,13 +401,7 @@ pub(crate) fn decode_counted<'a>(
     match Message::decode(datagram) {
         Ok(message) => Some(message),
         Err(e) => {
-            stats.rejected[e.index()] += 1;
-            if let (DecodeError::UnsupportedVersion(v), true) = (e, is_request_type(datagram)) {
-                let refusal = Refusal::new(
-                    ErrorCode::UnsupportedVersion,
-                    format!("protocol version {v} is not supported; this server speaks version {VERSION}"),
-                );
-                let session = peek_session(datagram).unwrap_or(0);
+            if let Some((session, refusal)) = reject(stats, datagram, e) {
                 send_error(socket, peer, session, &refusal, datagram.len(), buf, stats);
             }
             None
@@ -398,7 +409,8 @@ pub(crate) fn decode_counted<'a>(
     }
 }
 
-/// Answers a well-formed datagram that belongs to no live session (never an Error).
+/// Answers a well-formed datagram that belongs to no live session, as the table does
+/// ([`unknown_session`]).
 pub(crate) fn reply_unknown(
     socket: &UdpSocket,
     peer: SocketAddr,
@@ -407,21 +419,9 @@ pub(crate) fn reply_unknown(
     buf: &mut [u8],
     stats: &mut ServerStats,
 ) {
-    stats.unknown_session += 1;
-    if message.kind() != crate::proto::wire::Kind::Error {
-        let refusal = Refusal::new(
-            ErrorCode::UnknownSession,
-            "no such session (it may have ended)",
-        );
-        send_error(
-            socket,
-            peer,
-            message.session(),
-            &refusal,
-            received,
-            buf,
-            stats,
-        );
+    if let Some(refusal) = unknown_session(stats, message) {
+        let session = message.session();
+        send_error(socket, peer, session, &refusal, received, buf, stats);
     }
 }
 
@@ -429,9 +429,9 @@ pub(crate) fn reply_unknown(
 /// `max`: `None` if it does, else why not (shutting down, or full: `what` is in use).
 pub(crate) fn admission(grace: &Grace, live: usize, max: usize, what: &str) -> Option<Refusal> {
     if grace.draining() {
-        Some(shutting_down())
+        Some(Refusal::shutting_down())
     } else if live >= max {
-        Some(busy(&format!("all {what} in use")))
+        Some(Refusal::busy(&format!("all {what} in use")))
     } else {
         None
     }
@@ -449,19 +449,6 @@ pub(crate) fn refuse(
 ) {
     stats.refused += 1;
     send_error(socket, peer, token, refusal, received, buf, stats);
-}
-
-/// The refusal a model sends when it cannot take another session.
-pub(crate) fn busy(why: &str) -> Refusal {
-    Refusal::new(
-        ErrorCode::Busy,
-        format!("server busy: {why}, try again later"),
-    )
-}
-
-/// The refusal sent to requests during shutdown.
-pub(crate) fn shutting_down() -> Refusal {
-    Refusal::new(ErrorCode::ShuttingDown, "server is shutting down")
 }
 
 /// A server running on threads of this process (tests, benchmarks). Not for the fork model,

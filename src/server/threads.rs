@@ -6,7 +6,7 @@
 
 use super::{
     admission, decode_counted, flush_session, record_end, refuse, reply_unknown, Grace,
-    ServerConfig, Shutdown, Stage,
+    ServerConfig, Shutdown, SHUTTING_DOWN,
 };
 use crate::ids::IdSource;
 use crate::library::Library;
@@ -75,7 +75,7 @@ pub fn run(
         }
         let stage = grace.check(shutdown, config, Instant::now());
         for worker in workers.values() {
-            if stage == Stage::Over || (stage == Stage::Began && worker.upload) {
+            if stage.abandons(worker.upload) {
                 let _ = worker.inbox.send(Inbound::Abort);
             }
         }
@@ -194,7 +194,7 @@ fn serve_session(
             }
             Ok(Inbound::RepeatedRequest(len)) => session.handle_repeated_request(len),
             Ok(Inbound::Abort) | Err(RecvTimeoutError::Disconnected) => {
-                session.abort(ErrorCode::ShuttingDown, "server shutting down");
+                session.abort(ErrorCode::ShuttingDown, SHUTTING_DOWN);
             }
             Err(RecvTimeoutError::Timeout) => {}
         }
