@@ -327,9 +327,9 @@ impl Sender {
                 Err(failure) => self.fail(failure),
                 Ok(done) if done < self.offset => {
                     self.state = State::Hashing { done };
-                    // Due again at once, but after `now`: a driver that fires every due
-                    // timer in a loop still serves other sessions between steps.
-                    self.retransmit_at = Some(deadline(now, Duration::from_nanos(1)));
+                    // Due again at once; drivers fire each session once per round, so
+                    // other sessions are served between steps.
+                    self.retransmit_at = Some(now);
                 }
                 Ok(_) => {
                     self.progress_at = now;

@@ -475,6 +475,9 @@ pub struct SessionTable {
     /// Min-heap of (deadline, session); entries whose deadline no longer matches the
     /// session's `armed` are stale and skipped.
     timers: BinaryHeap<Reverse<(Instant, Key)>>,
+    /// Scratch list of the sessions due in one `handle_timeout` call (kept to reuse its
+    /// allocation).
+    due: Vec<Key>,
     replies: VecDeque<Reply>,
     /// Failed sessions not yet collected by [`SessionTable::poll_failure`].
     failures: VecDeque<(SocketAddr, Failure)>,
@@ -501,6 +504,7 @@ impl SessionTable {
             per_address: HashMap::new(),
             ready: VecDeque::new(),
             timers: BinaryHeap::new(),
+            due: Vec::new(),
             replies: VecDeque::new(),
             failures: VecDeque::new(),
             draining: false,
@@ -673,22 +677,33 @@ impl SessionTable {
     }
 
     /// Fires every session timer that is due at `now`. Spurious calls are harmless.
+    ///
+    /// Each session due fires once per call: the due ones are collected first, so a session
+    /// that re-arms for `now` again (one that works in steps) waits for the next call, and
+    /// the datagrams of other peers are served in between.
     pub fn handle_timeout(&mut self, now: Instant) {
+        let mut due = std::mem::take(&mut self.due);
         while let Some(Reverse((at, key))) = self.timers.peek().copied() {
             if at > now {
                 break;
             }
             self.timers.pop();
-            let Some(entry) = self.sessions.get_mut(&key) else {
-                continue;
-            };
-            if entry.armed != Some(at) {
-                continue; // stale: the session re-armed since
+            match self.sessions.get_mut(&key) {
+                // Live, not stale (the session may have re-armed since).
+                Some(entry) if entry.armed == Some(at) => {
+                    entry.armed = None;
+                    due.push(key);
+                }
+                _ => {}
             }
-            entry.armed = None;
-            entry.session.handle_timeout(now);
-            self.after_activity(key);
         }
+        for key in due.drain(..) {
+            if let Some(entry) = self.sessions.get_mut(&key) {
+                entry.session.handle_timeout(now);
+                self.after_activity(key);
+            }
+        }
+        self.due = due;
     }
 
     /// Writes the next datagram to send into `buf` and returns its destination and length;
