@@ -105,16 +105,15 @@ impl std::error::Error for ClientError {}
 /// Replaces control characters (terminal escapes among them) by visible escapes, so text
 /// from the network cannot drive the user's terminal.
 pub fn sanitize(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// [`sanitize`] for raw bytes, with invalid UTF-8 shown as U+FFFD.

@@ -16,7 +16,7 @@ use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 /// Prefix of the hidden temporary files of uploads in progress.
 pub const TEMP_PREFIX: &str = ".udpft-tmp.";
@@ -366,13 +366,6 @@ impl Drop for UploadSink {
             let _ = fs::remove_file(&self.temp);
         }
     }
-}
-
-/// Seconds since the Unix epoch, for the listing of a file just written (tests).
-pub fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

@@ -28,11 +28,6 @@ pub struct Impairments {
 }
 
 impl Impairments {
-    /// A link that delivers everything at once, intact.
-    pub fn perfect() -> Self {
-        Self::default()
-    }
-
     /// Whether the link changes nothing.
     pub fn is_perfect(&self) -> bool {
         *self == Self::default()
@@ -228,11 +223,6 @@ impl Link {
     /// What the link has done so far.
     pub fn stats(&self) -> &LinkStats {
         &self.stats
-    }
-
-    /// The impairments it applies.
-    pub fn impairments(&self) -> &Impairments {
-        &self.impairments
     }
 }
 

@@ -8,7 +8,7 @@ use super::receiver::{Greeting, Receiver};
 use super::sender::Sender;
 use super::session::{deadline, Config, Failure, Outcome, Rtt, Sink, Source, Stats};
 use super::wire::{DecodeError, ErrorCode, Message, MIN_CHUNK};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// What the client asks for.
 pub enum Request {
@@ -65,7 +65,8 @@ pub struct ClientSession {
     started: Instant,
     /// Datagrams that failed to decode, by [`DecodeError::index`].
     rejected: [u64; DecodeError::COUNT],
-    accepted: Option<(u64, u64)>,
+    /// The file's size, once the server accepted.
+    accepted_size: Option<u64>,
     /// An Error to send once to a session the client will not use.
     farewell: Option<(u32, ErrorCode)>,
 }
@@ -86,7 +87,7 @@ impl ClientSession {
             rtt: Rtt::new(config),
             started: now,
             rejected: [0; DecodeError::COUNT],
-            accepted: None,
+            accepted_size: None,
             farewell: None,
         }
     }
@@ -157,7 +158,7 @@ impl ClientSession {
         ) else {
             return;
         };
-        self.accepted = Some((size, offset));
+        self.accepted_size = Some(size);
         self.phase = match request {
             Request::List { sink } => Phase::Receiving(Receiver::new(
                 now,
@@ -349,17 +350,12 @@ impl ClientSession {
 
     /// `(bytes done, total size)`; the total is known once the server accepted.
     pub fn progress(&self) -> (u64, Option<u64>) {
-        let total = self.accepted.map(|(size, _)| size);
+        let total = self.accepted_size;
         match &self.phase {
             Phase::Receiving(receiver) => (receiver.received_bytes(), total),
             Phase::Sending(sender) => (sender.acked_bytes(), total),
             _ => (0, total),
         }
-    }
-
-    /// The byte the server started from (resume), once accepted.
-    pub fn accepted_offset(&self) -> Option<u64> {
-        self.accepted.map(|(_, offset)| offset)
     }
 
     /// Counters of the transfer so far, with the datagrams that failed to decode.
@@ -374,10 +370,5 @@ impl ClientSession {
         };
         stats.corrupted = self.rejected.iter().sum();
         stats
-    }
-
-    /// Time since the request started.
-    pub fn elapsed(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.started)
     }
 }

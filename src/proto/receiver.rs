@@ -125,11 +125,6 @@ impl Receiver {
         self.session
     }
 
-    /// The file's total size.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
     /// Bytes of the file held so far, counting a resumed prefix (for progress bars).
     pub fn received_bytes(&self) -> u64 {
         let chunks_done = (self.expected - 1).min(self.chunks);

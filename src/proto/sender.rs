@@ -13,7 +13,7 @@
 
 use super::session::{chunk_count, deadline, Config, Failure, Outcome, Rtt, Source, Stats};
 use super::wire::{clip_text, seal_data, ErrorCode, Message, HEADER_LEN, OVERHEAD};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The Accept a server-side sender sends as message 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -151,11 +151,6 @@ impl Sender {
     /// The session this sender belongs to.
     pub fn session(&self) -> u32 {
         self.session
-    }
-
-    /// The negotiated chunk size.
-    pub fn chunk(&self) -> u16 {
-        self.chunk
     }
 
     /// Bytes of the file acknowledged so far, counting a resumed prefix (for progress bars).
@@ -457,11 +452,6 @@ impl Sender {
             srtt: self.rtt.srtt(),
             ..self.stats.clone()
         }
-    }
-
-    /// The current retransmission timeout.
-    pub fn rto(&self) -> Duration {
-        self.rtt.rto()
     }
 }
 

@@ -233,10 +233,6 @@ impl ServerSession {
     pub fn is_upload(&self) -> bool {
         matches!(self.half, Half::Receiving(_))
     }
-    /// Whether the peer has proven it receives at its address.
-    pub fn is_validated(&self) -> bool {
-        self.validated
-    }
     /// Ends the session, telling the peer why.
     pub fn abort(&mut self, code: ErrorCode, text: &str) {
         match &mut self.half {
@@ -799,14 +795,6 @@ impl SessionTable {
     /// Whether no session is live.
     pub fn is_empty(&self) -> bool {
         self.sessions.is_empty()
-    }
-
-    /// Live uploads (a graceful shutdown abandons these).
-    pub fn uploads(&self) -> usize {
-        self.sessions
-            .values()
-            .filter(|e| e.session.is_upload())
-            .count()
     }
 
     /// Counters so far.
