@@ -139,10 +139,7 @@ impl ClientSession {
                 code,
                 text,
             } if session == self.token => {
-                self.phase = Phase::Ended(Failure::Peer {
-                    code,
-                    text: String::from_utf8_lossy(text).into_owned(),
-                });
+                self.phase = Phase::Ended(Failure::from_peer(code, text));
             }
             _ => {}
         }

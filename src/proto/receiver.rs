@@ -155,10 +155,7 @@ impl Receiver {
                 self.state = State::Failed;
                 self.ack_pending = None;
                 self.greet_at = None;
-                self.outcome = Some(Outcome::Failed(Failure::Peer {
-                    code,
-                    text: String::from_utf8_lossy(text).into_owned(),
-                }));
+                self.outcome = Some(Outcome::Failed(Failure::from_peer(code, text)));
             }
             _ => self.stats.duplicates += 1,
         }

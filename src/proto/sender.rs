@@ -176,10 +176,7 @@ impl Sender {
                     self.transmit_pending = false;
                     self.read_ahead_due = false;
                     self.retransmit_at = None;
-                    self.outcome = Some(Outcome::Failed(Failure::Peer {
-                        code,
-                        text: String::from_utf8_lossy(text).into_owned(),
-                    }));
+                    self.outcome = Some(Outcome::Failed(Failure::from_peer(code, text)));
                 }
             }
             // A repeated Accept (client upload) or anything else is not for a sender.

@@ -193,6 +193,15 @@ impl fmt::Display for Failure {
 }
 
 impl Failure {
+    /// The peer ended the transfer with an Error of `code` and `text` (raw bytes from the
+    /// network, kept as lossy UTF-8).
+    pub fn from_peer(code: ErrorCode, text: &[u8]) -> Self {
+        Self::Peer {
+            code,
+            text: String::from_utf8_lossy(text).into_owned(),
+        }
+    }
+
     /// The protocol code that best describes this failure.
     pub fn code(&self) -> ErrorCode {
         match self {

@@ -11,8 +11,8 @@
 //! [`super::spawn`] refuses this model.
 
 use super::{
-    admission, decode_counted, flush_session, log_failure, refuse, reply_unknown, send_error,
-    Grace, ServerConfig, Shutdown, Stage,
+    admission, flush_session, log_failure, recv_message, refuse, reply_unknown, send_error, Grace,
+    ServerConfig, Shutdown, Stage,
 };
 use crate::ids::IdSource;
 use crate::library::Library;
@@ -94,13 +94,18 @@ pub fn run(
         }
         // Wake often enough to reap exited children promptly.
         let deadline = Some(Instant::now() + Duration::from_millis(20));
-        let Some((len, peer)) = receiver.recv_until(socket, &mut inbuf, deadline)? else {
+        let received = recv_message(
+            &mut receiver,
+            socket,
+            &mut inbuf,
+            deadline,
+            &mut outbuf,
+            &mut stats,
+        )?;
+        let Some((peer, datagram, message)) = received else {
             continue;
         };
-        let Some(message) = decode_counted(socket, peer, &inbuf[..len], &mut outbuf, &mut stats)
-        else {
-            continue;
-        };
+        let len = datagram.len();
         match message.kind() {
             Kind::List | Kind::Get | Kind::Put => {
                 let token = message.session();

@@ -6,8 +6,8 @@
 //! waiting).
 
 use super::{
-    decode_counted, flush_session, record_end, refuse, reply_unknown, Grace, ServerConfig,
-    Shutdown, Stage, SHUTTING_DOWN,
+    flush_session, record_end, recv_message, refuse, reply_unknown, Grace, ServerConfig, Shutdown,
+    Stage, SHUTTING_DOWN,
 };
 use crate::ids::IdSource;
 use crate::library::Library;
@@ -89,13 +89,18 @@ pub fn run(
             .chain(&lingering)
             .filter_map(|c| c.session.poll_timeout())
             .min();
-        let Some((len, peer)) = receiver.recv_until(socket, &mut inbuf, deadline)? else {
+        let received = recv_message(
+            &mut receiver,
+            socket,
+            &mut inbuf,
+            deadline,
+            &mut outbuf,
+            &mut stats,
+        )?;
+        let Some((peer, datagram, message)) = received else {
             continue;
         };
-        let Some(message) = decode_counted(socket, peer, &inbuf[..len], &mut outbuf, &mut stats)
-        else {
-            continue;
-        };
+        let len = datagram.len();
         let now = Instant::now();
         match message.kind() {
             Kind::List | Kind::Get | Kind::Put => {

@@ -388,23 +388,29 @@ pub(crate) fn send_error(
     send(socket, &buf[..len], peer);
 }
 
-/// Decodes a datagram for the models without a table, counting and answering rejects the
-/// way the table does ([`reject`]).
-pub(crate) fn decode_counted<'a>(
+/// The models without a table wait for their next datagram here: until `deadline`, then
+/// decode it, counting and answering rejects the way the table does ([`reject`]). Returns
+/// the sender, the datagram and its message; `None` if the wait brought nothing valid.
+pub(crate) fn recv_message<'a>(
+    receiver: &mut net::Receiver,
     socket: &UdpSocket,
-    peer: SocketAddr,
-    datagram: &'a [u8],
-    buf: &mut [u8],
+    inbuf: &'a mut [u8],
+    deadline: Option<Instant>,
+    outbuf: &mut [u8],
     stats: &mut ServerStats,
-) -> Option<Message<'a>> {
+) -> io::Result<Option<(SocketAddr, &'a [u8], Message<'a>)>> {
+    let Some((len, peer)) = receiver.recv_until(socket, inbuf, deadline)? else {
+        return Ok(None);
+    };
+    let datagram: &'a [u8] = &inbuf[..len];
     stats.received += 1;
     match Message::decode(datagram) {
-        Ok(message) => Some(message),
+        Ok(message) => Ok(Some((peer, datagram, message))),
         Err(e) => {
             if let Some((session, refusal)) = reject(stats, datagram, e) {
-                send_error(socket, peer, session, &refusal, datagram.len(), buf, stats);
+                send_error(socket, peer, session, &refusal, len, outbuf, stats);
             }
-            None
+            Ok(None)
         }
     }
 }

@@ -5,8 +5,8 @@
 //! (stack, scheduling) per client, and a copy and a channel hop per datagram.
 
 use super::{
-    admission, decode_counted, flush_session, record_end, refuse, reply_unknown, Grace,
-    ServerConfig, Shutdown, SHUTTING_DOWN,
+    admission, flush_session, record_end, recv_message, refuse, reply_unknown, Grace, ServerConfig,
+    Shutdown, SHUTTING_DOWN,
 };
 use crate::ids::IdSource;
 use crate::library::Library;
@@ -82,13 +82,18 @@ pub fn run(
         if grace.draining() && workers.is_empty() {
             break;
         }
-        let Some((len, peer)) = receiver.recv_until(socket, &mut inbuf, None)? else {
+        let received = recv_message(
+            &mut receiver,
+            socket,
+            &mut inbuf,
+            None,
+            &mut outbuf,
+            &mut stats,
+        )?;
+        let Some((peer, datagram, message)) = received else {
             continue;
         };
-        let Some(message) = decode_counted(socket, peer, &inbuf[..len], &mut outbuf, &mut stats)
-        else {
-            continue;
-        };
+        let len = datagram.len();
         match message.kind() {
             Kind::List | Kind::Get | Kind::Put => {
                 let token = message.session();
@@ -156,7 +161,7 @@ pub fn run(
             _ => match workers.get(&(peer, message.session())) {
                 // The thread may have just ended; then the datagram is as good as lost.
                 Some(worker) => {
-                    let _ = worker.inbox.send(Inbound::Datagram(inbuf[..len].to_vec()));
+                    let _ = worker.inbox.send(Inbound::Datagram(datagram.to_vec()));
                 }
                 None => reply_unknown(socket, peer, &message, len, &mut outbuf, &mut stats),
             },
