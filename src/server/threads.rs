@@ -60,6 +60,9 @@ pub fn run(
     let mut workers: HashMap<(SocketAddr, u32), Worker> = HashMap::new();
     let mut requests: HashMap<(SocketAddr, u32), u32> = HashMap::new();
     let (ended_tx, ended_rx) = mpsc::channel::<Ended>();
+    // Datagram buffers come back from the session threads once handled, so the hand-off
+    // copies each datagram but allocates only while the pool grows.
+    let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
     let mut inbuf = vec![0u8; MAX_DATAGRAM];
     let mut outbuf = vec![0u8; MAX_DATAGRAM];
     let mut receiver = net::Receiver::new();
@@ -130,10 +133,12 @@ pub fn run(
                         let (inbox, inbox_rx) = mpsc::channel();
                         let socket = socket.try_clone()?;
                         let ended = ended_tx.clone();
+                        let recycle = recycle_tx.clone();
                         let thread = std::thread::Builder::new()
                             .name(format!("udpft-session-{id:08x}"))
                             .spawn(move || {
-                                let ended_with = serve_session(&socket, peer, session, &inbox_rx);
+                                let ended_with =
+                                    serve_session(&socket, peer, session, &inbox_rx, &recycle);
                                 let _ = ended.send(Ended {
                                     key: (peer, id),
                                     outcome: ended_with.0,
@@ -161,7 +166,10 @@ pub fn run(
             _ => match workers.get(&(peer, message.session())) {
                 // The thread may have just ended; then the datagram is as good as lost.
                 Some(worker) => {
-                    let _ = worker.inbox.send(Inbound::Datagram(datagram.to_vec()));
+                    let mut bytes = recycle_rx.try_recv().unwrap_or_default();
+                    bytes.clear();
+                    bytes.extend_from_slice(datagram);
+                    let _ = worker.inbox.send(Inbound::Datagram(bytes));
                 }
                 None => reply_unknown(socket, peer, &message, len, &mut outbuf, &mut stats),
             },
@@ -177,6 +185,7 @@ fn serve_session(
     peer: SocketAddr,
     mut session: ServerSession,
     inbox: &Receiver<Inbound>,
+    recycle: &Sender<Vec<u8>>,
 ) -> (Option<Outcome>, u64) {
     let mut stats = ServerStats::default();
     let mut buf = vec![0u8; MAX_DATAGRAM];
@@ -196,6 +205,7 @@ fn serve_session(
                 if let Ok(message) = Message::decode(&bytes) {
                     session.handle_message(Instant::now(), &message);
                 }
+                let _ = recycle.send(bytes);
             }
             Ok(Inbound::RepeatedRequest(len)) => session.handle_repeated_request(len),
             Ok(Inbound::Abort) | Err(RecvTimeoutError::Disconnected) => {
