@@ -14,6 +14,15 @@
 //! after a deadline) from guards that also run on early returns; the scratch folder (the
 //! library and the clients' folders) is removed by a guard as well.
 
+// The process helpers of udpft-bench, shared rather than written again; the soak uses only
+// part of each.
+#[allow(dead_code)]
+#[path = "bench/children.rs"]
+mod children;
+#[allow(dead_code)]
+#[path = "bench/procfs.rs"]
+mod procfs;
+
 use clap::Parser;
 use nix::sys::signal::{self, Signal};
 use nix::unistd::Pid;
@@ -476,25 +485,6 @@ impl Drop for ChildProc {
     }
 }
 
-/// The path of the crate binary `name` beside this executable.
-fn sibling_bin(name: &str) -> io::Result<PathBuf> {
-    let path = std::env::current_exe()?
-        .parent()
-        .ok_or_else(|| io::Error::other("the executable has no folder"))?
-        .join(name);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            format!(
-                "{} not found (build with `cargo build --release --bins`)",
-                path.display()
-            ),
-        ))
-    }
-}
-
 /// The address in `udpft: serving ROOT on ADDR (model ...)`.
 fn server_address(line: &str) -> Option<SocketAddr> {
     let head = line.strip_prefix("udpft: serving ")?;
@@ -515,20 +505,6 @@ fn live_sessions(line: &str) -> Option<u64> {
         .next()?
         .parse()
         .ok()
-}
-
-/// The server's resident memory in bytes (VmRSS of /proc/PID/status).
-fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line
-        .trim_start_matches("VmRSS:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -838,9 +814,9 @@ fn run(cli: &Cli) -> Result<bool, String> {
             .duration_since(UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
     });
-    let udpft_bin = sibling_bin("udpft").map_err(|e| e.to_string())?;
+    let udpft_bin = children::locate_bin("udpft", None).map_err(|e| e.to_string())?;
     let proxy_bin = if cli.loss > 0.0 {
-        Some(sibling_bin("lossy-proxy").map_err(|e| e.to_string())?)
+        Some(children::locate_bin("lossy-proxy", None).map_err(|e| e.to_string())?)
     } else {
         None
     };
@@ -992,7 +968,7 @@ fn run(cli: &Cli) -> Result<bool, String> {
             stop.store(true, Ordering::Relaxed);
             break;
         }
-        let rss = rss_bytes(server.pid());
+        let rss = procfs::memory(server.pid()).ok().map(|m| m.rss_kib * 1024);
         peak_rss = peak_rss.max(rss.unwrap_or(0));
         if tick.is_multiple_of(PROGRESS_EVERY_TICKS) {
             timeline.push((started.elapsed().as_secs_f64(), rss, server.last_live()));
@@ -1042,7 +1018,7 @@ fn run(cli: &Cli) -> Result<bool, String> {
         last_live = Some(live);
         (live == 0).then(|| stopped_load.elapsed())
     });
-    let end_rss = rss_bytes(server.pid());
+    let end_rss = procfs::memory(server.pid()).ok().map(|m| m.rss_kib * 1024);
     let leftover_temps = fs::read_dir(&library)
         .map(|entries| {
             entries
