@@ -10,7 +10,7 @@
 use super::receiver::{Greeting, Receiver};
 use super::sender::{AcceptInfo, Sender};
 use super::session::{Config, Failure, MemSource, Outcome, Sink, Source};
-use super::wire::{clip_text, DecodeError, ErrorCode, Kind, Message};
+use super::wire::{clip_text, clip_to, DecodeError, ErrorCode, Kind, Message};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -248,11 +248,7 @@ pub fn clip_error_text(text: &str, received: usize) -> &str {
     let budget = received
         .saturating_mul(AMPLIFICATION_FACTOR)
         .saturating_sub(super::wire::OVERHEAD + 2);
-    let mut end = clip_text(text).len().min(budget);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+    clip_to(clip_text(text), budget)
 }
 
 /// Answers a request message (a datagram of `request_len` bytes) with a new session

@@ -693,10 +693,15 @@ fn name_field(name: &[u8]) -> Option<&[u8]> {
 
 /// Cuts an error text at a character boundary so it fits [`MAX_ERROR_TEXT`].
 pub fn clip_text(text: &str) -> &str {
-    if text.len() <= MAX_ERROR_TEXT {
+    clip_to(text, MAX_ERROR_TEXT)
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+pub fn clip_to(text: &str, max: usize) -> &str {
+    if text.len() <= max {
         return text;
     }
-    let mut end = MAX_ERROR_TEXT;
+    let mut end = max;
     while !text.is_char_boundary(end) {
         end -= 1;
     }
