@@ -9,13 +9,15 @@
 //! uncommitted upload removes its temporary file.
 
 use crate::proto::listing::{self, Entry};
-use crate::proto::session::{Sink, Source};
+use crate::proto::session::{FileCrc, Sink, Source};
 use crate::proto::table::{Refusal, Store};
 use crate::proto::wire::{ErrorCode, MAX_NAME_LEN};
+use std::collections::HashMap;
 use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::UNIX_EPOCH;
 
 /// Prefix of the hidden temporary files of uploads in progress.
@@ -69,11 +71,12 @@ pub struct LibraryOptions {
     pub max_upload: Option<u64>,
 }
 
-/// A folder served as a library.
+/// A folder served as a library. Clones share one memory of file checksums.
 #[derive(Clone, Debug)]
 pub struct Library {
     root: PathBuf,
     options: LibraryOptions,
+    crcs: Crcs,
 }
 
 impl Library {
@@ -93,7 +96,11 @@ impl Library {
                 let _ = fs::remove_file(entry.path());
             }
         }
-        Ok(Self { root, options })
+        Ok(Self {
+            root,
+            options,
+            crcs: Crcs::default(),
+        })
     }
 
     /// The library's folder (canonical).
@@ -178,8 +185,9 @@ impl Store for Library {
                 _ if e.raw_os_error() == Some(libc::ELOOP) => not_found(),
                 _ => io_refusal(&format!("cannot open {shown}"), &e),
             })?;
-        let (source, size) =
+        let (mut source, size) =
             FileSource::new(file).map_err(|e| io_refusal(&format!("cannot open {shown}"), &e))?;
+        source.crcs = Some(self.crcs.clone());
         if !source.meta.is_file() {
             return Err(not_found());
         }
@@ -249,11 +257,97 @@ fn create_temp(dir: &Path) -> io::Result<(File, PathBuf)> {
     }
 }
 
+/// One version of a file: what changes whenever its bytes may have. The modification time
+/// alone is not enough (`touch -d` and `rsync --inplace -t` set it back), but nobody can set
+/// the change time back, and a replaced file has another inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Version {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl Version {
+    fn of(meta: &Metadata) -> Self {
+        Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
+/// The whole-file CRC32s of the library's file versions, remembered so that a resumed
+/// download costs no hashing of its prefix once any transfer has read that version whole.
+/// Shared by every clone of a library (the threads of one server).
+#[derive(Clone, Debug, Default)]
+struct Crcs(Arc<Mutex<HashMap<Version, Option<u32>>>>);
+
+/// Versions remembered at most (12 bytes of CRC and key each, about 64 bytes in the map).
+const MAX_CRCS: usize = 4096;
+
+impl Crcs {
+    fn with<T>(&self, f: impl FnOnce(&mut HashMap<Version, Option<u32>>) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// What is known of `version`'s CRC; with `claim`, an unknown one is marked as being
+    /// computed (`None` in the map) by the caller.
+    fn lookup(&self, version: Version, claim: bool) -> FileCrc {
+        self.with(|map| match map.get(&version) {
+            Some(Some(crc)) => FileCrc::Known(*crc),
+            Some(None) => FileCrc::Pending,
+            None => {
+                if claim {
+                    make_room(map);
+                    map.insert(version, None);
+                }
+                FileCrc::Unknown
+            }
+        })
+    }
+
+    fn remember(&self, version: Version, crc: u32) {
+        self.with(|map| {
+            make_room(map);
+            map.insert(version, Some(crc));
+        });
+    }
+
+    /// Withdraws a claim that did not end in a CRC.
+    fn release(&self, version: Version) {
+        self.with(|map| {
+            if map.get(&version) == Some(&None) {
+                map.remove(&version);
+            }
+        });
+    }
+}
+
+/// Forgets an arbitrary remembered version when the map is full (a bounded memory: the cost
+/// of forgetting is one more hash of that file).
+fn make_room(map: &mut HashMap<Version, Option<u32>>) {
+    if map.len() >= MAX_CRCS {
+        if let Some(victim) = map.keys().next().copied() {
+            map.remove(&victim);
+        }
+    }
+}
+
 /// A file being sent (a library file to a client, or a local file to a server); it
 /// notices if the file changes underneath.
 pub struct FileSource {
     file: File,
     meta: Metadata,
+    version: Version,
+    /// The library's remembered CRCs, for a library file.
+    crcs: Option<Crcs>,
+    /// Whether this source claimed the computation of its version's CRC.
+    claimed: bool,
     /// Bytes read ahead: small chunks are served from here, so a download of 1430-byte
     /// chunks costs one `pread` per [`READ_BLOCK`] instead of one per chunk.
     block: Vec<u8>,
@@ -275,7 +369,10 @@ impl FileSource {
         Ok((
             Self {
                 file,
+                version: Version::of(&meta),
                 meta,
+                crcs: None,
+                claimed: false,
                 block: Vec::new(),
                 block_start: 0,
             },
@@ -303,10 +400,37 @@ impl Source for FileSource {
     }
 
     fn unchanged(&mut self) -> io::Result<bool> {
-        let now = self.file.metadata()?;
-        Ok(now.len() == self.meta.len()
-            && now.mtime() == self.meta.mtime()
-            && now.mtime_nsec() == self.meta.mtime_nsec())
+        Ok(Version::of(&self.file.metadata()?) == self.version)
+    }
+
+    fn file_crc(&mut self, claim: bool) -> FileCrc {
+        let Some(crcs) = &self.crcs else {
+            return FileCrc::Unknown;
+        };
+        if self.claimed {
+            // Computing it is this source's own job already.
+            return FileCrc::Unknown;
+        }
+        let answer = crcs.lookup(self.version, claim);
+        if claim && answer == FileCrc::Unknown {
+            self.claimed = true;
+        }
+        answer
+    }
+
+    fn remember_crc(&mut self, crc: u32) {
+        if let Some(crcs) = &self.crcs {
+            crcs.remember(self.version, crc);
+            self.claimed = false;
+        }
+    }
+}
+
+impl Drop for FileSource {
+    fn drop(&mut self) {
+        if let (true, Some(crcs)) = (self.claimed, &self.crcs) {
+            crcs.release(self.version);
+        }
     }
 }
 
@@ -405,5 +529,62 @@ mod tests {
         ] {
             assert_eq!(check_name(name.as_bytes()), Ok(name));
         }
+    }
+}
+
+#[cfg(test)]
+mod version_tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn library_with(name: &str, bytes: &[u8]) -> (tempfile::TempDir, Library) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        fs::write(dir.path().join(name), bytes).expect("file written");
+        let library = Library::open(dir.path(), LibraryOptions::default()).expect("library");
+        (dir, library)
+    }
+
+    #[test]
+    fn a_rewrite_in_place_with_its_mtime_restored_is_a_change() {
+        let (dir, mut library) = library_with("f", b"old bytes");
+        let path = dir.path().join("f");
+        let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(mtime))
+            .expect("mtime set");
+        let (mut source, _) = library.open(b"f").map_err(|r| r.text).expect("opens");
+        assert!(source.unchanged().expect("stat"));
+        // What `rsync --inplace -t` does: same size, new bytes, the old mtime put back.
+        let file = File::options().write(true).open(&path).expect("open");
+        file.write_all_at(b"new bytes", 0).expect("rewrite");
+        file.set_modified(mtime).expect("mtime restored");
+        assert_eq!(
+            fs::metadata(&path).expect("stat").modified().ok(),
+            Some(mtime)
+        );
+        assert!(
+            !source.unchanged().expect("stat"),
+            "ctime must reveal the rewrite"
+        );
+    }
+
+    #[test]
+    fn a_file_crc_is_computed_once_per_version_and_shared() {
+        let (dir, mut library) = library_with("f", b"some bytes");
+        let mut open = || library.open(b"f").map_err(|r| r.text).expect("opens").0;
+        let mut first = open();
+        let mut second = open();
+        assert_eq!(second.file_crc(false), FileCrc::Unknown);
+        assert_eq!(first.file_crc(true), FileCrc::Unknown, "first claims");
+        assert_eq!(second.file_crc(true), FileCrc::Pending, "claimed by first");
+        drop(first);
+        assert_eq!(second.file_crc(true), FileCrc::Unknown, "released on drop");
+        second.remember_crc(0xDEAD_BEEF);
+        assert_eq!(open().file_crc(true), FileCrc::Known(0xDEAD_BEEF));
+        // A new version is a new file: nothing is known of it.
+        fs::write(dir.path().join("f"), b"other bytes").expect("rewritten");
+        assert_eq!(open().file_crc(false), FileCrc::Unknown);
     }
 }

@@ -1,12 +1,12 @@
 //! The client's side of one request: ask (List, Get or Put), wait for the server's Accept,
-//! then run the [`Receiver`] or [`Sender`] half of the transfer.
+//! then run its half of the [`Transfer`].
 //!
 //! The request is repeated on a timer (exponential backoff from `rto_initial`) until an
 //! Accept or an Error naming the request's token arrives, or until `timeout` passes.
 
-use super::receiver::{Greeting, Receiver};
-use super::sender::Sender;
-use super::session::{deadline, Config, Failure, Outcome, Rtt, Sink, Source, Stats};
+use super::rtt::Rtt;
+use super::session::{deadline, Config, Failure, Outcome, Sink, Source, Stats};
+use super::transfer::{Opening, Plan, Transfer};
 use super::wire::{DecodeError, ErrorCode, Message, MIN_CHUNK};
 use std::time::Instant;
 
@@ -50,10 +50,37 @@ enum Phase {
         pending: bool,
         tries: u32,
     },
-    Receiving(Receiver),
-    Sending(Sender),
+    /// The server accepted: the transfer runs (boxed: a transfer is far larger than the
+    /// other phases, and it is made once per session).
+    Transfer(Box<Transfer>),
     /// Refused or gave up before a session opened.
     Ended(Failure),
+}
+
+/// Why an Accept of `size` bytes from `offset` does not answer `request` (protocol.md §6.2):
+/// a listing starts at 0, a download where it asked to and not past the end, an upload at 0
+/// with the size it announced. `None` if it does.
+fn unasked(request: &Request, size: u64, offset: u64) -> Option<(ErrorCode, String)> {
+    match *request {
+        Request::List { .. } if offset != 0 => Some((
+            ErrorCode::BadRequest,
+            format!("server offered a listing from byte {offset}"),
+        )),
+        // Cancelled: the driver may start over without the partial file.
+        Request::Get { offset: asked, .. } if offset != asked => Some((
+            ErrorCode::Cancelled,
+            format!("server resumed at byte {offset}, not {asked}"),
+        )),
+        Request::Get { .. } if offset > size => Some((
+            ErrorCode::BadRequest,
+            format!("server offered byte {offset} of a {size}-byte file"),
+        )),
+        Request::Put { size: asked, .. } if size != asked || offset != 0 => Some((
+            ErrorCode::BadRequest,
+            format!("server accepted {size} bytes from byte {offset}, not {asked} from 0"),
+        )),
+        _ => None,
+    }
 }
 
 /// One client request and the transfer it opens.
@@ -104,11 +131,8 @@ impl ClientSession {
     pub fn handle_message(&mut self, now: Instant, message: &Message<'_>) {
         match &mut self.phase {
             Phase::Requesting { .. } => self.handle_reply(now, message),
-            Phase::Receiving(receiver) if message.session() == receiver.session() => {
-                receiver.handle_message(now, message)
-            }
-            Phase::Sending(sender) if message.session() == sender.session() => {
-                sender.handle_message(now, message)
+            Phase::Transfer(transfer) if message.session() == transfer.session() => {
+                transfer.handle_message(now, message)
             }
             _ => {}
         }
@@ -155,57 +179,33 @@ impl ClientSession {
         ) else {
             return;
         };
+        if let Some((code, text)) = unasked(&request, size, offset) {
+            // Close the session the server opened, so it stops at once.
+            self.farewell = Some((session, code));
+            self.phase = Phase::Ended(Failure::Local { code, text });
+            return;
+        }
         self.accepted_size = Some(size);
-        self.phase = match request {
-            Request::List { sink } => Phase::Receiving(Receiver::new(
-                now,
-                &self.config,
-                session,
-                Greeting::AckAccept,
-                sink,
-                size,
-                0,
-                0,
-                chunk,
-            )),
-            Request::Get {
-                sink,
-                offset: asked,
-                resume_crc,
-                ..
-            } => {
-                if offset != asked {
-                    // Close the session the server opened, so it stops at once.
-                    self.farewell = Some((session, ErrorCode::Cancelled));
-                    Phase::Ended(Failure::Local {
-                        code: ErrorCode::Cancelled,
-                        text: format!("server resumed at byte {offset}, not {asked}"),
-                    })
-                } else {
-                    Phase::Receiving(Receiver::new(
-                        now,
-                        &self.config,
-                        session,
-                        Greeting::AckAccept,
-                        sink,
-                        size,
-                        offset,
-                        resume_crc,
-                        chunk,
-                    ))
-                }
-            }
-            Request::Put { source, size, .. } => Phase::Sending(Sender::new(
-                now,
-                &self.config,
-                session,
-                None,
-                source,
-                size,
-                0,
-                chunk,
-            )),
+        let plan = |opening, prefix_crc| Plan {
+            session,
+            size,
+            offset,
+            chunk,
+            opening,
+            prefix_crc,
         };
+        let config = &self.config;
+        self.phase = Phase::Transfer(Box::new(match request {
+            Request::List { sink } => {
+                Transfer::receive(now, config, plan(Opening::AckAccept, 0), sink)
+            }
+            Request::Get {
+                sink, resume_crc, ..
+            } => Transfer::receive(now, config, plan(Opening::AckAccept, resume_crc), sink),
+            Request::Put { source, .. } => {
+                Transfer::send(now, config, plan(Opening::Data, 0), source)
+            }
+        }));
     }
 
     /// Fires whatever timer is due; spurious calls are harmless.
@@ -229,8 +229,7 @@ impl ClientSession {
                     }
                 }
             }
-            Phase::Receiving(receiver) => receiver.handle_timeout(now),
-            Phase::Sending(sender) => sender.handle_timeout(now),
+            Phase::Transfer(transfer) => transfer.handle_timeout(now),
             Phase::Ended(_) => {}
         }
     }
@@ -238,8 +237,7 @@ impl ClientSession {
     /// Ends the request from this side (Ctrl-C, say), telling the server if a session is open.
     pub fn abort(&mut self, code: ErrorCode, text: &str) {
         match &mut self.phase {
-            Phase::Receiving(receiver) => receiver.abort(code, text),
-            Phase::Sending(sender) => sender.abort(code, text),
+            Phase::Transfer(transfer) => transfer.abort(code, text),
             Phase::Requesting { .. } => {
                 self.phase = Phase::Ended(Failure::Local {
                     code,
@@ -307,8 +305,7 @@ impl ClientSession {
                 };
                 Some(message.encode(buf))
             }
-            Phase::Receiving(receiver) => receiver.poll_transmit(now, buf),
-            Phase::Sending(sender) => sender.poll_transmit(now, buf),
+            Phase::Transfer(transfer) => transfer.poll_transmit(now, buf),
             Phase::Ended(_) => None,
         }
     }
@@ -318,8 +315,7 @@ impl ClientSession {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.phase {
             Phase::Requesting { resend_at, .. } => *resend_at,
-            Phase::Receiving(receiver) => receiver.poll_timeout(),
-            Phase::Sending(sender) => sender.poll_timeout(),
+            Phase::Transfer(transfer) => transfer.poll_timeout(),
             Phase::Ended(_) => None,
         }
     }
@@ -329,8 +325,7 @@ impl ClientSession {
     pub fn outcome(&self) -> Option<Outcome> {
         match &self.phase {
             Phase::Requesting { .. } => None,
-            Phase::Receiving(receiver) => receiver.outcome().cloned(),
-            Phase::Sending(sender) => sender.outcome().cloned(),
+            Phase::Transfer(transfer) => transfer.outcome().cloned(),
             Phase::Ended(failure) => Some(Outcome::Failed(failure.clone())),
         }
     }
@@ -339,8 +334,7 @@ impl ClientSession {
     pub fn is_finished(&self) -> bool {
         match &self.phase {
             Phase::Requesting { .. } => false,
-            Phase::Receiving(receiver) => receiver.is_finished(),
-            Phase::Sending(sender) => sender.is_finished(),
+            Phase::Transfer(transfer) => transfer.is_finished(),
             Phase::Ended(_) => self.farewell.is_none(),
         }
     }
@@ -349,8 +343,7 @@ impl ClientSession {
     pub fn progress(&self) -> (u64, Option<u64>) {
         let total = self.accepted_size;
         match &self.phase {
-            Phase::Receiving(receiver) => (receiver.received_bytes(), total),
-            Phase::Sending(sender) => (sender.acked_bytes(), total),
+            Phase::Transfer(transfer) => (transfer.progress(), total),
             _ => (0, total),
         }
     }
@@ -358,8 +351,7 @@ impl ClientSession {
     /// Counters of the transfer so far, with the datagrams that failed to decode.
     pub fn stats(&self) -> Stats {
         let mut stats = match &self.phase {
-            Phase::Receiving(receiver) => receiver.stats(),
-            Phase::Sending(sender) => sender.stats(),
+            Phase::Transfer(transfer) => transfer.stats(),
             _ => Stats {
                 srtt: self.rtt.srtt(),
                 ..Stats::default()

@@ -7,7 +7,9 @@
 //! model, the client and the simulated network of the tests drive these same types.
 //!
 //! * [`wire`]: the datagram codec.
-//! * [`session`]: configuration, the RTT estimator, statistics, outcomes, `Source`/`Sink`.
+//! * [`session`]: configuration, statistics, outcomes, `Source`/`Sink`.
+//! * [`rtt`]: the RFC 6298 round-trip estimator and retransmission timeout.
+//! * [`transfer`]: the plan of a transfer and the one type that drives either half.
 //! * [`sender`] / [`receiver`]: the two halves of a stop-and-wait transfer.
 //! * [`client`]: a client request and the transfer it opens.
 //! * [`table`]: requests to sessions, and the per-peer session table of the server.
@@ -16,10 +18,13 @@
 pub mod client;
 pub mod listing;
 pub mod receiver;
+pub mod rtt;
 pub mod sender;
 pub mod session;
 pub mod table;
+pub mod transfer;
 pub mod wire;
 
-pub use session::{Config, Failure, Outcome, Sink, Source, Stats};
+pub use session::{Config, Failure, FileCrc, Outcome, Sink, Source, Stats};
+pub use transfer::{Opening, Plan, Transfer};
 pub use wire::{DecodeError, ErrorCode, Message};

@@ -15,13 +15,15 @@
 //! already busy with the next one. Acknowledging early is safe because nothing is committed
 //! until the whole-file checksum matches; a failed write fails the transfer.
 
-use super::session::{chunk_count, deadline, Config, Failure, Outcome, Rtt, Sink, Stats};
+use super::rtt::Rtt;
+use super::session::{chunk_count, deadline, Config, Failure, Outcome, Sink, Stats};
+use super::transfer::{Opening, Plan};
 use super::wire::{clip_text, ErrorCode, Message};
 use std::time::{Duration, Instant};
 
 /// How a receiver opens its side of the transfer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Greeting {
+enum Greeting {
     /// Server side of an upload: send Accept (message 0), repeat it on a timer until the
     /// first Data arrives.
     Accept {
@@ -78,21 +80,23 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// A receiver of the bytes `offset..size` of a file, for `session`. `resume_crc` is the
-    /// CRC32 of the bytes before `offset`, which the sink already holds (0 when `offset` is 0).
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        now: Instant,
-        config: &Config,
-        session: u32,
-        greeting: Greeting,
-        sink: Box<dyn Sink>,
-        size: u64,
-        offset: u64,
-        resume_crc: u32,
-        chunk: u16,
-    ) -> Self {
-        let offset = offset.min(size);
+    /// A receiver of the bytes `plan.offset..plan.size` of a file; the sink already holds
+    /// the bytes before the offset, whose CRC32 is `plan.prefix_crc`. With
+    /// [`Opening::Accept`] it greets with the server's Accept (an upload); otherwise with
+    /// the client's Ack 0 (a download or listing).
+    pub fn new(now: Instant, config: &Config, plan: Plan, sink: Box<dyn Sink>) -> Self {
+        let Plan {
+            session,
+            size,
+            chunk,
+            prefix_crc: resume_crc,
+            ..
+        } = plan;
+        let offset = plan.offset.min(size);
+        let greeting = match plan.opening {
+            Opening::Accept { token } => Greeting::Accept { token },
+            Opening::AckAccept | Opening::Data => Greeting::AckAccept,
+        };
         Self {
             session,
             greeting,

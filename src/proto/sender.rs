@@ -10,27 +10,34 @@
 //! *ahead*: right after Data `k` goes out (on the driver's next `poll_transmit` call) it
 //! reads chunk `k+1` straight into a second datagram buffer and seals it (header and CRC),
 //! so that when Ack `k` arrives, Data `k+1` is one copy away from the wire.
+//!
+//! Done carries the whole file's CRC32. A sender computes it as it reads, unless its
+//! [`Source`] remembers it for this version of the file ([`Source::file_crc`]); a resumed
+//! download needs it for bytes it never sends, so a resume whose CRC is not remembered
+//! hashes the whole file once (in steps, after the peer proved its address) and the source
+//! remembers it for every later resume of that version.
 
-use super::session::{chunk_count, deadline, Config, Failure, Outcome, Rtt, Source, Stats};
+use super::rtt::Rtt;
+use super::session::{chunk_count, deadline, Config, Failure, FileCrc, Outcome, Source, Stats};
+use super::transfer::{Opening, Plan};
 use super::wire::{clip_text, seal_data, ErrorCode, Message, HEADER_LEN, OVERHEAD};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// The Accept a server-side sender sends as message 0.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AcceptInfo {
-    /// The client's request token to echo.
-    pub token: u32,
-}
+/// Bytes hashed per timer call when a resume needs the whole file's CRC: large files are
+/// hashed in steps, so one resume cannot stall a loop that serves other sessions.
+const HASH_STEP: u64 = 1 << 20;
 
-/// Bytes of a resumed download's prefix hashed per timer call: large prefixes are hashed in
-/// steps, so one resume cannot stall a loop that serves other sessions.
-const PREFIX_STEP: u64 = 1 << 20;
+/// How often a resume whose file CRC another transfer is computing asks again.
+const CRC_POLL: Duration = Duration::from_millis(2);
 
 #[derive(Debug)]
 enum State {
-    /// Hashing the bytes before `offset` (a resumed download), after the peer acknowledged
-    /// the Accept (so a spoofed request makes the server read nothing) and before Data 1.
+    /// Hashing the whole file for a resumed download whose CRC nobody remembers, after the
+    /// peer acknowledged the Accept (so a spoofed request makes the server read nothing) and
+    /// before Data 1.
     Hashing { done: u64 },
+    /// Waiting for another transfer that is computing the file's CRC (resume).
+    AwaitCrc,
     /// Message `seq` is (or is about to be) in flight.
     AwaitAck { seq: u64 },
     /// Ack of Done arrived.
@@ -42,12 +49,16 @@ enum State {
 /// Sends one file (or listing) to one peer.
 pub struct Sender {
     session: u32,
-    accept: Option<AcceptInfo>,
+    /// The request token to echo in message 0, for a server's sender.
+    accept: Option<u32>,
     source: Box<dyn Source>,
     size: u64,
     offset: u64,
     chunk: u16,
     chunks: u64,
+    /// The whole file's CRC32 once known (remembered by the source, or hashed in full);
+    /// until then `hasher` takes every byte read, in order.
+    file_crc: Option<u32>,
     hasher: crc32fast::Hasher,
     /// The sealed Data datagram in flight, read once and kept for retransmission.
     current: Vec<u8>,
@@ -77,24 +88,21 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// A sender of `size` bytes from `source`, from byte `offset` on, in `chunk`-byte
-    /// chunks, for `session`. With `accept`, message 0 is an Accept (the server's side of
-    /// a download); without, the first message is Data 1 (the client's side of an upload).
-    ///
-    /// The bytes before `offset` are hashed (the whole-file CRC32 covers them) once the peer
-    /// has acknowledged the Accept, in steps of timer calls, before Data 1 goes out.
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        now: Instant,
-        config: &Config,
-        session: u32,
-        accept: Option<AcceptInfo>,
-        source: Box<dyn Source>,
-        size: u64,
-        offset: u64,
-        chunk: u16,
-    ) -> Self {
-        let offset = offset.min(size);
+    /// A sender of the bytes `plan.offset..plan.size` of `source`. With
+    /// [`Opening::Accept`], message 0 is an Accept (the server's side of a download);
+    /// otherwise the first message is Data 1 (the client's side of an upload).
+    pub fn new(now: Instant, config: &Config, plan: Plan, source: Box<dyn Source>) -> Self {
+        let Plan {
+            session,
+            size,
+            chunk,
+            ..
+        } = plan;
+        let offset = plan.offset.min(size);
+        let accept = match plan.opening {
+            Opening::Accept { token } => Some(token),
+            Opening::AckAccept | Opening::Data => None,
+        };
         let mut sender = Self {
             session,
             accept,
@@ -103,6 +111,7 @@ impl Sender {
             offset,
             chunk,
             chunks: chunk_count(size - offset, chunk),
+            file_crc: None,
             hasher: crc32fast::Hasher::new(),
             current: vec![0; usize::from(chunk) + OVERHEAD],
             current_len: 0,
@@ -129,10 +138,10 @@ impl Sender {
         sender
     }
 
-    /// Feeds up to [`PREFIX_STEP`] more bytes before `offset` to the whole-file CRC;
-    /// returns how many bytes are hashed so far.
-    fn hash_prefix_step(&mut self, mut done: u64) -> Result<u64, Failure> {
-        let stop = (done + PREFIX_STEP).min(self.offset);
+    /// Feeds up to [`HASH_STEP`] more bytes of the file to the whole-file CRC; returns how
+    /// many bytes are hashed so far.
+    fn hash_step(&mut self, mut done: u64) -> Result<u64, Failure> {
+        let stop = (done + HASH_STEP).min(self.size);
         while done < stop {
             let want = (stop - done).min(self.ahead.len() as u64) as usize;
             let n = self
@@ -161,7 +170,7 @@ impl Sender {
                 (self.offset + chunks_done * u64::from(self.chunk)).min(self.size)
             }
             State::Done => self.size,
-            State::Hashing { .. } | State::Failed => self.offset,
+            State::Hashing { .. } | State::AwaitCrc | State::Failed => self.offset,
         }
     }
 
@@ -214,18 +223,29 @@ impl Sender {
         self.advance_to(seq + 1);
     }
 
-    /// Moves on to Data 1, first hashing a resumed download's prefix (in steps, on timer
-    /// calls, so that one resume cannot stall a loop serving other sessions).
+    /// Moves on to Data 1. A resumed download needs the whole file's CRC first: remembered
+    /// by the source, or hashed here in steps of timer calls (so that one resume cannot stall
+    /// a loop serving other sessions), or awaited while another transfer hashes it.
     fn start_data(&mut self, now: Instant) {
-        if self.offset > 0 {
-            self.state = State::Hashing { done: 0 };
-            self.transmit_pending = false;
-            self.first_sent = None;
-            self.tries = 0;
-            self.retransmit_at = Some(now);
-        } else {
-            self.advance_to(1);
+        let resuming = self.offset > 0;
+        match self.source.file_crc(resuming) {
+            FileCrc::Known(crc) => {
+                self.file_crc = Some(crc);
+                self.advance_to(1);
+            }
+            FileCrc::Unknown if !resuming => self.advance_to(1),
+            FileCrc::Unknown => self.wait(State::Hashing { done: 0 }, now),
+            FileCrc::Pending => self.wait(State::AwaitCrc, deadline(now, CRC_POLL)),
         }
+    }
+
+    /// Enters a state that sends nothing until the timer fires at `at`.
+    fn wait(&mut self, state: State, at: Instant) {
+        self.state = state;
+        self.transmit_pending = false;
+        self.first_sent = None;
+        self.tries = 0;
+        self.retransmit_at = Some(at);
     }
 
     /// Prepares message `seq` (a Data chunk or Done) for sending.
@@ -248,6 +268,11 @@ impl Sender {
         } else if let Err(failure) = self.check_unchanged() {
             self.fail(failure);
             return;
+        } else if self.file_crc.is_none() {
+            // Every byte was read and the file did not change: remember its CRC.
+            let crc = self.hasher.clone().finalize();
+            self.source.remember_crc(crc);
+            self.file_crc = Some(crc);
         }
         self.transmit_pending = true;
     }
@@ -272,7 +297,9 @@ impl Sender {
             }
             filled += n;
         }
-        self.hasher.update(payload);
+        if self.file_crc.is_none() {
+            self.hasher.update(payload);
+        }
         self.ahead_len = seal_data(&mut self.ahead, self.session, seq, want);
         self.ahead_seq = Some(seq);
         Ok(())
@@ -315,22 +342,39 @@ impl Sender {
             return;
         }
         if let State::Hashing { done } = self.state {
-            match self.hash_prefix_step(done) {
+            match self.hash_step(done) {
                 Err(failure) => self.fail(failure),
-                Ok(done) if done < self.offset => {
+                Ok(done) if done < self.size => {
                     self.state = State::Hashing { done };
                     // Due again at once; drivers fire each session once per round, so
                     // other sessions are served between steps.
                     self.retransmit_at = Some(now);
                 }
-                Ok(_) => {
-                    self.progress_at = now;
-                    self.advance_to(1);
-                }
+                Ok(_) => match self.check_unchanged() {
+                    Err(failure) => self.fail(failure),
+                    Ok(()) => {
+                        let crc = self.hasher.clone().finalize();
+                        self.source.remember_crc(crc);
+                        self.file_crc = Some(crc);
+                        self.progress_at = now;
+                        self.advance_to(1);
+                    }
+                },
             }
             return;
         }
         let elapsed = now.saturating_duration_since(self.progress_at);
+        if matches!(self.state, State::AwaitCrc) {
+            if elapsed >= self.config.timeout {
+                self.fail(local(
+                    ErrorCode::Busy,
+                    "the file's checksum is still being computed".into(),
+                ));
+            } else {
+                self.start_data(now);
+            }
+            return;
+        }
         if elapsed >= self.config.timeout {
             let tries = self.tries;
             self.fail(Failure::Timeout { tries, elapsed });
@@ -351,7 +395,7 @@ impl Sender {
         if let Some((code, text)) = self.error_pending.take() {
             self.stats.sent += 1;
             let session = match self.accept {
-                Some(accept) if !self.accept_sent => accept.token,
+                Some(token) if !self.accept_sent => token,
                 _ => self.session,
             };
             return Some(
@@ -402,7 +446,7 @@ impl Sender {
     fn encode_control(&mut self, seq: u64, buf: &mut [u8]) -> usize {
         let message = if seq == 0 {
             self.accept_sent = true;
-            let token = self.accept.map_or(0, |a| a.token);
+            let token = self.accept.unwrap_or(0);
             Message::Accept {
                 session: self.session,
                 token,
@@ -415,7 +459,9 @@ impl Sender {
                 session: self.session,
                 seq,
                 size: self.size,
-                crc: self.hasher.clone().finalize(),
+                crc: self
+                    .file_crc
+                    .unwrap_or_else(|| self.hasher.clone().finalize()),
             }
         };
         message.encode(buf)
@@ -454,4 +500,101 @@ impl Sender {
 
 fn local(code: ErrorCode, text: String) -> Failure {
     Failure::Local { code, text }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    /// A source over `bytes` that counts what is read and answers `crc` for the file's CRC.
+    struct Counting {
+        bytes: Vec<u8>,
+        read: Arc<AtomicU64>,
+        crc: FileCrc,
+        remembered: Arc<AtomicU64>,
+    }
+
+    impl Source for Counting {
+        fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+            let start = (offset as usize).min(self.bytes.len());
+            let n = buf.len().min(self.bytes.len() - start);
+            buf[..n].copy_from_slice(&self.bytes[start..start + n]);
+            self.read.fetch_add(n as u64, Ordering::SeqCst);
+            Ok(n)
+        }
+        fn file_crc(&mut self, _claim: bool) -> FileCrc {
+            self.crc
+        }
+        fn remember_crc(&mut self, crc: u32) {
+            self.remembered
+                .store(u64::from(crc) | 1 << 32, Ordering::SeqCst);
+        }
+    }
+
+    /// Resumes a download at `offset` of `len` bytes whose source answers `crc`; returns the
+    /// Done's CRC, the bytes read and what the source was asked to remember.
+    fn resume(len: usize, offset: u64, crc: FileCrc) -> (u32, u64, Option<u32>) {
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        let read = Arc::new(AtomicU64::new(0));
+        let remembered = Arc::new(AtomicU64::new(0));
+        let source = Counting {
+            bytes,
+            read: Arc::clone(&read),
+            crc,
+            remembered: Arc::clone(&remembered),
+        };
+        let plan = Plan {
+            session: 9,
+            size: len as u64,
+            offset,
+            chunk: 1024,
+            opening: Opening::Accept { token: 1 },
+            prefix_crc: 0,
+        };
+        let t0 = Instant::now();
+        let mut sender = Sender::new(t0, &Config::for_server(), plan, Box::new(source));
+        let mut buf = vec![0u8; 2048];
+        let n = sender.poll_transmit(t0, &mut buf).expect("Accept");
+        assert!(matches!(
+            Message::decode(&buf[..n]),
+            Ok(Message::Accept { .. })
+        ));
+        let ack = Message::Ack { session: 9, seq: 0 };
+        sender.handle_message(t0, &ack);
+        // Hashing (if any) runs in timer steps, each due at once.
+        let mut now = t0;
+        let done = loop {
+            sender.handle_timeout(now);
+            if let Some(n) = sender.poll_transmit(now, &mut buf) {
+                match Message::decode(&buf[..n]) {
+                    Ok(Message::Done { crc, .. }) => break crc,
+                    other => panic!("expected Done, got {other:?}"),
+                }
+            }
+            now += Duration::from_micros(1);
+        };
+        let remembered = remembered.load(Ordering::SeqCst);
+        let remembered = (remembered >> 32 == 1).then_some(remembered as u32);
+        (done, read.load(Ordering::SeqCst), remembered)
+    }
+
+    #[test]
+    fn a_resume_at_the_end_with_a_remembered_crc_reads_nothing() {
+        let (done, read, remembered) = resume(3 << 20, 3 << 20, FileCrc::Known(0x1234_5678));
+        assert_eq!(done, 0x1234_5678);
+        assert_eq!(read, 0, "no byte of the prefix may be read");
+        assert_eq!(remembered, None);
+    }
+
+    #[test]
+    fn a_resume_with_no_remembered_crc_hashes_the_file_once_and_remembers_it() {
+        let len = 3 << 20;
+        let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        let (done, read, remembered) = resume(len, len as u64, FileCrc::Unknown);
+        assert_eq!(done, crc32fast::hash(&bytes));
+        assert_eq!(read, len as u64);
+        assert_eq!(remembered, Some(done));
+    }
 }

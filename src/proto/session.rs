@@ -1,6 +1,5 @@
-//! Pieces both halves of a transfer share: configuration, the retransmission timer
-//! (RFC 6298 with Karn's rule), per-transfer statistics, outcomes, and the [`Source`] and
-//! [`Sink`] traits through which a session reads and writes file bytes.
+//! Pieces both halves of a transfer share: configuration, per-transfer statistics, outcomes,
+//! and the [`Source`] and [`Sink`] traits through which a session reads and writes file bytes.
 //!
 //! Nothing here reads a clock: every time is an [`Instant`] handed in by the driver.
 
@@ -60,64 +59,6 @@ impl Config {
     /// at most this config's `chunk` and [`MAX_CHUNK`].
     pub fn negotiate_chunk(&self, asked: u16) -> u16 {
         asked.min(self.chunk).clamp(MIN_CHUNK, MAX_CHUNK)
-    }
-}
-
-/// Round-trip estimator and retransmission timeout (RFC 6298).
-///
-/// Karn's rule is the caller's: feed [`Rtt::sample`] only with round trips of messages
-/// that were sent exactly once.
-#[derive(Clone, Debug)]
-pub struct Rtt {
-    srtt: Option<Duration>,
-    rttvar: Duration,
-    rto: Duration,
-    min: Duration,
-    max: Duration,
-}
-
-impl Rtt {
-    /// A fresh estimator whose timeout starts at `config.rto_initial`.
-    pub fn new(config: &Config) -> Self {
-        Self {
-            srtt: None,
-            rttvar: Duration::ZERO,
-            rto: config.rto_initial.clamp(config.rto_min, config.rto_max),
-            min: config.rto_min,
-            max: config.rto_max,
-        }
-    }
-
-    /// Folds in one measured round trip (RFC 6298 §2.2–2.3, alpha 1/8, beta 1/4, K 4).
-    pub fn sample(&mut self, rtt: Duration) {
-        match self.srtt {
-            None => {
-                self.srtt = Some(rtt);
-                self.rttvar = rtt / 2;
-            }
-            Some(srtt) => {
-                let delta = srtt.abs_diff(rtt);
-                self.rttvar = (self.rttvar * 3 + delta) / 4;
-                self.srtt = Some((srtt * 7 + rtt) / 8);
-            }
-        }
-        let srtt = self.srtt.unwrap_or(rtt);
-        self.rto = (srtt + self.rttvar * 4).clamp(self.min, self.max);
-    }
-
-    /// Doubles the timeout after a retransmission, up to the ceiling (RFC 6298 §5.5).
-    pub fn back_off(&mut self) {
-        self.rto = (self.rto * 2).min(self.max);
-    }
-
-    /// The current retransmission timeout.
-    pub fn rto(&self) -> Duration {
-        self.rto
-    }
-
-    /// The smoothed round trip, once one has been measured.
-    pub fn srtt(&self) -> Option<Duration> {
-        self.srtt
     }
 }
 
@@ -229,6 +170,36 @@ pub trait Source: Send {
     fn unchanged(&mut self) -> io::Result<bool> {
         Ok(true)
     }
+
+    /// The whole source's CRC32, if it is remembered for this version of the file, so that a
+    /// resumed download need not hash the bytes before its offset (a repeated request for a
+    /// resume must not cost the server a read of the whole prefix each time).
+    ///
+    /// With `claim`, a source whose CRC nobody is computing answers [`FileCrc::Unknown`] and
+    /// makes the caller the one computing it (others then get [`FileCrc::Pending`] until the
+    /// caller calls [`Source::remember_crc`] or drops the source); without `claim` the answer
+    /// is only `Known` or `Unknown`.
+    fn file_crc(&mut self, claim: bool) -> FileCrc {
+        let _ = claim;
+        FileCrc::Unknown
+    }
+
+    /// Records the whole source's CRC32 for this version (after every byte was read and the
+    /// source found unchanged).
+    fn remember_crc(&mut self, crc: u32) {
+        let _ = crc;
+    }
+}
+
+/// What a [`Source`] knows of its whole-file CRC32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileCrc {
+    /// Remembered for this version of the file.
+    Known(u32),
+    /// Not known: compute it (with a claim, the caller now holds it).
+    Unknown,
+    /// Another transfer is computing it now: ask again shortly.
+    Pending,
 }
 
 /// Where a receiver's bytes go. Bytes arrive in order, each exactly once.

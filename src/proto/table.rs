@@ -7,9 +7,8 @@
 //! min-heap of deadlines, and queues what the sessions want to send. A datagram for no live
 //! session gets an Error reply and disturbs nothing; malformed datagrams are counted by kind.
 
-use super::receiver::{Greeting, Receiver};
-use super::sender::{AcceptInfo, Sender};
 use super::session::{Config, Failure, MemSource, Outcome, Sink, Source};
+use super::transfer::{Opening, Plan, Transfer};
 use super::wire::{clip_text, clip_to, DecodeError, ErrorCode, Kind, Message};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -122,12 +121,6 @@ pub trait Store {
 /// server into an amplifier.
 pub const AMPLIFICATION_FACTOR: usize = 3;
 
-/// The two halves a server session can run.
-enum Half {
-    Sending(Sender),
-    Receiving(Receiver),
-}
-
 /// One server-side session: sending a file or listing, or receiving an upload.
 ///
 /// Until the peer proves it receives at its address, by sending a datagram that carries
@@ -137,13 +130,13 @@ enum Half {
 /// repeated request adds to it). Data and listings flow only after the proof, since the
 /// first Data follows the peer's Ack of the Accept.
 pub struct ServerSession {
-    half: Half,
+    half: Transfer,
     validated: bool,
     credit: usize,
 }
 
 impl ServerSession {
-    fn new(half: Half, request_len: usize) -> Self {
+    fn new(half: Transfer, request_len: usize) -> Self {
         Self {
             half,
             validated: false,
@@ -156,10 +149,7 @@ impl ServerSession {
         if message.session() == self.session() {
             self.validated = true;
         }
-        match &mut self.half {
-            Half::Sending(s) => s.handle_message(now, message),
-            Half::Receiving(r) => r.handle_message(now, message),
-        }
+        self.half.handle_message(now, message);
     }
     /// A repeat of the request that opened the session arrived, `len` bytes long: it adds
     /// to what may be sent before the peer's address is proven.
@@ -170,19 +160,13 @@ impl ServerSession {
     }
     /// Fires due timers; spurious calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
-        match &mut self.half {
-            Half::Sending(s) => s.handle_timeout(now),
-            Half::Receiving(r) => r.handle_timeout(now),
-        }
+        self.half.handle_timeout(now);
     }
     /// The next datagram to send, if any, within the amplification budget.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         loop {
-            let len = match &mut self.half {
-                Half::Sending(s) => s.poll_transmit(now, buf),
-                Half::Receiving(r) => r.poll_transmit(now, buf),
-            }?;
+            let len = self.half.poll_transmit(now, buf)?;
             if self.validated {
                 return Some(len);
             }
@@ -196,49 +180,31 @@ impl ServerSession {
     /// The next deadline, if any.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match &self.half {
-            Half::Sending(s) => s.poll_timeout(),
-            Half::Receiving(r) => r.poll_timeout(),
-        }
+        self.half.poll_timeout()
     }
     /// Whether a datagram is waiting.
     pub fn wants_transmit(&self) -> bool {
-        match &self.half {
-            Half::Sending(s) => s.wants_transmit(),
-            Half::Receiving(r) => r.wants_transmit(),
-        }
+        self.half.wants_transmit()
     }
     /// Whether the session can be dropped.
     pub fn is_finished(&self) -> bool {
-        match &self.half {
-            Half::Sending(s) => s.is_finished(),
-            Half::Receiving(r) => r.is_finished(),
-        }
+        self.half.is_finished()
     }
     /// How it ended, once it has.
     pub fn outcome(&self) -> Option<&Outcome> {
-        match &self.half {
-            Half::Sending(s) => s.outcome(),
-            Half::Receiving(r) => r.outcome(),
-        }
+        self.half.outcome()
     }
     /// The session id.
     pub fn session(&self) -> u32 {
-        match &self.half {
-            Half::Sending(s) => s.session(),
-            Half::Receiving(r) => r.session(),
-        }
+        self.half.session()
     }
     /// Whether this session receives an upload (a shutdown abandons those at once).
     pub fn is_upload(&self) -> bool {
-        matches!(self.half, Half::Receiving(_))
+        self.half.is_receiving()
     }
     /// Ends the session, telling the peer why.
     pub fn abort(&mut self, code: ErrorCode, text: &str) {
-        match &mut self.half {
-            Half::Sending(s) => s.abort(code, text),
-            Half::Receiving(r) => r.abort(code, text),
-        }
+        self.half.abort(code, text);
     }
 }
 
@@ -261,19 +227,19 @@ pub fn open_session(
     request: &Message<'_>,
     request_len: usize,
 ) -> Option<Result<ServerSession, Refusal>> {
+    let plan = |token: u32, chunk: u16, size: u64, offset: u64| Plan {
+        session,
+        size,
+        offset,
+        chunk: config.negotiate_chunk(chunk),
+        opening: Opening::Accept { token },
+        prefix_crc: 0,
+    };
     let result = match *request {
         Message::List { token, chunk } => store.listing().map(|listing| {
             let size = listing.len() as u64;
-            Half::Sending(Sender::new(
-                now,
-                config,
-                session,
-                Some(AcceptInfo { token }),
-                Box::new(MemSource(listing)),
-                size,
-                0,
-                config.negotiate_chunk(chunk),
-            ))
+            let plan = plan(token, chunk, size, 0);
+            Transfer::send(now, config, plan, Box::new(MemSource(listing)))
         }),
         Message::Get {
             token,
@@ -283,16 +249,7 @@ pub fn open_session(
         } => store.open(name).map(|(source, size)| {
             // A resume point past the end means the file changed: start over.
             let offset = if offset > size { 0 } else { offset };
-            Half::Sending(Sender::new(
-                now,
-                config,
-                session,
-                Some(AcceptInfo { token }),
-                source,
-                size,
-                offset,
-                config.negotiate_chunk(chunk),
-            ))
+            Transfer::send(now, config, plan(token, chunk, size, offset), source)
         }),
         Message::Put {
             token,
@@ -300,19 +257,9 @@ pub fn open_session(
             size,
             overwrite,
             name,
-        } => store.create(name, size, overwrite).map(|sink| {
-            Half::Receiving(Receiver::new(
-                now,
-                config,
-                session,
-                Greeting::Accept { token },
-                sink,
-                size,
-                0,
-                0,
-                config.negotiate_chunk(chunk),
-            ))
-        }),
+        } => store
+            .create(name, size, overwrite)
+            .map(|sink| Transfer::receive(now, config, plan(token, chunk, size, 0), sink)),
         _ => return None,
     };
     Some(result.map(|half| ServerSession::new(half, request_len)))
