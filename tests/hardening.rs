@@ -19,7 +19,7 @@ use udpft::client::{sanitize, Client, ClientError, ClientOptions, Destination, R
 use udpft::library::{check_name, Library, LibraryOptions, TEMP_PREFIX};
 use udpft::link::Rng;
 use udpft::proto::table::ServerStats;
-use udpft::proto::wire::{Kind, DEFAULT_CHUNK, MAX_DATAGRAM};
+use udpft::proto::wire::{Kind, Rule, DEFAULT_CHUNK, MAX_DATAGRAM};
 use udpft::proto::{Config, DecodeError, ErrorCode, Message};
 use udpft::server::{self, Model, ServerConfig, ServerHandle};
 
@@ -343,7 +343,7 @@ fn hostile(rng: &mut Rng, i: u64) -> (Vec<u8>, Option<DecodeError>) {
                 seq: 0,
                 payload: b"x",
             });
-            (d, Some(DecodeError::BadPayload(Kind::Data)))
+            (d, Some(DecodeError::BadPayload(Kind::Data, Rule::ZeroSeq)))
         }
     }
 }
@@ -630,7 +630,9 @@ fn names_that_escape_or_hide_are_refused_and_never_listed() {
         "only the listing opens a session: {}",
         stats.summary()
     );
-    assert!(stats.rejected[DecodeError::BadPayload(Kind::Get).index()] >= malformed);
+    assert!(
+        stats.rejected[DecodeError::BadPayload(Kind::Get, Rule::EmptyName).index()] >= malformed
+    );
     assert_eq!(fs::read(&secret).unwrap(), b"outside the library");
     assert_eq!(
         fs::read(root.join("target.txt")).unwrap(),

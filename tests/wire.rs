@@ -8,7 +8,7 @@ use byteorder::{ByteOrder, NetworkEndian};
 use proptest::prelude::*;
 use udpft::link::Rng;
 use udpft::proto::wire::{
-    Kind, HEADER_LEN, MAX_CHUNK, MAX_DATAGRAM, MAX_ERROR_TEXT, MAX_NAME_LEN, OVERHEAD,
+    Kind, Rule, HEADER_LEN, MAX_CHUNK, MAX_DATAGRAM, MAX_ERROR_TEXT, MAX_NAME_LEN, OVERHEAD,
 };
 use udpft::proto::{DecodeError, ErrorCode, Message};
 
@@ -432,7 +432,7 @@ fn get_with_empty_name_is_rejected() {
     let bytes = raw(Kind::Get as u8, 1, 0, &[0x05, 0x96, 0, 0, 0, 0, 0, 0, 0, 0]);
     assert_eq!(
         Message::decode(&bytes),
-        Err(DecodeError::BadPayload(Kind::Get))
+        Err(DecodeError::BadPayload(Kind::Get, Rule::EmptyName))
     );
 }
 
@@ -442,7 +442,7 @@ fn get_with_over_long_name_is_rejected() {
     payload.extend(std::iter::repeat_n(b'n', MAX_NAME_LEN + 1));
     assert_eq!(
         Message::decode(&raw(Kind::Get as u8, 1, 0, &payload)),
-        Err(DecodeError::BadPayload(Kind::Get))
+        Err(DecodeError::BadPayload(Kind::Get, Rule::LongName))
     );
 }
 
@@ -453,7 +453,7 @@ fn put_with_unknown_flag_bits_is_rejected() {
         payload.extend_from_slice(b"f");
         assert_eq!(
             Message::decode(&raw(Kind::Put as u8, 1, 0, &payload)),
-            Err(DecodeError::BadPayload(Kind::Put)),
+            Err(DecodeError::BadPayload(Kind::Put, Rule::UnknownFlags)),
             "flags {flags:#x}"
         );
     }
@@ -463,7 +463,7 @@ fn put_with_unknown_flag_bits_is_rejected() {
 fn data_numbered_zero_is_rejected() {
     assert_eq!(
         Message::decode(&raw(Kind::Data as u8, 1, 0, b"x")),
-        Err(DecodeError::BadPayload(Kind::Data))
+        Err(DecodeError::BadPayload(Kind::Data, Rule::ZeroSeq))
     );
 }
 
@@ -471,7 +471,7 @@ fn data_numbered_zero_is_rejected() {
 fn empty_data_is_rejected() {
     assert_eq!(
         Message::decode(&raw(Kind::Data as u8, 1, 1, b"")),
-        Err(DecodeError::BadPayload(Kind::Data))
+        Err(DecodeError::BadPayload(Kind::Data, Rule::EmptyData))
     );
 }
 
@@ -481,7 +481,7 @@ fn short_accept_is_rejected() {
     for cut in 0..full.len() {
         assert_eq!(
             Message::decode(&raw(Kind::Accept as u8, 1, 0, &full[..cut])),
-            Err(DecodeError::BadPayload(Kind::Accept)),
+            Err(DecodeError::BadPayload(Kind::Accept, Rule::Short)),
             "accept payload of {cut} bytes"
         );
     }
@@ -501,7 +501,7 @@ fn over_long_fixed_payloads_are_rejected() {
         let seq = NetworkEndian::read_u64(&bytes[8..16]);
         assert_eq!(
             Message::decode(&raw(kind as u8, 1, seq, &payload)),
-            Err(DecodeError::BadPayload(kind)),
+            Err(DecodeError::BadPayload(kind, Rule::Long)),
             "{kind:?}"
         );
     }
@@ -520,7 +520,7 @@ fn nonzero_seq_on_a_request_or_accept_or_error_is_rejected() {
         let payload = &bytes[HEADER_LEN..bytes.len() - 4];
         assert_eq!(
             Message::decode(&raw(kind as u8, 1, 1, payload)),
-            Err(DecodeError::BadPayload(kind)),
+            Err(DecodeError::BadPayload(kind, Rule::NonZeroSeq)),
             "{kind:?}"
         );
     }
@@ -532,7 +532,7 @@ fn error_text_longer_than_the_limit_is_rejected() {
     payload.extend(std::iter::repeat_n(b'e', MAX_ERROR_TEXT + 1));
     assert_eq!(
         Message::decode(&raw(Kind::Error as u8, 1, 0, &payload)),
-        Err(DecodeError::BadPayload(Kind::Error))
+        Err(DecodeError::BadPayload(Kind::Error, Rule::LongText))
     );
     payload.pop();
     assert!(Message::decode(&raw(Kind::Error as u8, 1, 0, &payload)).is_ok());
@@ -542,7 +542,7 @@ fn error_text_longer_than_the_limit_is_rejected() {
 fn error_without_code_is_rejected() {
     assert_eq!(
         Message::decode(&raw(Kind::Error as u8, 1, 0, &[0])),
-        Err(DecodeError::BadPayload(Kind::Error))
+        Err(DecodeError::BadPayload(Kind::Error, Rule::Short))
     );
 }
 
@@ -550,7 +550,7 @@ fn error_without_code_is_rejected() {
 fn done_short_is_rejected() {
     assert_eq!(
         Message::decode(&raw(Kind::Done as u8, 1, 2, &[0; 11])),
-        Err(DecodeError::BadPayload(Kind::Done))
+        Err(DecodeError::BadPayload(Kind::Done, Rule::Short))
     );
 }
 
@@ -705,4 +705,44 @@ proptest! {
         let bytes = encode(&message);
         prop_assert_eq!(Message::decode(&bytes), Ok(message));
     }
+}
+
+#[test]
+fn bad_payload_names_the_rule_it_broke() {
+    let error = Message::decode(&raw(
+        Kind::Put as u8,
+        1,
+        0,
+        &[0, 64, 0, 0, 0, 0, 0, 0, 0, 1, 0x04, b'f'],
+    ))
+    .unwrap_err();
+    assert_eq!(
+        error,
+        DecodeError::BadPayload(Kind::Put, Rule::UnknownFlags)
+    );
+    assert_eq!(
+        error.to_string(),
+        "malformed put payload: undefined flag bits set"
+    );
+}
+
+#[test]
+fn kind_and_error_code_tables_agree_with_protocol_md() {
+    let kinds: Vec<(u8, &str)> = Kind::ALL.iter().map(|k| (*k as u8, k.name())).collect();
+    assert_eq!(
+        kinds,
+        [
+            (1, "list"),
+            (2, "get"),
+            (3, "put"),
+            (4, "accept"),
+            (5, "data"),
+            (6, "ack"),
+            (7, "done"),
+            (8, "error")
+        ]
+    );
+    let codes: Vec<u16> = ErrorCode::ALL.iter().map(|c| c.to_u16()).collect();
+    assert_eq!(codes, (0..=15).collect::<Vec<u16>>());
+    assert_eq!(ErrorCode::ChecksumMismatch.to_string(), "checksum mismatch");
 }
