@@ -191,6 +191,7 @@ impl ClientSession {
             size,
             offset,
             chunk,
+            window: 1,
             opening,
             prefix_crc,
         };

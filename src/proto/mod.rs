@@ -10,14 +10,19 @@
 //! * [`session`]: configuration, statistics, outcomes, `Source`/`Sink`.
 //! * [`rtt`]: the RFC 6298 round-trip estimator and retransmission timeout.
 //! * [`transfer`]: the plan of a transfer and the one type that drives either half.
-//! * [`sender`] / [`receiver`]: the two halves of a stop-and-wait transfer.
+//! * [`sender`] / [`receiver`]: the two halves of a transfer; `flight` is what a sender has
+//!   in flight, `reorder` what a receiver holds ahead of a hole, `buffers` their datagram
+//!   buffers, allocated as they are needed.
 //! * [`client`]: a client request and the transfer it opens.
 //! * [`table`]: requests to sessions, and the per-peer session table of the server.
 //! * [`listing`]: the bytes of a library listing.
 
+mod buffers;
 pub mod client;
+mod flight;
 pub mod listing;
 pub mod receiver;
+mod reorder;
 pub mod rtt;
 pub mod sender;
 pub mod session;

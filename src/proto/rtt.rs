@@ -13,6 +13,7 @@ use std::time::Duration;
 pub struct Rtt {
     srtt: Option<Duration>,
     rttvar: Duration,
+    min_rtt: Option<Duration>,
     rto: Duration,
     min: Duration,
     max: Duration,
@@ -24,6 +25,7 @@ impl Rtt {
         Self {
             srtt: None,
             rttvar: Duration::ZERO,
+            min_rtt: None,
             rto: config.rto_initial.clamp(config.rto_min, config.rto_max),
             min: config.rto_min,
             max: config.rto_max,
@@ -32,6 +34,7 @@ impl Rtt {
 
     /// Folds in one measured round trip (RFC 6298 §2.2–2.3, alpha 1/8, beta 1/4, K 4).
     pub fn sample(&mut self, rtt: Duration) {
+        self.min_rtt = Some(self.min_rtt.map_or(rtt, |min| min.min(rtt)));
         match self.srtt {
             None => {
                 self.srtt = Some(rtt);
@@ -55,6 +58,11 @@ impl Rtt {
     /// The current retransmission timeout.
     pub fn rto(&self) -> Duration {
         self.rto
+    }
+
+    /// The smallest round trip measured.
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt
     }
 
     /// The smoothed round trip, once one has been measured.

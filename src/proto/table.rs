@@ -232,6 +232,7 @@ pub fn open_session(
         size,
         offset,
         chunk: config.negotiate_chunk(chunk),
+        window: 1,
         opening: Opening::Accept { token },
         prefix_crc: 0,
     };

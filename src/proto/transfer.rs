@@ -42,6 +42,8 @@ pub struct Plan {
     pub offset: u64,
     /// The negotiated chunk size.
     pub chunk: u16,
+    /// The granted window: how many message numbers may be open at once (1: stop-and-wait).
+    pub window: u16,
     /// How this end opens the transfer.
     pub opening: Opening,
     /// For a receiver that resumes: the CRC32 of the bytes before `offset` it already holds
