@@ -1008,3 +1008,110 @@ fn a_resume_past_the_end_is_restarted_by_the_server_and_refused_by_the_client() 
     // The client closed the session the server opened, which ends at once.
     assert!(sim.table.is_empty());
 }
+
+// ---------------------------------------------------------------------------------------
+// protocol.md gaps an independent implementation found (issue 9 §6)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_listing_chunk_shorter_than_the_chunk_size_fails_the_listing() {
+    // §11: a listing's chunks follow §7.1 like a file's: all but the last exactly `chunk`.
+    let mut sim = Sim::new(30, lan());
+    for i in 0..200 {
+        sim.add_file(&format!("file-{i:03}.dat"), vec![0; i]);
+    }
+    sim.set_hook(drop_nth(SERVER, Kind::Data, 0));
+    let c = sim.list();
+    let client = sim.clients[c].addr;
+    assert!(sim.run_until(1_000, |s| s.sends(SERVER, Kind::Data).count() == 1));
+    let session = sim.sends(SERVER, Kind::Data).next().unwrap().session;
+    let mut buf = vec![0u8; 2048];
+    let n = Message::Data {
+        session,
+        seq: 1,
+        payload: &[0; 100],
+    }
+    .encode(&mut buf);
+    sim.inject(SERVER, client, buf[..n].to_vec(), Duration::from_micros(10));
+    sim.run();
+    match sim.outcome(c) {
+        Some(Outcome::Failed(Failure::Local { code, text })) => {
+            assert_eq!(code, ErrorCode::BadRequest, "{text}");
+            assert!(text.contains("chunk 1 has 100 bytes"), "{text}");
+        }
+        other => panic!("expected the listing to fail, got {other:?}"),
+    }
+    assert!(!sim.received(c).1);
+}
+
+#[test]
+fn transfers_survive_timers_that_fire_late() {
+    // §9.4: timers fire up to TIMER_SLACK (10 ms) late on a loaded machine; every margin of
+    // the protocol (the 20 ms linger above all) allows it.
+    for seed in 0..30 {
+        for direction in [Direction::Download, Direction::Upload] {
+            let mut sim = Sim::new(seed, sweep_impairments(seed, 0.1));
+            sim.timer_slack = Duration::from_millis(10);
+            let bytes = random_bytes(seed, 30_000);
+            let c = match direction {
+                Direction::Download => {
+                    sim.add_file("late.bin", bytes.clone());
+                    sim.get("late.bin")
+                }
+                Direction::Upload => sim.put("late.bin", bytes.clone(), false),
+            };
+            sim.run();
+            match direction {
+                Direction::Download => assert_downloaded(&sim, c, &bytes),
+                Direction::Upload => assert_uploaded(&sim, c, "late.bin", &bytes),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_second_accept_for_the_same_request_is_closed_and_ignored() {
+    // §6.2: the first Accept for a token opens the session; another one naming another
+    // session (a duplicate the server opened) is answered with one Error Cancelled, so that
+    // session stops, and changes nothing else.
+    let mut sim = Sim::new(31, lan());
+    let (c, bytes) = download(&mut sim, 20 * CHUNK);
+    let client = sim.clients[c].addr;
+    assert!(sim.run_until(10_000, |s| s.sends(SERVER, Kind::Data).count() >= 3));
+    let accept = sim.sends(SERVER, Kind::Accept).next().unwrap().clone();
+    let token = 0x7000_0001;
+    let Ok(Message::Accept { session, .. }) = Message::decode(&accept.bytes) else {
+        unreachable!()
+    };
+    let other = session ^ 0x0F0F_0F0F;
+    let mut buf = vec![0u8; 256];
+    for (id, after) in [(other, 10), (session, 20), (other, 30)] {
+        let n = Message::Accept {
+            session: id,
+            token,
+            chunk: DEFAULT_CHUNK,
+            size: bytes.len() as u64,
+            offset: 0,
+        }
+        .encode(&mut buf);
+        sim.inject(
+            SERVER,
+            client,
+            buf[..n].to_vec(),
+            Duration::from_micros(after),
+        );
+    }
+    sim.run();
+    assert_downloaded(&sim, c, &bytes);
+    let closes: Vec<_> = sim
+        .sends(client, Kind::Error)
+        .map(|s| Message::decode(&s.bytes).unwrap())
+        .collect();
+    assert_eq!(closes.len(), 2, "one Error per stray Accept: {closes:?}");
+    for close in closes {
+        assert!(matches!(
+            close,
+            Message::Error { session: s, code: ErrorCode::Cancelled, .. } if s == other
+        ));
+    }
+}

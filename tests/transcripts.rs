@@ -379,3 +379,92 @@ fn rtt_never_falls_below_the_floor() {
     }
     assert_eq!(rtt.rto(), config().rto_min);
 }
+
+// ---------------------------------------------------------------------------------------
+// protocol.md gaps an independent implementation found (issue 9 §6), one test each
+// ---------------------------------------------------------------------------------------
+
+/// The client's receiver of an empty download.
+fn empty_download_receiver() -> Script {
+    Script::receiver(&config(), plan(0, CHUNK, 1, Opening::AckAccept))
+}
+
+#[test]
+fn linger_without_a_round_trip_is_eight_initial_rtos_whatever_the_greeting_backoff() {
+    // §8.3.1: no sample (the only Ack was repeated, so Karn gives none), and the greeting's
+    // backoff (to 200 ms) does not carry into the linger: 8 × 100 ms.
+    let mut r = empty_download_receiver();
+    r.expect(0, &[ack(0)]);
+    r.fire(100_000);
+    r.expect(100_000, &[ack(0)]);
+    r.recv(100_500, done(1, b""));
+    r.expect(100_500, &[ack(1)]);
+    assert_eq!(r.outcome(), Some(Outcome::Complete));
+    r.expect_deadline(Some(100_500 + 800_000));
+}
+
+#[test]
+fn an_empty_download_measures_its_round_trip_on_the_done() {
+    // §9.1: the Done answers Ack 0 (sent once): a sample of 500 µs, RTO 1.5 ms, so the
+    // linger is its floor of 20 ms.
+    let mut r = empty_download_receiver();
+    r.expect(0, &[ack(0)]);
+    r.recv(500, done(1, b""));
+    r.expect(500, &[ack(1)]);
+    assert_eq!(r.stats().srtt, Some(Duration::from_micros(500)));
+    r.expect_deadline(Some(500 + 20_000));
+}
+
+#[test]
+fn duplicates_do_not_keep_a_stalled_upload_alive() {
+    // §9.3: the receiver's give-up clock counts from the last *new* datagram. Data 1 keeps
+    // coming (its Acks are lost) but brings nothing new: the server gives up 5 s after the
+    // first copy, not after the last.
+    let mut r = Script::receiver(
+        &config(),
+        plan(
+            FILE.len() as u64,
+            CHUNK,
+            1,
+            Opening::Accept { token: TOKEN },
+        ),
+    );
+    r.expect(0, &[accept(CHUNK, 10)]);
+    r.recv(500, data(1, b"abcd"));
+    r.expect(500, &[ack(1)]);
+    for at in (100_500..5_000_500).step_by(100_000) {
+        r.recv(at, data(1, b"abcd"));
+        r.expect(at, &[ack(1)]);
+        r.expect_deadline(Some(5_000_500));
+    }
+    r.fire(5_000_500);
+    r.expect(5_000_500, &[error(ErrorCode::Timeout, "timed out")]);
+    assert!(matches!(
+        r.outcome(),
+        Some(Outcome::Failed(Failure::Timeout { elapsed, .. })) if elapsed == Duration::from_secs(5)
+    ));
+    assert!(!r.written().1, "nothing committed");
+}
+
+#[test]
+fn a_lingering_receiver_acks_data_it_holds_and_drops_data_beyond_the_file() {
+    // §8.3: "Data from the future MUST be dropped" holds while lingering too.
+    let mut r = download_receiver();
+    r.expect(0, &[ack(0)]);
+    for (at, seq, bytes) in [
+        (500, 1, &b"abcd"[..]),
+        (1_000, 2, b"efgh"),
+        (1_500, 3, b"ij"),
+    ] {
+        r.recv(at, data(seq, bytes));
+        r.expect(at, &[ack(seq)]);
+    }
+    r.recv(2_000, done(4, FILE));
+    r.expect(2_000, &[ack(4)]);
+    r.recv(2_100, data(9, b"zz"));
+    r.recv(2_200, data(4, b"zz"));
+    r.expect_nothing(2_200);
+    r.recv(2_300, data(2, b"efgh"));
+    r.expect(2_300, &[ack(2)]);
+    assert_eq!(r.written(), (FILE.to_vec(), true));
+}

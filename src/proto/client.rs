@@ -134,6 +134,14 @@ impl ClientSession {
             Phase::Transfer(transfer) if message.session() == transfer.session() => {
                 transfer.handle_message(now, message)
             }
+            Phase::Transfer(_) => match *message {
+                // Another session opened for this very request (protocol.md §6.2): never
+                // used; closed at once so the server stops retransmitting its Accept.
+                Message::Accept { session, token, .. } if token == self.token => {
+                    self.farewell = Some((session, ErrorCode::Cancelled));
+                }
+                _ => {}
+            },
             _ => {}
         }
     }
@@ -335,7 +343,7 @@ impl ClientSession {
     pub fn is_finished(&self) -> bool {
         match &self.phase {
             Phase::Requesting { .. } => false,
-            Phase::Transfer(transfer) => transfer.is_finished(),
+            Phase::Transfer(transfer) => transfer.is_finished() && self.farewell.is_none(),
             Phase::Ended(_) => self.farewell.is_none(),
         }
     }

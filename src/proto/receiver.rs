@@ -84,7 +84,9 @@ pub struct Receiver {
     /// When the Ack of `expected - 1` was sent, if sent exactly once (Karn).
     ack_sent_at: Option<Instant>,
     ack_tries: u32,
-    heard_at: Instant,
+    /// When the peer last sent something new (protocol.md §9.3): a chunk not held before,
+    /// or the Done. Duplicates, stale or stray datagrams do not keep a stalled transfer alive.
+    progress_at: Instant,
     stats: Stats,
 }
 
@@ -131,7 +133,7 @@ impl Receiver {
             rtt: Rtt::new(config),
             ack_sent_at: None,
             ack_tries: 0,
-            heard_at: now,
+            progress_at: now,
             stats: Stats::default(),
         }
     }
@@ -153,7 +155,6 @@ impl Receiver {
         if self.state == State::Failed || self.state == State::Done {
             return;
         }
-        self.heard_at = now;
         match *message {
             Message::Data { seq, payload, .. } => self.handle_data(now, seq, payload),
             Message::Done { seq, size, crc, .. } => self.handle_done(now, seq, size, crc),
@@ -192,14 +193,15 @@ impl Receiver {
     }
 
     fn handle_data(&mut self, now: Instant, seq: u64, payload: &[u8]) {
+        if seq > self.chunks {
+            // Beyond the file: no sender sent it, lingering or not (protocol.md §8.3).
+            self.stats.duplicates += 1;
+            return;
+        }
         if self.state != State::Receiving || seq < self.expected {
             // Already written: acknowledge again, write nothing.
             self.stats.duplicates += 1;
             self.send_ack(seq, true);
-            return;
-        }
-        if seq > self.chunks {
-            self.stats.duplicates += 1;
             return;
         }
         let place = if seq == self.expected {
@@ -228,6 +230,7 @@ impl Receiver {
             return;
         }
         self.stats.bytes += payload.len() as u64;
+        self.progress_at = now;
         if place == Some(Place::Ahead) {
             self.reorder.hold(self.expected, seq, payload);
             self.send_ack(seq, true);
@@ -279,6 +282,7 @@ impl Receiver {
         if self.expected != done_seq {
             if self.reorder.place(self.expected, seq) == Place::Ahead {
                 // Data is missing, but the Done is within the window: keep it.
+                self.progress_at = now;
                 self.early_done = Some((size, crc));
                 self.reorder.hold_done(self.expected, seq);
                 self.send_ack(seq, true);
@@ -287,6 +291,12 @@ impl Receiver {
             }
             return;
         }
+        // The Done answers the Ack of the last chunk (or Ack 0): a round trip, if that Ack
+        // went out once.
+        if let Some(sent) = self.ack_sent_at.take() {
+            self.rtt.sample(now.saturating_duration_since(sent));
+        }
+        self.progress_at = now;
         self.finish(now, size, crc);
     }
 
@@ -322,9 +332,10 @@ impl Receiver {
     }
 
     /// How long to keep answering a repeated Done: several retransmission timeouts of the
-    /// round trip seen so far, at least `linger_min`, at most the give-up time.
+    /// round trip seen so far (without the backoff of the greeting; `rto_initial` if no
+    /// round trip was measured), at least `linger_min`, at most the give-up time.
     fn linger(&self) -> Duration {
-        (self.rtt.rto() * 8)
+        (self.rtt.settled_rto() * 8)
             .max(self.config.linger_min)
             .min(self.config.timeout)
     }
@@ -371,7 +382,7 @@ impl Receiver {
         match self.state {
             State::Linger { until } if now >= until => self.state = State::Done,
             State::Receiving => {
-                let silent = now.saturating_duration_since(self.heard_at);
+                let silent = now.saturating_duration_since(self.progress_at);
                 if silent >= self.config.timeout {
                     let tries = self.ack_tries.max(1);
                     self.fail(ErrorCode::Timeout, "timed out".into());
@@ -410,6 +421,8 @@ impl Receiver {
             self.greet_pending = false;
             self.greet_at = Some(deadline(now, self.rtt.rto()));
             if let Greeting::Accept { token } = self.greeting {
+                // Data 1 answers the Accept: a round trip, if the Accept went out once.
+                self.ack_sent_at = (self.stats.retransmitted == 0).then_some(now);
                 self.stats.sent += 1;
                 return Some(
                     Message::Accept {
@@ -453,7 +466,7 @@ impl Receiver {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             State::Receiving => {
-                let give_up = deadline(self.heard_at, self.config.timeout);
+                let give_up = deadline(self.progress_at, self.config.timeout);
                 Some(self.greet_at.map_or(give_up, |at| at.min(give_up)))
             }
             State::Linger { until } => Some(until),

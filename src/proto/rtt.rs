@@ -17,6 +17,8 @@ pub struct Rtt {
     rto: Duration,
     min: Duration,
     max: Duration,
+    /// `rto_initial`, clamped.
+    initial: Duration,
 }
 
 impl Rtt {
@@ -29,6 +31,7 @@ impl Rtt {
             rto: config.rto_initial.clamp(config.rto_min, config.rto_max),
             min: config.rto_min,
             max: config.rto_max,
+            initial: config.rto_initial.clamp(config.rto_min, config.rto_max),
         }
     }
 
@@ -53,6 +56,17 @@ impl Rtt {
     /// Doubles the timeout after a retransmission, up to the ceiling (RFC 6298 §5.5).
     pub fn back_off(&mut self) {
         self.rto = (self.rto * 2).min(self.max);
+    }
+
+    /// The timeout the samples alone give (RFC 6298 §2), without the backoff of
+    /// retransmissions since: `rto_initial` (clamped) until a round trip is measured. A
+    /// receiver sizes its linger with it (protocol.md §8.3.1): backoff answers loss, and must
+    /// not stretch how long a complete receiver waits.
+    pub fn settled_rto(&self) -> Duration {
+        match self.srtt {
+            Some(srtt) => (srtt + self.rttvar * 4).clamp(self.min, self.max),
+            None => self.initial,
+        }
     }
 
     /// The current retransmission timeout.

@@ -271,6 +271,9 @@ pub struct Sim {
     pub max_live_sessions: usize,
     /// Copies the hook dropped or rerouted.
     pub hooked: u64,
+    /// Timers fire up to this late (a seeded draw per deadline), as a loaded machine's do;
+    /// zero: exactly on time.
+    pub timer_slack: Duration,
     buf: Vec<u8>,
 }
 
@@ -317,6 +320,7 @@ impl Sim {
             steps: 0,
             max_live_sessions: 0,
             hooked: 0,
+            timer_slack: Duration::ZERO,
             buf: vec![0; MAX_DATAGRAM],
         }
     }
@@ -569,7 +573,8 @@ impl Sim {
     /// Returns false if there was nothing to do.
     pub fn step(&mut self) -> bool {
         let arrival = self.queue.first_key_value().map(|(key, _)| key.0);
-        match (arrival, self.next_deadline()) {
+        let deadline = self.next_deadline().map(|d| self.late(d));
+        match (arrival, deadline) {
             (None, None) => return false,
             // A datagram due no later than every deadline goes first.
             (Some(at), None) => self.deliver_next(at),
@@ -579,6 +584,17 @@ impl Sim {
         self.steps += 1;
         self.flush();
         true
+    }
+
+    /// When a timer due at `deadline` actually fires: up to `timer_slack` later, the same
+    /// for the same deadline (so the run stays a function of its seed).
+    fn late(&self, deadline: Instant) -> Instant {
+        if self.timer_slack.is_zero() {
+            return deadline;
+        }
+        let key = deadline.saturating_duration_since(self.epoch).as_nanos() as u64;
+        let slack = Rng::new(self.seed ^ key).below(self.timer_slack.as_nanos() as u64 + 1);
+        deadline + Duration::from_nanos(slack)
     }
 
     fn deliver_next(&mut self, at: Instant) {
