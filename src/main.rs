@@ -15,7 +15,7 @@ use udpft::client::{
 };
 use udpft::library::{Library, LibraryOptions};
 use udpft::proto::listing::Entry;
-use udpft::proto::wire::{DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK};
+use udpft::proto::wire::{DEFAULT_CHUNK, MAX_CHUNK, MAX_WINDOW, MIN_CHUNK};
 use udpft::proto::Config;
 use udpft::server::{self, ServerConfig, Shutdown};
 
@@ -99,6 +99,10 @@ struct ServeArgs {
     /// Give up on a peer that shows no progress for this many seconds.
     #[arg(long, default_value = "5", value_name = "SECS", value_parser = parse_seconds)]
     timeout: Duration,
+    /// Largest window granted to a client (chunks in flight; 1: stop-and-wait only). Shrunk
+    /// for large chunks so one session holds at most 4 MiB.
+    #[arg(long, default_value_t = udpft::proto::session::DEFAULT_MAX_WINDOW, value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_WINDOW)))]
+    max_window: u16,
     /// Most sessions open at once; past that, clients are told the server is busy.
     #[arg(long, default_value_t = 4096)]
     max_sessions: usize,
@@ -145,6 +149,9 @@ struct ClientArgs {
     /// Give up when the server shows no progress for this many seconds.
     #[arg(long, default_value = "5", value_name = "SECS", value_parser = parse_seconds)]
     timeout: Duration,
+    /// Chunks in flight to ask for (1: stop-and-wait; the server may grant fewer).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_WINDOW)))]
+    window: u16,
     /// After a transfer, print its statistics (datagrams, retransmissions, RTT, goodput).
     #[arg(short, long)]
     verbose: bool,
@@ -219,6 +226,7 @@ fn serve(args: &ServeArgs) -> Result<(), ClientError> {
     let config = ServerConfig {
         session: Config {
             chunk: args.max_chunk,
+            window: args.max_window,
             timeout,
             // Linger as long as a client would retry a lost final Ack.
             linger_min: timeout,
@@ -257,6 +265,7 @@ fn client(args: &ClientArgs) -> Result<Client, ClientError> {
     let options = ClientOptions {
         config: Config {
             chunk: args.chunk,
+            window: args.window,
             timeout: args.timeout,
             ..Config::default()
         },

@@ -296,8 +296,8 @@ fn another_protocol_version_is_answered_with_unsupported_version() {
     assert_eq!(VERSION, 1);
     let served = Served::with_files(&[]);
     let socket = raw_socket(served.addr());
-    // A List request of version 2: the chunk size is its whole payload.
-    let datagram = hand_built(2, Kind::List as u8, 0x1234_5678, 0, &1430u16.to_be_bytes());
+    // A List request of version 3 (no such version): the chunk size is its whole payload.
+    let datagram = hand_built(3, Kind::List as u8, 0x1234_5678, 0, &1430u16.to_be_bytes());
     expect_error(
         &exchange(&socket, &datagram),
         0x1234_5678,

@@ -179,6 +179,7 @@ fn exchange(server: SocketAddr, request: &Message<'_>, barrier: bool) -> Answer 
         let barrier = Message::Get {
             token: barrier_token,
             chunk: DEFAULT_CHUNK,
+            window: 1,
             offset: 0,
             name: b"barrier-not-in-library",
         };
@@ -295,9 +296,9 @@ fn hostile(rng: &mut Rng, i: u64) -> (Vec<u8>, Option<DecodeError>) {
         4 => (stray_message(rng), None),
         5 => {
             let mut d = stray_message(rng);
-            d[2] = 2;
+            d[2] = 3;
             fix_crc(&mut d);
-            (d, Some(DecodeError::UnsupportedVersion(2)))
+            (d, Some(DecodeError::UnsupportedVersion(3)))
         }
         6 => {
             // A length field claiming more than the datagram holds, up to absurd.
@@ -573,12 +574,14 @@ fn names_that_escape_or_hide_are_refused_and_never_listed() {
         let get = Message::Get {
             token: ids.next_id() | 1,
             chunk: DEFAULT_CHUNK,
+            window: 1,
             offset: 0,
             name,
         };
         let put = Message::Put {
             token: ids.next_id() | 1,
             chunk: DEFAULT_CHUNK,
+            window: 1,
             size: 10,
             overwrite: true,
             name,
@@ -667,6 +670,7 @@ fn names_with_control_characters_are_never_listed_nor_served() {
     let get = Message::Get {
         token: 77,
         chunk: DEFAULT_CHUNK,
+        window: 1,
         offset: 0,
         name: b"evil\x1b[2Jname",
     };
@@ -976,6 +980,7 @@ fn stale_temporary_files_are_removed_at_start_and_never_listed() {
     let get = Message::Get {
         token: 99,
         chunk: DEFAULT_CHUNK,
+        window: 1,
         offset: 0,
         name,
     };
@@ -1112,6 +1117,7 @@ fn stop_during_transfers(model: Model) {
         let probe = Message::Get {
             token: token << 1,
             chunk: DEFAULT_CHUNK,
+            window: 1,
             offset: 0,
             name: b"down.bin",
         };

@@ -405,6 +405,7 @@ fn get_request(token: u32, name: &[u8]) -> Message<'_> {
     Message::Get {
         token,
         chunk: 1430,
+        window: 1,
         offset: 0,
         name,
     }

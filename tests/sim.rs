@@ -1090,6 +1090,7 @@ fn a_second_accept_for_the_same_request_is_closed_and_ignored() {
             session: id,
             token,
             chunk: DEFAULT_CHUNK,
+            window: 1,
             size: bytes.len() as u64,
             offset: 0,
         }
@@ -1113,5 +1114,249 @@ fn a_second_accept_for_the_same_request_is_closed_and_ignored() {
             close,
             Message::Error { session: s, code: ErrorCode::Cancelled, .. } if s == other
         ));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Windows (protocol.md §19)
+// ---------------------------------------------------------------------------------------
+
+/// The version byte of every datagram `from` sent to `to`, after its first `skip`.
+fn versions(sim: &Sim, from: std::net::SocketAddr, skip: usize) -> Vec<u8> {
+    sim.sent
+        .iter()
+        .filter(|s| s.from == from && !s.injected)
+        .skip(skip)
+        .map(|s| s.bytes[2])
+        .collect()
+}
+
+#[test]
+fn windowed_transfers_of_every_edge_size_are_byte_identical_and_need_no_retransmission() {
+    for window in [2u16, 8, 64] {
+        for len in SIZES {
+            let mut sim = Sim::new(40, lan());
+            sim.client_config.window = window;
+            let (c, bytes) = download(&mut sim, len);
+            sim.run();
+            assert_downloaded(&sim, c, &bytes);
+            assert_server_clean(&sim);
+            assert_eq!(sim.sends(SERVER, Kind::Data).count() as u64, chunks(len));
+
+            let mut sim = Sim::new(41, lan());
+            sim.client_config.window = window;
+            let bytes = random_bytes(len as u64 + 9, len);
+            let c = sim.put("up.bin", bytes.clone(), false);
+            sim.run();
+            assert_uploaded(&sim, c, "up.bin", &bytes);
+            assert_server_clean(&sim);
+            assert_eq!(
+                sim.stats(c).retransmitted,
+                0,
+                "window {window}, {len} bytes"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_windowed_listing_spans_several_chunks() {
+    let mut sim = Sim::new(42, lan());
+    sim.client_config.window = 16;
+    for i in 0..300 {
+        sim.add_file(&format!("file-{i:03}.dat"), vec![0; i]);
+    }
+    let c = sim.list();
+    sim.run();
+    assert_eq!(sim.outcome(c), Some(Outcome::Complete));
+    let entries = listing::decode(&sim.received(c).0).expect("listing parses");
+    assert_eq!(entries.len(), 300);
+}
+
+#[test]
+fn a_windowed_download_is_faster_than_stop_and_wait_by_about_the_window() {
+    // 1 ms of round trip, 200 chunks: stop-and-wait needs ~200 round trips, window 16 ~13.
+    let time = |window| {
+        let mut sim = Sim::new(43, lan());
+        sim.client_config.window = window;
+        let (c, bytes) = download(&mut sim, 200 * CHUNK);
+        sim.run();
+        assert_downloaded(&sim, c, &bytes);
+        sim.clients[c].ended.unwrap()
+    };
+    let (one, sixteen) = (time(1), time(16));
+    assert!(one > Duration::from_millis(200), "{one:?}");
+    assert!(
+        sixteen * 10 < one,
+        "window 16 took {sixteen:?}, stop-and-wait {one:?}"
+    );
+}
+
+#[test]
+fn a_version_1_request_gets_a_version_1_session_from_a_windowed_server() {
+    // The bytes of protocol.md §18.2, from a peer that knows nothing of windows.
+    const GET: [u8; 37] = [
+        0x55, 0x46, 0x01, 0x02, 0x00, 0x00, 0xbe, 0xef, 0, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x0f, 0x05,
+        0x96, 0, 0, 0, 0, 0, 0, 0, 0, 0x61, 0x2e, 0x74, 0x78, 0x74, 0xe4, 0xba, 0x44, 0xe8,
+    ];
+    let mut sim = Sim::new(44, lan());
+    sim.add_file("a.txt", random_bytes(44, 1000));
+    let old = "10.0.7.7:4444".parse().unwrap();
+    sim.inject(old, SERVER, GET.to_vec(), Duration::ZERO);
+    assert!(sim.run_until(100, |s| !s.strays.is_empty()));
+    let (to, accept) = &sim.strays[0];
+    assert_eq!(*to, old);
+    // The Accept of §18.3 but for its session id: version 1, 22-byte payload, no window.
+    assert_eq!(accept.len(), 44);
+    assert_eq!(&accept[..4], &[0x55, 0x46, 0x01, 0x04]);
+    assert_eq!(
+        &accept[16..40],
+        &[
+            0x00, 0x16, 0x00, 0x00, 0xbe, 0xef, 0x05, 0x96, 0, 0, 0, 0, 0, 0, 0x03, 0xe8, 0, 0, 0,
+            0, 0, 0, 0, 0
+        ]
+    );
+}
+
+#[test]
+fn a_windowed_client_falls_back_to_stop_and_wait_against_a_version_1_server() {
+    for direction in [Direction::Download, Direction::Upload] {
+        let mut sim = Sim::new(45, lan());
+        sim.version_1_server = true;
+        sim.client_config.window = 32;
+        let bytes = random_bytes(45, 10 * CHUNK);
+        let c = match direction {
+            Direction::Download => {
+                sim.add_file("old.bin", bytes.clone());
+                sim.get("old.bin")
+            }
+            Direction::Upload => sim.put("old.bin", bytes.clone(), false),
+        };
+        let client = sim.clients[c].addr;
+        sim.run();
+        match direction {
+            Direction::Download => assert_downloaded(&sim, c, &bytes),
+            Direction::Upload => assert_uploaded(&sim, c, "old.bin", &bytes),
+        }
+        // One windowed request, refused; everything after it is version 1.
+        assert_eq!(versions(&sim, client, 0)[0], 2);
+        assert!(versions(&sim, client, 1).iter().all(|&v| v == 1));
+        assert!(versions(&sim, SERVER, 0).iter().all(|&v| v == 1));
+        let refusal = sim.sends(SERVER, Kind::Error).next().expect("the refusal");
+        assert_eq!(refusal.index, 1, "{}", sim.transcript(0));
+    }
+}
+
+#[test]
+fn a_server_granting_window_1_answers_in_version_1() {
+    let config = Config {
+        window: 1,
+        ..Config::for_server()
+    };
+    let mut sim = Sim::with_server(46, lan(), config, Default::default());
+    sim.client_config.window = 16;
+    let (c, bytes) = download(&mut sim, 10 * CHUNK);
+    let client = sim.clients[c].addr;
+    sim.run();
+    assert_downloaded(&sim, c, &bytes);
+    assert_eq!(versions(&sim, client, 0)[0], 2, "the request asks for 16");
+    assert!(versions(&sim, client, 1).iter().all(|&v| v == 1));
+    assert!(versions(&sim, SERVER, 0).iter().all(|&v| v == 1));
+}
+
+#[test]
+fn a_windowed_session_sends_windowed_acks_and_version_1_data() {
+    let mut sim = Sim::new(47, lan());
+    sim.client_config.window = 8;
+    let (c, bytes) = download(&mut sim, 20 * CHUNK);
+    let client = sim.clients[c].addr;
+    sim.run();
+    assert_downloaded(&sim, c, &bytes);
+    assert!(
+        versions(&sim, client, 0).iter().all(|&v| v == 2),
+        "request and acks"
+    );
+    for s in sim.sent.iter().filter(|s| s.from == SERVER) {
+        let want = if s.kind == Some(Kind::Accept) { 2 } else { 1 };
+        assert_eq!(s.bytes[2], want, "{:?}", s.kind);
+    }
+}
+
+#[test]
+fn a_client_refuses_a_window_it_did_not_ask_for() {
+    let mut sim = Sim::new(48, lan());
+    sim.client_config.window = 8;
+    sim.set_hook(drop_nth(SERVER, Kind::Accept, 0));
+    sim.add_file("f", random_bytes(48, 100));
+    let c = sim.get("f");
+    let client = sim.clients[c].addr;
+    let mut buf = vec![0u8; 256];
+    let n = Message::Accept {
+        session: 77,
+        token: 0x7000_0001,
+        chunk: DEFAULT_CHUNK,
+        window: 64,
+        size: 100,
+        offset: 0,
+    }
+    .encode(&mut buf);
+    sim.inject(
+        SERVER,
+        client,
+        buf[..n].to_vec(),
+        Duration::from_micros(100),
+    );
+    assert!(sim.run_until(100, |s| s.outcome(c).is_some()));
+    match sim.outcome(c) {
+        Some(Outcome::Failed(Failure::Local { code, text })) => {
+            assert_eq!(code, ErrorCode::BadRequest);
+            assert!(text.contains("window 64"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    sim.step();
+    let close = sim
+        .sends(client, Kind::Error)
+        .next()
+        .expect("the session is closed");
+    assert_eq!(close.session, 77);
+}
+
+#[test]
+fn the_granted_window_shrinks_for_large_chunks() {
+    let server = Config {
+        window: 256,
+        ..Config::for_server()
+    };
+    assert_eq!(server.negotiate_window(256, 1430), 256);
+    assert_eq!(server.negotiate_window(256, 65485), 64);
+    assert_eq!(server.negotiate_window(256, 16384), 255);
+    assert_eq!(Config::for_server().negotiate_window(256, 1430), 64);
+    assert_eq!(Config::for_server().negotiate_window(0, 1430), 1);
+    let mut sim = Sim::with_server(49, lan(), server, Default::default());
+    sim.client_config.window = 256;
+    sim.client_config.chunk = 65485;
+    let (c, bytes) = download(&mut sim, 1 << 20);
+    sim.run();
+    assert_downloaded(&sim, c, &bytes);
+    let accept = sim.sends(SERVER, Kind::Accept).next().unwrap();
+    match Message::decode(&accept.bytes) {
+        Ok(Message::Accept { window, chunk, .. }) => assert_eq!((window, chunk), (64, 65485)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn windowed_resumed_downloads_complete_byte_identical_under_loss() {
+    let file = random_bytes(50, 3 << 20);
+    let held = (3 << 20) / 2;
+    for seed in 0..6 {
+        let mut sim = Sim::new(seed, sweep_impairments(seed, 0.05));
+        sim.client_config.window = 32;
+        sim.add_file("file.bin", file.clone());
+        let c = sim.get_resumed("file.bin", &file[..held]);
+        sim.run();
+        assert_downloaded(&sim, c, &file);
+        assert_eq!(sim.stats(c).bytes, (file.len() - held) as u64);
     }
 }

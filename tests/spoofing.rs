@@ -80,6 +80,7 @@ fn get(token: u32) -> Message<'static> {
     Message::Get {
         token,
         chunk: DEFAULT_CHUNK,
+        window: 1,
         offset: 0,
         name: b"big.bin",
     }
@@ -137,6 +138,7 @@ fn a_listing_flows_only_after_the_peer_echoes_its_session_id() {
         &Message::List {
             token: 77,
             chunk: DEFAULT_CHUNK,
+            window: 1,
         },
     );
     let accept = wait_for(&socket, |m| m.kind() == Kind::Accept);

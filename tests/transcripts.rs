@@ -9,7 +9,9 @@
 
 mod common;
 
-use common::transcript::{accept, ack, data, done, plan, Script, SESSION, TOKEN};
+use common::transcript::{
+    accept, accept_windowed, ack, data, done, plan, sack, Script, SESSION, TOKEN,
+};
 use std::time::Duration;
 use udpft::proto::rtt::Rtt;
 use udpft::proto::{Config, ErrorCode, Failure, Message, Opening, Outcome};
@@ -467,4 +469,162 @@ fn a_lingering_receiver_acks_data_it_holds_and_drops_data_beyond_the_file() {
     r.recv(2_300, data(2, b"efgh"));
     r.expect(2_300, &[ack(2)]);
     assert_eq!(r.written(), (FILE.to_vec(), true));
+}
+
+// ---------------------------------------------------------------------------------------
+// Windows (protocol.md §19): the same file, window 4 (all four messages fit)
+// ---------------------------------------------------------------------------------------
+
+/// The server's sender of a download of `FILE` with window 4, past its Accept and Ack 0
+/// (a round trip of 500 µs: RTO 1.5 ms, reordering window 125 µs).
+fn windowed_sender() -> Script {
+    let mut s = Script::sender(
+        &config(),
+        plan(
+            FILE.len() as u64,
+            CHUNK,
+            4,
+            Opening::Accept { token: TOKEN },
+        ),
+        FILE.to_vec(),
+    );
+    s.expect(0, &[accept_windowed(CHUNK, 4, 10)]);
+    s.recv(500, sack(0, &[]));
+    s.expect(
+        500,
+        &[
+            data(1, b"abcd"),
+            data(2, b"efgh"),
+            data(3, b"ij"),
+            done(4, FILE),
+        ],
+    );
+    s.expect_deadline(Some(2_000));
+    s
+}
+
+#[test]
+fn windowed_sender_fills_its_window_at_once() {
+    let mut s = windowed_sender();
+    s.recv(1_000, sack(4, &[]));
+    s.expect_nothing(1_000);
+    assert_eq!(s.outcome(), Some(Outcome::Complete));
+    assert_eq!(s.stats().retransmitted, 0);
+}
+
+#[test]
+fn a_hole_is_filled_by_one_retransmission() {
+    let mut s = windowed_sender();
+    // 1, 3 and 4 arrived; 2 is missing. Sent together with 4 (which arrived after 500 µs),
+    // 2 is presumed lost once the reordering window (125 µs) has passed as well.
+    s.recv(1_000, sack(1, &[0b1100_0000]));
+    s.expect_nothing(1_000);
+    s.expect_deadline(Some(1_125));
+    s.fire(1_125);
+    s.expect(1_125, &[data(2, b"efgh")]);
+    // The same news again (a duplicated or late Sack) causes nothing.
+    s.recv(1_200, sack(1, &[0b1100_0000]));
+    s.recv(1_300, sack(1, &[0b1100_0000]));
+    s.expect_nothing(1_300);
+    s.recv(1_700, sack(4, &[]));
+    s.expect_nothing(1_700);
+    assert_eq!(s.outcome(), Some(Outcome::Complete));
+    let stats = s.stats();
+    assert_eq!((stats.retransmitted, stats.spurious), (1, 0));
+}
+
+#[test]
+fn reordering_within_the_window_triggers_no_retransmission() {
+    let mut s = windowed_sender();
+    // 3 overtook 2 (and 4): within the reordering window, 2 arrives after all.
+    s.recv(1_000, sack(1, &[0b1000_0000]));
+    s.expect_nothing(1_000);
+    s.recv(1_050, sack(4, &[]));
+    s.expect_nothing(1_050);
+    s.fire(1_125);
+    s.expect_nothing(1_125);
+    assert_eq!(s.outcome(), Some(Outcome::Complete));
+    assert_eq!(s.stats().retransmitted, 0);
+}
+
+#[test]
+fn a_retransmission_found_spurious_widens_the_reordering_window() {
+    let mut s = windowed_sender();
+    s.recv(1_000, sack(1, &[0b1100_0000]));
+    s.fire(1_125);
+    s.expect(1_125, &[data(2, b"efgh")]);
+    // The original 2 was only late: its Ack comes 100 µs after the retransmission, sooner
+    // than any round trip (500 µs).
+    s.recv(1_225, sack(4, &[]));
+    assert_eq!(s.stats().spurious, 1);
+}
+
+#[test]
+fn the_timer_resends_only_the_oldest_missing_message() {
+    let mut s = windowed_sender();
+    // Nothing comes back: at the RTO only Data 1 goes again, not the window.
+    s.fire(2_000);
+    s.expect(2_000, &[data(1, b"abcd")]);
+    s.expect_deadline(Some(5_000));
+}
+
+/// The client's receiver of a download of `FILE` with window 4.
+fn windowed_receiver() -> Script {
+    let mut r = Script::receiver(
+        &config(),
+        plan(FILE.len() as u64, CHUNK, 4, Opening::AckAccept),
+    );
+    r.expect(0, &[sack(0, &[])]);
+    r
+}
+
+#[test]
+fn windowed_receiver_holds_chunks_above_a_hole_and_writes_each_once_in_order() {
+    let mut r = windowed_receiver();
+    r.recv(500, data(1, b"abcd"));
+    r.expect(500, &[sack(1, &[])]);
+    r.recv(510, data(3, b"ij"));
+    r.expect(510, &[sack(1, &[0b1000_0000])]);
+    // The Done ahead of the hole is held too.
+    r.recv(520, done(4, FILE));
+    r.expect(520, &[sack(1, &[0b1100_0000])]);
+    r.recv(530, data(3, b"ij"));
+    r.expect(530, &[sack(1, &[0b1100_0000])]);
+    assert_eq!(r.written(), (b"abcd".to_vec(), false));
+    // The hole fills: 2 and the held 3 are written, the held Done verified, all committed.
+    r.recv(600, data(2, b"efgh"));
+    r.expect(600, &[sack(4, &[])]);
+    assert_eq!(r.written(), (FILE.to_vec(), true));
+    assert_eq!(*r.sink.writes.lock().unwrap(), vec![4, 4, 2]);
+    assert_eq!(r.outcome(), Some(Outcome::Complete));
+}
+
+#[test]
+fn a_lost_final_ack_with_chunks_in_flight_is_answered_while_lingering() {
+    let mut r = windowed_receiver();
+    for (at, seq, bytes) in [(500, 1, &b"abcd"[..]), (510, 2, b"efgh"), (520, 3, b"ij")] {
+        r.recv(at, data(seq, bytes));
+        r.expect(at, &[sack(seq, &[])]);
+    }
+    r.recv(530, done(4, FILE));
+    r.expect(530, &[sack(4, &[])]);
+    // That Sack was lost: the sender's timer resends 2 (still in its flight) and the Done;
+    // the lingering receiver answers both with the whole story, and writes nothing.
+    r.recv(2_000, data(2, b"efgh"));
+    r.expect(2_000, &[sack(4, &[])]);
+    r.recv(2_010, done(4, FILE));
+    r.expect(2_010, &[sack(4, &[])]);
+    assert_eq!(*r.sink.writes.lock().unwrap(), vec![4, 4, 2]);
+}
+
+#[test]
+fn windowed_receiver_drops_data_beyond_its_window() {
+    let bytes = [7u8; 40];
+    let mut r = Script::receiver(&config(), plan(40, CHUNK, 4, Opening::AckAccept));
+    r.expect(0, &[sack(0, &[])]);
+    // Expecting 1, window 4: 2..=4 may be held, 5 and beyond could not have been sent.
+    r.recv(500, data(4, &bytes[12..16]));
+    r.expect(500, &[sack(0, &[0b0010_0000])]);
+    r.recv(510, data(5, &bytes[16..20]));
+    r.expect_nothing(510);
 }

@@ -7,7 +7,7 @@
 use super::rtt::Rtt;
 use super::session::{deadline, Config, Failure, Outcome, Sink, Source, Stats};
 use super::transfer::{Opening, Plan, Transfer};
-use super::wire::{DecodeError, ErrorCode, Message, MIN_CHUNK};
+use super::wire::{DecodeError, ErrorCode, Message, MAX_WINDOW, MIN_CHUNK};
 use std::time::Instant;
 
 /// What the client asks for.
@@ -96,6 +96,9 @@ pub struct ClientSession {
     accepted_size: Option<u64>,
     /// An Error to send once to a session the client will not use.
     farewell: Option<(u32, ErrorCode)>,
+    /// The window asked for: the config's, until a server that does not speak windows
+    /// refuses it (protocol.md §19.2); then 1.
+    window: u16,
 }
 
 impl ClientSession {
@@ -116,6 +119,7 @@ impl ClientSession {
             rejected: [0; DecodeError::COUNT],
             accepted_size: None,
             farewell: None,
+            window: config.window.clamp(1, MAX_WINDOW),
         }
     }
 
@@ -152,18 +156,47 @@ impl ClientSession {
                 session,
                 token,
                 chunk,
+                window,
                 size,
                 offset,
             } if token == self.token => {
-                // Never trust a chunk size we did not ask for: it sizes our buffers.
-                if (MIN_CHUNK..=self.config.chunk.max(MIN_CHUNK)).contains(&chunk) {
-                    self.open(now, session, chunk, size, offset);
+                // Never trust a chunk or window we did not ask for: they size our buffers.
+                let unasked = if !(MIN_CHUNK..=self.config.chunk.max(MIN_CHUNK)).contains(&chunk) {
+                    Some(format!(
+                        "server granted chunk size {chunk}, which was not asked for"
+                    ))
+                } else if window > self.window {
+                    Some(format!(
+                        "server granted window {window}, which was not asked for"
+                    ))
                 } else {
-                    self.farewell = Some((session, ErrorCode::BadRequest));
-                    self.phase = Phase::Ended(Failure::Local {
-                        code: ErrorCode::BadRequest,
-                        text: format!("server granted chunk size {chunk}, which was not asked for"),
-                    });
+                    None
+                };
+                match unasked {
+                    None => self.open(now, session, chunk, window, size, offset),
+                    Some(text) => {
+                        self.farewell = Some((session, ErrorCode::BadRequest));
+                        self.phase = Phase::Ended(Failure::Local {
+                            code: ErrorCode::BadRequest,
+                            text,
+                        });
+                    }
+                }
+            }
+            Message::Error {
+                session,
+                code: ErrorCode::UnsupportedVersion,
+                ..
+            } if session == self.token && self.window > 1 => {
+                // A server of version 1 does not speak windows: ask again, stop-and-wait,
+                // at once (the same token: no session was opened for it, §19.2).
+                self.window = 1;
+                if let Phase::Requesting {
+                    resend_at, pending, ..
+                } = &mut self.phase
+                {
+                    *resend_at = None;
+                    *pending = true;
                 }
             }
             Message::Error {
@@ -177,7 +210,15 @@ impl ClientSession {
         }
     }
 
-    fn open(&mut self, now: Instant, session: u32, chunk: u16, size: u64, offset: u64) {
+    fn open(
+        &mut self,
+        now: Instant,
+        session: u32,
+        chunk: u16,
+        window: u16,
+        size: u64,
+        offset: u64,
+    ) {
         let Phase::Requesting { request, .. } = std::mem::replace(
             &mut self.phase,
             Phase::Ended(Failure::Local {
@@ -199,7 +240,7 @@ impl ClientSession {
             size,
             offset,
             chunk,
-            window: 1,
+            window,
             opening,
             prefix_crc,
         };
@@ -273,6 +314,7 @@ impl ClientSession {
         }
         let token = self.token;
         let chunk = self.config.chunk;
+        let window = self.window;
         match &mut self.phase {
             Phase::Requesting {
                 request,
@@ -292,10 +334,15 @@ impl ClientSession {
                     .saturating_sub(now.saturating_duration_since(self.started));
                 *resend_at = Some(deadline(now, self.rtt.rto().min(remaining)));
                 let message = match request {
-                    Request::List { .. } => Message::List { token, chunk },
+                    Request::List { .. } => Message::List {
+                        token,
+                        chunk,
+                        window,
+                    },
                     Request::Get { name, offset, .. } => Message::Get {
                         token,
                         chunk,
+                        window,
                         offset: *offset,
                         name,
                     },
@@ -307,6 +354,7 @@ impl ClientSession {
                     } => Message::Put {
                         token,
                         chunk,
+                        window,
                         size: *size,
                         overwrite: *overwrite,
                         name,

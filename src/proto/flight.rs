@@ -66,6 +66,10 @@ pub(crate) struct Acked {
     pub(crate) sample: Option<Duration>,
     /// Whether the cumulative point moved.
     pub(crate) advanced: bool,
+    /// Retransmitted messages whose delivery came sooner after the retransmission than any
+    /// round trip: an earlier copy arrived, so that retransmission was spurious (the timer or
+    /// the reordering window was too short; the detection of Eifel, RFC 3522, by timing).
+    pub(crate) spurious: u64,
 }
 
 /// A sender's messages in flight.
@@ -205,6 +209,19 @@ impl Flight {
     ) -> Acked {
         let mut acked = Acked::default();
         let mut newest: Option<(Instant, u64, u32)> = None;
+        let mut credit = |acked: &mut Acked, s: &Sent| {
+            acked.delivered += 1;
+            if s.datagram.is_some() {
+                acked.data_bytes += (s.len - super::wire::OVERHEAD) as u64;
+            }
+            let since = now.saturating_duration_since(s.last_sent);
+            if s.tries > 1 && min_rtt.is_some_and(|min| since < min) {
+                acked.spurious += 1;
+            }
+            if newest.is_none_or(|(_, tx, _)| s.tx > tx) {
+                newest = Some((s.last_sent, s.tx, s.tries));
+            }
+        };
         if cumulative >= self.base && cumulative < self.next {
             while let Some(front) = self.sent.front() {
                 if front.seq > cumulative {
@@ -212,7 +229,7 @@ impl Flight {
                 }
                 let s = self.sent.pop_front().expect("front exists");
                 if s.standing != Standing::Sacked {
-                    Self::credit(&mut acked, &s, &mut newest);
+                    credit(&mut acked, &s);
                 }
                 if let Some(buf) = s.datagram {
                     self.pool.give(buf);
@@ -229,8 +246,7 @@ impl Flight {
                 let s = &mut self.sent[index];
                 if s.standing != Standing::Sacked {
                     s.standing = Standing::Sacked;
-                    let s = &self.sent[index];
-                    Self::credit(&mut acked, s, &mut newest);
+                    credit(&mut acked, &self.sent[index]);
                 }
             }
         }
@@ -243,17 +259,6 @@ impl Flight {
             self.note_delivered(now, sent, tx, tries, min_rtt);
         }
         acked
-    }
-
-    /// Counts `s` as newly delivered, and keeps the latest-sent of those delivered.
-    fn credit(acked: &mut Acked, s: &Sent, newest: &mut Option<(Instant, u64, u32)>) {
-        acked.delivered += 1;
-        if s.datagram.is_some() {
-            acked.data_bytes += (s.len - super::wire::OVERHEAD) as u64;
-        }
-        if newest.is_none_or(|(_, tx, _)| s.tx > tx) {
-            *newest = Some((s.last_sent, s.tx, s.tries));
-        }
     }
 
     /// Updates RACK's reference with a delivered transmission. A retransmitted message

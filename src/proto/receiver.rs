@@ -22,7 +22,7 @@ use super::reorder::{Place, Reorder};
 use super::rtt::Rtt;
 use super::session::{chunk_count, deadline, Config, Failure, Outcome, Sink, Stats};
 use super::transfer::{Opening, Plan};
-use super::wire::{clip_text, ErrorCode, Message};
+use super::wire::{clip_text, ErrorCode, Message, MAX_BITMAP};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,9 @@ pub struct Receiver {
     offset: u64,
     chunk: u16,
     chunks: u64,
+    /// The granted window: 1 is stop-and-wait (version 1, each Ack names one message);
+    /// above, every acknowledgment is selective ([`Message::Sack`]).
+    window: u64,
     /// The next message number wanted in order.
     expected: u64,
     /// Chunks held above a hole (window > 1).
@@ -118,6 +121,7 @@ impl Receiver {
             offset,
             chunk,
             chunks: chunk_count(size - offset, chunk),
+            window,
             expected: 1,
             reorder: Reorder::new(window, usize::from(chunk)),
             early_done: None,
@@ -429,6 +433,7 @@ impl Receiver {
                         session: self.session,
                         token,
                         chunk: self.chunk,
+                        window: self.window as u16,
                         size: self.size,
                         offset: self.offset,
                     }
@@ -447,15 +452,34 @@ impl Receiver {
             }
             return None;
         };
-        if seq + 1 == self.expected && self.ack_tries == 0 && self.state == State::Receiving {
+        // The next chunk answers this Ack only in stop-and-wait (or the greeting, Ack 0): a
+        // windowed sender does not wait for each Ack, so those are no round trips.
+        let answered = self.window == 1 || seq == 0;
+        if seq + 1 == self.expected
+            && self.ack_tries == 0
+            && self.state == State::Receiving
+            && answered
+        {
             self.ack_sent_at = Some(now);
         }
         self.ack_tries += 1;
         self.stats.sent += 1;
+        if self.window == 1 {
+            return Some(
+                Message::Ack {
+                    session: self.session,
+                    seq,
+                }
+                .encode(buf),
+            );
+        }
+        let mut bitmap = [0u8; MAX_BITMAP];
+        let len = self.reorder.bitmap(&mut bitmap);
         Some(
-            Message::Ack {
+            Message::Sack {
                 session: self.session,
-                seq,
+                seq: self.expected - 1,
+                bitmap: &bitmap[..len],
             }
             .encode(buf),
         )

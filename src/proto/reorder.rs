@@ -9,11 +9,8 @@
 //! is ever held.
 
 use super::buffers::Pool;
+use super::wire::MAX_BITMAP;
 use std::collections::VecDeque;
-
-/// The most bytes a selective-acknowledgment bitmap takes: 255 messages above the hole.
-#[allow(dead_code)] // selective acknowledgments of windowed sessions use it
-pub(crate) const MAX_BITMAP: usize = 32;
 
 /// Chunks held above the next message wanted.
 #[derive(Debug)]
@@ -103,13 +100,6 @@ impl Reorder {
         self.pool.give(buf);
     }
 
-    /// Whether nothing is held above the hole.
-    #[allow(dead_code)] // selective acknowledgments of windowed sessions use it
-    pub(crate) fn is_empty(&self) -> bool {
-        self.done_at.is_none() && self.slots.iter().all(Option::is_none)
-    }
-
-    #[allow(dead_code)] // selective acknowledgments of windowed sessions use it
     /// Writes the bitmap of held messages into `out` (bit 7 of byte 0 is message
     /// `e + 1`), without trailing zero bytes, and returns its length.
     pub(crate) fn bitmap(&self, out: &mut [u8; MAX_BITMAP]) -> usize {
@@ -153,7 +143,7 @@ mod tests {
         assert_eq!(three.map(|(b, n)| b[..n].to_vec()), Some(b"ccc".to_vec()));
         let (four, _) = r.shift();
         assert_eq!(four.map(|(_, n)| n), Some(4));
-        assert!(r.is_empty());
+        assert_eq!(r.bitmap(&mut bits), 0);
     }
 
     #[test]

@@ -29,6 +29,14 @@ use std::time::{Duration, Instant};
 /// hashed in steps, so one resume cannot stall a loop that serves other sessions.
 const HASH_STEP: u64 = 1 << 20;
 
+/// Windows' worth of deliveries without a spurious retransmission after which the
+/// reordering window narrows by a quarter round trip again.
+const REORDER_CALM: u64 = 16;
+
+/// The widest reordering window, in quarters of the smallest round trip (it is also capped
+/// at the smoothed round trip).
+const MAX_REORDER_QUARTERS: u32 = 16;
+
 /// How often a resume whose file CRC another transfer is computing asks again.
 const CRC_POLL: Duration = Duration::from_millis(2);
 
@@ -68,6 +76,8 @@ pub struct Sender {
     size: u64,
     offset: u64,
     chunk: u16,
+    /// The granted window (for the Accept).
+    window: u16,
     chunks: u64,
     /// The whole file's CRC32 once known (remembered by the source, or hashed in full);
     /// until then `hasher` takes every byte read, in order.
@@ -93,6 +103,13 @@ pub struct Sender {
     reorder_at: Option<Instant>,
     /// When the next step of hashing (or of asking for the file's CRC) is due.
     step_at: Option<Instant>,
+    /// How many quarters of the smallest round trip a message may trail one sent after it
+    /// before it is presumed lost: 1, plus one for each retransmission found spurious, and
+    /// back down one after each [`REORDER_CALM`] windows' worth of deliveries without one
+    /// (RFC 8985 §6.2.1, which does the same with D-SACK).
+    reorder_quarters: u32,
+    /// Messages delivered since a retransmission was last found spurious.
+    calm: u64,
     progress_at: Instant,
     stats: Stats,
 }
@@ -122,6 +139,7 @@ impl Sender {
             size,
             offset,
             chunk,
+            window,
             chunks: chunk_count(size - offset, chunk),
             file_crc: None,
             hasher: crc32fast::Hasher::new(),
@@ -137,6 +155,8 @@ impl Sender {
             rto_at: None,
             reorder_at: None,
             step_at: None,
+            reorder_quarters: 1,
+            calm: 0,
             progress_at: now,
             stats: Stats::default(),
         };
@@ -168,6 +188,7 @@ impl Sender {
         self.stats.received += 1;
         match *message {
             Message::Ack { seq, .. } => self.handle_ack(now, seq, None),
+            Message::Sack { seq, bitmap, .. } => self.handle_ack(now, seq, Some(bitmap)),
             Message::Error { code, text, .. } => {
                 if self.outcome.is_none() {
                     self.stop(Outcome::Failed(Failure::from_peer(code, text)));
@@ -205,6 +226,7 @@ impl Sender {
         if let Some(rtt) = acked.sample {
             self.rtt.sample(rtt);
         }
+        self.adapt_reordering(acked.spurious, acked.delivered);
         self.progress_at = now;
         if acked.advanced {
             // RFC 6298 (5.2, 5.3): stop the timer when nothing is outstanding, else restart it.
@@ -230,9 +252,29 @@ impl Sender {
     }
 
     /// How long a message may trail one sent after it before it is presumed lost: a
-    /// quarter of the smallest round trip (RFC 8985 §6.2).
+    /// quarter of the smallest round trip (RFC 8985 §6.2) times `reorder_quarters`, at most
+    /// the smoothed round trip.
     fn reorder_window(&self) -> Duration {
-        self.rtt.min_rtt().map_or(Duration::ZERO, |min| min / 4)
+        let (Some(min), Some(srtt)) = (self.rtt.min_rtt(), self.rtt.srtt()) else {
+            return Duration::ZERO;
+        };
+        (min / 4 * self.reorder_quarters).min(srtt)
+    }
+
+    /// Widens the reordering window when retransmissions turn out spurious (the path
+    /// reorders more than it allowed), and narrows it again after a calm stretch.
+    fn adapt_reordering(&mut self, spurious: u64, delivered: u64) {
+        self.stats.spurious += spurious;
+        if spurious > 0 {
+            self.reorder_quarters = (self.reorder_quarters + 1).min(MAX_REORDER_QUARTERS);
+            self.calm = 0;
+            return;
+        }
+        self.calm += delivered;
+        if self.calm >= REORDER_CALM * u64::from(self.window) && self.reorder_quarters > 1 {
+            self.reorder_quarters -= 1;
+            self.calm = 0;
+        }
     }
 
     /// Moves on to Data 1. A resumed download needs the whole file's CRC first: remembered
@@ -560,6 +602,7 @@ impl Sender {
                 session: self.session,
                 token: self.accept.unwrap_or(0),
                 chunk: self.chunk,
+                window: self.window,
                 size: self.size,
                 offset: self.offset,
             }

@@ -59,8 +59,9 @@ impl Refusal {
         Self::new(
             ErrorCode::UnsupportedVersion,
             format!(
-                "protocol version {version} is not supported; this server speaks version {}",
-                super::wire::VERSION
+                "protocol version {version} is not supported; this server speaks versions {} and {}",
+                super::wire::VERSION,
+                super::wire::VERSION_WINDOWED
             ),
         )
     }
@@ -227,40 +228,47 @@ pub fn open_session(
     request: &Message<'_>,
     request_len: usize,
 ) -> Option<Result<ServerSession, Refusal>> {
-    let plan = |token: u32, chunk: u16, size: u64, offset: u64| Plan {
+    let plan = |token: u32, chunk: u16, window: u16, size: u64, offset: u64| Plan {
         session,
         size,
         offset,
         chunk: config.negotiate_chunk(chunk),
-        window: 1,
+        window: config.negotiate_window(window, config.negotiate_chunk(chunk)),
         opening: Opening::Accept { token },
         prefix_crc: 0,
     };
     let result = match *request {
-        Message::List { token, chunk } => store.listing().map(|listing| {
+        Message::List {
+            token,
+            chunk,
+            window,
+        } => store.listing().map(|listing| {
             let size = listing.len() as u64;
-            let plan = plan(token, chunk, size, 0);
+            let plan = plan(token, chunk, window, size, 0);
             Transfer::send(now, config, plan, Box::new(MemSource(listing)))
         }),
         Message::Get {
             token,
             chunk,
+            window,
             offset,
             name,
         } => store.open(name).map(|(source, size)| {
             // A resume point past the end means the file changed: start over.
             let offset = if offset > size { 0 } else { offset };
-            Transfer::send(now, config, plan(token, chunk, size, offset), source)
+            let plan = plan(token, chunk, window, size, offset);
+            Transfer::send(now, config, plan, source)
         }),
         Message::Put {
             token,
             chunk,
+            window,
             size,
             overwrite,
             name,
         } => store
             .create(name, size, overwrite)
-            .map(|sink| Transfer::receive(now, config, plan(token, chunk, size, 0), sink)),
+            .map(|sink| Transfer::receive(now, config, plan(token, chunk, window, size, 0), sink)),
         _ => return None,
     };
     Some(result.map(|half| ServerSession::new(half, request_len)))

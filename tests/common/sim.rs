@@ -274,6 +274,10 @@ pub struct Sim {
     /// Timers fire up to this late (a seeded draw per deadline), as a loaded machine's do;
     /// zero: exactly on time.
     pub timer_slack: Duration,
+    /// The server speaks version 1 only, as a server from before windows: it answers a
+    /// request of any other version with Error `UnsupportedVersion` and drops every other
+    /// datagram of another version (protocol.md §16), before its table sees them.
+    pub version_1_server: bool,
     buf: Vec<u8>,
 }
 
@@ -321,6 +325,7 @@ impl Sim {
             max_live_sessions: 0,
             hooked: 0,
             timer_slack: Duration::ZERO,
+            version_1_server: false,
             buf: vec![0; MAX_DATAGRAM],
         }
     }
@@ -607,7 +612,11 @@ impl Sim {
             sent: flight.sent,
             intact: flight.intact,
         });
-        if flight.to == SERVER {
+        if flight.to == SERVER && self.version_1_server && is_other_version(&flight.bytes) {
+            if let Some(reply) = version_1_refusal(&flight.bytes) {
+                self.send(SERVER, flight.from, &reply);
+            }
+        } else if flight.to == SERVER {
             self.table
                 .handle_datagram(self.now, flight.from, &flight.bytes);
         } else if let Some(&i) = self.by_addr.get(&flight.to) {
@@ -811,6 +820,36 @@ impl Sim {
             self.elapsed(),
         )
     }
+}
+
+/// Whether `bytes` is an intact datagram of a version other than 1.
+fn is_other_version(bytes: &[u8]) -> bool {
+    matches!(
+        Message::decode(bytes),
+        Ok(_) | Err(udpft::proto::DecodeError::UnsupportedVersion(_))
+    ) && bytes[2] != udpft::proto::wire::VERSION
+}
+
+/// What a server of version 1 answers to a datagram of another version: an Error
+/// `UnsupportedVersion` (version 1) to a request, nothing to anything else.
+fn version_1_refusal(bytes: &[u8]) -> Option<Vec<u8>> {
+    if !udpft::proto::wire::is_request_type(bytes) {
+        return None;
+    }
+    let session = udpft::proto::wire::peek_session(bytes)?;
+    let mut buf = vec![0u8; 256];
+    let n = Message::Error {
+        session,
+        code: ErrorCode::UnsupportedVersion,
+        text: format!(
+            "protocol version {} is not supported; this server speaks version 1",
+            bytes[2]
+        )
+        .as_bytes(),
+    }
+    .encode(&mut buf);
+    buf.truncate(n);
+    Some(buf)
 }
 
 impl Ask {

@@ -206,13 +206,29 @@ pub fn done(seq: u64, bytes: &[u8]) -> Message<'static> {
     }
 }
 
-/// The server's Accept of the scripted session.
+/// The server's Accept of the scripted session, stop-and-wait.
 pub fn accept(chunk: u16, size: u64) -> Message<'static> {
+    accept_windowed(chunk, 1, size)
+}
+
+/// The server's Accept of the scripted session granting `window`.
+pub fn accept_windowed(chunk: u16, window: u16, size: u64) -> Message<'static> {
     Message::Accept {
         session: SESSION,
         token: TOKEN,
         chunk,
+        window,
         size,
         offset: 0,
+    }
+}
+
+/// The selective acknowledgment of the scripted session: everything up to `seq`, and the
+/// messages `bitmap` names above it.
+pub fn sack(seq: u64, bitmap: &[u8]) -> Message<'_> {
+    Message::Sack {
+        session: SESSION,
+        seq,
+        bitmap,
     }
 }

@@ -26,6 +26,12 @@ pub enum Rule {
     ZeroSeq,
     /// A type without a sequence number (requests, Accept, Error) has a non-zero `seq`.
     NonZeroSeq,
+    /// A version-2 window outside `2 ..= MAX_WINDOW` (a window of 1 is version 1).
+    BadWindow,
+    /// A selective-acknowledgment bitmap longer than `MAX_BITMAP` bytes.
+    LongBitmap,
+    /// A selective-acknowledgment bitmap that ends in a zero byte (it has one encoding).
+    PaddedBitmap,
 }
 
 impl Rule {
@@ -41,6 +47,9 @@ impl Rule {
             Self::UnknownFlags => "undefined flag bits set",
             Self::ZeroSeq => "numbered 0",
             Self::NonZeroSeq => "non-zero seq on a type without one",
+            Self::BadWindow => "window outside 2..=256",
+            Self::LongBitmap => "bitmap longer than 32 bytes",
+            Self::PaddedBitmap => "bitmap ends in a zero byte",
         }
     }
 }

@@ -112,6 +112,8 @@ pub(super) enum Tail {
     Text,
     /// File bytes: at least one.
     Bytes,
+    /// A selective-acknowledgment bitmap: 0 ..= `MAX_BITMAP` bytes, the last not zero.
+    Bitmap,
 }
 
 layout! {
@@ -144,6 +146,32 @@ layout! {
     Error { code: u16 = 0..2 }
 }
 
+layout! {
+    /// List of version 2 (§19.1): the window asked for after the chunk.
+    ListWindowed { chunk: u16 = 0..2, window: u16 = 2..4 }
+}
+
+layout! {
+    /// Get of version 2 (§19.1), before the name.
+    GetWindowed { chunk: u16 = 0..2, window: u16 = 2..4, offset: u64 = 4..12 }
+}
+
+layout! {
+    /// Put of version 2 (§19.1), before the name.
+    PutWindowed { chunk: u16 = 0..2, window: u16 = 2..4, size: u64 = 4..12, flags: u8 = 12..13 }
+}
+
+layout! {
+    /// Accept of version 2 (§19.1): the window granted after the chunk.
+    AcceptWindowed {
+        token: u32 = 0..4,
+        chunk: u16 = 4..6,
+        window: u16 = 6..8,
+        size: u64 = 8..16,
+        offset: u64 = 16..24,
+    }
+}
+
 /// The Put flag that asks to replace an existing file; every other bit must be 0.
 pub(super) const PUT_FLAG_OVERWRITE: u8 = 0x01;
 
@@ -159,6 +187,10 @@ mod tests {
         assert_eq!(Accept::LEN, 22);
         assert_eq!(Done::LEN, 12);
         assert_eq!(Error::LEN, 2);
+        assert_eq!(ListWindowed::LEN, 4);
+        assert_eq!(GetWindowed::LEN, 12);
+        assert_eq!(PutWindowed::LEN, 13);
+        assert_eq!(AcceptWindowed::LEN, 24);
     }
 
     #[test]

@@ -32,8 +32,17 @@ use layout::Tail;
 
 /// The two bytes every udpft datagram starts with: ASCII `UF`.
 pub const MAGIC: [u8; 2] = *b"UF";
-/// The protocol version this implementation speaks.
+/// The protocol version every implementation speaks: stop-and-wait.
 pub const VERSION: u8 = 1;
+/// The version of windowed sessions (protocol.md §19): the layouts of the windowed
+/// requests, Accept and acknowledgment. Data, Done and Error have only their version-1
+/// layout, in every session.
+pub const VERSION_WINDOWED: u8 = 2;
+/// The largest window a client may ask for.
+pub const MAX_WINDOW: u16 = 256;
+/// The longest selective-acknowledgment bitmap: bits for the 255 messages above a hole,
+/// the most a window of [`MAX_WINDOW`] can have outstanding there.
+pub const MAX_BITMAP: usize = 32;
 /// Bytes before the payload.
 pub const HEADER_LEN: usize = field::LEN.end;
 /// Bytes after the payload (the CRC32).
@@ -70,6 +79,10 @@ mod field {
 /// Requests (`List`, `Get`, `Put`) carry the client's `token` in the header's session
 /// field, since no session exists yet; the server's [`Message::Accept`] echoes it and
 /// names the new `session`.
+///
+/// A request or Accept with a `window` of 2 or more is a *windowed* one: it is encoded in
+/// the layouts of version 2 (protocol.md §19.1), and so is [`Message::Sack`]; everything
+/// else, including a window of 1, is version 1, byte for byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Message<'a> {
     /// Ask for the library listing.
@@ -78,6 +91,8 @@ pub enum Message<'a> {
         token: u32,
         /// The chunk size the client would like.
         chunk: u16,
+        /// The window the client would like (1: stop-and-wait, version 1).
+        window: u16,
     },
     /// Ask to download `name`, starting at byte `offset` (0 unless resuming).
     Get {
@@ -85,6 +100,8 @@ pub enum Message<'a> {
         token: u32,
         /// The chunk size the client would like.
         chunk: u16,
+        /// The window the client would like (1: stop-and-wait, version 1).
+        window: u16,
         /// First byte wanted; the bytes before it the client already holds.
         offset: u64,
         /// The file name, as raw bytes (the library validates it).
@@ -96,6 +113,8 @@ pub enum Message<'a> {
         token: u32,
         /// The chunk size the client would like.
         chunk: u16,
+        /// The window the client would like (1: stop-and-wait, version 1).
+        window: u16,
         /// The file's exact size.
         size: u64,
         /// Replace an existing file of that name.
@@ -111,6 +130,8 @@ pub enum Message<'a> {
         token: u32,
         /// The negotiated chunk size.
         chunk: u16,
+        /// The granted window (1: stop-and-wait, version 1).
+        window: u16,
         /// The size of the whole file (or listing).
         size: u64,
         /// The first byte that will be sent (downloads), 0 otherwise.
@@ -131,6 +152,17 @@ pub enum Message<'a> {
         session: u32,
         /// The sequence number acknowledged.
         seq: u64,
+    },
+    /// The acknowledgment of a windowed session (version 2, type Ack): every message up to
+    /// `seq` arrived, and so did those the bitmap names.
+    Sack {
+        /// The session.
+        session: u32,
+        /// Every message numbered `seq` or less has arrived (cumulative).
+        seq: u64,
+        /// Bit 7 of byte 0 is message `seq + 2`, bit 6 is `seq + 3`, ...: set for each
+        /// message that arrived above the hole at `seq + 1`. No trailing zero byte.
+        bitmap: &'a [u8],
     },
     /// The transfer's last message, numbered one past the last chunk.
     Done {
@@ -168,20 +200,27 @@ pub fn peek_session(datagram: &[u8]) -> Option<u32> {
     datagram.get(field::SESSION).map(NetworkEndian::read_u32)
 }
 
-/// The shape of each type's payload: its fixed layout's length and what may follow it.
-/// With [`layout`]'s tables this is the whole payload grammar of protocol.md §4, written
-/// once for decoding and encoding alike.
-fn shape(kind: Kind) -> (usize, Tail) {
-    match kind {
-        Kind::List => (layout::List::LEN, Tail::None),
-        Kind::Get => (layout::Get::LEN, Tail::Name),
-        Kind::Put => (layout::Put::LEN, Tail::Name),
-        Kind::Accept => (layout::Accept::LEN, Tail::None),
-        Kind::Data => (0, Tail::Bytes),
-        Kind::Ack => (0, Tail::None),
-        Kind::Done => (layout::Done::LEN, Tail::None),
-        Kind::Error => (layout::Error::LEN, Tail::Text),
-    }
+/// The shape of each type's payload in each version: its fixed layout's length and what may
+/// follow it; `None` where the version does not define the type. With [`layout`]'s tables
+/// this is the whole payload grammar of protocol.md §4 and §19.1, written once for decoding
+/// and encoding alike.
+fn shape(version: u8, kind: Kind) -> Option<(usize, Tail)> {
+    Some(match (version, kind) {
+        (VERSION, Kind::List) => (layout::List::LEN, Tail::None),
+        (VERSION, Kind::Get) => (layout::Get::LEN, Tail::Name),
+        (VERSION, Kind::Put) => (layout::Put::LEN, Tail::Name),
+        (VERSION, Kind::Accept) => (layout::Accept::LEN, Tail::None),
+        (VERSION, Kind::Data) => (0, Tail::Bytes),
+        (VERSION, Kind::Ack) => (0, Tail::None),
+        (VERSION, Kind::Done) => (layout::Done::LEN, Tail::None),
+        (VERSION, Kind::Error) => (layout::Error::LEN, Tail::Text),
+        (VERSION_WINDOWED, Kind::List) => (layout::ListWindowed::LEN, Tail::None),
+        (VERSION_WINDOWED, Kind::Get) => (layout::GetWindowed::LEN, Tail::Name),
+        (VERSION_WINDOWED, Kind::Put) => (layout::PutWindowed::LEN, Tail::Name),
+        (VERSION_WINDOWED, Kind::Accept) => (layout::AcceptWindowed::LEN, Tail::None),
+        (VERSION_WINDOWED, Kind::Ack) => (0, Tail::Bitmap),
+        _ => return None,
+    })
 }
 
 /// Checks what follows the fixed fields against the rule of its kind of tail.
@@ -192,8 +231,36 @@ fn check_tail(tail: Tail, bytes: &[u8]) -> Result<(), Rule> {
         Tail::Name if bytes.len() > MAX_NAME_LEN => Err(Rule::LongName),
         Tail::Text if bytes.len() > MAX_ERROR_TEXT => Err(Rule::LongText),
         Tail::Bytes if bytes.is_empty() => Err(Rule::EmptyData),
+        Tail::Bitmap if bytes.len() > MAX_BITMAP => Err(Rule::LongBitmap),
+        Tail::Bitmap if bytes.last() == Some(&0) => Err(Rule::PaddedBitmap),
         _ => Ok(()),
     }
+}
+
+/// A version-2 window must be 2 ..= [`MAX_WINDOW`]: a window of 1 is version 1.
+fn windowed(window: u16) -> Result<u16, Rule> {
+    if (2..=MAX_WINDOW).contains(&window) {
+        Ok(window)
+    } else {
+        Err(Rule::BadWindow)
+    }
+}
+
+/// The Put flags byte for `overwrite`.
+fn put_flags(overwrite: bool) -> u8 {
+    if overwrite {
+        layout::PUT_FLAG_OVERWRITE
+    } else {
+        0
+    }
+}
+
+/// Whether a Put flags byte sets only defined bits; then whether it asks to overwrite.
+fn overwrite_of(flags: u8) -> Result<bool, Rule> {
+    if flags & !layout::PUT_FLAG_OVERWRITE != 0 {
+        return Err(Rule::UnknownFlags);
+    }
+    Ok(flags & layout::PUT_FLAG_OVERWRITE != 0)
 }
 
 impl<'a> Message<'a> {
@@ -217,11 +284,12 @@ impl<'a> Message<'a> {
             return Err(DecodeError::BadCrc);
         }
         let version = datagram[field::VERSION];
-        if version != VERSION {
+        if version != VERSION && version != VERSION_WINDOWED {
             return Err(DecodeError::UnsupportedVersion(version));
         }
         let type_byte = datagram[field::TYPE];
         let kind = Kind::from_value(type_byte).ok_or(DecodeError::UnknownType(type_byte))?;
+        let (fixed_len, tail) = shape(version, kind).ok_or(DecodeError::UnknownType(type_byte))?;
         let declared = usize::from(NetworkEndian::read_u16(&datagram[field::LEN]));
         let actual = covered.len() - HEADER_LEN;
         if declared > actual {
@@ -233,47 +301,106 @@ impl<'a> Message<'a> {
         let session = NetworkEndian::read_u32(&datagram[field::SESSION]);
         let seq = NetworkEndian::read_u64(&datagram[field::SEQ]);
         let payload = &covered[HEADER_LEN..];
-        Self::decode_payload(kind, session, seq, payload)
-            .map_err(|rule| DecodeError::BadPayload(kind, rule))
+        let decode = || {
+            let (fixed, rest) = payload.split_at_checked(fixed_len).ok_or(Rule::Short)?;
+            check_tail(tail, rest)?;
+            let message = Self::from_fields(version, kind, session, seq, fixed, rest)?;
+            // Sequence numbers only mean something on Data, Ack and Done; Data counts from 1.
+            match kind {
+                Kind::Data if seq == 0 => Err(Rule::ZeroSeq),
+                Kind::Data | Kind::Ack | Kind::Done => Ok(message),
+                _ if seq != 0 => Err(Rule::NonZeroSeq),
+                _ => Ok(message),
+            }
+        };
+        decode().map_err(|rule| DecodeError::BadPayload(kind, rule))
     }
 
-    /// The payload rules of §4: the fixed fields and the tail of the type's shape, then the
-    /// values of the fields, then the sequence number.
-    fn decode_payload(kind: Kind, session: u32, seq: u64, payload: &'a [u8]) -> Result<Self, Rule> {
-        let (fixed_len, tail) = shape(kind);
-        let (fixed, rest) = payload.split_at_checked(fixed_len).ok_or(Rule::Short)?;
-        check_tail(tail, rest)?;
-        let message = match kind {
-            Kind::List => {
+    /// The message of a payload whose shape was checked: its fixed fields, read from the
+    /// layout of its version and type, and its tail.
+    fn from_fields(
+        version: u8,
+        kind: Kind,
+        session: u32,
+        seq: u64,
+        fixed: &[u8],
+        rest: &'a [u8],
+    ) -> Result<Self, Rule> {
+        let token = session;
+        Ok(match (version, kind) {
+            (VERSION, Kind::List) => {
                 let layout::List { chunk } = layout::List::read(fixed);
                 Self::List {
-                    token: session,
+                    token,
                     chunk,
+                    window: 1,
                 }
             }
-            Kind::Get => {
+            (_, Kind::List) => {
+                let layout::ListWindowed { chunk, window } = layout::ListWindowed::read(fixed);
+                let window = windowed(window)?;
+                Self::List {
+                    token,
+                    chunk,
+                    window,
+                }
+            }
+            (VERSION, Kind::Get) => {
                 let layout::Get { chunk, offset } = layout::Get::read(fixed);
+                let (window, name) = (1, rest);
                 Self::Get {
-                    token: session,
+                    token,
                     chunk,
+                    window,
                     offset,
-                    name: rest,
+                    name,
                 }
             }
-            Kind::Put => {
-                let layout::Put { chunk, size, flags } = layout::Put::read(fixed);
-                if flags & !layout::PUT_FLAG_OVERWRITE != 0 {
-                    return Err(Rule::UnknownFlags);
-                }
-                Self::Put {
-                    token: session,
+            (_, Kind::Get) => {
+                let layout::GetWindowed {
                     chunk,
-                    size,
-                    overwrite: flags & layout::PUT_FLAG_OVERWRITE != 0,
-                    name: rest,
+                    window,
+                    offset,
+                } = layout::GetWindowed::read(fixed);
+                let (window, name) = (windowed(window)?, rest);
+                Self::Get {
+                    token,
+                    chunk,
+                    window,
+                    offset,
+                    name,
                 }
             }
-            Kind::Accept => {
+            (VERSION, Kind::Put) => {
+                let layout::Put { chunk, size, flags } = layout::Put::read(fixed);
+                let (window, overwrite, name) = (1, overwrite_of(flags)?, rest);
+                Self::Put {
+                    token,
+                    chunk,
+                    window,
+                    size,
+                    overwrite,
+                    name,
+                }
+            }
+            (_, Kind::Put) => {
+                let layout::PutWindowed {
+                    chunk,
+                    window,
+                    size,
+                    flags,
+                } = layout::PutWindowed::read(fixed);
+                let (window, overwrite, name) = (windowed(window)?, overwrite_of(flags)?, rest);
+                Self::Put {
+                    token,
+                    chunk,
+                    window,
+                    size,
+                    overwrite,
+                    name,
+                }
+            }
+            (VERSION, Kind::Accept) => {
                 let layout::Accept {
                     token,
                     chunk,
@@ -284,17 +411,41 @@ impl<'a> Message<'a> {
                     session,
                     token,
                     chunk,
+                    window: 1,
                     size,
                     offset,
                 }
             }
-            Kind::Data => Self::Data {
+            (_, Kind::Accept) => {
+                let layout::AcceptWindowed {
+                    token,
+                    chunk,
+                    window,
+                    size,
+                    offset,
+                } = layout::AcceptWindowed::read(fixed);
+                let window = windowed(window)?;
+                Self::Accept {
+                    session,
+                    token,
+                    chunk,
+                    window,
+                    size,
+                    offset,
+                }
+            }
+            (_, Kind::Data) => Self::Data {
                 session,
                 seq,
                 payload: rest,
             },
-            Kind::Ack => Self::Ack { session, seq },
-            Kind::Done => {
+            (VERSION, Kind::Ack) => Self::Ack { session, seq },
+            (_, Kind::Ack) => Self::Sack {
+                session,
+                seq,
+                bitmap: rest,
+            },
+            (_, Kind::Done) => {
                 let layout::Done { size, crc } = layout::Done::read(fixed);
                 Self::Done {
                     session,
@@ -303,7 +454,7 @@ impl<'a> Message<'a> {
                     crc,
                 }
             }
-            Kind::Error => {
+            (_, Kind::Error) => {
                 let layout::Error { code } = layout::Error::read(fixed);
                 Self::Error {
                     session,
@@ -311,14 +462,7 @@ impl<'a> Message<'a> {
                     text: rest,
                 }
             }
-        };
-        // Sequence numbers only mean something on Data, Ack and Done; Data counts from 1.
-        match kind {
-            Kind::Data if seq == 0 => Err(Rule::ZeroSeq),
-            Kind::Data | Kind::Ack | Kind::Done => Ok(message),
-            _ if seq != 0 => Err(Rule::NonZeroSeq),
-            _ => Ok(message),
-        }
+        })
     }
 
     /// The message type.
@@ -329,9 +473,26 @@ impl<'a> Message<'a> {
             Self::Put { .. } => Kind::Put,
             Self::Accept { .. } => Kind::Accept,
             Self::Data { .. } => Kind::Data,
-            Self::Ack { .. } => Kind::Ack,
+            Self::Ack { .. } | Self::Sack { .. } => Kind::Ack,
             Self::Done { .. } => Kind::Done,
             Self::Error { .. } => Kind::Error,
+        }
+    }
+
+    /// The protocol version the message is encoded in: [`VERSION_WINDOWED`] for a windowed
+    /// request or Accept and for a [`Message::Sack`], [`VERSION`] for everything else.
+    pub fn version(&self) -> u8 {
+        match *self {
+            Self::List { window, .. }
+            | Self::Get { window, .. }
+            | Self::Put { window, .. }
+            | Self::Accept { window, .. }
+                if window > 1 =>
+            {
+                VERSION_WINDOWED
+            }
+            Self::Sack { .. } => VERSION_WINDOWED,
+            _ => VERSION,
         }
     }
 
@@ -342,6 +503,7 @@ impl<'a> Message<'a> {
             Self::Accept { session, .. }
             | Self::Data { session, .. }
             | Self::Ack { session, .. }
+            | Self::Sack { session, .. }
             | Self::Done { session, .. }
             | Self::Error { session, .. } => session,
         }
@@ -350,56 +512,118 @@ impl<'a> Message<'a> {
     /// The header's sequence number (0 on types without one).
     pub fn seq(&self) -> u64 {
         match *self {
-            Self::Data { seq, .. } | Self::Ack { seq, .. } | Self::Done { seq, .. } => seq,
+            Self::Data { seq, .. }
+            | Self::Ack { seq, .. }
+            | Self::Sack { seq, .. }
+            | Self::Done { seq, .. } => seq,
             _ => 0,
         }
     }
 
-    /// The bytes after the fixed fields (a name, a text, file bytes), as they will be sent.
+    /// The bytes after the fixed fields (a name, a text, file bytes, a bitmap), as they will
+    /// be sent.
     fn tail(&self) -> &'a [u8] {
         match *self {
             Self::Get { name, .. } | Self::Put { name, .. } => name,
             Self::Data { payload, .. } => payload,
+            Self::Sack { bitmap, .. } => bitmap,
             Self::Error { text, .. } => &text[..text.len().min(MAX_ERROR_TEXT)],
             _ => &[],
         }
     }
 
+    /// The length of the fixed fields of this message's layout.
+    fn fixed_len(&self) -> usize {
+        shape(self.version(), self.kind()).map_or(0, |(len, _)| len)
+    }
+
     /// The datagram's length once encoded.
     pub fn encoded_len(&self) -> usize {
-        OVERHEAD + shape(self.kind()).0 + self.tail().len()
+        OVERHEAD + self.fixed_len() + self.tail().len()
     }
 
     /// Encodes the message into the front of `buf` and returns the datagram's length.
-    /// An error text longer than [`MAX_ERROR_TEXT`] is cut to fit.
+    /// An error text longer than [`MAX_ERROR_TEXT`] is cut to fit. A window of 0 is encoded
+    /// as 1 (version 1).
     ///
     /// # Panics
     /// If `buf` is shorter than [`Message::encoded_len`] (a bug in the caller: buffers are
     /// [`MAX_DATAGRAM`] long and payloads at most [`MAX_CHUNK`]), or if the payload does not
     /// fit the 16-bit length field.
     pub fn encode(&self, buf: &mut [u8]) -> usize {
-        let kind = self.kind();
-        let (fixed_len, _) = shape(kind);
+        let version = self.version();
+        let fixed_len = self.fixed_len();
         let tail = self.tail();
         let payload_len = fixed_len + tail.len();
-        let total = write_header(buf, kind, self.session(), self.seq(), payload_len);
+        let total = write_header(
+            buf,
+            version,
+            self.kind(),
+            self.session(),
+            self.seq(),
+            payload_len,
+        );
         let (fixed, rest) = buf[HEADER_LEN..HEADER_LEN + payload_len].split_at_mut(fixed_len);
+        let windowed = version == VERSION_WINDOWED;
         match *self {
+            Self::List { chunk, window, .. } if windowed => {
+                layout::ListWindowed { chunk, window }.write(fixed)
+            }
             Self::List { chunk, .. } => layout::List { chunk }.write(fixed),
+            Self::Get {
+                chunk,
+                window,
+                offset,
+                ..
+            } if windowed => layout::GetWindowed {
+                chunk,
+                window,
+                offset,
+            }
+            .write(fixed),
             Self::Get { chunk, offset, .. } => layout::Get { chunk, offset }.write(fixed),
+            Self::Put {
+                chunk,
+                window,
+                size,
+                overwrite,
+                ..
+            } if windowed => {
+                let flags = put_flags(overwrite);
+                layout::PutWindowed {
+                    chunk,
+                    window,
+                    size,
+                    flags,
+                }
+                .write(fixed)
+            }
             Self::Put {
                 chunk,
                 size,
                 overwrite,
                 ..
-            } => {
-                let flags = if overwrite {
-                    layout::PUT_FLAG_OVERWRITE
-                } else {
-                    0
-                };
-                layout::Put { chunk, size, flags }.write(fixed)
+            } => layout::Put {
+                chunk,
+                size,
+                flags: put_flags(overwrite),
             }
+            .write(fixed),
+            Self::Accept {
+                token,
+                chunk,
+                window,
+                size,
+                offset,
+                ..
+            } if windowed => layout::AcceptWindowed {
+                token,
+                chunk,
+                window,
+                size,
+                offset,
+            }
+            .write(fixed),
             Self::Accept {
                 token,
                 chunk,
@@ -418,7 +642,7 @@ impl<'a> Message<'a> {
                 code: code.to_u16(),
             }
             .write(fixed),
-            Self::Data { .. } | Self::Ack { .. } => {}
+            Self::Data { .. } | Self::Ack { .. } | Self::Sack { .. } => {}
         }
         rest.copy_from_slice(tail);
         seal(buf, payload_len);
@@ -431,12 +655,19 @@ impl<'a> Message<'a> {
 ///
 /// # Panics
 /// If `buf` is shorter than the datagram or the payload does not fit the length field.
-fn write_header(buf: &mut [u8], kind: Kind, session: u32, seq: u64, payload_len: usize) -> usize {
+fn write_header(
+    buf: &mut [u8],
+    version: u8,
+    kind: Kind,
+    session: u32,
+    seq: u64,
+    payload_len: usize,
+) -> usize {
     let len = u16::try_from(payload_len).expect("payload fits the length field");
     let total = OVERHEAD + payload_len;
     let header = &mut buf[..total];
     header[field::MAGIC].copy_from_slice(&MAGIC);
-    header[field::VERSION] = VERSION;
+    header[field::VERSION] = version;
     header[field::TYPE] = kind.value();
     NetworkEndian::write_u32(&mut header[field::SESSION], session);
     NetworkEndian::write_u64(&mut header[field::SEQ], seq);
@@ -458,7 +689,7 @@ fn seal(buf: &mut [u8], payload_len: usize) {
 /// # Panics
 /// If `buf` is shorter than `OVERHEAD + payload_len` or `payload_len` exceeds `u16::MAX`.
 pub fn seal_data(buf: &mut [u8], session: u32, seq: u64, payload_len: usize) -> usize {
-    let total = write_header(buf, Kind::Data, session, seq, payload_len);
+    let total = write_header(buf, VERSION, Kind::Data, session, seq, payload_len);
     seal(buf, payload_len);
     total
 }
@@ -546,12 +777,12 @@ mod tests {
     #[test]
     fn another_version_with_a_valid_crc_is_unsupported() {
         let mut bytes = golden_ack();
-        bytes[2] = 2;
+        bytes[2] = 3;
         let crc = crc32fast::hash(&bytes[..HEADER_LEN]);
         NetworkEndian::write_u32(&mut bytes[HEADER_LEN..], crc);
         assert_eq!(
             Message::decode(&bytes),
-            Err(DecodeError::UnsupportedVersion(2))
+            Err(DecodeError::UnsupportedVersion(3))
         );
     }
 
