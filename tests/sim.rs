@@ -1360,3 +1360,170 @@ fn windowed_resumed_downloads_complete_byte_identical_under_loss() {
         assert_eq!(sim.stats(c).bytes, (file.len() - held) as u64);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Congestion control (protocol.md §20), through a simulated bottleneck
+// ---------------------------------------------------------------------------------------
+
+/// 10 MB/s: a 1452-byte datagram takes 145 µs to cross.
+const RATE: u64 = 10_000_000;
+
+/// File bytes per second of client `c`, from its start to its end.
+fn goodput(sim: &Sim, c: usize, len: usize) -> f64 {
+    let took = sim.clients[c].ended.unwrap() - sim.clients[c].started;
+    len as f64 / took.as_secs_f64()
+}
+
+/// Jain's fairness index of `rates`: 1 when all are equal, 1/n when one has everything.
+fn jain(rates: &[f64]) -> f64 {
+    let sum: f64 = rates.iter().sum();
+    let squares: f64 = rates.iter().map(|r| r * r).sum();
+    sum * sum / (rates.len() as f64 * squares)
+}
+
+#[test]
+fn a_window_256_transfer_fills_a_bottleneck_and_causes_little_loss() {
+    for direction in [Direction::Upload, Direction::Download] {
+        let server = Config {
+            window: 256,
+            ..Config::for_server()
+        };
+        let mut sim = Sim::with_server(60, lan(), server, Default::default());
+        sim.client_config.window = 256;
+        let bottleneck = common::Bottleneck::new(RATE, 32);
+        let len = 8 << 20;
+        let bytes = random_bytes(60, len);
+        let c = match direction {
+            Direction::Upload => {
+                sim.bottleneck_up = Some(bottleneck);
+                sim.put("big", bytes.clone(), false)
+            }
+            Direction::Download => {
+                sim.bottleneck_down = Some(bottleneck);
+                sim.add_file("big", bytes.clone());
+                sim.get("big")
+            }
+        };
+        sim.run();
+        match direction {
+            Direction::Upload => assert_uploaded(&sim, c, "big", &bytes),
+            Direction::Download => assert_downloaded(&sim, c, &bytes),
+        }
+        let b = sim
+            .bottleneck_up
+            .as_ref()
+            .or(sim.bottleneck_down.as_ref())
+            .unwrap();
+        let share = goodput(&sim, c, len) / RATE as f64;
+        let loss = b.dropped as f64 / (b.forwarded + b.dropped) as f64;
+        assert!(share >= 0.85, "{direction:?}: {share:.3} of the bottleneck");
+        assert!(
+            loss <= 0.02,
+            "{direction:?}: {:.2} % dropped at the queue",
+            loss * 100.0
+        );
+    }
+}
+
+#[test]
+fn four_windowed_transfers_share_a_bottleneck_fairly() {
+    let mut sim = Sim::with_server(
+        61,
+        lan(),
+        Config {
+            window: 256,
+            ..Config::for_server()
+        },
+        Default::default(),
+    );
+    sim.client_config.window = 256;
+    sim.bottleneck_up = Some(common::Bottleneck::new(RATE, 32));
+    let len = 4 << 20;
+    for i in 0..4 {
+        sim.put(&format!("up-{i}"), random_bytes(61 + i, len), false);
+    }
+    // Shares while all four run: the bytes each moved when the first finished.
+    assert!(sim.run_until(5_000_000, |s| (0..4).any(|c| s.outcome(c).is_some())));
+    let moved: Vec<f64> = (0..4)
+        .map(|c| sim.clients[c].session.progress().0 as f64)
+        .collect();
+    assert!(jain(&moved) >= 0.9, "Jain {:.3} of {moved:?}", jain(&moved));
+    sim.run();
+    for i in 0..4 {
+        assert_uploaded(
+            &sim,
+            i,
+            &format!("up-{i}"),
+            &random_bytes(61 + i as u64, len),
+        );
+    }
+    let b = sim.bottleneck_up.as_ref().unwrap();
+    assert!(
+        b.dropped * 50 <= b.forwarded,
+        "{} dropped of {}",
+        b.dropped,
+        b.forwarded
+    );
+}
+
+#[test]
+fn random_loss_does_not_collapse_the_window() {
+    // A 20 MB/s path with a deep queue (nothing is dropped there) that loses 5 % at random
+    // each way: a loss-based window would collapse to a few chunks.
+    let run = |loss| {
+        let mut sim = Sim::new(62, Impairments { loss, ..lan() });
+        sim.client_config.window = 64;
+        sim.bottleneck_up = Some(common::Bottleneck::new(2 * RATE, 1000));
+        let len = 8 << 20;
+        let bytes = random_bytes(62, len);
+        let c = sim.put("lossy", bytes.clone(), false);
+        sim.run();
+        assert_uploaded(&sim, c, "lossy", &bytes);
+        (goodput(&sim, c, len), sim.stats(c))
+    };
+    let (clean, clean_stats) = run(0.0);
+    let (lossy, stats) = run(0.05);
+    assert!(
+        lossy >= 0.5 * clean,
+        "{lossy:.0} B/s against {clean:.0} B/s: {stats:?}"
+    );
+    assert!(
+        stats.cwnd * 2 >= clean_stats.cwnd,
+        "the window collapsed: {stats:?}, without loss {clean_stats:?}"
+    );
+}
+
+#[test]
+fn a_window_shrinks_under_a_bottleneck_and_regrows_when_it_clears() {
+    let mut sim = Sim::with_server(
+        63,
+        lan(),
+        Config {
+            window: 256,
+            ..Config::for_server()
+        },
+        Default::default(),
+    );
+    sim.client_config.window = 256;
+    sim.bottleneck_up = Some(common::Bottleneck::new(RATE, 64));
+    let long = sim.put("long", random_bytes(63, 24 << 20), false);
+    let at = |sim: &mut Sim, t: Duration| {
+        assert!(sim.run_until(10_000_000, |s| s.elapsed() >= t));
+        sim.stats(long).cwnd
+    };
+    let alone = at(&mut sim, Duration::from_millis(400));
+    for i in 0..3 {
+        sim.put(&format!("short-{i}"), random_bytes(64 + i, 2 << 20), false);
+    }
+    let shared = at(&mut sim, Duration::from_millis(900));
+    assert!(sim.run_until(10_000_000, |s| (1..4).all(|c| s.outcome(c).is_some())));
+    let later = sim.elapsed() + Duration::from_millis(300);
+    let regrown = at(&mut sim, later);
+    assert!(shared * 10 <= alone * 6, "alone {alone}, shared {shared}");
+    assert!(
+        regrown * 10 >= alone * 8,
+        "alone {alone}, regrown {regrown}"
+    );
+    sim.run();
+    assert_eq!(sim.outcome(long), Some(Outcome::Complete));
+}

@@ -49,6 +49,8 @@ enum Phase {
         resend_at: Option<Instant>,
         pending: bool,
         tries: u32,
+        /// When the request was first sent: its Accept is the session's first round trip.
+        first_sent: Option<Instant>,
     },
     /// The server accepted: the transfer runs (boxed: a transfer is far larger than the
     /// other phases, and it is made once per session).
@@ -113,6 +115,7 @@ impl ClientSession {
                 resend_at: None,
                 pending: true,
                 tries: 0,
+                first_sent: None,
             },
             rtt: Rtt::new(config),
             started: now,
@@ -173,7 +176,22 @@ impl ClientSession {
                     None
                 };
                 match unasked {
-                    None => self.open(now, session, chunk, window, size, offset),
+                    None => {
+                        // Karn: the request's round trip counts only if it went out once.
+                        let handshake = match self.phase {
+                            Phase::Requesting {
+                                tries: 1,
+                                first_sent: Some(sent),
+                                ..
+                            } => Some(now.saturating_duration_since(sent)),
+                            _ => None,
+                        };
+                        self.open(now, session, chunk, window, size, offset);
+                        if let (Phase::Transfer(transfer), Some(rtt)) = (&mut self.phase, handshake)
+                        {
+                            transfer.seed_rtt(rtt);
+                        }
+                    }
                     Some(text) => {
                         self.farewell = Some((session, ErrorCode::BadRequest));
                         self.phase = Phase::Ended(Failure::Local {
@@ -321,12 +339,14 @@ impl ClientSession {
                 resend_at,
                 pending,
                 tries,
+                first_sent,
             } => {
                 if !*pending {
                     return None;
                 }
                 *pending = false;
                 *tries += 1;
+                first_sent.get_or_insert(now);
                 // The last try waits out the rest of the give-up time.
                 let remaining = self
                     .config

@@ -70,6 +70,8 @@ pub(crate) struct Acked {
     /// round trip: an earlier copy arrived, so that retransmission was spurious (the timer or
     /// the reordering window was too short; the detection of Eifel, RFC 3522, by timing).
     pub(crate) spurious: u64,
+    /// The transmission order of the latest-sent message delivered (0: none).
+    pub(crate) newest_tx: u64,
 }
 
 /// A sender's messages in flight.
@@ -252,6 +254,7 @@ impl Flight {
         }
         // Karn: a sample only from a message sent exactly once; the newest is the best.
         if let Some((sent, tx, tries)) = newest {
+            acked.newest_tx = tx;
             let rtt = now.saturating_duration_since(sent);
             if tries == 1 {
                 acked.sample = Some(rtt);
@@ -283,17 +286,18 @@ impl Flight {
     }
 
     /// Marks lost every unacknowledged message sent before the latest delivered one by at
-    /// least `reorder` (RFC 8985 §6.2), and returns when the next one would be, if one is
-    /// waiting for its reordering window to pass. Returns how many were marked.
+    /// least `reorder` (RFC 8985 §6.2). Returns the transmission order of the earliest-sent
+    /// one marked, if any, and when the next one would be, if one is waiting for its
+    /// reordering window to pass.
     pub(crate) fn detect_losses(
         &mut self,
         now: Instant,
         reorder: Duration,
-    ) -> (usize, Option<Instant>) {
+    ) -> (Option<u64>, Option<Instant>) {
         let Some(reference) = self.delivered else {
-            return (0, None);
+            return (None, None);
         };
-        let mut marked = 0;
+        let mut first_lost: Option<u64> = None;
         let mut wake: Option<Instant> = None;
         for s in self.sent.iter_mut() {
             if s.standing != Standing::Unacked || s.tx >= reference.tx {
@@ -302,23 +306,28 @@ impl Flight {
             let due = s.last_sent + reference.rtt + reorder;
             if now >= due {
                 s.standing = Standing::Lost;
-                marked += 1;
+                first_lost = Some(first_lost.map_or(s.tx, |t| t.min(s.tx)));
             } else {
                 wake = Some(wake.map_or(due, |w| w.min(due)));
             }
         }
-        (marked, wake)
+        (first_lost, wake)
+    }
+
+    /// The transmission order the next transmission will have.
+    pub(crate) fn next_tx(&self) -> u64 {
+        self.tx + 1
     }
 
     /// Marks the oldest unacknowledged message lost (its retransmission timer expired);
-    /// returns its number, or `None` if nothing is outstanding.
+    /// returns the transmission order of its latest copy, or `None` if nothing is outstanding.
     pub(crate) fn mark_oldest_lost(&mut self) -> Option<u64> {
         let s = self
             .sent
             .iter_mut()
             .find(|s| s.standing != Standing::Sacked)?;
         s.standing = Standing::Lost;
-        Some(s.seq)
+        Some(s.tx)
     }
 
     fn index(&self, seq: u64) -> Option<usize> {

@@ -11,14 +11,15 @@
 //! * [`rtt`]: the RFC 6298 round-trip estimator and retransmission timeout.
 //! * [`transfer`]: the plan of a transfer and the one type that drives either half.
 //! * [`sender`] / [`receiver`]: the two halves of a transfer; `flight` is what a sender has
-//!   in flight, `reorder` what a receiver holds ahead of a hole, `buffers` their datagram
-//!   buffers, allocated as they are needed.
+//!   in flight, `reorder` what a receiver holds ahead of a hole, `congestion` the sender's
+//!   congestion window, `buffers` their datagram buffers, allocated as they are needed.
 //! * [`client`]: a client request and the transfer it opens.
 //! * [`table`]: requests to sessions, and the per-peer session table of the server.
 //! * [`listing`]: the bytes of a library listing.
 
 mod buffers;
 pub mod client;
+mod congestion;
 mod flight;
 pub mod listing;
 pub mod receiver;

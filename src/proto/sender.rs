@@ -18,6 +18,7 @@
 //! hashes the whole file once (in steps, after the peer proved its address) and the source
 //! remembers it for every later resume of that version.
 
+use super::congestion::Congestion;
 use super::flight::Flight;
 use super::rtt::Rtt;
 use super::session::{chunk_count, deadline, Config, Failure, FileCrc, Outcome, Source, Stats};
@@ -85,6 +86,8 @@ pub struct Sender {
     hasher: crc32fast::Hasher,
     phase: Phase,
     flight: Flight,
+    /// The congestion window of a windowed session (none for stop-and-wait).
+    congestion: Option<Congestion>,
     /// The next new Data datagram, read and sealed ahead: (message, buffer, length).
     ready: Option<(u64, Vec<u8>, usize)>,
     /// Reading ahead is due on the next `poll_transmit` call (after the send).
@@ -99,6 +102,9 @@ pub struct Sender {
     rtt: Rtt,
     /// The retransmission timer of the oldest unacknowledged message (RFC 6298).
     rto_at: Option<Instant>,
+    /// The timer expired: the oldest message goes again whatever the congestion window
+    /// (which may have shrunk below what is still counted in flight).
+    rto_due: bool,
     /// When a message waiting out its reordering window would be presumed lost.
     reorder_at: Option<Instant>,
     /// When the next step of hashing (or of asking for the file's CRC) is due.
@@ -145,6 +151,7 @@ impl Sender {
             hasher: crc32fast::Hasher::new(),
             phase: Phase::Opening,
             flight: Flight::new(first, u64::from(window), usize::from(chunk) + OVERHEAD),
+            congestion: (window > 1).then(|| Congestion::new(window)),
             ready: None,
             read_ahead_due: false,
             error_pending: None,
@@ -153,6 +160,7 @@ impl Sender {
             config: config.clone(),
             rtt: Rtt::new(config),
             rto_at: None,
+            rto_due: false,
             reorder_at: None,
             step_at: None,
             reorder_quarters: 1,
@@ -164,6 +172,14 @@ impl Sender {
             sender.start_data(now);
         }
         sender
+    }
+
+    /// Takes a round trip measured before the transfer (see [`super::Transfer::seed_rtt`]).
+    pub fn seed_rtt(&mut self, rtt: Duration) {
+        self.rtt.sample(rtt);
+        if let Some(congestion) = &mut self.congestion {
+            congestion.seed_base(rtt);
+        }
     }
 
     /// The session this sender belongs to.
@@ -226,6 +242,10 @@ impl Sender {
         if let Some(rtt) = acked.sample {
             self.rtt.sample(rtt);
         }
+        let next_tx = self.flight.next_tx();
+        if let Some(congestion) = &mut self.congestion {
+            congestion.on_ack(acked.delivered, acked.sample, acked.newest_tx, next_tx);
+        }
         self.adapt_reordering(acked.spurious, acked.delivered);
         self.progress_at = now;
         if acked.advanced {
@@ -247,8 +267,12 @@ impl Sender {
     /// Marks lost what the latest deliveries show missing, and arms the reordering timer
     /// for what they may soon show.
     fn look_for_losses(&mut self, now: Instant) {
-        let (_, wake) = self.flight.detect_losses(now, self.reorder_window());
+        let (lost, wake) = self.flight.detect_losses(now, self.reorder_window());
         self.reorder_at = wake;
+        let next_tx = self.flight.next_tx();
+        if let (Some(lost), Some(congestion)) = (lost, &mut self.congestion) {
+            congestion.on_loss(lost, next_tx);
+        }
     }
 
     /// How long a message may trail one sent after it before it is presumed lost: a
@@ -422,7 +446,13 @@ impl Sender {
         }
         self.rtt.back_off();
         self.rto_at = None;
-        self.flight.mark_oldest_lost();
+        self.rto_due = true;
+        let next_tx = self.flight.next_tx();
+        if let (Some(lost), Some(congestion)) =
+            (self.flight.mark_oldest_lost(), &mut self.congestion)
+        {
+            congestion.on_timeout(lost, next_tx);
+        }
     }
 
     /// One step of the phases that wait on the file's CRC.
@@ -463,7 +493,9 @@ impl Sender {
 
     /// The congestion window: how many messages may be in the network at once.
     fn cwnd(&self) -> usize {
-        usize::MAX
+        self.congestion
+            .as_ref()
+            .map_or(usize::MAX, Congestion::window)
     }
 
     /// Whether message `next` may go out for the first time now.
@@ -516,9 +548,19 @@ impl Sender {
         if !matches!(self.phase, Phase::Opening | Phase::Sending) {
             return None;
         }
-        if let Some(seq) = self.flight.next_lost() {
+        if let Some(seq) = self
+            .flight
+            .next_lost()
+            .filter(|_| self.rto_due || self.flight.in_flight() < self.cwnd())
+        {
+            self.rto_due = false;
             self.flight.resend(now, seq);
             self.stats.retransmitted += 1;
+            if seq == self.flight.base() {
+                // The oldest message went again: its timer counts from now, or it would expire
+                // just before this copy could be acknowledged (as Linux re-arms it).
+                self.rto_at = Some(deadline(now, self.rtt.rto()));
+            }
             return Some(self.emit(now, seq, buf));
         }
         if self.may_send_new() {
@@ -634,7 +676,9 @@ impl Sender {
         self.error_pending.is_some()
             || self.read_ahead_due
             || matches!(self.phase, Phase::Opening | Phase::Sending)
-                && (self.flight.next_lost().is_some() || self.may_send_new())
+                && (self.flight.next_lost().is_some()
+                    && (self.rto_due || self.flight.in_flight() < self.cwnd())
+                    || self.may_send_new())
     }
 
     /// How the transfer ended, once it has.
@@ -651,6 +695,7 @@ impl Sender {
     pub fn stats(&self) -> Stats {
         Stats {
             srtt: self.rtt.srtt(),
+            cwnd: self.cwnd().min(usize::from(self.window)) as u64,
             ..self.stats.clone()
         }
     }

@@ -105,6 +105,8 @@ pub struct Stats {
     pub bytes: u64,
     /// The smoothed round trip at the end, if measured.
     pub srtt: Option<Duration>,
+    /// A sender's congestion window now, in messages (1 in stop-and-wait; 0 for a receiver).
+    pub cwnd: u64,
 }
 
 /// How a transfer ended, from this end's point of view.

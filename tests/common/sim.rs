@@ -278,6 +278,10 @@ pub struct Sim {
     /// request of any other version with Error `UnsupportedVersion` and drops every other
     /// datagram of another version (protocol.md §16), before its table sees them.
     pub version_1_server: bool,
+    /// A bottleneck every client's datagrams to the server cross before their own link.
+    pub bottleneck_up: Option<Bottleneck>,
+    /// A bottleneck every datagram from the server crosses before the client's own link.
+    pub bottleneck_down: Option<Bottleneck>,
     buf: Vec<u8>,
 }
 
@@ -326,6 +330,8 @@ impl Sim {
             hooked: 0,
             timer_slack: Duration::ZERO,
             version_1_server: false,
+            bottleneck_up: None,
+            bottleneck_down: None,
             buf: vec![0; MAX_DATAGRAM],
         }
     }
@@ -501,6 +507,20 @@ impl Sim {
             None => Fate::Link,
         };
         let mut deliveries = Vec::new();
+        let bottleneck = if from == SERVER {
+            self.bottleneck_down.as_mut()
+        } else if to == SERVER {
+            self.bottleneck_up.as_mut()
+        } else {
+            None
+        };
+        let leaves = match bottleneck {
+            Some(b) if matches!(fate, Fate::Link) => b.admit(self.now, bytes.len()),
+            _ => Some(self.now),
+        };
+        let Some(leaves) = leaves else {
+            return; // the bottleneck's queue was full: congestion
+        };
         match fate {
             Fate::Link => {
                 let link = if from == SERVER {
@@ -509,7 +529,7 @@ impl Sim {
                     self.by_addr.get(&from).map(|&i| &mut self.clients[i].up)
                 };
                 match link {
-                    Some(link) => link.transmit(self.now, bytes.len(), &mut deliveries),
+                    Some(link) => link.transmit(leaves, bytes.len(), &mut deliveries),
                     // To or from an address no client owns: a perfect wire.
                     None => deliveries.push(Delivery {
                         at: self.now,
@@ -819,6 +839,58 @@ impl Sim {
             self.steps,
             self.elapsed(),
         )
+    }
+}
+
+/// A router port shared by every client in one direction: it sends one datagram at a time at
+/// `rate` bytes per second and buffers at most `queue` more, dropping arrivals to a full
+/// queue (drop-tail), which is how congestion loses datagrams.
+#[derive(Clone, Debug)]
+pub struct Bottleneck {
+    /// Bytes per second.
+    pub rate: u64,
+    /// Datagrams buffered behind the one being sent.
+    pub queue: usize,
+    /// When each datagram still in the port finishes leaving it, in order.
+    leaving: std::collections::VecDeque<Instant>,
+    /// Datagrams that got through.
+    pub forwarded: u64,
+    /// Datagrams dropped at the full queue.
+    pub dropped: u64,
+    /// The most datagrams waiting at once.
+    pub peak: usize,
+}
+
+impl Bottleneck {
+    /// A port of `rate` bytes per second with room for `queue` waiting datagrams.
+    pub fn new(rate: u64, queue: usize) -> Self {
+        Self {
+            rate,
+            queue,
+            leaving: Default::default(),
+            forwarded: 0,
+            dropped: 0,
+            peak: 0,
+        }
+    }
+
+    /// When a datagram of `len` bytes arriving at `now` has left the port; `None` if the
+    /// queue is full.
+    fn admit(&mut self, now: Instant, len: usize) -> Option<Instant> {
+        while self.leaving.front().is_some_and(|&t| t <= now) {
+            self.leaving.pop_front();
+        }
+        // One is on the wire, the rest wait.
+        if self.leaving.len() > self.queue {
+            self.dropped += 1;
+            return None;
+        }
+        let start = self.leaving.back().map_or(now, |&t| t.max(now));
+        let leaves = start + Duration::from_nanos((len as u64 * 1_000_000_000).div_ceil(self.rate));
+        self.leaving.push_back(leaves);
+        self.peak = self.peak.max(self.leaving.len() - 1);
+        self.forwarded += 1;
+        Some(leaves)
     }
 }
 
