@@ -95,6 +95,21 @@ impl BlockReceiver {
         }
     }
 
+    /// Folds in a round trip measured before the first block (the request and its OACK).
+    pub fn sample_rtt(&mut self, rtt: Duration) {
+        self.rtt.sample(rtt);
+    }
+
+    /// The peer repeated what ACK 0 answers (its OACK): ACK 0 is due again, if no block
+    /// has arrived yet.
+    pub fn repeat_first_ack(&mut self) {
+        self.stats.received += 1;
+        self.stats.duplicates += 1;
+        if self.next == 1 && self.outcome.is_none() {
+            self.ack_due = true;
+        }
+    }
+
     /// Counts a datagram the session received and ignored.
     pub fn note_ignored(&mut self) {
         self.stats.received += 1;

@@ -296,7 +296,9 @@ impl ServerSession {
                 },
                 Packet::Data { block, data },
             ) => {
-                if receiver.handle_data(now, block, data) {
+                // DATA 1 answers our ACK 0 or OACK: the peer is there, even if the block
+                // turns out to be bad (then it hears why).
+                if receiver.handle_data(now, block, data) || block == 1 {
                     *proven = true;
                 }
             }
