@@ -172,6 +172,9 @@ pub fn negotiate(
                 // The wire size of netascii is unknown until the whole file is read, which
                 // an unproven peer must not cause: tsize is not offered then.
                 Direction::Read { netascii: true, .. } => continue,
+                // curl refuses an OACK with tsize 0: an empty file's size goes unsaid (its
+                // single empty block says it anyway).
+                Direction::Read { size: 0, .. } => continue,
                 Direction::Read { size, .. } => {
                     granted.tsize = Some(size);
                     size
@@ -326,6 +329,12 @@ mod tests {
         // The first of a repeated option counts.
         let g = grant(&[("blksize", "1000"), ("blksize", "2000")], READ).unwrap();
         assert_eq!(g.blksize, 1000);
+    }
+
+    #[test]
+    fn an_empty_file_gets_no_tsize() {
+        let g = grant(&[("tsize", "0")], Direction::Read { size: 0, netascii: false }).unwrap();
+        assert!(g.oack().is_none());
     }
 
     #[test]
