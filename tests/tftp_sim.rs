@@ -232,7 +232,12 @@ fn open_server(
 
 fn assert_transferred(case: &Case, run: &Run, what: &str) {
     assert_eq!(run.client, Some(Outcome::Complete), "client: {what}");
-    assert_eq!(run.server, Some(Outcome::Complete), "server: {what}");
+    // The one ambiguity TFTP leaves: a download's final ACK lost (every time the last block
+    // was repeated, while the client lingered) leaves the server unsure, and it gives up;
+    // the client has the file. An upload's server always knows.
+    let unsure = !case.upload
+        && matches!(run.server, Some(Outcome::Failed(udpft::proto::Failure::Timeout { .. })));
+    assert!(run.server == Some(Outcome::Complete) || unsure, "server: {what}: {:?}", run.server);
     assert!(run.committed, "not committed: {what}");
     assert!(run.received == file(case.seed, case.size), "bytes differ: {what}");
 }

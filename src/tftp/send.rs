@@ -7,7 +7,9 @@
 //! acknowledges the last block it has in order, and sending resumes after it). Only the
 //! timer retransmits, from the first unacknowledged block; an ACK that acknowledges nothing
 //! new (a duplicate, a late one) never causes a send, so the Sorcerer's Apprentice cannot
-//! happen. The timer is RFC 6298's ([`Rtt`]: smoothed round trip, Karn's rule, backoff), so
+//! happen. From the second timeout in a row on, the retransmission also carries the next
+//! new block, which unsticks a receiver that already has the window and answers repeats only
+//! once. The timer is RFC 6298's ([`Rtt`]: smoothed round trip, Karn's rule, backoff), so
 //! on a LAN a lost block costs about a round trip.
 //!
 //! A block is built when it is first sent and rebuilt for a retransmission: in octet mode
@@ -191,8 +193,13 @@ impl BlockSender {
     }
 
     fn can_send(&self) -> bool {
+        // From the second timeout in a row on, one block past the window goes out too: a
+        // receiver that already holds the whole window and answers repeats only once (atftp)
+        // would otherwise wait for its own timer, which our retransmissions keep resetting.
+        // The next new block is in order for it, and it moves again.
+        let probe = u64::from(self.timeouts >= 2);
         self.outcome.is_none()
-            && self.next <= self.acked + self.window
+            && self.next <= self.acked + self.window + probe
             && self.last.is_none_or(|last| self.next <= last)
     }
 
