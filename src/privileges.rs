@@ -108,7 +108,10 @@ pub fn drop_to(target: &Target) -> Result<(), PrivilegeError> {
 ///
 /// # Errors
 /// As [`resolve`] and [`drop_to`].
-pub fn drop_privileges(user: Option<&str>, group: Option<&str>) -> Result<Option<Target>, PrivilegeError> {
+pub fn drop_privileges(
+    user: Option<&str>,
+    group: Option<&str>,
+) -> Result<Option<Target>, PrivilegeError> {
     let Some(user) = user else {
         return Ok(None);
     };
@@ -122,7 +125,11 @@ pub fn drop_privileges(user: Option<&str>, group: Option<&str>) -> Result<Option
 ///
 /// # Errors
 /// [`PrivilegeError::RootWithUploads`] when it would.
-pub fn check_root_with_uploads(euid: Uid, uploads: bool, allow_root: bool) -> Result<(), PrivilegeError> {
+pub fn check_root_with_uploads(
+    euid: Uid,
+    uploads: bool,
+    allow_root: bool,
+) -> Result<(), PrivilegeError> {
     if euid.is_root() && uploads && !allow_root {
         return Err(PrivilegeError::RootWithUploads);
     }
@@ -146,7 +153,10 @@ mod tests {
     fn root_with_uploads_is_refused_unless_allowed() {
         let root = Uid::from_raw(0);
         let user = Uid::from_raw(1000);
-        assert_eq!(check_root_with_uploads(root, true, false), Err(PrivilegeError::RootWithUploads));
+        assert_eq!(
+            check_root_with_uploads(root, true, false),
+            Err(PrivilegeError::RootWithUploads)
+        );
         assert_eq!(check_root_with_uploads(root, true, true), Ok(()));
         assert_eq!(check_root_with_uploads(root, false, false), Ok(()));
         assert_eq!(check_root_with_uploads(user, true, false), Ok(()));
@@ -185,11 +195,17 @@ mod tests {
         // only `drop_in_child`.
         let exe = std::env::current_exe().unwrap();
         let out = Command::new(exe)
-            .args(["--exact", "privileges::tests::drop_in_child", "--ignored", "--nocapture"])
+            .args([
+                "--exact",
+                "privileges::tests::drop_in_child",
+                "--ignored",
+                "--nocapture",
+            ])
             .env(CHILD, "1")
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{text}");
         assert!(text.contains("1 passed"), "the child ran its test: {text}");
     }
@@ -203,12 +219,18 @@ mod tests {
         assert_eq!(unistd::geteuid(), target.uid);
         assert_eq!(unistd::getgid(), target.gid);
         assert_eq!(unistd::getgroups().unwrap(), vec![target.gid]);
-        assert!(unistd::setuid(Uid::from_raw(0)).is_err(), "root cannot be regained");
+        assert!(
+            unistd::setuid(Uid::from_raw(0)).is_err(),
+            "root cannot be regained"
+        );
         // Root's own folder is now closed.
         assert!(std::fs::File::create("/root/.udpft-privileges-test").is_err());
         assert_eq!(refuse_root_with_uploads(true, false), Ok(()));
         // Dropping again to the same user is fine; to another is not possible.
         assert_eq!(drop_to(&target), Ok(()));
-        assert_eq!(drop_privileges(Some("root"), None), Err(PrivilegeError::NotRoot));
+        assert_eq!(
+            drop_privileges(Some("root"), None),
+            Err(PrivilegeError::NotRoot)
+        );
     }
 }

@@ -110,16 +110,53 @@ impl Client {
         let local = local.to_str().unwrap();
         match self {
             Self::TftpHpa => {
-                c.args(["-m", "binary", "127.0.0.1", &s.port(), "-c", "get", remote, local]);
+                c.args([
+                    "-m",
+                    "binary",
+                    "127.0.0.1",
+                    &s.port(),
+                    "-c",
+                    "get",
+                    remote,
+                    local,
+                ]);
             }
             Self::Atftp => {
-                c.args(["--option", &format!("blksize {blksize}"), "-g", "-r", remote, "-l", local, "127.0.0.1", &s.port()]);
+                c.args([
+                    "--option",
+                    &format!("blksize {blksize}"),
+                    "-g",
+                    "-r",
+                    remote,
+                    "-l",
+                    local,
+                    "127.0.0.1",
+                    &s.port(),
+                ]);
             }
             Self::Busybox => {
-                c.args(["tftp", "-b", &blksize.to_string(), "-g", "-r", remote, "-l", local, "127.0.0.1", &s.port()]);
+                c.args([
+                    "tftp",
+                    "-b",
+                    &blksize.to_string(),
+                    "-g",
+                    "-r",
+                    remote,
+                    "-l",
+                    local,
+                    "127.0.0.1",
+                    &s.port(),
+                ]);
             }
             Self::Curl => {
-                c.args(["-sS", "--tftp-blksize", &blksize.to_string(), "-o", local, &s.url(remote)]);
+                c.args([
+                    "-sS",
+                    "--tftp-blksize",
+                    &blksize.to_string(),
+                    "-o",
+                    local,
+                    &s.url(remote),
+                ]);
             }
         }
         c
@@ -131,16 +168,53 @@ impl Client {
         let local = local.to_str().unwrap();
         match self {
             Self::TftpHpa => {
-                c.args(["-m", "binary", "127.0.0.1", &s.port(), "-c", "put", local, remote]);
+                c.args([
+                    "-m",
+                    "binary",
+                    "127.0.0.1",
+                    &s.port(),
+                    "-c",
+                    "put",
+                    local,
+                    remote,
+                ]);
             }
             Self::Atftp => {
-                c.args(["--option", &format!("blksize {blksize}"), "-p", "-l", local, "-r", remote, "127.0.0.1", &s.port()]);
+                c.args([
+                    "--option",
+                    &format!("blksize {blksize}"),
+                    "-p",
+                    "-l",
+                    local,
+                    "-r",
+                    remote,
+                    "127.0.0.1",
+                    &s.port(),
+                ]);
             }
             Self::Busybox => {
-                c.args(["tftp", "-b", &blksize.to_string(), "-p", "-l", local, "-r", remote, "127.0.0.1", &s.port()]);
+                c.args([
+                    "tftp",
+                    "-b",
+                    &blksize.to_string(),
+                    "-p",
+                    "-l",
+                    local,
+                    "-r",
+                    remote,
+                    "127.0.0.1",
+                    &s.port(),
+                ]);
             }
             Self::Curl => {
-                c.args(["-sS", "--tftp-blksize", &blksize.to_string(), "-T", local, &s.url(remote)]);
+                c.args([
+                    "-sS",
+                    "--tftp-blksize",
+                    &blksize.to_string(),
+                    "-T",
+                    local,
+                    &s.url(remote),
+                ]);
             }
         }
         c
@@ -157,8 +231,14 @@ fn printed(done: &support::Finished) -> String {
 }
 
 fn assert_same(path: &Path, expected: &[u8], what: &str) {
-    let got = std::fs::read(path).unwrap_or_else(|e| panic!("{what}: {} not written: {e}", path.display()));
-    assert!(got.len() == expected.len() && got == expected, "{what}: {} bytes, expected {}", got.len(), expected.len());
+    let got = std::fs::read(path)
+        .unwrap_or_else(|e| panic!("{what}: {} not written: {e}", path.display()));
+    assert!(
+        got.len() == expected.len() && got == expected,
+        "{what}: {} bytes, expected {}",
+        got.len(),
+        expected.len()
+    );
 }
 
 #[test]
@@ -170,12 +250,19 @@ fn every_client_downloads_every_size_at_every_block_size_byte_identical() {
     s.put_file("one", b"x");
     let mut ran = 0;
     for client in Client::ALL {
-        let Some(program) = client.program() else { continue };
+        let Some(program) = client.program() else {
+            continue;
+        };
         for &blksize in client.blksizes() {
             let block = random(blksize, blksize as u64);
             let block_name = format!("block{blksize}");
             s.put_file(&block_name, &block);
-            for (name, bytes) in [("empty", &b""[..]), ("one", b"x"), (&block_name[..], &block[..]), ("big.bin", &big[..])] {
+            for (name, bytes) in [
+                ("empty", &b""[..]),
+                ("one", b"x"),
+                (&block_name[..], &block[..]),
+                ("big.bin", &big[..]),
+            ] {
                 let local = s.local(&format!("{client:?}-{blksize}-{name}"));
                 let what = format!("{client:?} get {name} at blksize {blksize}");
                 let done = run(&mut client.get(&program, &s, name, &local, blksize));
@@ -191,7 +278,9 @@ fn every_client_downloads_every_size_at_every_block_size_byte_identical() {
 #[test]
 fn a_40_mib_download_at_512_byte_blocks_rolls_over() {
     let s = Setup::new(ServerConfig::default());
-    let Some(program) = Client::Curl.program() else { return };
+    let Some(program) = Client::Curl.program() else {
+        return;
+    };
     let bytes = random(40 * MIB, 40);
     s.put_file("huge.bin", &bytes);
     let local = s.local("huge.bin");
@@ -199,7 +288,10 @@ fn a_40_mib_download_at_512_byte_blocks_rolls_over() {
     let done = run(&mut Client::Curl.get(&program, &s, "huge.bin", &local, 512));
     assert_eq!(done.code, 0, "{}", printed(&done));
     assert_same(&local, &bytes, "40 MiB at 512");
-    eprintln!("40 MiB in 81,920 blocks of 512 bytes (rolled over): {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "40 MiB in 81,920 blocks of 512 bytes (rolled over): {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }
 
 #[test]
@@ -209,24 +301,51 @@ fn tftp_hpa_default_netascii_mode_stores_lf_and_sends_cr_lf() {
     s.put_file("notes.txt", text);
     // On the wire: CR LF (and CR NUL), as a raw netascii request shows.
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    socket.send_to(&rrq("notes.txt", "netascii", &[]), s.server.addr()).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    socket
+        .send_to(&rrq("notes.txt", "netascii", &[]), s.server.addr())
+        .unwrap();
     let mut buf = vec![0; MAX_PACKET];
     let (n, from) = socket.recv_from(&mut buf).unwrap();
-    assert_eq!(from, s.server.addr(), "single port: the reply comes from the listening port");
+    assert_eq!(
+        from,
+        s.server.addr(),
+        "single port: the reply comes from the listening port"
+    );
     let Ok(Packet::Data { block: 1, data }) = Packet::decode(&buf[..n]) else {
         panic!("{}", show(&buf[..n]))
     };
-    assert_eq!(data, b"first line\r\nsecond\r\0 bare cr\r\n\r\nlast line without end");
+    assert_eq!(
+        data,
+        b"first line\r\nsecond\r\0 bare cr\r\n\r\nlast line without end"
+    );
     socket.send_to(&ack(1), s.server.addr()).unwrap();
-    let Some(program) = Client::TftpHpa.program() else { return };
+    let Some(program) = Client::TftpHpa.program() else {
+        return;
+    };
     // tftp-hpa's default mode is netascii: the file on disk ends its lines in LF.
     let local = s.local("notes.txt");
-    let done = run(Command::new(&program).args(["127.0.0.1", &s.port(), "-c", "get", "notes.txt", local.to_str().unwrap()]));
+    let done = run(Command::new(&program).args([
+        "127.0.0.1",
+        &s.port(),
+        "-c",
+        "get",
+        "notes.txt",
+        local.to_str().unwrap(),
+    ]));
     assert_eq!(done.code, 0, "{}", printed(&done));
     assert_same(&local, text, "netascii download");
     // And back: an upload in netascii is stored with LF.
-    let done = run(Command::new(&program).args(["127.0.0.1", &s.port(), "-c", "put", local.to_str().unwrap(), "back.txt"]));
+    let done = run(Command::new(&program).args([
+        "127.0.0.1",
+        &s.port(),
+        "-c",
+        "put",
+        local.to_str().unwrap(),
+        "back.txt",
+    ]));
     assert_eq!(done.code, 0, "{}", printed(&done));
     s.server.stop();
     assert_same(&s.library.path().join("back.txt"), text, "netascii upload");
@@ -235,12 +354,24 @@ fn tftp_hpa_default_netascii_mode_stores_lf_and_sends_cr_lf() {
 #[test]
 fn atftp_negotiates_a_window() {
     let mut s = Setup::new(ServerConfig::default());
-    let Some(program) = Client::Atftp.program() else { return };
+    let Some(program) = Client::Atftp.program() else {
+        return;
+    };
     let bytes = random(5 * MIB, 8);
     s.put_file("w.bin", &bytes);
     let local = s.local("w.bin");
     let done = run(Command::new(&program).args([
-        "--option", "blksize 1468", "--option", "windowsize 8", "-g", "-r", "w.bin", "-l", local.to_str().unwrap(), "127.0.0.1", &s.port(),
+        "--option",
+        "blksize 1468",
+        "--option",
+        "windowsize 8",
+        "-g",
+        "-r",
+        "w.bin",
+        "-l",
+        local.to_str().unwrap(),
+        "127.0.0.1",
+        &s.port(),
     ]));
     assert_eq!(done.code, 0, "{}", printed(&done));
     assert_same(&local, &bytes, "windowsize 8");
@@ -263,11 +394,18 @@ fn every_client_uploads_byte_identical_and_nothing_half_written_is_visible() {
     std::fs::write(s.local("empty"), b"").unwrap();
     let mut expected = Vec::new();
     for client in Client::ALL {
-        let Some(program) = client.program() else { continue };
+        let Some(program) = client.program() else {
+            continue;
+        };
         for &blksize in client.blksizes() {
             let remote = format!("{client:?}-{blksize}.bin");
             let done = run(&mut client.put(&program, &s, &local, &remote, blksize));
-            assert_eq!(done.code, 0, "{client:?} put at {blksize}: {}", printed(&done));
+            assert_eq!(
+                done.code,
+                0,
+                "{client:?} put at {blksize}: {}",
+                printed(&done)
+            );
             expected.push((remote, bytes.clone()));
         }
         let remote = format!("{client:?}-empty");
@@ -280,13 +418,19 @@ fn every_client_uploads_byte_identical_and_nothing_half_written_is_visible() {
         assert_same(&s.library.path().join(name), bytes, name);
     }
     let names = support::names_in(s.library.path());
-    assert_eq!(names.len(), expected.len(), "no temporary files left: {names:?}");
+    assert_eq!(
+        names.len(),
+        expected.len(),
+        "no temporary files left: {names:?}"
+    );
 }
 
 #[test]
 fn uploads_are_refused_without_write_access_and_existing_files_are_kept() {
     let mut s = Setup::new(ServerConfig::default());
-    let Some(curl) = Client::Curl.program() else { return };
+    let Some(curl) = Client::Curl.program() else {
+        return;
+    };
     std::fs::write(s.local("f"), b"new").unwrap();
     let done = run(&mut Client::Curl.put(&curl, &s, &s.local("f"), "f", 512));
     // curl's exit code 69 is TFTP's access violation (its message text is unreliable).
@@ -298,8 +442,16 @@ fn uploads_are_refused_without_write_access_and_existing_files_are_kept() {
     std::fs::write(s.local("f"), b"new").unwrap();
     let done = run(&mut Client::Curl.put(&curl, &s, &s.local("f"), "kept", 512));
     // 73: TFTP's "file already exists".
-    assert_eq!(done.code, 73, "an existing file is not overwritten: {}", printed(&done));
-    assert_eq!(std::fs::read(s.library.path().join("kept")).unwrap(), b"old");
+    assert_eq!(
+        done.code,
+        73,
+        "an existing file is not overwritten: {}",
+        printed(&done)
+    );
+    assert_eq!(
+        std::fs::read(s.library.path().join("kept")).unwrap(),
+        b"old"
+    );
 }
 
 #[test]
@@ -308,22 +460,49 @@ fn missing_files_bad_names_folders_and_the_slash_prefix() {
     s.put_file("pxelinux.0", b"boot image");
     std::fs::create_dir(s.library.path().join("boot")).unwrap();
     std::fs::write(s.library.path().join("boot/inner"), b"hidden in a folder").unwrap();
-    let Some(tftp) = Client::TftpHpa.program() else { return };
+    let Some(tftp) = Client::TftpHpa.program() else {
+        return;
+    };
     let get = |remote: &str| {
         let local = s.local("out");
         let _ = std::fs::remove_file(&local);
-        let done = run(Command::new(&tftp).args(["-m", "binary", "127.0.0.1", &s.port(), "-c", "get", remote, local.to_str().unwrap()]));
+        let done = run(Command::new(&tftp).args([
+            "-m",
+            "binary",
+            "127.0.0.1",
+            &s.port(),
+            "-c",
+            "get",
+            remote,
+            local.to_str().unwrap(),
+        ]));
         (done, std::fs::read(&local).ok())
     };
     let (done, got) = get("/pxelinux.0");
     assert_eq!(done.code, 0, "{}", printed(&done));
     assert_eq!(got.as_deref(), Some(&b"boot image"[..]));
-    for (remote, code) in [("missing", "Error code 1"), ("boot/inner", "Error code 1"), ("/boot/inner", "Error code 1"), ("../etc/passwd", "Error code 1"), (".hidden", "Error code 2"), ("..", "Error code 2")] {
+    for (remote, code) in [
+        ("missing", "Error code 1"),
+        ("boot/inner", "Error code 1"),
+        ("/boot/inner", "Error code 1"),
+        ("../etc/passwd", "Error code 1"),
+        (".hidden", "Error code 2"),
+        ("..", "Error code 2"),
+    ] {
         let (done, _) = get(remote);
-        assert!(printed(&done).contains(code), "{remote}: {}", printed(&done));
+        assert!(
+            printed(&done).contains(code),
+            "{remote}: {}",
+            printed(&done)
+        );
     }
     if let Some(curl) = Client::Curl.program() {
-        let done = run(Command::new(&curl).args(["-sS", "-o", s.local("x").to_str().unwrap(), &s.url("missing")]));
+        let done = run(Command::new(&curl).args([
+            "-sS",
+            "-o",
+            s.local("x").to_str().unwrap(),
+            &s.url("missing"),
+        ]));
         // 68: TFTP's "file not found".
         assert_eq!(done.code, 68, "{}", printed(&done));
     }
@@ -368,8 +547,12 @@ fn never_ack(s: &Setup, sockets: &[UdpSocket], request: &[u8]) -> (usize, usize,
         if !any {
             // Wait for the next datagram on the first socket, up to the end of the window.
             sockets[0].set_nonblocking(false).unwrap();
-            let left = until.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-            sockets[0].set_read_timeout(Some(left.min(Duration::from_millis(50)))).unwrap();
+            let left = until
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            sockets[0]
+                .set_read_timeout(Some(left.min(Duration::from_millis(50))))
+                .unwrap();
             if let Ok(n) = sockets[0].recv(&mut buf) {
                 received += n;
                 datagrams += 1;
@@ -381,7 +564,9 @@ fn never_ack(s: &Setup, sockets: &[UdpSocket], request: &[u8]) -> (usize, usize,
 }
 
 fn sockets(n: usize) -> Vec<UdpSocket> {
-    (0..n).map(|_| UdpSocket::bind("127.0.0.1:0").unwrap()).collect()
+    (0..n)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect()
 }
 
 #[test]
@@ -393,36 +578,64 @@ fn a_peer_that_never_acknowledges_gets_one_datagram_per_request() {
     let (sent, received, datagrams) = never_ack(&s, &sockets(1), &plain);
     assert_eq!(datagrams, 1);
     assert_eq!(received, 516);
-    eprintln!("RRQ without options: {sent} B in, {received} B out: ratio {:.1}", received as f64 / sent as f64);
+    eprintln!(
+        "RRQ without options: {sent} B in, {received} B out: ratio {:.1}",
+        received as f64 / sent as f64
+    );
     // With options: only the OACK.
-    let with = rrq("file.bin", "octet", &[("blksize", "65464"), ("tsize", "0"), ("windowsize", "64")]);
+    let with = rrq(
+        "file.bin",
+        "octet",
+        &[("blksize", "65464"), ("tsize", "0"), ("windowsize", "64")],
+    );
     let (sent, received, datagrams) = never_ack(&s, &sockets(1), &with);
     assert_eq!(datagrams, 1);
-    assert!(received <= sent, "OACK {received} B for a request of {sent} B");
-    eprintln!("RRQ with options: {sent} B in, {received} B out: ratio {:.2}", received as f64 / sent as f64);
+    assert!(
+        received <= sent,
+        "OACK {received} B for a request of {sent} B"
+    );
+    eprintln!(
+        "RRQ with options: {sent} B in, {received} B out: ratio {:.2}",
+        received as f64 / sent as f64
+    );
     // A flood from many ports: the same ratio, nothing more.
     let (sent, received, datagrams) = never_ack(&s, &sockets(200), &plain);
     assert_eq!(datagrams, 200);
-    eprintln!("flood of 200 RRQs from 200 ports: {sent} B in, {received} B out: ratio {:.1}", received as f64 / sent as f64);
+    eprintln!(
+        "flood of 200 RRQs from 200 ports: {sent} B in, {received} B out: ratio {:.1}",
+        received as f64 / sent as f64
+    );
     let (sent, received, _) = never_ack(&s, &sockets(200), &with);
     assert!(received <= sent);
-    eprintln!("flood of 200 RRQs with options: ratio {:.2}", received as f64 / sent as f64);
+    eprintln!(
+        "flood of 200 RRQs with options: ratio {:.2}",
+        received as f64 / sent as f64
+    );
 }
 
 #[test]
 fn replies_come_from_the_listening_port_and_unknown_peers_get_error_5() {
     let s = Setup::new(ServerConfig::default());
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-    socket.send_to(&tftp_support::packets::data(1, b"stray"), s.server.addr()).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    socket
+        .send_to(&tftp_support::packets::data(1, b"stray"), s.server.addr())
+        .unwrap();
     let mut buf = vec![0; MAX_PACKET];
     let (n, from) = socket.recv_from(&mut buf).unwrap();
     assert_eq!(from, s.server.addr());
-    assert!(show(&buf[..n]).starts_with("ERROR 5"), "{}", show(&buf[..n]));
+    assert!(
+        show(&buf[..n]).starts_with("ERROR 5"),
+        "{}",
+        show(&buf[..n])
+    );
     // An ACK from an unknown peer is dropped without a word.
     socket.send_to(&ack(3), s.server.addr()).unwrap();
-    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     assert!(socket.recv_from(&mut buf).is_err());
     let _: SocketAddr = from;
 }
-

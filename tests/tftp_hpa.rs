@@ -32,7 +32,11 @@ impl Tftpd {
         let program = tftp_support::tools::find("in.tftpd", "tftpd-hpa")?;
         let root = tempfile::tempdir().unwrap();
         // A free port: bound and released just before tftpd binds it.
-        let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let child = Command::new(program)
             .args(["-L", "-a", &addr.to_string(), "-u", "root", "-c", "-p"])
@@ -78,7 +82,9 @@ fn drive(mut session: ClientSession) -> (Option<Outcome>, Stats, ClientSession) 
         }
         let wait = session
             .poll_timeout()
-            .map_or(Duration::from_millis(100), |t| t.saturating_duration_since(now))
+            .map_or(Duration::from_millis(100), |t| {
+                t.saturating_duration_since(now)
+            })
             .clamp(Duration::from_micros(50), Duration::from_millis(100));
         socket.set_read_timeout(Some(wait)).unwrap();
         if let Ok((n, from)) = socket.recv_from(&mut incoming) {
@@ -89,9 +95,19 @@ fn drive(mut session: ClientSession) -> (Option<Outcome>, Stats, ClientSession) 
     (session.outcome().cloned(), session.stats(), session)
 }
 
-fn download(server: &Tftpd, name: &str, config: ClientConfig) -> (Option<Outcome>, Vec<u8>, Stats, ClientSession) {
+fn download(
+    server: &Tftpd,
+    name: &str,
+    config: ClientConfig,
+) -> (Option<Outcome>, Vec<u8>, Stats, ClientSession) {
     let sink = Arc::new(Mutex::new(MemSink::default()));
-    let session = ClientSession::download(Instant::now(), config, server.addr, name, Box::new(sink.clone()));
+    let session = ClientSession::download(
+        Instant::now(),
+        config,
+        server.addr,
+        name,
+        Box::new(sink.clone()),
+    );
     let (outcome, stats, session) = drive(session);
     let got = sink.lock().unwrap();
     assert!(got.committed || outcome != Some(Outcome::Complete));
@@ -104,22 +120,31 @@ fn write(path: &Path, bytes: &[u8]) {
 
 #[test]
 fn downloads_from_tftpd_hpa_with_options() {
-    let Some(server) = Tftpd::start(&[]) else { return };
+    let Some(server) = Tftpd::start(&[]) else {
+        return;
+    };
     let bytes = support::random_bytes(5 << 20, 1);
     write(&server.path("five.bin"), &bytes);
-    let (outcome, got, stats, session) = download(&server, "five.bin", ClientConfig::for_server(server.addr));
+    let (outcome, got, stats, session) =
+        download(&server, "five.bin", ClientConfig::for_server(server.addr));
     assert_eq!(outcome, Some(Outcome::Complete));
     assert!(got == bytes, "5 MiB byte-identical");
     assert_eq!(session.size(), Some(bytes.len() as u64), "tsize granted");
     assert!(!session.fell_back());
     // blksize 1468 granted: about 3,572 blocks, not 10,240.
     assert!(stats.sent < 4000, "{} ACKs sent", stats.sent);
-    assert_ne!(session.peer(), Some(server.addr), "tftpd-hpa answers from a new port (its TID)");
+    assert_ne!(
+        session.peer(),
+        Some(server.addr),
+        "tftpd-hpa answers from a new port (its TID)"
+    );
 }
 
 #[test]
 fn uploads_to_tftpd_hpa() {
-    let Some(server) = Tftpd::start(&[]) else { return };
+    let Some(server) = Tftpd::start(&[]) else {
+        return;
+    };
     let bytes = support::random_bytes(1 << 20, 2);
     let session = ClientSession::upload(
         Instant::now(),
@@ -136,16 +161,25 @@ fn uploads_to_tftpd_hpa() {
 
 #[test]
 fn a_refused_option_is_left_out_and_all_refused_falls_back_to_rfc_1350() {
-    let Some(server) = Tftpd::start(&["-r", "blksize"]) else { return };
+    let Some(server) = Tftpd::start(&["-r", "blksize"]) else {
+        return;
+    };
     let bytes = support::random_bytes(100_000, 3);
     write(&server.path("f"), &bytes);
-    let (outcome, got, stats, session) = download(&server, "f", ClientConfig::for_server(server.addr));
+    let (outcome, got, stats, session) =
+        download(&server, "f", ClientConfig::for_server(server.addr));
     assert_eq!(outcome, Some(Outcome::Complete));
     assert!(got == bytes);
     assert!(!session.fell_back(), "an OACK (tsize) still came");
-    assert!(stats.sent >= 100_000 / 512, "512-byte blocks: {} ACKs", stats.sent);
+    assert!(
+        stats.sent >= 100_000 / 512,
+        "512-byte blocks: {} ACKs",
+        stats.sent
+    );
     drop(server);
-    let Some(server) = Tftpd::start(&["-r", "blksize", "-r", "tsize"]) else { return };
+    let Some(server) = Tftpd::start(&["-r", "blksize", "-r", "tsize"]) else {
+        return;
+    };
     write(&server.path("f"), &bytes);
     let (outcome, got, _, session) = download(&server, "f", ClientConfig::for_server(server.addr));
     assert_eq!(outcome, Some(Outcome::Complete));
@@ -155,7 +189,9 @@ fn a_refused_option_is_left_out_and_all_refused_falls_back_to_rfc_1350() {
 
 #[test]
 fn block_numbers_roll_over_against_tftpd_hpa() {
-    let Some(server) = Tftpd::start(&[]) else { return };
+    let Some(server) = Tftpd::start(&[]) else {
+        return;
+    };
     // 65,600 blocks of 512 bytes.
     let bytes = support::random_bytes(65_600 * 512 + 1, 4);
     write(&server.path("big"), &bytes);
@@ -166,12 +202,17 @@ fn block_numbers_roll_over_against_tftpd_hpa() {
     };
     let (outcome, got, _, _) = download(&server, "big", config);
     assert_eq!(outcome, Some(Outcome::Complete));
-    assert!(got.len() == bytes.len() && got == bytes, "rolled-over download byte-identical");
+    assert!(
+        got.len() == bytes.len() && got == bytes,
+        "rolled-over download byte-identical"
+    );
 }
 
 #[test]
 fn a_missing_file_is_the_servers_error() {
-    let Some(server) = Tftpd::start(&[]) else { return };
+    let Some(server) = Tftpd::start(&[]) else {
+        return;
+    };
     let (outcome, _, _, _) = download(&server, "missing", ClientConfig::for_server(server.addr));
     match outcome {
         Some(Outcome::Failed(udpft::proto::Failure::Peer { code, .. })) => {

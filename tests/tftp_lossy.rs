@@ -24,8 +24,24 @@ struct Proxy {
 impl Proxy {
     fn start(upstream: SocketAddr) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lossy-proxy"))
-            .args(["--listen", "127.0.0.1:0", "--upstream", &upstream.to_string()])
-            .args(["--loss", "5%", "--dup", "1%", "--reorder", "1%", "--seed", "11", "--duration", "120"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--upstream",
+                &upstream.to_string(),
+            ])
+            .args([
+                "--loss",
+                "5%",
+                "--dup",
+                "1%",
+                "--reorder",
+                "1%",
+                "--seed",
+                "11",
+                "--duration",
+                "120",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -34,7 +50,9 @@ impl Proxy {
         // Its first line names the address it listens on; it prints it at once.
         let mut line = String::new();
         let stderr = child.stderr.take().expect("piped");
-        BufReader::new(stderr).read_line(&mut line).expect("start line");
+        BufReader::new(stderr)
+            .read_line(&mut line)
+            .expect("start line");
         let addr = line
             .split_once("listening on ")
             .and_then(|(_, rest)| rest.split_once(','))
@@ -75,30 +93,79 @@ fn real_clients_finish_byte_identical_through_5_percent_loss() {
     if let Some(tftp) = tools::find("tftp", "tftp-hpa") {
         let path = out("tftp-hpa");
         let mut c = Command::new(tftp);
-        c.args(["-m", "binary", "127.0.0.1", &port, "-c", "get", "f.bin", &o(&path)]);
+        c.args([
+            "-m",
+            "binary",
+            "127.0.0.1",
+            &port,
+            "-c",
+            "get",
+            "f.bin",
+            &o(&path),
+        ]);
         runs.push(("tftp-hpa", path, c));
     }
     if let Some(atftp) = tools::find("atftp", "atftp") {
         let path = out("atftp");
         let mut c = Command::new(atftp);
-        c.args(["--option", "blksize 1468", "--option", "windowsize 4", "-g", "-r", "f.bin", "-l", &o(&path), "127.0.0.1", &port]);
+        c.args([
+            "--option",
+            "blksize 1468",
+            "--option",
+            "windowsize 4",
+            "-g",
+            "-r",
+            "f.bin",
+            "-l",
+            &o(&path),
+            "127.0.0.1",
+            &port,
+        ]);
         runs.push(("atftp windowsize 4", path, c));
         let path = out("atftp-lockstep");
         let mut c = Command::new(tools::find("atftp", "atftp").expect("found above"));
-        c.args(["--option", "blksize 512", "-g", "-r", "f.bin", "-l", &o(&path), "127.0.0.1", &port]);
+        c.args([
+            "--option",
+            "blksize 512",
+            "-g",
+            "-r",
+            "f.bin",
+            "-l",
+            &o(&path),
+            "127.0.0.1",
+            &port,
+        ]);
         runs.push(("atftp lockstep", path, c));
     }
     if let Some(busybox) = tools::find("busybox", "busybox") {
         let path = out("busybox");
         let mut c = Command::new(busybox);
-        c.args(["tftp", "-b", "1468", "-g", "-r", "f.bin", "-l", &o(&path), "127.0.0.1", &port]);
+        c.args([
+            "tftp",
+            "-b",
+            "1468",
+            "-g",
+            "-r",
+            "f.bin",
+            "-l",
+            &o(&path),
+            "127.0.0.1",
+            &port,
+        ]);
         runs.push(("busybox", path, c));
     }
     for (what, path, mut command) in runs {
         let done = support::run_within(&mut command, b"", Duration::from_secs(90));
         assert_eq!(done.code, 0, "{what}: {}{}", done.out(), done.stderr);
         let got = std::fs::read(&path).unwrap_or_default();
-        assert!(got == bytes, "{what}: {} bytes differ from the 1 MiB sent", got.len());
-        eprintln!("{what}: 1 MiB through 5 % loss each way in {:.1} s", done.elapsed.as_secs_f64());
+        assert!(
+            got == bytes,
+            "{what}: {} bytes differ from the 1 MiB sent",
+            got.len()
+        );
+        eprintln!(
+            "{what}: 1 MiB through 5 % loss each way in {:.1} s",
+            done.elapsed.as_secs_f64()
+        );
     }
 }

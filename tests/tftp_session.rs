@@ -108,7 +108,10 @@ fn bytes(len: usize) -> Vec<u8> {
 
 #[test]
 fn an_rrq_with_options_gets_only_the_oack_until_ack_0() {
-    let (mut s, first) = read(&rrq("f", "octet", &[("blksize", "8"), ("tsize", "0")]), &bytes(20));
+    let (mut s, first) = read(
+        &rrq("f", "octet", &[("blksize", "8"), ("tsize", "0")]),
+        &bytes(20),
+    );
     assert_eq!(first, ["OACK blksize 8 tsize 20"]);
     // No timer ever sends anything to a peer that has not answered.
     for ms in [100.0, 250.0, 1000.0, 4999.0] {
@@ -140,7 +143,10 @@ fn an_rrq_without_options_gets_block_1_once_and_no_retransmission() {
     for ms in [0.2, 100.0, 500.0, 2000.0, 4999.0, 5000.0] {
         assert!(s.tick(ms).is_empty(), "nothing on the timer at {ms} ms");
     }
-    assert!(s.session.is_finished(), "the unproven session ends silently");
+    assert!(
+        s.session.is_finished(),
+        "the unproven session ends silently"
+    );
 }
 
 #[test]
@@ -210,7 +216,11 @@ fn the_timer_has_a_floor_and_a_ceiling() {
         assert_eq!(out[0], "DATA 2 (512 B)");
         assert_eq!(out.len(), if i == 0 { 1 } else { 2 }, "{out:?}");
         let next = s.deadline_ms().unwrap();
-        assert!(next - now <= 250.001, "backoff capped at 250 ms: {}", next - now);
+        assert!(
+            next - now <= 250.001,
+            "backoff capped at 250 ms: {}",
+            next - now
+        );
         now = next;
     }
 }
@@ -265,7 +275,11 @@ fn a_window_sends_windowsize_blocks_and_resumes_after_the_ack() {
     let opts = [("blksize", "8"), ("windowsize", "4")];
     let (mut s, first) = read(&rrq("f", "octet", &opts), &bytes(100));
     assert_eq!(first, ["OACK blksize 8 windowsize 4"]);
-    let window = |a: u16, b: u16| (a..=b).map(|n| format!("DATA {n} (8 B)")).collect::<Vec<_>>();
+    let window = |a: u16, b: u16| {
+        (a..=b)
+            .map(|n| format!("DATA {n} (8 B)"))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(s.recv(1.0, &ack(0)), window(1, 4));
     // ACK 4 acknowledges all four: the next window.
     assert_eq!(s.recv(2.0, &ack(4)), window(5, 8));
@@ -276,7 +290,10 @@ fn a_window_sends_windowsize_blocks_and_resumes_after_the_ack() {
     // On timeout, resend from the first unacknowledged block.
     let at = s.deadline_ms().unwrap();
     assert_eq!(s.tick(at), window(7, 10));
-    assert_eq!(s.recv(at + 1.0, &ack(10)), [&window(11, 12)[..], &["DATA 13 (4 B)".to_string()]].concat());
+    assert_eq!(
+        s.recv(at + 1.0, &ack(10)),
+        [&window(11, 12)[..], &["DATA 13 (4 B)".to_string()]].concat()
+    );
     assert!(s.recv(at + 2.0, &ack(13)).is_empty());
     assert_eq!(s.session.outcome(), Some(&Outcome::Complete));
 }
@@ -290,7 +307,11 @@ fn the_window_is_granted_up_to_the_server_maximum() {
         },
         ..config()
     };
-    let (_, first) = read_with(config, &rrq("f", "octet", &[("windowsize", "64")]), &bytes(9));
+    let (_, first) = read_with(
+        config,
+        &rrq("f", "octet", &[("windowsize", "64")]),
+        &bytes(9),
+    );
     assert_eq!(first, ["OACK windowsize 8"]);
 }
 
@@ -308,7 +329,11 @@ fn block_numbers_roll_over_from_65535_to_0() {
         let out = s.recv(ms, &ack(index as u16));
         let next = ((index + 1) % 65_536) as u16;
         let len = if index + 1 == blocks as u64 { 5 } else { 8 };
-        assert_eq!(out, [format!("DATA {next} ({len} B)")], "after ACK of block {index}");
+        assert_eq!(
+            out,
+            [format!("DATA {next} ({len} B)")],
+            "after ACK of block {index}"
+        );
     }
     // Block 65537 went out as 1; its ACK completes the transfer.
     assert!(s.recv(ms + 0.01, &ack(1)).is_empty());
@@ -320,8 +345,15 @@ fn block_numbers_roll_over_from_65535_to_0() {
 
 #[test]
 fn netascii_is_converted_on_the_fly_and_gets_no_tsize() {
-    let (mut s, first) = read(&rrq("t", "netascii", &[("blksize", "8"), ("tsize", "0")]), b"ab\ncd\r\nx\n");
-    assert_eq!(first, ["OACK blksize 8"], "tsize is not offered in netascii");
+    let (mut s, first) = read(
+        &rrq("t", "netascii", &[("blksize", "8"), ("tsize", "0")]),
+        b"ab\ncd\r\nx\n",
+    );
+    assert_eq!(
+        first,
+        ["OACK blksize 8"],
+        "tsize is not offered in netascii"
+    );
     // "ab\r\ncd\r\0\r\nx\r\n" = 13 bytes on the wire: one full block, then 5.
     assert_eq!(s.recv(1.0, &ack(0)), ["DATA 1 (8 B)"]);
     assert_eq!(s.recv(2.0, &ack(1)), ["DATA 2 (5 B)"]);
@@ -338,7 +370,13 @@ fn after_the_end_strays_and_acks_change_nothing() {
     assert!(s.recv(1.0, &ack(1)).is_empty());
     assert_eq!(s.session.outcome(), Some(&Outcome::Complete));
     assert!(s.session.is_finished());
-    for stray in [ack(1), ack(2), data(1, b"x"), error(0, "bye"), b"\x00\x09junk".to_vec()] {
+    for stray in [
+        ack(1),
+        ack(2),
+        data(1, b"x"),
+        error(0, "bye"),
+        b"\x00\x09junk".to_vec(),
+    ] {
         assert!(s.recv(2.0, &stray).is_empty(), "{}", show(&stray));
     }
     assert_eq!(s.session.outcome(), Some(&Outcome::Complete));
@@ -348,7 +386,8 @@ fn after_the_end_strays_and_acks_change_nothing() {
 fn an_ack_of_our_error_changes_nothing() {
     let (mut s, _) = read(&rrq("f", "octet", &[]), &bytes(3000));
     assert_eq!(s.recv(1.0, &ack(1)), ["DATA 2 (512 B)"]);
-    s.session.abort(TftpCode::Undefined, "server is shutting down");
+    s.session
+        .abort(TftpCode::Undefined, "server is shutting down");
     assert_eq!(s.drain(s.at(2.0)), ["ERROR 0 server is shutting down"]);
     assert!(s.recv(3.0, &ack(2)).is_empty());
     assert!(s.recv(3.1, &ack(0)).is_empty());
@@ -486,8 +525,14 @@ fn names_follow_the_library_rules_with_a_leading_slash_for_the_root() {
         assert_eq!(got, code, "{name}: {text}");
         assert!(!text.is_empty());
     }
-    assert_eq!(refusal(&cfg, &mut lib, &wrq("exists", "octet", &[])).0, TftpCode::FileExists);
-    assert_eq!(refusal(&cfg, &mut lib, &rrq("pxelinux.0", "mail", &[])).0, TftpCode::IllegalOperation);
+    assert_eq!(
+        refusal(&cfg, &mut lib, &wrq("exists", "octet", &[])).0,
+        TftpCode::FileExists
+    );
+    assert_eq!(
+        refusal(&cfg, &mut lib, &rrq("pxelinux.0", "mail", &[])).0,
+        TftpCode::IllegalOperation
+    );
     let read_only = ServerConfig::default();
     let (code, text) = refusal(&read_only, &mut lib, &wrq("new", "octet", &[]));
     assert_eq!(code, TftpCode::AccessViolation);
@@ -509,7 +554,11 @@ impl ClientScript {
         let epoch = Instant::now();
         let sink = Arc::new(Mutex::new(MemSink::default()));
         let client = ClientSession::download(epoch, config, server(), "f", Box::new(sink.clone()));
-        let mut s = Self { epoch, client, sink };
+        let mut s = Self {
+            epoch,
+            client,
+            sink,
+        };
         let out = s.drain(0.0);
         (s, out)
     }
@@ -548,9 +597,22 @@ fn the_client_asks_for_mtu_blocks_tsize_and_a_window() {
     assert_eq!(out, sent(&[(69, "RRQ f")]));
     let mut buf = vec![0; MAX_PACKET];
     let epoch = Instant::now();
-    let mut c = ClientSession::download(epoch, ClientConfig::for_server(server()), server(), "f", Box::new(MemSink::default()));
+    let mut c = ClientSession::download(
+        epoch,
+        ClientConfig::for_server(server()),
+        server(),
+        "f",
+        Box::new(MemSink::default()),
+    );
     let (_, n) = c.poll_transmit(epoch, &mut buf).unwrap();
-    assert_eq!(&buf[..n], &rrq("f", "octet", &[("blksize", "1468"), ("tsize", "0"), ("windowsize", "16")])[..]);
+    assert_eq!(
+        &buf[..n],
+        &rrq(
+            "f",
+            "octet",
+            &[("blksize", "1468"), ("tsize", "0"), ("windowsize", "16")]
+        )[..]
+    );
 }
 
 #[test]
@@ -560,10 +622,22 @@ fn the_client_takes_the_server_port_from_its_first_reply() {
     assert_eq!(out, sent(&[(40_000, "ACK 0")]));
     assert_eq!(c.client.size(), Some(11));
     // Another port of the server: ERROR 5 there, nothing changes here.
-    assert_eq!(c.recv(1.5, 40_001, &data(1, b"evilevil")), sent(&[(40_001, "ERROR 5 unknown transfer ID")]));
-    assert!(c.recv(1.6, 40_001, &error(0, "x")).is_empty(), "an ERROR is never answered");
-    assert_eq!(c.recv(2.0, 40_000, &data(1, b"12345678")), sent(&[(40_000, "ACK 1")]));
-    assert_eq!(c.recv(3.0, 40_000, &data(2, b"abc")), sent(&[(40_000, "ACK 2")]));
+    assert_eq!(
+        c.recv(1.5, 40_001, &data(1, b"evilevil")),
+        sent(&[(40_001, "ERROR 5 unknown transfer ID")])
+    );
+    assert!(
+        c.recv(1.6, 40_001, &error(0, "x")).is_empty(),
+        "an ERROR is never answered"
+    );
+    assert_eq!(
+        c.recv(2.0, 40_000, &data(1, b"12345678")),
+        sent(&[(40_000, "ACK 1")])
+    );
+    assert_eq!(
+        c.recv(3.0, 40_000, &data(2, b"abc")),
+        sent(&[(40_000, "ACK 2")])
+    );
     assert_eq!(c.client.outcome(), Some(&Outcome::Complete));
     assert_eq!(c.sink.lock().unwrap().data, b"12345678abc");
     assert!(c.sink.lock().unwrap().committed);
@@ -572,7 +646,10 @@ fn the_client_takes_the_server_port_from_its_first_reply() {
 #[test]
 fn the_client_falls_back_to_rfc_1350_when_options_are_ignored() {
     let (mut c, _) = ClientScript::download(ClientConfig::for_server(server()));
-    assert_eq!(c.recv(1.0, 1234, &data(1, &bytes(512))), sent(&[(1234, "ACK 1")]));
+    assert_eq!(
+        c.recv(1.0, 1234, &data(1, &bytes(512))),
+        sent(&[(1234, "ACK 1")])
+    );
     assert!(c.client.fell_back());
     assert_eq!(c.recv(2.0, 1234, &data(2, b"")), sent(&[(1234, "ACK 2")]));
     assert_eq!(c.client.outcome(), Some(&Outcome::Complete));
@@ -581,10 +658,19 @@ fn the_client_falls_back_to_rfc_1350_when_options_are_ignored() {
 #[test]
 fn the_client_asks_again_without_options_after_error_8() {
     let (mut c, _) = ClientScript::download(ClientConfig::for_server(server()));
-    assert_eq!(c.recv(1.0, 69, &error(8, "no options")), sent(&[(69, "RRQ f")]));
+    assert_eq!(
+        c.recv(1.0, 69, &error(8, "no options")),
+        sent(&[(69, "RRQ f")])
+    );
     let mut buf = vec![0; MAX_PACKET];
     let epoch = Instant::now();
-    let mut plain = ClientSession::download(epoch, ClientConfig::for_server(server()), server(), "f", Box::new(MemSink::default()));
+    let mut plain = ClientSession::download(
+        epoch,
+        ClientConfig::for_server(server()),
+        server(),
+        "f",
+        Box::new(MemSink::default()),
+    );
     plain.handle_datagram(epoch, server(), &error(8, "no options"));
     let (_, n) = plain.poll_transmit(epoch, &mut buf).unwrap();
     assert_eq!(&buf[..n], &rrq("f", "octet", &[])[..]);
@@ -597,7 +683,10 @@ fn the_client_refuses_an_oack_that_grants_more_than_asked() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].0, 5000);
     assert!(out[0].1.starts_with("ERROR 8"), "{out:?}");
-    assert!(matches!(c.client.outcome(), Some(Outcome::Failed(Failure::Local { .. }))));
+    assert!(matches!(
+        c.client.outcome(),
+        Some(Outcome::Failed(Failure::Local { .. }))
+    ));
     assert!(c.client.is_finished());
 }
 
@@ -613,22 +702,42 @@ fn the_client_repeats_its_request_on_a_doubling_timer_then_gives_up() {
         }
     }
     assert_eq!(times, [500.0, 1500.0, 3500.0]);
-    assert!(matches!(c.client.outcome(), Some(Outcome::Failed(Failure::Timeout { .. }))));
+    assert!(matches!(
+        c.client.outcome(),
+        Some(Outcome::Failed(Failure::Timeout { .. }))
+    ));
 }
 
 #[test]
 fn the_client_uploads_and_falls_back_on_ack_0() {
     let epoch = Instant::now();
     let file = bytes(700);
-    let mut c = ClientSession::upload(epoch, ClientConfig::for_server(server()), server(), "up", Box::new(MemSource(file.clone())), 700);
+    let mut c = ClientSession::upload(
+        epoch,
+        ClientConfig::for_server(server()),
+        server(),
+        "up",
+        Box::new(MemSource(file.clone())),
+        700,
+    );
     let mut buf = vec![0; MAX_PACKET];
     let (_, n) = c.poll_transmit(epoch, &mut buf).unwrap();
-    assert_eq!(&buf[..n], &wrq("up", "octet", &[("blksize", "1468"), ("tsize", "700"), ("windowsize", "16")])[..]);
+    assert_eq!(
+        &buf[..n],
+        &wrq(
+            "up",
+            "octet",
+            &[("blksize", "1468"), ("tsize", "700"), ("windowsize", "16")]
+        )[..]
+    );
     let from: SocketAddr = "127.0.0.1:7777".parse().unwrap();
     c.handle_datagram(epoch, from, &ack(0));
     let (to, n) = c.poll_transmit(epoch, &mut buf).unwrap();
     assert_eq!((to, show(&buf[..n])), (from, "DATA 1 (512 B)".to_string()));
-    assert!(c.poll_transmit(epoch, &mut buf).is_none(), "lockstep after the fallback");
+    assert!(
+        c.poll_transmit(epoch, &mut buf).is_none(),
+        "lockstep after the fallback"
+    );
     c.handle_datagram(epoch, from, &ack(1));
     let (_, n) = c.poll_transmit(epoch, &mut buf).unwrap();
     assert_eq!(show(&buf[..n]), "DATA 2 (188 B)");

@@ -96,7 +96,14 @@ fn run_file(case: &Case, bytes: &[u8], mut drop: impl FnMut(bool, &Packet<'_>) -
     };
     let sink = Arc::new(Mutex::new(MemSink::default()));
     let mut client = if case.upload {
-        ClientSession::upload(epoch, client_config, SERVER, "f", Box::new(MemSource(bytes.clone())), bytes.len() as u64)
+        ClientSession::upload(
+            epoch,
+            client_config,
+            SERVER,
+            "f",
+            Box::new(MemSource(bytes.clone())),
+            bytes.len() as u64,
+        )
     } else {
         ClientSession::download(epoch, client_config, SERVER, "f", Box::new(sink.clone()))
     };
@@ -129,7 +136,8 @@ fn run_file(case: &Case, bytes: &[u8], mut drop: impl FnMut(bool, &Packet<'_>) -
         }
         if let Some(session) = server.as_mut() {
             while let Some(n) = session.poll_transmit(now, &mut buf) {
-                let packet = Packet::decode(&buf[..n]).expect("the server sends well-formed packets");
+                let packet =
+                    Packet::decode(&buf[..n]).expect("the server sends well-formed packets");
                 if !drop(false, &packet) {
                     deliveries.clear();
                     down.transmit(now, n, &mut deliveries);
@@ -161,7 +169,13 @@ fn run_file(case: &Case, bytes: &[u8], mut drop: impl FnMut(bool, &Packet<'_>) -
                 match server.as_mut() {
                     Some(session) => session.handle_datagram(now, &bytes),
                     None => {
-                        server = Some(open_server(now, &server_config, &bytes, case.upload, &file_bytes));
+                        server = Some(open_server(
+                            now,
+                            &server_config,
+                            &bytes,
+                            case.upload,
+                            file_bytes,
+                        ));
                     }
                 }
             } else {
@@ -225,8 +239,14 @@ fn open_server(
         ServerSession::write(now, config, request, Box::new(UploadSink)).expect("write opens")
     } else {
         let size = file.len() as u64;
-        ServerSession::read(now, config, request, Box::new(MemSource(file.to_vec())), size)
-            .expect("read opens")
+        ServerSession::read(
+            now,
+            config,
+            request,
+            Box::new(MemSource(file.to_vec())),
+            size,
+        )
+        .expect("read opens")
     }
 }
 
@@ -236,10 +256,20 @@ fn assert_transferred(case: &Case, run: &Run, what: &str) {
     // was repeated, while the client lingered) leaves the server unsure, and it gives up;
     // the client has the file. An upload's server always knows.
     let unsure = !case.upload
-        && matches!(run.server, Some(Outcome::Failed(udpft::proto::Failure::Timeout { .. })));
-    assert!(run.server == Some(Outcome::Complete) || unsure, "server: {what}: {:?}", run.server);
+        && matches!(
+            run.server,
+            Some(Outcome::Failed(udpft::proto::Failure::Timeout { .. }))
+        );
+    assert!(
+        run.server == Some(Outcome::Complete) || unsure,
+        "server: {what}: {:?}",
+        run.server
+    );
     assert!(run.committed, "not committed: {what}");
-    assert!(run.received == file(case.seed, case.size), "bytes differ: {what}");
+    assert!(
+        run.received == file(case.seed, case.size),
+        "bytes differ: {what}"
+    );
 }
 
 #[test]
@@ -247,7 +277,12 @@ fn downloads_and_uploads_survive_loss_duplication_and_reordering() {
     let mut runs = 0;
     for upload in [false, true] {
         for &loss in &[0.0, 0.05, 0.2] {
-            for &(blksize, window) in &[(None, None), (Some(1468), Some(1)), (Some(512), Some(4)), (Some(1468), Some(16))] {
+            for &(blksize, window) in &[
+                (None, None),
+                (Some(1468), Some(1)),
+                (Some(512), Some(4)),
+                (Some(1468), Some(16)),
+            ] {
                 for &size in &[0, 1, 512, 1468, 20_000] {
                     for seed in 0..3 {
                         let case = Case {
@@ -315,7 +350,10 @@ fn netascii_text_arrives_with_unix_line_ends() {
             };
             let result = run_file(&case, &text, |_, _| false);
             assert_eq!(result.client, Some(Outcome::Complete));
-            assert!(result.received == text, "netascii round trip, window {window:?} loss {loss}");
+            assert!(
+                result.received == text,
+                "netascii round trip, window {window:?} loss {loss}"
+            );
         }
     }
 }
@@ -340,8 +378,14 @@ fn one_lost_block_costs_about_a_round_trip() {
     assert!(dropped);
     assert_transferred(&case, &lossy, "one block lost");
     let cost = lossy.elapsed - clean.elapsed;
-    assert!(cost < Duration::from_millis(5), "one lost block cost {cost:?}");
-    assert_eq!(lossy.server_stats.retransmitted, 1, "exactly the lost block was resent");
+    assert!(
+        cost < Duration::from_millis(5),
+        "one lost block cost {cost:?}"
+    );
+    assert_eq!(
+        lossy.server_stats.retransmitted, 1,
+        "exactly the lost block was resent"
+    );
 }
 
 #[test]

@@ -13,7 +13,9 @@ const RRQ: &[u8] = b"\x00\x01pxelinux.0\x00octet\x00blksize\x001468\x00tsize\x00
 
 #[test]
 fn golden_bytes_of_every_packet() {
-    let Ok(Packet::Rrq(r)) = Packet::decode(RRQ) else { panic!() };
+    let Ok(Packet::Rrq(r)) = Packet::decode(RRQ) else {
+        panic!()
+    };
     assert_eq!(r.filename, b"pxelinux.0");
     assert_eq!(r.mode, Mode::Octet);
     let pairs: Vec<_> = r.options.iter().collect();
@@ -28,10 +30,25 @@ fn golden_bytes_of_every_packet() {
                 options: Options::EMPTY,
             }),
         ),
-        (b"\x00\x03\x00\x07hi", Packet::Data { block: 7, data: b"hi" }),
+        (
+            b"\x00\x03\x00\x07hi",
+            Packet::Data {
+                block: 7,
+                data: b"hi",
+            },
+        ),
         (b"\x00\x04\xff\xff", Packet::Ack { block: 65_535 }),
-        (b"\x00\x05\x00\x01no such file\x00", Packet::Error { code: 1, text: b"no such file" }),
-        (b"\x00\x06blksize\x00512\x00", Packet::Oack(Options::new(b"blksize\x00512\x00").unwrap())),
+        (
+            b"\x00\x05\x00\x01no such file\x00",
+            Packet::Error {
+                code: 1,
+                text: b"no such file",
+            },
+        ),
+        (
+            b"\x00\x06blksize\x00512\x00",
+            Packet::Oack(Options::new(b"blksize\x00512\x00").unwrap()),
+        ),
     ];
     for (bytes, packet) in cases {
         assert_eq!(Packet::decode(bytes), Ok(packet), "{bytes:?}");
@@ -53,7 +70,10 @@ fn one_rejection_per_malformed_form() {
         (b"\x00\x01file\x00octet", DecodeError::Unterminated),
         (b"\x00\x01\x00octet\x00", DecodeError::EmptyFilename),
         (b"\x00\x01f\x00binary\x00", DecodeError::UnknownMode),
-        (b"\x00\x01f\x00octet\x00blksize\x00", DecodeError::MissingValue),
+        (
+            b"\x00\x01f\x00octet\x00blksize\x00",
+            DecodeError::MissingValue,
+        ),
         (b"\x00\x06\x00512\x00", DecodeError::EmptyOptionName),
         (b"\x00\x04\x00\x01\x00", DecodeError::TrailingBytes),
         (b"\x00\x05\x00\x01text\x00more", DecodeError::TrailingBytes),
@@ -68,7 +88,10 @@ fn one_rejection_per_malformed_form() {
     assert_eq!(Packet::decode(&long), Err(DecodeError::DataTooLong));
     long.pop();
     assert!(Packet::decode(&long).is_ok());
-    assert_eq!(Packet::decode(b"\x00\x05\x00\x01text"), Err(DecodeError::Unterminated));
+    assert_eq!(
+        Packet::decode(b"\x00\x05\x00\x01text"),
+        Err(DecodeError::Unterminated)
+    );
 }
 
 #[test]
@@ -89,7 +112,14 @@ fn the_classifier_tells_tftp_from_udpft() {
     for opcode in 1..=6u8 {
         assert!(is_tftp(&[0, opcode, 0, 0]));
     }
-    for bytes in [&b""[..], b"\x00", b"\x00\x00", b"\x00\x07", b"UF\x01\x02", b"\x01\x01"] {
+    for bytes in [
+        &b""[..],
+        b"\x00",
+        b"\x00\x00",
+        b"\x00\x07",
+        b"UF\x01\x02",
+        b"\x01\x01",
+    ] {
         assert!(!is_tftp(bytes), "{bytes:?}");
     }
 }
@@ -97,7 +127,10 @@ fn the_classifier_tells_tftp_from_udpft() {
 /// Decoding never panics; whatever decodes encodes to a packet that decodes the same.
 fn check(bytes: &[u8]) {
     if let Ok(packet) = Packet::decode(bytes) {
-        assert_eq!(packet.opcode() as u16, u16::from_be_bytes([bytes[0], bytes[1]]));
+        assert_eq!(
+            packet.opcode() as u16,
+            u16::from_be_bytes([bytes[0], bytes[1]])
+        );
         let mut buf = vec![0; packet.encoded_len()];
         let n = packet.encode(&mut buf);
         assert_eq!(n, packet.encoded_len());
@@ -113,7 +146,13 @@ fn check(bytes: &[u8]) {
 #[test]
 fn random_and_mutated_datagrams_never_panic() {
     let mut rng = Rng::new(11);
-    let seeds: [&[u8]; 5] = [RRQ, b"\x00\x03\x00\x01data", b"\x00\x04\x00\x01", b"\x00\x05\x00\x02x\x00", b"\x00\x06tsize\x009\x00"];
+    let seeds: [&[u8]; 5] = [
+        RRQ,
+        b"\x00\x03\x00\x01data",
+        b"\x00\x04\x00\x01",
+        b"\x00\x05\x00\x02x\x00",
+        b"\x00\x06tsize\x009\x00",
+    ];
     for i in 0..200_000 {
         let bytes: Vec<u8> = if i % 2 == 0 {
             let len = rng.below(80) as usize;

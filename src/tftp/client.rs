@@ -123,7 +123,14 @@ impl ClientSession {
             windowsize: config.windowsize,
             tsize: config.tsize.then_some(0),
         };
-        Self::new(now, config, server, name, ask, Payload::Download(Some(sink)))
+        Self::new(
+            now,
+            config,
+            server,
+            name,
+            ask,
+            Payload::Download(Some(sink)),
+        )
     }
 
     /// An upload of `size` bytes from `source` to `server` as `name`. The size is announced
@@ -141,7 +148,14 @@ impl ClientSession {
             windowsize: config.windowsize,
             tsize: (config.tsize && config.mode == Mode::Octet).then_some(size),
         };
-        Self::new(now, config, server, name, ask, Payload::Upload(Some(source)))
+        Self::new(
+            now,
+            config,
+            server,
+            name,
+            ask,
+            Payload::Upload(Some(source)),
+        )
     }
 
     fn new(
@@ -219,8 +233,11 @@ impl ClientSession {
             return;
         }
         match &mut self.stage {
-            Stage::Requesting { first_sent, tries, .. } => {
-                let rtt = (*tries == 1).then(|| first_sent.map(|t| now.saturating_duration_since(t)));
+            Stage::Requesting {
+                first_sent, tries, ..
+            } => {
+                let rtt =
+                    (*tries == 1).then(|| first_sent.map(|t| now.saturating_duration_since(t)));
                 self.first_reply(now, from, packet, rtt.flatten());
             }
             Stage::Receiving(receiver) => match packet {
@@ -393,7 +410,10 @@ impl ClientSession {
                     Payload::Upload(_) => Packet::Wrq(request),
                 };
                 first_sent.get_or_insert(now);
-                *retry_at = Some(deadline(now, REQUEST_RETRY * 2u32.saturating_pow(*tries).min(8)));
+                *retry_at = Some(deadline(
+                    now,
+                    REQUEST_RETRY * 2u32.saturating_pow(*tries).min(8),
+                ));
                 if *tries > 0 {
                     self.stats.retransmitted += 1;
                 }

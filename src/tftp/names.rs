@@ -34,14 +34,30 @@ mod tests {
 
     #[test]
     fn folders_are_not_found() {
-        for name in [&b"a/b"[..], b"/a/b", b"//a", b"../etc/passwd", b"boot\\x86\\f"] {
-            assert_eq!(library_name(name).map_err(|e| e.code), Err(TftpCode::NotFound));
+        for name in [
+            &b"a/b"[..],
+            b"/a/b",
+            b"//a",
+            b"../etc/passwd",
+            b"boot\\x86\\f",
+        ] {
+            assert_eq!(
+                library_name(name).map_err(|e| e.code),
+                Err(TftpCode::NotFound)
+            );
         }
     }
 
     #[test]
     fn names_the_library_refuses_are_access_violations() {
-        for name in [&b"/"[..], b"..", b".hidden", b"/.hidden", b"esc\x1b[2J", b"\xff"] {
+        for name in [
+            &b"/"[..],
+            b"..",
+            b".hidden",
+            b"/.hidden",
+            b"esc\x1b[2J",
+            b"\xff",
+        ] {
             let err = library_name(name).expect_err("refused");
             assert_eq!(err.code, TftpCode::AccessViolation, "{name:?}");
             assert!(err.text.starts_with("name not allowed"), "{}", err.text);

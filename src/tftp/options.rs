@@ -155,7 +155,9 @@ pub fn negotiate(
         let Some(asked) = number(value) else { continue };
         let answer = match known {
             Known::Blksize if asked >= u64::from(MIN_BLKSIZE) => {
-                let size = asked.min(u64::from(policy.max_blksize.clamp(MIN_BLKSIZE, MAX_BLKSIZE)));
+                let size = asked.min(u64::from(
+                    policy.max_blksize.clamp(MIN_BLKSIZE, MAX_BLKSIZE),
+                ));
                 granted.blksize = size as u16;
                 size
             }
@@ -168,28 +170,30 @@ pub fn negotiate(
                 granted.timeout = Some(asked as u8);
                 asked
             }
-            Known::Tsize => match direction {
-                // The wire size of netascii is unknown until the whole file is read, which
-                // an unproven peer must not cause: tsize is not offered then.
-                Direction::Read { netascii: true, .. } => continue,
-                // curl refuses an OACK with tsize 0: an empty file's size goes unsaid (its
-                // single empty block says it anyway).
-                Direction::Read { size: 0, .. } => continue,
-                Direction::Read { size, .. } => {
-                    granted.tsize = Some(size);
-                    size
-                }
-                Direction::Write => {
-                    if let Some(max) = policy.max_upload.filter(|&max| asked > max) {
-                        return Err(TftpError::new(
+            Known::Tsize => {
+                match direction {
+                    // The wire size of netascii is unknown until the whole file is read, which
+                    // an unproven peer must not cause: tsize is not offered then.
+                    Direction::Read { netascii: true, .. } => continue,
+                    // curl refuses an OACK with tsize 0: an empty file's size goes unsaid (its
+                    // single empty block says it anyway).
+                    Direction::Read { size: 0, .. } => continue,
+                    Direction::Read { size, .. } => {
+                        granted.tsize = Some(size);
+                        size
+                    }
+                    Direction::Write => {
+                        if let Some(max) = policy.max_upload.filter(|&max| asked > max) {
+                            return Err(TftpError::new(
                             TftpCode::DiskFull,
                             format!("upload of {asked} bytes refused: this server takes at most {max}"),
                         ));
+                        }
+                        granted.tsize = Some(asked);
+                        asked
                     }
-                    granted.tsize = Some(asked);
-                    asked
                 }
-            },
+            }
             _ => continue,
         };
         push_option(&mut granted.oack, known.name(), answer);
@@ -293,25 +297,52 @@ mod tests {
     #[test]
     fn known_options_are_granted_in_order() {
         let g = grant(
-            &[("TSIZE", "0"), ("blksize", "1468"), ("windowsize", "8"), ("timeout", "6")],
+            &[
+                ("TSIZE", "0"),
+                ("blksize", "1468"),
+                ("windowsize", "8"),
+                ("timeout", "6"),
+            ],
             READ,
         )
         .unwrap();
-        assert_eq!((g.blksize, g.windowsize, g.timeout, g.tsize), (1468, 8, Some(6), Some(1234)));
+        assert_eq!(
+            (g.blksize, g.windowsize, g.timeout, g.tsize),
+            (1468, 8, Some(6), Some(1234))
+        );
         assert_eq!(
             g.oack().unwrap().as_bytes(),
-            &opts(&[("tsize", "1234"), ("blksize", "1468"), ("windowsize", "8"), ("timeout", "6")])[..]
+            &opts(&[
+                ("tsize", "1234"),
+                ("blksize", "1468"),
+                ("windowsize", "8"),
+                ("timeout", "6")
+            ])[..]
         );
     }
 
     #[test]
     fn ranges_are_enforced() {
-        let g = grant(&[("blksize", "7"), ("timeout", "0"), ("windowsize", "0")], READ).unwrap();
+        let g = grant(
+            &[("blksize", "7"), ("timeout", "0"), ("windowsize", "0")],
+            READ,
+        )
+        .unwrap();
         assert_eq!(g, Granted::default());
         assert!(g.oack().is_none());
-        let g = grant(&[("blksize", "99999"), ("windowsize", "65535"), ("timeout", "256")], READ)
-            .unwrap();
-        assert_eq!((g.blksize, g.windowsize, g.timeout), (MAX_BLKSIZE, DEFAULT_MAX_WINDOW, None));
+        let g = grant(
+            &[
+                ("blksize", "99999"),
+                ("windowsize", "65535"),
+                ("timeout", "256"),
+            ],
+            READ,
+        )
+        .unwrap();
+        assert_eq!(
+            (g.blksize, g.windowsize, g.timeout),
+            (MAX_BLKSIZE, DEFAULT_MAX_WINDOW, None)
+        );
         let g = grant(&[("blksize", "8"), ("timeout", "255")], READ).unwrap();
         assert_eq!((g.blksize, g.timeout), (8, Some(255)));
     }
@@ -333,13 +364,27 @@ mod tests {
 
     #[test]
     fn an_empty_file_gets_no_tsize() {
-        let g = grant(&[("tsize", "0")], Direction::Read { size: 0, netascii: false }).unwrap();
+        let g = grant(
+            &[("tsize", "0")],
+            Direction::Read {
+                size: 0,
+                netascii: false,
+            },
+        )
+        .unwrap();
         assert!(g.oack().is_none());
     }
 
     #[test]
     fn netascii_reads_get_no_tsize() {
-        let g = grant(&[("tsize", "0")], Direction::Read { size: 9, netascii: true }).unwrap();
+        let g = grant(
+            &[("tsize", "0")],
+            Direction::Read {
+                size: 9,
+                netascii: true,
+            },
+        )
+        .unwrap();
         assert!(g.oack().is_none());
     }
 

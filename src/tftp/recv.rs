@@ -270,12 +270,7 @@ impl BlockReceiver {
         if self.outcome.is_none() {
             self.retransmit_at = Some(deadline(now, self.rtt.rto()));
         }
-        Some(
-            Packet::Ack {
-                block: wire(index),
-            }
-            .encode(buf),
-        )
+        Some(Packet::Ack { block: wire(index) }.encode(buf))
     }
 
     fn fail(&mut self, error: TftpError) {

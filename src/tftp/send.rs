@@ -96,7 +96,11 @@ impl BlockSender {
             packet: vec![0; DATA_HEADER_LEN + blksize],
             packet_len: 0,
             packet_index: None,
-            scratch: if netascii { vec![0; blksize] } else { Vec::new() },
+            scratch: if netascii {
+                vec![0; blksize]
+            } else {
+                Vec::new()
+            },
             rtt: Rtt::new(config),
             retransmit_at: None,
             progress_at: now,
@@ -273,7 +277,12 @@ impl BlockSender {
                         "file changed during transfer",
                     ))
                 }
-                Err(e) => return Err(TftpError::new(TftpCode::Undefined, format!("read error: {e}"))),
+                Err(e) => {
+                    return Err(TftpError::new(
+                        TftpCode::Undefined,
+                        format!("read error: {e}"),
+                    ))
+                }
             }
             self.last = Some(index);
         }

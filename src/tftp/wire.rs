@@ -431,11 +431,11 @@ mod tests {
 
     #[test]
     fn padding_after_the_last_option_is_ignored() {
-        let bytes = b"\0\x01f\0octet\0blksize\01468\0\0\0\0";
+        let bytes = b"\0\x01f\0octet\0blksize\x001468\0\0\0\0";
         let Ok(Packet::Rrq(r)) = Packet::decode(bytes) else {
             panic!("decodes")
         };
-        assert_eq!(r.options.as_bytes(), b"blksize\01468\0");
+        assert_eq!(r.options.as_bytes(), b"blksize\x001468\0");
         let bytes = b"\0\x01f\0octet\0\0\0";
         let Ok(Packet::Rrq(r)) = Packet::decode(bytes) else {
             panic!("decodes")

@@ -87,7 +87,12 @@ impl Drop for Driver {
 /// The longest the loop blocks before it looks at the stop flag.
 const POLL: Duration = Duration::from_millis(20);
 
-fn serve(socket: UdpSocket, mut library: Library, config: ServerConfig, stop: &AtomicBool) -> DriverStats {
+fn serve(
+    socket: UdpSocket,
+    mut library: Library,
+    config: ServerConfig,
+    stop: &AtomicBool,
+) -> DriverStats {
     let mut sessions: HashMap<SocketAddr, ServerSession> = HashMap::new();
     let mut stats = DriverStats::default();
     let mut buf = vec![0u8; MAX_PACKET + 1];
@@ -104,9 +109,23 @@ fn serve(socket: UdpSocket, mut library: Library, config: ServerConfig, stop: &A
                 stats.received += 1;
                 stats.bytes_in += n as u64;
                 let datagram = &buf[..n];
-                route(Instant::now(), &socket, &mut library, &config, &mut sessions, &mut stats, peer, datagram, &mut out);
+                route(
+                    Instant::now(),
+                    &socket,
+                    &mut library,
+                    &config,
+                    &mut sessions,
+                    &mut stats,
+                    peer,
+                    datagram,
+                    &mut out,
+                );
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => {}
         }
         let now = Instant::now();
@@ -161,7 +180,10 @@ fn route(
             Err(Some(error)) => send(socket, peer, &out_error(&error, out), stats),
             Err(None) => {}
         }
-    } else if matches!(Packet::decode(datagram).map(|p| p.opcode()), Ok(Opcode::Data)) {
+    } else if matches!(
+        Packet::decode(datagram).map(|p| p.opcode()),
+        Ok(Opcode::Data)
+    ) {
         let error = TftpError::new(TftpCode::UnknownTid, "unknown transfer ID");
         send(socket, peer, &out_error(&error, out), stats);
     }
@@ -172,7 +194,14 @@ fn out_error(error: &TftpError, out: &mut [u8]) -> Vec<u8> {
     out[..n].to_vec()
 }
 
-fn flush(socket: &UdpSocket, peer: SocketAddr, session: &mut ServerSession, now: Instant, out: &mut [u8], stats: &mut DriverStats) {
+fn flush(
+    socket: &UdpSocket,
+    peer: SocketAddr,
+    session: &mut ServerSession,
+    now: Instant,
+    out: &mut [u8],
+    stats: &mut DriverStats,
+) {
     while let Some(n) = session.poll_transmit(now, out) {
         stats.sent += 1;
         stats.bytes_out += n as u64;

@@ -4,6 +4,6 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the helpers
 
-pub mod packets;
 pub mod driver;
+pub mod packets;
 pub mod tools;

@@ -89,7 +89,12 @@ pub fn show(bytes: &[u8]) -> String {
         Ok(Packet::Error { code, text }) => {
             format!("ERROR {code} {}", String::from_utf8_lossy(text))
         }
-        Ok(Packet::Oack(o)) => format!("OACK {}", String::from_utf8_lossy(o.as_bytes()).replace('\0', " ").trim_end()),
+        Ok(Packet::Oack(o)) => format!(
+            "OACK {}",
+            String::from_utf8_lossy(o.as_bytes())
+                .replace('\0', " ")
+                .trim_end()
+        ),
         Err(e) => format!("malformed ({e})"),
     }
 }
