@@ -106,115 +106,68 @@ impl Client {
 
     /// The command that downloads `remote` into `local` (octet mode) at `blksize`.
     fn get(self, program: &Path, s: &Setup, remote: &str, local: &Path, blksize: usize) -> Command {
-        let mut c = Command::new(program);
-        let local = local.to_str().unwrap();
-        match self {
-            Self::TftpHpa => {
-                c.args([
-                    "-m",
-                    "binary",
-                    "127.0.0.1",
-                    &s.port(),
-                    "-c",
-                    "get",
-                    remote,
-                    local,
-                ]);
-            }
-            Self::Atftp => {
-                c.args([
-                    "--option",
-                    &format!("blksize {blksize}"),
-                    "-g",
-                    "-r",
-                    remote,
-                    "-l",
-                    local,
-                    "127.0.0.1",
-                    &s.port(),
-                ]);
-            }
-            Self::Busybox => {
-                c.args([
-                    "tftp",
-                    "-b",
-                    &blksize.to_string(),
-                    "-g",
-                    "-r",
-                    remote,
-                    "-l",
-                    local,
-                    "127.0.0.1",
-                    &s.port(),
-                ]);
-            }
-            Self::Curl => {
-                c.args([
-                    "-sS",
-                    "--tftp-blksize",
-                    &blksize.to_string(),
-                    "-o",
-                    local,
-                    &s.url(remote),
-                ]);
-            }
-        }
-        c
+        self.command(program, s, false, remote, local, blksize)
     }
 
     /// The command that uploads `local` as `remote` (octet mode) at `blksize`.
     fn put(self, program: &Path, s: &Setup, local: &Path, remote: &str, blksize: usize) -> Command {
+        self.command(program, s, true, remote, local, blksize)
+    }
+
+    fn command(
+        self,
+        program: &Path,
+        s: &Setup,
+        put: bool,
+        remote: &str,
+        local: &Path,
+        blksize: usize,
+    ) -> Command {
         let mut c = Command::new(program);
         let local = local.to_str().unwrap();
+        let port = s.port();
+        let size = blksize.to_string();
+        let (verb, flag) = if put { ("put", "-p") } else { ("get", "-g") };
         match self {
             Self::TftpHpa => {
-                c.args([
-                    "-m",
-                    "binary",
-                    "127.0.0.1",
-                    &s.port(),
-                    "-c",
-                    "put",
-                    local,
-                    remote,
-                ]);
+                let files = if put {
+                    [local, remote]
+                } else {
+                    [remote, local]
+                };
+                c.args(["-m", "binary", "127.0.0.1", &port, "-c", verb])
+                    .args(files);
             }
             Self::Atftp => {
                 c.args([
                     "--option",
                     &format!("blksize {blksize}"),
-                    "-p",
-                    "-l",
-                    local,
+                    flag,
                     "-r",
                     remote,
+                    "-l",
+                    local,
                     "127.0.0.1",
-                    &s.port(),
+                    &port,
                 ]);
             }
             Self::Busybox => {
                 c.args([
                     "tftp",
                     "-b",
-                    &blksize.to_string(),
-                    "-p",
-                    "-l",
-                    local,
+                    &size,
+                    flag,
                     "-r",
                     remote,
+                    "-l",
+                    local,
                     "127.0.0.1",
-                    &s.port(),
+                    &port,
                 ]);
             }
             Self::Curl => {
-                c.args([
-                    "-sS",
-                    "--tftp-blksize",
-                    &blksize.to_string(),
-                    "-T",
-                    local,
-                    &s.url(remote),
-                ]);
+                let way = if put { "-T" } else { "-o" };
+                c.args(["-sS", "--tftp-blksize", &size, way, local, &s.url(remote)]);
             }
         }
         c

@@ -69,6 +69,10 @@ impl Drop for Proxy {
     }
 }
 
+/// One client run: what it is, its program and package, its arguments before the local
+/// path and after it.
+type ClientRun<'a> = (&'a str, &'a str, &'a str, Vec<&'a str>, Vec<&'a str>);
+
 #[test]
 fn real_clients_finish_byte_identical_through_5_percent_loss() {
     let library = tempfile::tempdir().unwrap();
@@ -79,80 +83,68 @@ fn real_clients_finish_byte_identical_through_5_percent_loss() {
     let proxy = Proxy::start(server.addr());
     let port = proxy.addr.port().to_string();
     let url = format!("tftp://127.0.0.1:{port}/f.bin");
-    let out = |name: &str| -> PathBuf { local.path().join(name) };
-    let o = |p: &PathBuf| p.to_str().unwrap().to_owned();
-    let mut runs: Vec<(&str, PathBuf, Command)> = Vec::new();
-    if let Some(curl) = tools::find("curl", "curl") {
-        for blksize in ["512", "1468"] {
-            let path = out(&format!("curl-{blksize}"));
-            let mut c = Command::new(&curl);
-            c.args(["-sS", "--tftp-blksize", blksize, "-o", &o(&path), &url]);
-            runs.push(("curl", path, c));
-        }
-    }
-    if let Some(tftp) = tools::find("tftp", "tftp-hpa") {
-        let path = out("tftp-hpa");
-        let mut c = Command::new(tftp);
-        c.args([
-            "-m",
-            "binary",
-            "127.0.0.1",
-            &port,
-            "-c",
-            "get",
-            "f.bin",
-            &o(&path),
-        ]);
-        runs.push(("tftp-hpa", path, c));
-    }
-    if let Some(atftp) = tools::find("atftp", "atftp") {
-        let path = out("atftp");
-        let mut c = Command::new(atftp);
-        c.args([
-            "--option",
-            "blksize 1468",
-            "--option",
-            "windowsize 4",
-            "-g",
-            "-r",
-            "f.bin",
-            "-l",
-            &o(&path),
-            "127.0.0.1",
-            &port,
-        ]);
-        runs.push(("atftp windowsize 4", path, c));
-        let path = out("atftp-lockstep");
-        let mut c = Command::new(tools::find("atftp", "atftp").expect("found above"));
-        c.args([
-            "--option",
-            "blksize 512",
-            "-g",
-            "-r",
-            "f.bin",
-            "-l",
-            &o(&path),
-            "127.0.0.1",
-            &port,
-        ]);
-        runs.push(("atftp lockstep", path, c));
-    }
-    if let Some(busybox) = tools::find("busybox", "busybox") {
-        let path = out("busybox");
-        let mut c = Command::new(busybox);
-        c.args([
+    let clients: [ClientRun<'_>; 6] = [
+        (
+            "curl 512",
+            "curl",
+            "curl",
+            vec!["-sS", "--tftp-blksize", "512", "-o"],
+            vec![&url],
+        ),
+        (
+            "curl 1468",
+            "curl",
+            "curl",
+            vec!["-sS", "--tftp-blksize", "1468", "-o"],
+            vec![&url],
+        ),
+        (
+            "tftp-hpa",
             "tftp",
-            "-b",
-            "1468",
-            "-g",
-            "-r",
-            "f.bin",
-            "-l",
-            &o(&path),
-            "127.0.0.1",
-            &port,
-        ]);
-        runs.push(("busybox", path, c));
+            "tftp-hpa",
+            vec!["-m", "binary", "127.0.0.1", &port, "-c", "get", "f.bin"],
+            vec![],
+        ),
+        (
+            "atftp windowsize 4",
+            "atftp",
+            "atftp",
+            vec![
+                "--option",
+                "blksize 1468",
+                "--option",
+                "windowsize 4",
+                "-g",
+                "-r",
+                "f.bin",
+                "-l",
+            ],
+            vec!["127.0.0.1", &port],
+        ),
+        (
+            "atftp lockstep",
+            "atftp",
+            "atftp",
+            vec!["--option", "blksize 512", "-g", "-r", "f.bin", "-l"],
+            vec!["127.0.0.1", &port],
+        ),
+        (
+            "busybox",
+            "busybox",
+            "busybox",
+            vec!["tftp", "-b", "1468", "-g", "-r", "f.bin", "-l"],
+            vec!["127.0.0.1", &port],
+        ),
+    ];
+    let mut runs: Vec<(&str, PathBuf, Command)> = Vec::new();
+    for (what, name, package, before, after) in clients {
+        let Some(program) = tools::find(name, package) else {
+            continue;
+        };
+        let path = local.path().join(what.replace(' ', "-"));
+        let mut c = Command::new(program);
+        c.args(before).arg(&path).args(after);
+        runs.push((what, path, c));
     }
     for (what, path, mut command) in runs {
         let done = support::run_within(&mut command, b"", Duration::from_secs(90));

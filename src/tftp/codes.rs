@@ -112,6 +112,14 @@ impl TftpError {
         Self::new(TftpCode::from_udpft(refusal.code), refusal.text.clone())
     }
 
+    /// The failure of a transfer this end stopped with this error.
+    pub fn failure(&self) -> crate::proto::Failure {
+        crate::proto::Failure::Local {
+            code: self.code.to_udpft(),
+            text: self.text.clone(),
+        }
+    }
+
     /// The ERROR packet of this error, written into `buf`; returns its length.
     pub fn encode(&self, buf: &mut [u8]) -> usize {
         super::wire::Packet::Error {

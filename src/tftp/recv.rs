@@ -16,7 +16,7 @@ use super::blocks::wire;
 use super::codes::{TftpCode, TftpError};
 use super::netascii::Decoder;
 use super::options::Granted;
-use super::send::peer_failure;
+use super::send::{expired, peer_failure};
 use super::wire::Packet;
 use crate::proto::session::{deadline, Config, Failure, Outcome, Rtt, Sink, Stats};
 use std::io;
@@ -276,10 +276,7 @@ impl BlockReceiver {
     fn fail(&mut self, error: TftpError) {
         self.retransmit_at = None;
         self.ack_due = false;
-        self.outcome = Some(Outcome::Failed(Failure::Local {
-            code: error.code.to_udpft(),
-            text: error.text.clone(),
-        }));
+        self.outcome = Some(Outcome::Failed(error.failure()));
         self.error_pending = Some(error);
     }
 
@@ -294,10 +291,7 @@ impl BlockReceiver {
     pub fn expire(&mut self, now: Instant) {
         if self.outcome.is_none() {
             self.retransmit_at = None;
-            self.outcome = Some(Outcome::Failed(Failure::Timeout {
-                tries: 1,
-                elapsed: now.saturating_duration_since(self.progress_at),
-            }));
+            self.outcome = Some(expired(now, self.progress_at));
         }
         self.ack_due = false;
         self.error_pending = None;

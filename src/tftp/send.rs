@@ -296,10 +296,7 @@ impl BlockSender {
 
     fn fail(&mut self, error: TftpError) {
         self.retransmit_at = None;
-        self.outcome = Some(Outcome::Failed(Failure::Local {
-            code: error.code.to_udpft(),
-            text: error.text.clone(),
-        }));
+        self.outcome = Some(Outcome::Failed(error.failure()));
         self.error_pending = Some(error);
     }
 
@@ -314,10 +311,7 @@ impl BlockSender {
     pub fn expire(&mut self, now: Instant) {
         if self.outcome.is_none() {
             self.retransmit_at = None;
-            self.outcome = Some(Outcome::Failed(Failure::Timeout {
-                tries: 1,
-                elapsed: now.saturating_duration_since(self.progress_at),
-            }));
+            self.outcome = Some(expired(now, self.progress_at));
         }
         self.error_pending = None;
     }
@@ -370,6 +364,14 @@ fn read_full(source: &mut dyn Source, offset: u64, buf: &mut [u8]) -> Result<usi
         filled += n;
     }
     Ok(filled)
+}
+
+/// The outcome of a transfer whose peer never showed up after `since`: a silent timeout.
+pub(crate) fn expired(now: Instant, since: Instant) -> Outcome {
+    Outcome::Failed(Failure::Timeout {
+        tries: 1,
+        elapsed: now.saturating_duration_since(since),
+    })
 }
 
 /// The failure of a transfer the peer ended with ERROR `code` saying `text`.

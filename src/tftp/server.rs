@@ -117,31 +117,36 @@ pub fn open(
         let sink = store
             .create(name.as_bytes(), announced, config.overwrite)
             .map_err(|r| TftpError::from_refusal(&r))?;
-        Half::Write {
-            oack: oack_bytes(&granted),
-            receiver: BlockReceiver::new(
-                now,
-                &config.timing,
-                &granted,
-                request.mode == Mode::Netascii,
-                sink,
-                config.policy.max_upload,
-                false,
-            ),
-            proven: false,
-        }
+        write_half(now, config, &request, &granted, sink)
     } else {
         let (source, size) = store
             .open(name.as_bytes())
             .map_err(|r| TftpError::from_refusal(&r))?;
         read_half(now, config, &request, source, size)?
     };
-    Ok(ServerSession {
-        half,
-        request: datagram.to_vec(),
-        credit: 1,
-        unproven_until: crate::proto::session::deadline(now, config.timing.timeout),
-    })
+    Ok(ServerSession::new(half, datagram, now, config))
+}
+
+fn write_half(
+    now: Instant,
+    config: &ServerConfig,
+    request: &Request<'_>,
+    granted: &Granted,
+    sink: Box<dyn Sink>,
+) -> Half {
+    Half::Write {
+        oack: oack_bytes(granted),
+        receiver: BlockReceiver::new(
+            now,
+            &config.timing,
+            granted,
+            request.mode == Mode::Netascii,
+            sink,
+            config.policy.max_upload,
+            false,
+        ),
+        proven: false,
+    }
 }
 
 fn oack_bytes(granted: &Granted) -> Option<Vec<u8>> {
@@ -173,6 +178,15 @@ fn read_half(
 }
 
 impl ServerSession {
+    fn new(half: Half, request: &[u8], now: Instant, config: &ServerConfig) -> Self {
+        Self {
+            half,
+            request: request.to_vec(),
+            credit: 1,
+            unproven_until: crate::proto::session::deadline(now, config.timing.timeout),
+        }
+    }
+
     /// A read session for `request` served from `source` of `size` bytes (for drivers
     /// that open files themselves, and tests).
     ///
@@ -188,12 +202,12 @@ impl ServerSession {
         let Ok(Packet::Rrq(request)) = Packet::decode(request_datagram) else {
             return Err(None);
         };
-        Ok(Self {
-            half: read_half(now, config, &request, source, size)?,
-            request: request_datagram.to_vec(),
-            credit: 1,
-            unproven_until: crate::proto::session::deadline(now, config.timing.timeout),
-        })
+        Ok(Self::new(
+            read_half(now, config, &request, source, size)?,
+            request_datagram,
+            now,
+            config,
+        ))
     }
 
     /// A write session for `request` received into `sink` (drivers, tests).
@@ -210,24 +224,12 @@ impl ServerSession {
             return Err(None);
         };
         let granted = negotiate(request.options, Direction::Write, &config.policy)?;
-        Ok(Self {
-            half: Half::Write {
-                oack: oack_bytes(&granted),
-                receiver: BlockReceiver::new(
-                    now,
-                    &config.timing,
-                    &granted,
-                    request.mode == Mode::Netascii,
-                    sink,
-                    config.policy.max_upload,
-                    false,
-                ),
-                proven: false,
-            },
-            request: request_datagram.to_vec(),
-            credit: 1,
-            unproven_until: crate::proto::session::deadline(now, config.timing.timeout),
-        })
+        Ok(Self::new(
+            write_half(now, config, &request, &granted, sink),
+            request_datagram,
+            now,
+            config,
+        ))
     }
 
     /// Whether the peer has answered what was sent to it (an ACK of the OACK or of a
