@@ -11,7 +11,9 @@
 //! for a write), a session sends exactly one datagram per request datagram received (the
 //! OACK, or block 1 when the request has no option, or the WRQ's ACK 0/OACK) and nothing
 //! on its timers; if the peer stays silent, the session ends without a word. A repeat of
-//! the request (the client's own retry) is answered once more. So an RRQ with options is
+//! the request (the client's own retry) is answered once more; a silent peer is waited for
+//! [`UNPROVEN_WAIT_FACTOR`] times the give-up time, so a client whose first ACK was lost is
+//! still heard when it repeats it. So an RRQ with options is
 //! answered only by the small OACK, DATA flows only after ACK 0 from that address and port,
 //! and an RRQ without options gets block 1 once per request, never retransmitted.
 
@@ -24,6 +26,11 @@ use super::wire::{Mode, Options, Packet, Request};
 use crate::proto::session::{Config, Outcome, Sink, Source, Stats};
 use crate::proto::table::Store;
 use std::time::Instant;
+
+/// An unproven session waits this many times the give-up time for its peer: long enough to
+/// hear a client's own retry (tftp-hpa and atftp repeat after 5 s, curl after 6 s) when its
+/// ACK, or our one answer, was lost.
+pub const UNPROVEN_WAIT_FACTOR: u32 = 3;
 
 /// How a server runs its TFTP sessions.
 #[derive(Clone, Debug)]
@@ -77,7 +84,8 @@ pub struct ServerSession {
     request: Vec<u8>,
     /// Datagrams that may still be sent before the peer is proven.
     credit: u32,
-    /// When an unproven session gives up, silently.
+    /// How long an unproven session waits for its peer, and until when (silently).
+    unproven_wait: std::time::Duration,
     unproven_until: Instant,
 }
 
@@ -183,7 +191,11 @@ impl ServerSession {
             half,
             request: request.to_vec(),
             credit: 1,
-            unproven_until: crate::proto::session::deadline(now, config.timing.timeout),
+            unproven_wait: config.timing.timeout * UNPROVEN_WAIT_FACTOR,
+            unproven_until: crate::proto::session::deadline(
+                now,
+                config.timing.timeout * UNPROVEN_WAIT_FACTOR,
+            ),
         }
     }
 
@@ -257,6 +269,7 @@ impl ServerSession {
         if matches!(packet, Packet::Rrq(_) | Packet::Wrq(_)) {
             if datagram == self.request && !self.is_proven() && self.outcome().is_none() {
                 self.credit += 1;
+                self.unproven_until = crate::proto::session::deadline(now, self.unproven_wait);
                 self.resend_first();
             } else {
                 self.note_ignored();
