@@ -18,7 +18,8 @@ use super::netascii::Decoder;
 use super::options::Granted;
 use super::send::{expired, peer_failure};
 use super::wire::Packet;
-use crate::proto::session::{deadline, Config, Failure, Outcome, Rtt, Sink, Stats};
+use crate::proto::rtt::Rtt;
+use crate::proto::session::{deadline, Config, Failure, Outcome, Sink, Stats};
 use std::io;
 use std::time::{Duration, Instant};
 

@@ -21,7 +21,8 @@ use super::codes::{TftpCode, TftpError};
 use super::netascii::Encoder;
 use super::options::Granted;
 use super::wire::{seal_data, DATA_HEADER_LEN};
-use crate::proto::session::{deadline, Config, Failure, Outcome, Rtt, Source, Stats};
+use crate::proto::rtt::Rtt;
+use crate::proto::session::{deadline, Config, Failure, Outcome, Source, Stats};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
