@@ -24,6 +24,7 @@
 //!   a thread per session and a process per session.
 //! * [`client`]: the blocking client driver used by the command line.
 //! * [`ids`]: unpredictable session ids and request tokens from the OS's randomness.
+//! * [`text`]: showing text from the network safely (no terminal escapes, no bidi tricks).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -35,3 +36,4 @@ pub mod link;
 pub mod net;
 pub mod proto;
 pub mod server;
+pub mod text;
