@@ -33,7 +33,9 @@ pub(crate) fn rate(bytes: u64, elapsed: Duration) -> String {
 /// A duration for a person: `850 ms`, `2.4 s`, `95 s`.
 pub(crate) fn duration(elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64();
-    if secs < 1.0 {
+    if secs < 0.01 {
+        format!("{:.1} ms", secs * 1e3)
+    } else if secs < 1.0 {
         format!("{:.0} ms", secs * 1e3)
     } else if secs < 10.0 {
         format!("{secs:.1} s")
@@ -147,6 +149,7 @@ mod tests {
         assert_eq!(size(512), "512 B");
         assert_eq!(rate(3 << 20, Duration::from_secs(2)), "1.50 MiB/s");
         assert_eq!(duration(Duration::from_millis(850)), "850 ms");
+        assert_eq!(duration(Duration::from_micros(1300)), "1.3 ms");
         assert_eq!(duration(Duration::from_millis(2440)), "2.4 s");
         assert_eq!(duration(Duration::from_secs(95)), "95 s");
     }

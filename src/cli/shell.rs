@@ -18,7 +18,7 @@ use super::failure::Failure;
 use clap::{CommandFactory, Parser};
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
-use rustyline::{Config, Editor};
+use rustyline::{CompletionType, Config, Editor};
 use std::io::{self, BufRead, IsTerminal};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -83,6 +83,8 @@ fn interactive(ctx: &mut Context) -> Result<(), Failure> {
         .max_history_size(HISTORY_SIZE)
         .map_err(|e| readline_error(&e))?
         .auto_add_history(true)
+        // Like bash: the common prefix first, then every candidate listed.
+        .completion_type(CompletionType::List)
         .build();
     let mut editor: Editor<ShellHelper, DefaultHistory> =
         Editor::with_config(config).map_err(|e| readline_error(&e))?;
@@ -93,7 +95,11 @@ fn interactive(ctx: &mut Context) -> Result<(), Failure> {
         let _ = editor.load_history(path);
     }
     loop {
-        match editor.readline(PROMPT) {
+        let line = editor.readline(PROMPT);
+        // A Ctrl-C that cancelled the previous command (or came between commands) is
+        // spent: it must not cancel the next one.
+        ctx.interrupt.store(false, Ordering::Relaxed);
+        match line {
             Ok(line) => match execute(ctx, &line, &names) {
                 Ok(Next::Continue) => {}
                 Ok(Next::Quit) => break,
@@ -104,7 +110,6 @@ fn interactive(ctx: &mut Context) -> Result<(), Failure> {
             Err(ReadlineError::Eof) => break,
             Err(e) => return Err(readline_error(&e)),
         }
-        ctx.interrupt.store(false, Ordering::Relaxed);
     }
     if let Some(path) = &history {
         if let Some(folder) = path.parent() {
