@@ -17,7 +17,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => cli::serve::run(&args),
         Command::Completions { shell } => cli::docs::completions(shell),
         Command::Man => cli::docs::man(),
-        Command::Ls { args, common } => with_client(&common, |ctx| commands::ls(ctx, &args).map(drop)),
+        Command::Ls { args, common } => {
+            with_client(&common, |ctx| commands::ls(ctx, &args).map(drop))
+        }
         Command::Get { args, common } => with_client(&common, |ctx| commands::get(ctx, &args)),
         Command::Put { args, common } => {
             with_client(&common, |ctx| commands::put(ctx, &args).map(drop))

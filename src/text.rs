@@ -54,8 +54,18 @@ mod tests {
     fn bidirectional_and_invisible_format_characters_become_visible() {
         assert_eq!(sanitize("\u{202e}txt.exe"), "\\u{202e}txt.exe");
         for c in [
-            '\u{200b}', '\u{200e}', '\u{200f}', '\u{202a}', '\u{202d}', '\u{2066}', '\u{2069}',
-            '\u{feff}', '\u{2028}', '\u{2029}', '\u{e0041}', '\u{61c}',
+            '\u{200b}',
+            '\u{200e}',
+            '\u{200f}',
+            '\u{202a}',
+            '\u{202d}',
+            '\u{2066}',
+            '\u{2069}',
+            '\u{feff}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{e0041}',
+            '\u{61c}',
         ] {
             let shown = sanitize(&format!("a{c}b"));
             assert_eq!(shown, format!("a{}b", c.escape_default()), "{:x}", c as u32);
@@ -64,7 +74,13 @@ mod tests {
 
     #[test]
     fn visible_text_is_kept() {
-        for text in ["plain été", "résumé 2026.pdf", "日本語.txt", "emoji 🎉", "a\\b"] {
+        for text in [
+            "plain été",
+            "résumé 2026.pdf",
+            "日本語.txt",
+            "emoji 🎉",
+            "a\\b",
+        ] {
             assert_eq!(sanitize(text), text);
         }
     }

@@ -693,7 +693,10 @@ fn a_piped_shell_runs_every_command_quietly_and_exits_with_the_first_failure() {
     // No prompt and no menu at start: the only menu is the one `help` asked for.
     assert!(!out.contains("udpft>"), "{out}");
     assert_eq!(out.matches("┌").count(), 1, "{out}");
-    assert!(out.starts_with("        3000  "), "the listing comes first:\n{out}");
+    assert!(
+        out.starts_with("        3000  "),
+        "the listing comes first:\n{out}"
+    );
     let err = &session.stderr;
     let expected_in_order = [
         "udpft: unknown command: bogus (type help)",

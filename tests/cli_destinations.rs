@@ -51,7 +51,10 @@ fn a_fifo_is_written_into_and_stays_a_fifo() {
         })
     };
     get(&served, "data.bin", &fifo, &[]).expect_code(0);
-    assert!(reader.join().unwrap() == original, "the reader got other bytes");
+    assert!(
+        reader.join().unwrap() == original,
+        "the reader got other bytes"
+    );
     assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
     assert_eq!(names_in(dir.path()), ["pipe"], "no partial file beside it");
 }
@@ -92,7 +95,10 @@ fn a_unix_socket_is_connected_to_and_written_into() {
         bytes
     });
     get(&served, "data.bin", &path, &[]).expect_code(0);
-    assert!(reader.join().unwrap() == original, "the listener got other bytes");
+    assert!(
+        reader.join().unwrap() == original,
+        "the listener got other bytes"
+    );
     assert!(fs::symlink_metadata(&path).unwrap().file_type().is_socket());
 }
 
@@ -106,7 +112,10 @@ fn a_symlink_stays_a_link_and_its_target_gets_the_download() {
     let link = dir.path().join("link.bin");
     std::os::unix::fs::symlink("target.bin", &link).unwrap();
     get(&served, "data.bin", &link, &[]).expect_code(0);
-    assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert_eq!(fs::read_link(&link).unwrap(), Path::new("target.bin"));
     assert_file_eq(&target, &original);
     assert_eq!(names_in(dir.path()), ["link.bin", "target.bin"]);
@@ -115,7 +124,10 @@ fn a_symlink_stays_a_link_and_its_target_gets_the_download() {
     let dangling = dir.path().join("dangling.bin");
     std::os::unix::fs::symlink("created.bin", &dangling).unwrap();
     get(&served, "data.bin", &dangling, &[]).expect_code(0);
-    assert!(fs::symlink_metadata(&dangling).unwrap().file_type().is_symlink());
+    assert!(fs::symlink_metadata(&dangling)
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert_file_eq(&dir.path().join("created.bin"), &original);
 }
 
@@ -187,7 +199,11 @@ fn a_missing_parent_folder_fails_before_anything_is_sent() {
             dir.path().join("nodir").join("data.bin").display()
         ),
     );
-    assert!(names_in(dir.path()).is_empty(), "{:?}", names_in(dir.path()));
+    assert!(
+        names_in(dir.path()).is_empty(),
+        "{:?}",
+        names_in(dir.path())
+    );
 }
 
 #[test]
@@ -230,7 +246,11 @@ fn a_refused_download_leaves_no_partial_file() {
     let dir = tempfile::tempdir().unwrap();
     let failed = get(&served, "missing.bin", &dir.path().join("out.bin"), &[]);
     failed.expect_code(4);
-    assert!(names_in(dir.path()).is_empty(), "{:?}", names_in(dir.path()));
+    assert!(
+        names_in(dir.path()).is_empty(),
+        "{:?}",
+        names_in(dir.path())
+    );
 }
 
 /// A small tmpfs mounted for one test inside its folder, unmounted when dropped.
@@ -285,7 +305,14 @@ fn a_disk_that_fills_is_a_local_error_that_keeps_the_partial_file() {
 fn a_closed_output_pipe_ends_the_client_quietly() {
     let served = Served::with_files(&[("big.bin", &random_bytes(5 << 20, 18))]);
     let mut running = Running::start_with_stdout(
-        &mut udpft(["get", "big.bin", "-o", "-", "--server", &served.addr().to_string()]),
+        &mut udpft([
+            "get",
+            "big.bin",
+            "-o",
+            "-",
+            "--server",
+            &served.addr().to_string(),
+        ]),
         Stdio::null(),
     );
     // Like `| head -c 10`: read ten bytes, then close the pipe.
@@ -344,6 +371,40 @@ fn a_download_into_the_current_folder_can_be_resumed_after_the_server_stops() {
             .contains("is kept: run the same command again to resume"),
         "{}",
         finished.stderr
+    );
+    assert!(fs::metadata(&partial).unwrap().len() > 0);
+    assert!(!dir.path().join("big.bin").exists());
+}
+
+#[test]
+fn ctrl_c_cancels_a_download_and_keeps_its_partial_file() {
+    let served = Served::with_files(&[("big.bin", &random_bytes(16 << 20, 20))]);
+    let dir = tempfile::tempdir().unwrap();
+    let running = Running::start(
+        udpft([
+            "get",
+            "big.bin",
+            "--chunk",
+            "512",
+            "--server",
+            &served.addr().to_string(),
+        ])
+        .current_dir(dir.path()),
+        Stdio::null(),
+    );
+    let partial = dir.path().join(".big.bin.udpft-part");
+    wait_for("the download to start", CHILD_DEADLINE, || {
+        fs::metadata(&partial).is_ok_and(|m| m.len() > 0)
+    });
+    // What Ctrl-C sends.
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(running.child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let finished = running.finish_within(CHILD_DEADLINE);
+    finished.expect_code(130);
+    assert_eq!(
+        finished.stderr,
+        "udpft: cancelled by the user; the partial file .big.bin.udpft-part is kept: run the \
+         same command again to resume\n"
     );
     assert!(fs::metadata(&partial).unwrap().len() > 0);
     assert!(!dir.path().join("big.bin").exists());

@@ -153,7 +153,11 @@ fn every_error_names_what_failed_and_exits_with_its_code() {
             "udpft {args:?}: stderr {:?} lacks {message:?}",
             finished.stderr
         );
-        assert!(finished.stdout.is_empty(), "udpft {args:?}: {}", finished.out());
+        assert!(
+            finished.stdout.is_empty(),
+            "udpft {args:?}: {}",
+            finished.out()
+        );
     }
     // Nothing was written anywhere but where the rows asked.
     let mut left = support::names_in(tmp.path());
@@ -188,7 +192,21 @@ fn a_closed_port_fails_in_milliseconds() {
     let finished = run(&mut udpft(["ls", "--server", &closed]));
     finished.expect_code(5);
     eprintln!("udpft ls against a closed port: {:?}", finished.elapsed);
-    assert!(finished.elapsed < Duration::from_secs(2), "{:?}", finished.elapsed);
+    assert!(
+        finished.elapsed < Duration::from_secs(2),
+        "{:?}",
+        finished.elapsed
+    );
+}
+
+#[test]
+fn a_name_with_several_addresses_moves_on_while_nothing_listens() {
+    let served = Served::with_files(&[("found.txt", b"f")]);
+    let addresses = [closed_port().parse().unwrap(), served.addr()];
+    let mut client = Client::connect(&addresses, ClientOptions::default()).unwrap();
+    let entries = client.list().expect("the second address answers");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(client.server(), served.addr());
 }
 
 #[test]
@@ -217,7 +235,11 @@ fn server_names_and_addresses_resolve_with_or_without_port() {
     for server in [format!("localhost:{port}"), format!("127.0.0.1:{port}")] {
         let listed = run(&mut udpft(["ls", "--server", &server]));
         listed.expect_code(0);
-        assert!(listed.out().contains("here.txt"), "{server}: {}", listed.out());
+        assert!(
+            listed.out().contains("here.txt"),
+            "{server}: {}",
+            listed.out()
+        );
     }
     let Ok(v6) = Served::bound("[::1]:0".parse().unwrap(), &[("six.txt", b"6")]) else {
         eprintln!("SKIPPED (IPv6 part): no IPv6 loopback here");
@@ -256,7 +278,9 @@ fn names_that_would_mislead_the_terminal_are_escaped_everywhere() {
     let missing = run(&mut udpft(["get", "\u{202e}gnissim", "--server", &server]));
     missing.expect_code(4);
     assert!(
-        missing.stderr.contains("no such file on server: \\u{202e}gnissim"),
+        missing
+            .stderr
+            .contains("no such file on server: \\u{202e}gnissim"),
         "{}",
         missing.stderr
     );
@@ -266,7 +290,13 @@ fn names_that_would_mislead_the_terminal_are_escaped_everywhere() {
     );
     assert!(shell.out().contains("\\u{202e}txt.exe"), "{}", shell.out());
     assert!(shell.stderr.contains("\\u{202e}x"), "{}", shell.stderr);
-    for output in [&text, &json.out(), &missing.stderr, &shell.out(), &shell.stderr] {
+    for output in [
+        &text,
+        &json.out(),
+        &missing.stderr,
+        &shell.out(),
+        &shell.stderr,
+    ] {
         assert!(
             !output.contains(['\u{202e}', '\u{200b}']),
             "a raw character reached the terminal: {output:?}"

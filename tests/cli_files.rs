@@ -61,9 +61,11 @@ fn every_file_is_tried_and_the_first_failure_gives_the_exit_code() {
 
     // --fail-fast stops at the first failure.
     let dir = tempfile::tempdir().unwrap();
-    let finished = run(udpft(["get", "a.txt", "missing.txt", "c.txt", "--fail-fast"])
-        .args(server(&served))
-        .current_dir(dir.path()));
+    let finished = run(
+        udpft(["get", "a.txt", "missing.txt", "c.txt", "--fail-fast"])
+            .args(server(&served))
+            .current_dir(dir.path()),
+    );
     finished.expect_code(4);
     assert_eq!(names_in(dir.path()), ["a.txt"]);
 }
@@ -92,7 +94,12 @@ fn quoted_patterns_are_matched_against_the_listing() {
         .args(server(&served)));
     finished.expect_code(0);
     assert_eq!(names_in(dir.path()), ["[literal].txt", "two.iso"]);
-    assert_eq!(finished.stderr.matches("saved ").count(), 2, "{}", finished.stderr);
+    assert_eq!(
+        finished.stderr.matches("saved ").count(),
+        2,
+        "{}",
+        finished.stderr
+    );
 }
 
 #[test]
@@ -157,7 +164,10 @@ fn completions_and_the_manual_page_are_generated() {
     let man = run(&mut udpft(["man"]));
     man.expect_code(0);
     let page = man.out();
-    assert!(page.starts_with(".ie") || page.contains(".TH udpft"), "{page}");
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH udpft"),
+        "{page}"
+    );
     for word in ["serve", "get", "put", "shell", "Exit codes"] {
         assert!(page.contains(word), "the manual page lacks {word}");
     }
@@ -213,11 +223,15 @@ fn serve_says_which_folder_it_serves_and_refuses_a_mistyped_root() {
     let line = first_serve_line(&["--root", "shared"], dir.path());
     let canonical = root.canonicalize().unwrap();
     assert!(
-        line.starts_with(&format!("udpft: serving {} (2 files) on 127.0.0.1:", canonical.display())),
+        line.starts_with(&format!(
+            "udpft: serving {} (2 files) on 127.0.0.1:",
+            canonical.display()
+        )),
         "{line}"
     );
 
-    let failed = run(udpft(["serve", "--root", "shaerd", "--bind", "127.0.0.1:0"]).current_dir(dir.path()));
+    let failed =
+        run(udpft(["serve", "--root", "shaerd", "--bind", "127.0.0.1:0"]).current_dir(dir.path()));
     failed.expect_code(3);
     assert!(failed.stderr.contains("give --create"), "{}", failed.stderr);
     assert!(!dir.path().join("shaerd").exists());

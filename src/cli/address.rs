@@ -129,7 +129,11 @@ mod tests {
             ("127.0.0.1", "127.0.0.1", DEFAULT_PORT),
             ("localhost", "localhost", DEFAULT_PORT),
             ("localhost:7000", "localhost", 7000),
-            ("files.example-lan.local", "files.example-lan.local", DEFAULT_PORT),
+            (
+                "files.example-lan.local",
+                "files.example-lan.local",
+                DEFAULT_PORT,
+            ),
             ("::1", "::1", DEFAULT_PORT),
             ("[::1]", "::1", DEFAULT_PORT),
             ("[::1]:7000", "::1", 7000),
@@ -160,13 +164,25 @@ mod tests {
 
     #[test]
     fn addresses_display_as_they_are_typed_back() {
-        assert_eq!("::1".parse::<ServerAddr>().unwrap().to_string(), "[::1]:6969");
-        assert_eq!("localhost".parse::<ServerAddr>().unwrap().to_string(), "localhost:6969");
+        assert_eq!(
+            "::1".parse::<ServerAddr>().unwrap().to_string(),
+            "[::1]:6969"
+        );
+        assert_eq!(
+            "localhost".parse::<ServerAddr>().unwrap().to_string(),
+            "localhost:6969"
+        );
     }
 
     #[test]
     fn localhost_resolves() {
-        let addresses = "localhost:7000".parse::<ServerAddr>().unwrap().resolve().unwrap();
-        assert!(addresses.iter().all(|a| a.ip().is_loopback() && a.port() == 7000));
+        let addresses = "localhost:7000"
+            .parse::<ServerAddr>()
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert!(addresses
+            .iter()
+            .all(|a| a.ip().is_loopback() && a.port() == 7000));
     }
 }

@@ -101,8 +101,8 @@ impl Run {
                 false
             }
             Err(failure) => {
-                let stop = self.fail_fast
-                    || matches!(&failure, Failure::Client(e) if e.is_cancelled());
+                let stop =
+                    self.fail_fast || matches!(&failure, Failure::Client(e) if e.is_cancelled());
                 let code = failure.shown().exit_code();
                 self.tally.fail();
                 self.first_failure.get_or_insert(code);

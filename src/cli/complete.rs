@@ -143,7 +143,10 @@ mod tests {
                 (25, String::new()),
             ]
         );
-        assert_eq!(words_before("get 'half"), [(0, "get".into()), (4, "half".into())]);
+        assert_eq!(
+            words_before("get 'half"),
+            [(0, "get".into()), (4, "half".into())]
+        );
         assert_eq!(words_before(""), [(0, String::new())]);
     }
 

@@ -3,8 +3,8 @@
 
 use super::args::Cli;
 use super::failure::Failure;
-use clap::CommandFactory;
 use super::output::print_out;
+use clap::CommandFactory;
 use udpft::client::ClientError;
 
 /// Prints the completion script for `shell`.

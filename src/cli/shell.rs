@@ -132,7 +132,9 @@ fn history_path() -> Option<PathBuf> {
     let data = std::env::var_os("XDG_DATA_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))?;
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share"))
+        })?;
     Some(data.join("udpft").join("history"))
 }
 
@@ -167,7 +169,7 @@ fn execute(ctx: &mut Context, line: &str, names: &Names) -> Result<Next, Failure
         Ok(parsed) => parsed,
         Err(e) if !e.use_stderr() => {
             // `get --help` and the like: clap's text is the answer.
-            super::output::print_out(&e.render().to_string())?;
+            super::output::print_out(e.render().to_string())?;
             return Ok(Next::Continue);
         }
         Err(e) => return Err(Failure::Usage(clap_message(&e))),
@@ -189,7 +191,7 @@ fn execute(ctx: &mut Context, line: &str, names: &Names) -> Result<Next, Failure
             known.sort();
             uploaded?;
         }
-        ShellCommand::Help => super::output::print_out(&menu(ctx.client.server()))?,
+        ShellCommand::Help => super::output::print_out(menu(ctx.client.server()))?,
         ShellCommand::Quit => return Ok(Next::Quit),
     }
     Ok(Next::Continue)

@@ -79,8 +79,8 @@ pub(crate) fn resolve(
         Destination::Stdout => return Ok(Target::Stream(Stream::stdout())),
         Destination::File(path) => path,
     };
-    let into_folder = path.as_os_str().as_bytes().ends_with(b"/")
-        || fs::metadata(path).is_ok_and(|m| m.is_dir());
+    let into_folder =
+        path.as_os_str().as_bytes().ends_with(b"/") || fs::metadata(path).is_ok_and(|m| m.is_dir());
     let path = if into_folder {
         path.join(name)
     } else {
@@ -90,7 +90,9 @@ pub(crate) fn resolve(
     let cannot = |e: io::Error| ClientError::local(format!("cannot write {shown}"), e);
     let target = follow_links(&path).map_err(cannot)?;
     let replaces = match fs::metadata(&target) {
-        Ok(meta) if meta.is_dir() => return Err(cannot(io::Error::from_raw_os_error(libc::EISDIR))),
+        Ok(meta) if meta.is_dir() => {
+            return Err(cannot(io::Error::from_raw_os_error(libc::EISDIR)))
+        }
         Ok(meta) if !meta.is_file() => {
             let writer = open_special(&target, meta.file_type()).map_err(cannot)?;
             return Ok(Target::Stream(Stream::new(writer, shown)));

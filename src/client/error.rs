@@ -115,7 +115,10 @@ impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let hint = match self {
             Self::Local {
-                context, source, hint, ..
+                context,
+                source,
+                hint,
+                ..
             } => {
                 write!(f, "{context}: {}", describe(source))?;
                 hint
@@ -203,7 +206,10 @@ mod tests {
             port_closed: true,
             hint: None,
         };
-        assert_eq!(refused.to_string(), "nothing is listening at 127.0.0.1:7999");
+        assert_eq!(
+            refused.to_string(),
+            "nothing is listening at 127.0.0.1:7999"
+        );
         assert_eq!(refused.exit_code(), 5);
         let silent = ClientError::NotResponding {
             server,

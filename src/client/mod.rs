@@ -132,7 +132,12 @@ pub struct Client {
 /// Why the driver loop stopped before the request's result was known.
 enum Stop {
     /// The server's host reported its port closed (ICMP port-unreachable).
-    PortClosed(ClientSession),
+    PortClosed {
+        /// The server had accepted the request (it was there, and is gone).
+        accepted: bool,
+        /// Datagrams sent for the request.
+        sent: u64,
+    },
     /// Any other failure.
     Error(ClientError),
 }
@@ -483,12 +488,11 @@ impl Client {
             let begun = Instant::now();
             let session = match self.drive(session, events) {
                 Ok(session) => session,
-                Err(Stop::PortClosed(session)) => {
-                    let accepted = session.progress().1.is_some();
+                Err(Stop::PortClosed { accepted, sent }) => {
                     if !accepted && self.next_address()? {
                         continue;
                     }
-                    return Err(self.port_closed(&session));
+                    return Err(self.port_closed(sent));
                 }
                 Err(Stop::Error(e)) => return Err(e),
             };
@@ -592,7 +596,7 @@ impl Client {
                 return Ok(session);
             }
             if refused {
-                return Err(Stop::PortClosed(session));
+                return Err(Stop::port_closed(&session));
             }
             let deadline = self
                 .lingering
@@ -607,7 +611,7 @@ impl Client {
                 Ok(Some((len, _))) => self.route(len, Some(&mut session)),
                 Ok(None) => {}
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                    return Err(Stop::PortClosed(session))
+                    return Err(Stop::port_closed(&session))
                 }
                 Err(e) => {
                     return Err(Stop::Error(ClientError::local(
@@ -660,12 +664,11 @@ impl Client {
 
     /// The error for a server whose port is closed: nothing listens there (or no longer,
     /// if the request had been accepted). Lingering sessions have nobody left to answer.
-    fn port_closed(&mut self, session: &ClientSession) -> ClientError {
+    fn port_closed(&mut self, sent: u64) -> ClientError {
         self.lingering.clear();
-        let stats = session.stats();
         ClientError::NotResponding {
             server: self.server,
-            tries: u32::try_from(stats.sent).unwrap_or(u32::MAX).max(1),
+            tries: u32::try_from(sent).unwrap_or(u32::MAX).max(1),
             elapsed: Duration::ZERO,
             port_closed: true,
             hint: None,
@@ -703,6 +706,15 @@ impl Drop for Client {
     /// repeated Done is still answered after the result was handed out.
     fn drop(&mut self) {
         self.finish_lingering();
+    }
+}
+
+impl Stop {
+    fn port_closed(session: &ClientSession) -> Self {
+        Self::PortClosed {
+            accepted: session.progress().1.is_some(),
+            sent: session.stats().sent,
+        }
     }
 }
 

@@ -44,7 +44,10 @@ impl Stream {
         take_fault(&self.fault)
     }
 
-    fn with<T>(&self, op: impl FnOnce(&mut BufWriter<Box<dyn Write + Send>>) -> io::Result<T>) -> io::Result<T> {
+    fn with<T>(
+        &self,
+        op: impl FnOnce(&mut BufWriter<Box<dyn Write + Send>>) -> io::Result<T>,
+    ) -> io::Result<T> {
         let mut writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let result = op(&mut writer);
         if let Err(e) = &result {

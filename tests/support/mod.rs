@@ -263,7 +263,10 @@ impl Drop for Running {
 pub fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
     let started = Instant::now();
     while !condition() {
-        assert!(started.elapsed() < deadline, "{what}: not within {deadline:?}");
+        assert!(
+            started.elapsed() < deadline,
+            "{what}: not within {deadline:?}"
+        );
         thread::sleep(Duration::from_millis(5));
     }
 }
