@@ -325,6 +325,28 @@ fn a_closed_output_pipe_ends_the_client_quietly() {
     assert!(finished.stderr.is_empty(), "{:?}", finished.stderr);
 }
 
+/// Starts `udpft get big.bin` in `dir` with small chunks (so it runs for seconds) and
+/// returns once its partial file holds bytes.
+fn slow_download(served: &Served, dir: &Path) -> (Running, std::path::PathBuf) {
+    let running = Running::start(
+        udpft([
+            "get",
+            "big.bin",
+            "--chunk",
+            "512",
+            "--server",
+            &served.addr().to_string(),
+        ])
+        .current_dir(dir),
+        Stdio::null(),
+    );
+    let partial = dir.join(".big.bin.udpft-part");
+    wait_for("the download to start", CHILD_DEADLINE, || {
+        fs::metadata(&partial).is_ok_and(|m| m.len() > 0)
+    });
+    (running, partial)
+}
+
 #[test]
 fn a_download_into_the_current_folder_can_be_resumed_after_the_server_stops() {
     // The server stops mid-download without waiting (grace 0): the client is told, keeps
@@ -340,22 +362,7 @@ fn a_download_into_the_current_folder_can_be_resumed_after_the_server_stops() {
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let running = Running::start(
-        udpft([
-            "get",
-            "big.bin",
-            "--chunk",
-            "512",
-            "--server",
-            &served.addr().to_string(),
-        ])
-        .current_dir(dir.path()),
-        Stdio::null(),
-    );
-    let partial = dir.path().join(".big.bin.udpft-part");
-    wait_for("the download to start", CHILD_DEADLINE, || {
-        fs::metadata(&partial).is_ok_and(|m| m.len() > 0)
-    });
+    let (running, partial) = slow_download(&served, dir.path());
     served.stop();
     let finished = running.finish_within(CHILD_DEADLINE);
     // Told by the server (4), or by its host once it is gone (5).
@@ -380,25 +387,9 @@ fn a_download_into_the_current_folder_can_be_resumed_after_the_server_stops() {
 fn ctrl_c_cancels_a_download_and_keeps_its_partial_file() {
     let served = Served::with_files(&[("big.bin", &random_bytes(16 << 20, 20))]);
     let dir = tempfile::tempdir().unwrap();
-    let running = Running::start(
-        udpft([
-            "get",
-            "big.bin",
-            "--chunk",
-            "512",
-            "--server",
-            &served.addr().to_string(),
-        ])
-        .current_dir(dir.path()),
-        Stdio::null(),
-    );
-    let partial = dir.path().join(".big.bin.udpft-part");
-    wait_for("the download to start", CHILD_DEADLINE, || {
-        fs::metadata(&partial).is_ok_and(|m| m.len() > 0)
-    });
+    let (running, partial) = slow_download(&served, dir.path());
     // What Ctrl-C sends.
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(running.child.id()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    support::interrupt(&running.child);
     let finished = running.finish_within(CHILD_DEADLINE);
     finished.expect_code(130);
     assert_eq!(

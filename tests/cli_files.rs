@@ -193,8 +193,7 @@ fn first_serve_line(args: &[&str], cwd: &std::path::Path) -> String {
         for _ in lines {}
     });
     let first = rx.recv_timeout(support::CHILD_DEADLINE);
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    support::interrupt(&child);
     let started = std::time::Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -202,7 +201,10 @@ fn first_serve_line(args: &[&str], cwd: &std::path::Path) -> String {
         }
         if started.elapsed() > support::CHILD_DEADLINE {
             let _ = child.kill();
-            panic!("udpft serve (pid {pid}) did not stop on SIGINT: killed");
+            panic!(
+                "udpft serve (pid {}) did not stop on SIGINT: killed",
+                child.id()
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     };

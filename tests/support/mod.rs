@@ -271,6 +271,12 @@ pub fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> b
     }
 }
 
+/// Sends `child` what Ctrl-C sends (SIGINT), to its PID.
+pub fn interrupt(child: &Child) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a PID"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT sent");
+}
+
 /// A UDP socket on loopback that never answers, and can tell whether anything was sent to
 /// it: a "server" for checking that a command failed before sending a single datagram.
 pub struct Silent {
