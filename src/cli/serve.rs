@@ -8,7 +8,7 @@
 use super::args::ServeArgs;
 use super::failure::Failure;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use udpft::client::ClientError;
 use udpft::library::{Library, LibraryOptions};
 use udpft::proto::Config;
@@ -87,7 +87,11 @@ fn root_folder(args: &ServeArgs) -> Result<(PathBuf, bool), Failure> {
         None => (PathBuf::from(DEFAULT_ROOT), true),
     };
     match root.try_exists() {
-        Ok(true) if !root.is_dir() => Err(not_a_folder(&root, libc::ENOTDIR)),
+        Ok(true) if !root.is_dir() => Err(ClientError::local(
+            format!("cannot serve {}", root.display()),
+            io::Error::from_raw_os_error(libc::ENOTDIR),
+        )
+        .into()),
         Ok(true) => Ok((root, false)),
         Ok(false) if may_create => Ok((root, true)),
         Ok(false) => Err(ClientError::local(
@@ -98,12 +102,4 @@ fn root_folder(args: &ServeArgs) -> Result<(PathBuf, bool), Failure> {
         .into()),
         Err(e) => Err(ClientError::local(format!("cannot serve {}", root.display()), e).into()),
     }
-}
-
-fn not_a_folder(root: &Path, errno: i32) -> Failure {
-    ClientError::local(
-        format!("cannot serve {}", root.display()),
-        io::Error::from_raw_os_error(errno),
-    )
-    .into()
 }

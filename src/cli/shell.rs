@@ -95,6 +95,9 @@ fn interactive(ctx: &mut Context) -> Result<(), Failure> {
         let _ = editor.load_history(path);
     }
     loop {
+        // A download's receiver lingers a few round trips after its result was shown;
+        // that ends before the prompt waits on the user.
+        ctx.client.finish_lingering();
         let line = editor.readline(PROMPT);
         // A Ctrl-C that cancelled the previous command (or came between commands) is
         // spent: it must not cancel the next one.
