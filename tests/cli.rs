@@ -680,7 +680,8 @@ fn a_piped_shell_runs_every_command_quietly_and_exits_with_the_first_failure() {
     std::fs::write(&upload, b"sent from the shell").expect("local file written");
     let input = format!(
         "list\nget NAME.bin\nbogus\nget missing\nget \"r\u{e9}sum\u{e9} 2026.pdf\" -o copy.pdf\n\
-         put {} --as renamed.txt\nhelp\nquit\nget NAME.bin -o after-quit.bin\n",
+         put {0} --as renamed.txt\nput {0} --as renamed.txt\nput {0} --as renamed.txt --force\n\
+         help\nquit\nget NAME.bin -o after-quit.bin\n",
         upload.display()
     );
     let session = run_with_input(
@@ -701,6 +702,8 @@ fn a_piped_shell_runs_every_command_quietly_and_exits_with_the_first_failure() {
     let expected_in_order = [
         "udpft: unknown command: bogus (type help)",
         "udpft: no such file on server: missing",
+        // The hint names what the shell takes: the next line does just that.
+        "udpft: server: file exists: renamed.txt (use --force to overwrite)",
     ];
     let mut from = 0;
     for expected in expected_in_order {

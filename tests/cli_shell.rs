@@ -115,7 +115,7 @@ fn up_arrow_recalls_the_last_command_also_in_the_next_session() {
 }
 
 #[test]
-fn tab_completes_commands_and_remote_names_and_a_download_leaves_a_summary() {
+fn tab_completes_commands_remote_names_and_local_paths_and_a_download_leaves_a_summary() {
     let served = Served::with_files(&[("résumé 2026.pdf", b"pdf bytes"), ("notes.txt", b"n")]);
     let cwd = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
@@ -130,6 +130,20 @@ fn tab_completes_commands_and_remote_names_and_a_download_leaves_a_summary() {
     assert!(line.contains("saved résumé 2026.pdf  9 B"), "{line:?}");
     until(&mut session, PROMPT);
     support::assert_file_eq(&cwd.path().join("résumé 2026.pdf"), b"pdf bytes");
+
+    // `put` completes local paths; what it uploaded is then completed for `get`.
+    std::fs::write(cwd.path().join("upload-me.txt"), b"up").unwrap();
+    session.send("put uplo\t").unwrap();
+    until(&mut session, "upload-me.txt");
+    session.send("\r").unwrap();
+    until(&mut session, "uploaded upload-me.txt");
+    until(&mut session, PROMPT);
+    session.send("get uplo\t").unwrap();
+    until(&mut session, "upload-me.txt");
+    session.send(" -o again.txt\r").unwrap();
+    until(&mut session, "saved again.txt");
+    until(&mut session, PROMPT);
+    support::assert_file_eq(&cwd.path().join("again.txt"), b"up");
     leave(session);
 }
 
