@@ -253,33 +253,12 @@ fn a_refused_download_leaves_no_partial_file() {
     );
 }
 
-/// A small tmpfs mounted for one test inside its folder, unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Option<Self> {
-        let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        mounted.then(|| Self(path.to_owned()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_disk_that_fills_is_a_local_error_that_keeps_the_partial_file() {
     let dir = tempfile::tempdir().unwrap();
     let small = dir.path().join("small");
     fs::create_dir(&small).unwrap();
-    let Some(_mount) = Tmpfs::mount(&small, "1m") else {
+    let Some(_mount) = support::Tmpfs::mount(&small, "1m") else {
         eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
         return;
     };

@@ -271,6 +271,30 @@ pub fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> b
     }
 }
 
+/// A small tmpfs mounted for one test on a folder inside its temporary folder, unmounted
+/// when dropped (a disk that fills up, for real).
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`1m`) on `path`; `None` where this process may not mount
+    /// (not root, or no such capability in the container).
+    pub fn mount(path: &Path, size: &str) -> Option<Self> {
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then(|| Self(path.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 /// Sends `child` what Ctrl-C sends (SIGINT), to its PID.
 pub fn interrupt(child: &Child) {
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a PID"));
