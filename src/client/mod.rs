@@ -2,7 +2,7 @@
 //! [`ClientSession`], and the local-file side of downloads and uploads.
 //!
 //! * Where a download goes is decided, and its destination opened, before the first
-//!   datagram is sent ([`destination`]): a regular file is written to a hidden partial file
+//!   datagram is sent (`destination.rs`): a regular file is written to a hidden partial file
 //!   beside it and renamed into place only after the whole-file checksum matched (a later
 //!   `get` resumes the partial file); devices, FIFOs and standard output are streamed into.
 //! * A request's result is returned as soon as it is known. A completed download's
@@ -259,7 +259,7 @@ impl Client {
         self.get_with(name, dest, options, events)
     }
 
-    /// Downloads `name` to `dest` (see [`destination`] for what each kind of destination
+    /// Downloads `name` to `dest` (see [`Destination`] for what each kind of destination
     /// receives). The destination is checked, and opened, before anything is sent.
     ///
     /// # Errors
