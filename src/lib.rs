@@ -27,6 +27,7 @@
 //!   client sessions.
 //! * [`privileges`]: dropping root to a user and group after binding.
 //! * [`ids`]: unpredictable session ids and request tokens from the OS's randomness.
+//! * [`text`]: showing text from the network safely (no terminal escapes, no bidi tricks).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -39,4 +40,5 @@ pub mod net;
 pub mod privileges;
 pub mod proto;
 pub mod server;
+pub mod text;
 pub mod tftp;

@@ -61,6 +61,9 @@ pub struct Receiver {
     /// Datagrams seemed to be queued at the last call: try a non-blocking receive before
     /// paying for a poll (a busy server finds its socket seldom empty).
     backlog: bool,
+    /// Report `ECONNREFUSED` instead of treating it as an empty wait (see
+    /// [`Receiver::connected`]).
+    report_refused: bool,
 }
 
 /// The longest single wait, so a loop notices a stop request within this time.
@@ -76,6 +79,18 @@ impl Receiver {
     /// A receiver that has not touched the socket's mode or timeout yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A receiver for a socket connected to its one peer (a client's): an ICMP
+    /// port-unreachable from that peer, which the kernel reports as `ECONNREFUSED`, is
+    /// returned as that error, so the caller learns in a round trip that nothing listens
+    /// there. (A server's socket serves many peers: one peer's closed port says nothing
+    /// about the others, so [`Receiver::new`] treats it as an empty wait.)
+    pub fn connected() -> Self {
+        Self {
+            report_refused: true,
+            ..Self::default()
+        }
     }
 
     /// Waits for one datagram until `deadline` (at most [`MAX_WAIT`]).
@@ -108,6 +123,7 @@ impl Receiver {
                 match socket.recv_from(buf) {
                     Ok(got) => return Ok(Some(got)),
                     Err(e) if is_timeout(&e) => self.backlog = false,
+                    Err(e) if self.is_reported(&e) => return Err(e),
                     Err(_) => {}
                 }
             }
@@ -127,12 +143,18 @@ impl Receiver {
         match socket.recv_from(buf) {
             Ok(got) => Ok(Some(got)),
             Err(e) if is_timeout(&e) => Ok(None),
-            // A previous send to a closed port can surface here (ICMP); it says nothing
-            // about this socket, so treat it as an empty wait.
+            Err(e) if self.is_reported(&e) => Err(e),
+            // A previous send to a closed port can surface here (ICMP); on a socket that
+            // serves many peers it says nothing about this one, so it is an empty wait.
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Whether `e` is the peer's closed port and this receiver reports it.
+    fn is_reported(&self, e: &io::Error) -> bool {
+        self.report_refused && e.kind() == io::ErrorKind::ConnectionRefused
     }
 
     fn set_nonblocking(&mut self, socket: &UdpSocket, nonblocking: bool) -> io::Result<()> {

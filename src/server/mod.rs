@@ -334,7 +334,7 @@ fn flush(socket: &UdpSocket, table: &mut SessionTable, now: Instant, buf: &mut [
 /// One line on stderr for a session that failed: which peer, and why (for a silent peer,
 /// the tries and the time).
 pub(crate) fn log_failure(peer: SocketAddr, failure: &Failure) {
-    let why = crate::client::sanitize(&failure.to_string());
+    let why = crate::text::sanitize(&failure.to_string());
     eprintln!("udpft: session with {peer} failed: {why}");
 }
 

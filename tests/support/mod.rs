@@ -1,14 +1,14 @@
-//! Shared helpers of the end-to-end tests (`tests/e2e.rs`, `tests/cli.rs`): an in-process
+//! Shared helpers of the end-to-end tests (`tests/e2e.rs`, `tests/cli*.rs`): an in-process
 //! server over a temporary library, the real `udpft` binary run as a child process with a
-//! deadline (it is killed by its PID and the test fails if it overstays), and seeded
-//! pseudo-random file contents.
+//! deadline (it is killed by its PID and the test fails if it overstays), a silent UDP
+//! socket and a closed port to talk to, and seeded pseudo-random file contents.
 
 #![allow(dead_code)] // each test binary uses its own part of the helpers
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -40,12 +40,24 @@ impl Served {
     /// # Errors
     /// If the server cannot bind `bind`.
     pub fn bound(bind: SocketAddr, files: &[(&str, &[u8])]) -> std::io::Result<Self> {
+        Self::configured(bind, files, ServerConfig::default())
+    }
+
+    /// A server on `bind` with `config`, sharing a library holding `files`.
+    ///
+    /// # Errors
+    /// If the server cannot bind `bind`.
+    pub fn configured(
+        bind: SocketAddr,
+        files: &[(&str, &[u8])],
+        config: ServerConfig,
+    ) -> std::io::Result<Self> {
         let library = tempfile::tempdir().expect("temporary library folder");
         for (name, bytes) in files {
             std::fs::write(library.path().join(name), bytes).expect("library file written");
         }
         let opened = Library::open(library.path(), LibraryOptions::default())?;
-        let server = server::spawn(bind, opened, ServerConfig::default())?;
+        let server = server::spawn(bind, opened, config)?;
         Ok(Self {
             library,
             server: Some(server),
@@ -145,55 +157,181 @@ pub fn run_with_input(command: &mut Command, stdin: &[u8]) -> Finished {
 
 /// [`run`] with a chosen deadline.
 pub fn run_within(command: &mut Command, stdin: &[u8], deadline: Duration) -> Finished {
-    let started = Instant::now();
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("udpft binary starts");
-    let mut input = child.stdin.take().expect("piped stdin");
+    let mut running = Running::start(command, Stdio::piped());
+    let mut input = running.child.stdin.take().expect("piped stdin");
     let input_bytes = stdin.to_vec();
-    // Pipes are drained on their own threads so a chatty child never blocks on a full pipe.
+    // Written on its own thread so a child that does not read yet never blocks the test.
     let writer = thread::spawn(move || {
         // A child that exits without reading its input closes the pipe: not an error here.
         let _ = input.write_all(&input_bytes);
     });
-    let mut out_pipe = child.stdout.take().expect("piped stdout");
-    let stdout = thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = out_pipe.read_to_end(&mut bytes);
-        bytes
-    });
-    let mut err_pipe = child.stderr.take().expect("piped stderr");
-    let stderr = thread::spawn(move || {
-        let mut bytes = Vec::new();
-        let _ = err_pipe.read_to_end(&mut bytes);
-        bytes
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("child status") {
-            break status;
-        }
-        if started.elapsed() > deadline {
-            // `Child::kill` signals exactly this child's PID.
-            let pid = child.id();
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("udpft (pid {pid}) still running after {deadline:?}: killed");
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
-    let elapsed = started.elapsed();
+    let finished = running.finish_within(deadline);
     writer.join().expect("stdin writer");
-    let stdout = stdout.join().expect("stdout reader");
-    let stderr = String::from_utf8_lossy(&stderr.join().expect("stderr reader")).into_owned();
-    Finished {
-        code: status.code().unwrap_or(-1),
-        stdout,
-        stderr,
-        elapsed,
+    finished
+}
+
+/// A child process still running, its output collected on threads (so a chatty child never
+/// blocks on a full pipe). Dropped unfinished, it is killed by its PID.
+pub struct Running {
+    /// The child.
+    pub child: Child,
+    started: Instant,
+    stdout: Option<thread::JoinHandle<Vec<u8>>>,
+    stderr: Option<thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Running {
+    /// Starts `command` with `stdin`, collecting its standard output and error.
+    pub fn start(command: &mut Command, stdin: Stdio) -> Self {
+        let mut running = Self::start_with_stdout(command, stdin);
+        let mut out_pipe = running.child.stdout.take().expect("piped stdout");
+        running.stdout = Some(thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = out_pipe.read_to_end(&mut bytes);
+            bytes
+        }));
+        running
     }
+
+    /// Starts `command` with `stdin`, collecting its standard error; its standard output
+    /// is left in `child.stdout` for the caller to read.
+    pub fn start_with_stdout(command: &mut Command, stdin: Stdio) -> Self {
+        let started = Instant::now();
+        let mut child = command
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("udpft binary starts");
+        let mut err_pipe = child.stderr.take().expect("piped stderr");
+        let stderr = thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = err_pipe.read_to_end(&mut bytes);
+            bytes
+        });
+        Self {
+            child,
+            started,
+            stdout: None,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// Waits for the child to end within `deadline` of its start; a child still running
+    /// then is killed by its PID and the test fails.
+    pub fn finish_within(mut self, deadline: Duration) -> Finished {
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                break status;
+            }
+            if self.started.elapsed() > deadline {
+                // `Child::kill` signals exactly this child's PID.
+                let pid = self.child.id();
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("udpft (pid {pid}) still running after {deadline:?}: killed");
+            }
+            thread::sleep(Duration::from_millis(5));
+        };
+        let elapsed = self.started.elapsed();
+        let stdout = self
+            .stdout
+            .take()
+            .map_or_else(Vec::new, |t| t.join().expect("stdout reader"));
+        let stderr = self.stderr.take().expect("stderr reader").join();
+        let stderr = String::from_utf8_lossy(&stderr.expect("stderr reader")).into_owned();
+        Finished {
+            code: status.code().unwrap_or(-1),
+            stdout,
+            stderr,
+            elapsed,
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Waits until `condition` holds, checking every few milliseconds, for at most `deadline`;
+/// panics naming `what` if it never does.
+pub fn wait_for(what: &str, deadline: Duration, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(
+            started.elapsed() < deadline,
+            "{what}: not within {deadline:?}"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A small tmpfs mounted for one test on a folder inside its temporary folder, unmounted
+/// when dropped (a disk that fills up, for real).
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`1m`) on `path`; `None` where this process may not mount
+    /// (not root, or no such capability in the container).
+    pub fn mount(path: &Path, size: &str) -> Option<Self> {
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then(|| Self(path.to_owned()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Sends `child` what Ctrl-C sends (SIGINT), to its PID.
+pub fn interrupt(child: &Child) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("a PID"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT sent");
+}
+
+/// A UDP socket on loopback that never answers, and can tell whether anything was sent to
+/// it: a "server" for checking that a command failed before sending a single datagram.
+pub struct Silent {
+    socket: std::net::UdpSocket,
+}
+
+impl Silent {
+    /// Binds a free loopback port.
+    pub fn new() -> Self {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("silent socket");
+        socket.set_nonblocking(true).expect("non-blocking");
+        Self { socket }
+    }
+
+    /// Its address, as `--server` takes it.
+    pub fn addr(&self) -> String {
+        self.socket.local_addr().expect("address").to_string()
+    }
+
+    /// Whether a datagram has arrived (call after the client ended).
+    pub fn received_anything(&self) -> bool {
+        let mut buf = [0u8; 2048];
+        self.socket.recv_from(&mut buf).is_ok()
+    }
+}
+
+/// A loopback UDP port where nothing listens (bound a moment, then released): the kernel
+/// answers datagrams to it with ICMP port-unreachable.
+pub fn closed_port() -> String {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("probe socket");
+    socket.local_addr().expect("address").to_string()
 }
 
 /// Asserts that the file at `path` holds exactly `expected` (without dumping megabytes).
