@@ -183,6 +183,9 @@ mod tests {
 
     #[test]
     fn dropping_root_holds() {
+        if std::env::var_os(CHILD).is_some() {
+            return drop_and_check();
+        }
         if !unistd::geteuid().is_root() {
             eprintln!("SKIPPED: dropping privileges needs root");
             return;
@@ -192,13 +195,12 @@ mod tests {
             return;
         }
         // The switch is process-wide: it runs in a child, this very test binary running
-        // only `drop_in_child`.
+        // only this test, which then drops and checks.
         let exe = std::env::current_exe().unwrap();
         let out = Command::new(exe)
             .args([
                 "--exact",
-                "privileges::tests::drop_in_child",
-                "--ignored",
+                "privileges::tests::dropping_root_holds",
                 "--nocapture",
             ])
             .env(CHILD, "1")
@@ -210,10 +212,8 @@ mod tests {
         assert!(text.contains("1 passed"), "the child ran its test: {text}");
     }
 
-    #[test]
-    #[ignore = "run by dropping_root_holds in a child process"]
-    fn drop_in_child() {
-        assert!(std::env::var_os(CHILD).is_some(), "only run as a child");
+    /// The child's half of [`dropping_root_holds`]: drop to `nobody`, then check.
+    fn drop_and_check() {
         let target = drop_privileges(Some("nobody"), None).unwrap().unwrap();
         assert_eq!(unistd::getuid(), target.uid);
         assert_eq!(unistd::geteuid(), target.uid);

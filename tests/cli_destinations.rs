@@ -330,10 +330,8 @@ fn slow_download(served: &Served, dir: &Path) -> (Running, std::path::PathBuf) {
 fn a_download_into_the_current_folder_can_be_resumed_after_the_server_stops() {
     // The server stops mid-download without waiting (grace 0): the client is told, keeps
     // its partial file and says how to resume.
-    let config = udpft::server::ServerConfig {
-        grace: Duration::ZERO,
-        ..udpft::server::ServerConfig::default()
-    };
+    let mut config = udpft::server::ServerConfig::default();
+    config.policy.grace = Duration::ZERO;
     let mut served = Served::configured(
         "127.0.0.1:0".parse().unwrap(),
         &[("big.bin", &random_bytes(16 << 20, 19))],

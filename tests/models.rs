@@ -413,7 +413,8 @@ fn get_request(token: u32, name: &[u8]) -> Message<'_> {
 /// What a server answered a request with.
 #[derive(Debug, PartialEq, Eq)]
 enum Answer {
-    Accepted,
+    /// Accepted, opening this session id.
+    Accepted(u32),
     Refused(ErrorCode),
 }
 
@@ -431,9 +432,9 @@ fn request(socket: &UdpSocket, token: u32, name: &[u8], within: Duration) -> Opt
             .expect("receive")
         {
             match Message::decode(&buf[..len]) {
-                Ok(Message::Accept { token: t, .. }) if t == token => {
-                    return Some(Answer::Accepted)
-                }
+                Ok(Message::Accept {
+                    token: t, session, ..
+                }) if t == token => return Some(Answer::Accepted(session)),
                 Ok(Message::Error { session, code, .. }) if session == token => {
                     return Some(Answer::Refused(code))
                 }
@@ -444,16 +445,15 @@ fn request(socket: &UdpSocket, token: u32, name: &[u8], within: Duration) -> Opt
     None
 }
 
-/// Opens a download of `name` and never acknowledges it: the server holds the session
-/// until its `--timeout`. The returned socket keeps the peer's port.
+/// Opens a download of `name`, proves this socket's address (Ack 0, so the server opens
+/// the session) and never acknowledges a chunk: the server holds the session until its
+/// `--timeout`. The returned socket keeps the peer's port.
 fn hold_session(server: SocketAddr, token: u32, name: &[u8]) -> UdpSocket {
     let socket = raw_socket(server);
-    let answer = request(&socket, token, name, PROMPT);
-    assert_eq!(
-        answer,
-        Some(Answer::Accepted),
-        "held session {token} not accepted"
-    );
+    let Some(Answer::Accepted(session)) = request(&socket, token, name, PROMPT) else {
+        panic!("held session {token} not accepted");
+    };
+    send_message(&socket, &Message::Ack { session, seq: 0 });
     socket
 }
 

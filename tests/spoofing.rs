@@ -7,7 +7,8 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 use udpft::library::{Library, LibraryOptions};
-use udpft::proto::table::{Limits, AMPLIFICATION_FACTOR};
+use udpft::proto::admission::{Limits, Policy};
+use udpft::proto::refusal::AMPLIFICATION_FACTOR;
 use udpft::proto::wire::{Kind, DEFAULT_CHUNK, MAX_DATAGRAM};
 use udpft::proto::{Config, ErrorCode, Message};
 use udpft::server::{self, ServerConfig, ServerHandle};
@@ -18,13 +19,16 @@ fn start(limits: Limits) -> (tempfile::TempDir, ServerHandle) {
     std::fs::write(root.path().join("big.bin"), vec![7u8; 1 << 20]).expect("file");
     let library = Library::open(root.path(), LibraryOptions::default()).expect("library");
     let config = ServerConfig {
-        session: Config {
-            timeout: Duration::from_secs(1),
-            linger_min: Duration::from_secs(1),
-            ..Config::for_server()
+        policy: Policy {
+            session: Config {
+                timeout: Duration::from_secs(1),
+                linger_min: Duration::from_secs(1),
+                ..Config::for_server()
+            },
+            limits,
+            grace: Duration::from_millis(200),
+            ..Policy::default()
         },
-        limits,
-        grace: Duration::from_millis(200),
         ..ServerConfig::default()
     };
     let server = server::spawn("127.0.0.1:0".parse().unwrap(), library, config).expect("spawn");
@@ -210,12 +214,27 @@ fn an_address_past_its_session_cap_is_told_busy_and_others_are_not() {
         ..Limits::default()
     });
     let socket = socket_on("127.0.0.1", server.addr);
-    for token in [1, 2] {
+    // Requests whose peers never prove their address hold no slot: many of them from this
+    // address do not count against its cap.
+    for token in 100..164 {
         send(&socket, &get(token));
         wait_for(
             &socket,
             |m| matches!(m, Message::Accept { token: t, .. } if *t == token),
         );
+    }
+    // Two proven sessions (Ack 0) fill its cap.
+    for token in [1, 2] {
+        send(&socket, &get(token));
+        let accept = wait_for(
+            &socket,
+            |m| matches!(m, Message::Accept { token: t, .. } if *t == token),
+        );
+        let session = Message::decode(&accept).expect("accept").session();
+        send(&socket, &Message::Ack { session, seq: 0 });
+        wait_for(&socket, |m| {
+            m.session() == session && m.kind() == Kind::Data
+        });
     }
     send(&socket, &get(3));
     let refusal = wait_for(&socket, |m| m.session() == 3 && m.kind() == Kind::Error);

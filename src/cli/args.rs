@@ -5,10 +5,13 @@
 
 use super::address::ServerAddr;
 use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
 use std::path::PathBuf;
 use std::time::Duration;
+use udpft::proto::access::parse_prefix;
 use udpft::proto::wire::{DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK};
 use udpft::server;
+use udpft::server::log::LogFormat;
 
 const EXIT_CODES: &str = "\
 Exit codes: 0 success, 1 other failure, 2 bad usage, 3 local file or socket error,
@@ -161,10 +164,24 @@ pub(crate) struct ServeArgs {
     /// Most sessions open at once; past that, clients are told the server is busy.
     #[arg(long, default_value_t = 4096)]
     pub(crate) max_sessions: usize,
-    /// Most sessions open at once from one IP address (a completed upload that lingers does
-    /// not count); past that, that address is told the server is busy (table model).
+    /// Most sessions open at once from one IP address; past that, that address is told the
+    /// server is busy. Only peers that proved their address count.
     #[arg(long, default_value_t = 256)]
     pub(crate) max_per_address: usize,
+    /// Serve only these addresses (CIDR prefixes or single addresses, IPv4 or IPv6;
+    /// repeatable). Datagrams from anyone else are dropped unanswered. Default: everyone.
+    #[arg(long, value_name = "CIDR", value_parser = parse_prefix)]
+    pub(crate) allow: Vec<IpNet>,
+    /// Never serve these addresses (repeatable; wins over --allow).
+    #[arg(long, value_name = "CIDR", value_parser = parse_prefix)]
+    pub(crate) deny: Vec<IpNet>,
+    /// Take uploads only from these addresses (repeatable); the others may list and
+    /// download but are told the server is read-only. Default: everyone.
+    #[arg(long, value_name = "CIDR", value_parser = parse_prefix)]
+    pub(crate) allow_upload: Vec<IpNet>,
+    /// How each session's log line is written: text, or json (one object a line).
+    #[arg(long, default_value = "text", value_name = "FORMAT")]
+    pub(crate) log_format: LogFormat,
     /// Refuse uploads.
     #[arg(long)]
     pub(crate) read_only: bool,
@@ -179,7 +196,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) workers: u16,
     /// Print a statistics line (live sessions, datagrams, rejects by kind) every this many
-    /// seconds (table model).
+    /// seconds, when something changed.
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     pub(crate) stats_every: Option<Duration>,
     /// On Ctrl-C or SIGTERM, let running downloads finish for this many seconds (uploads

@@ -8,7 +8,8 @@ use std::io::{self, Write};
 use std::time::Duration;
 use udpft::client::ClientError;
 use udpft::proto::listing::Entry;
-use udpft::text::sanitize_bytes;
+pub(crate) use udpft::text::duration;
+use udpft::text::{json_string, sanitize_bytes};
 
 /// Writes `text` to standard output at once. A closed pipe (`udpft ls | head -1`) is a
 /// quiet end, not an error line.
@@ -28,20 +29,6 @@ pub(crate) fn size(bytes: u64) -> String {
 pub(crate) fn rate(bytes: u64, elapsed: Duration) -> String {
     let per_second = bytes as f64 / elapsed.as_secs_f64().max(1e-9);
     format!("{}/s", HumanBytes(per_second as u64))
-}
-
-/// A duration for a person: `850 ms`, `2.4 s`, `95 s`.
-pub(crate) fn duration(elapsed: Duration) -> String {
-    let secs = elapsed.as_secs_f64();
-    if secs < 0.01 {
-        format!("{:.1} ms", secs * 1e3)
-    } else if secs < 1.0 {
-        format!("{:.0} ms", secs * 1e3)
-    } else if secs < 10.0 {
-        format!("{secs:.1} s")
-    } else {
-        format!("{secs:.0} s")
-    }
 }
 
 /// The listing as a table: size, modification time (UTC), name.
@@ -81,29 +68,6 @@ pub(crate) fn listing_json(entries: &[Entry]) -> String {
     format!("[{}]\n", items.join(","))
 }
 
-/// A JSON string literal (RFC 8259 escaping). Characters that would mislead a terminal
-/// that shows the JSON (bidi overrides, invisible format characters) are escaped too:
-/// `\u202e` is the same string to every JSON reader.
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if udpft::text::is_hidden(c) => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// `YYYY-MM-DD HH:MM` in UTC for seconds since the Unix epoch (civil-from-days).
 fn format_utc(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
@@ -133,14 +97,6 @@ mod tests {
         assert_eq!(format_utc(0), "1970-01-01 00:00");
         assert_eq!(format_utc(951_782_400), "2000-02-29 00:00");
         assert_eq!(format_utc(1_795_000_000), "2026-11-18 11:06");
-    }
-
-    #[test]
-    fn json_strings_escape_quotes_controls_and_format_characters() {
-        assert_eq!(json_string("a\"b\\c\x1b"), "\"a\\\"b\\\\c\\u001b\"");
-        assert_eq!(json_string("\u{202e}txt.exe"), "\"\\u202etxt.exe\"");
-        assert_eq!(json_string("\u{e0041}"), "\"\\udb40\\udc41\"");
-        assert_eq!(json_string("été"), "\"été\"");
     }
 
     #[test]

@@ -11,6 +11,8 @@ use std::io;
 use std::path::PathBuf;
 use udpft::client::ClientError;
 use udpft::library::{Library, LibraryOptions};
+use udpft::proto::access::AccessList;
+use udpft::proto::admission::{Limits, Policy};
 use udpft::proto::Config;
 use udpft::server::{self, ServerConfig, Shutdown};
 
@@ -25,37 +27,13 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), Failure> {
         .resolve()?
         .first()
         .expect("resolve returns at least one address");
-    let library = Library::open(
-        &root,
-        LibraryOptions {
-            read_only: args.read_only,
-            max_upload: args.max_upload,
-        },
-    )
-    .map_err(|e| ClientError::local(format!("cannot open library {}", root.display()), e))?;
+    let library = Library::open(&root, LibraryOptions { create: created })
+        .map_err(|e| ClientError::local(format!("cannot open library {}", root.display()), e))?;
     let files = library
         .entries()
         .map_err(|e| ClientError::local(format!("cannot read {}", library.root().display()), e))?
         .len();
-    let timeout = args.timeout;
-    let config = ServerConfig {
-        session: Config {
-            chunk: args.max_chunk,
-            timeout,
-            // Linger as long as a client would retry a lost final Ack.
-            linger_min: timeout,
-            ..Config::default()
-        },
-        limits: udpft::proto::table::Limits {
-            max_sessions: args.max_sessions,
-            max_per_address: args.max_per_address,
-            ..Default::default()
-        },
-        grace: args.grace,
-        model: args.model,
-        workers: usize::from(args.workers),
-        stats_every: args.stats_every,
-    };
+    let config = server_config(args);
     let sockets = server::bind_for(bind, &config)
         .map_err(|e| ClientError::local(format!("cannot listen on {bind}"), e))?;
     let local = sockets[0].local_addr().unwrap_or(bind);
@@ -78,6 +56,37 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), Failure> {
         .map_err(|e| ClientError::local("server loop failed", e))?;
     eprintln!("udpft: stopped; {}", stats.summary());
     Ok(())
+}
+
+/// What the server decides by, from its options.
+fn server_config(args: &ServeArgs) -> ServerConfig {
+    let timeout = args.timeout;
+    ServerConfig {
+        policy: Policy {
+            session: Config {
+                chunk: args.max_chunk,
+                timeout,
+                // Remember a completed upload as long as a client would retry a lost final
+                // Ack.
+                linger_min: timeout,
+                ..Config::default()
+            },
+            limits: Limits {
+                max_sessions: args.max_sessions,
+                max_per_address: args.max_per_address,
+                ..Limits::default()
+            },
+            access: AccessList::new(args.allow.clone(), args.deny.clone()),
+            upload_access: AccessList::new(args.allow_upload.clone(), Vec::new()),
+            read_only: args.read_only,
+            max_upload: args.max_upload,
+            grace: args.grace,
+        },
+        model: args.model,
+        workers: usize::from(args.workers),
+        stats_every: args.stats_every,
+        log: args.log_format,
+    }
 }
 
 /// The folder to serve, and whether it was just created.

@@ -219,17 +219,19 @@ pub trait Sink: Send {
     fn commit(&mut self) -> io::Result<()>;
 }
 
-/// A [`Source`] over bytes in memory (listings, tests, the simulator).
+/// A [`Source`] over bytes in memory: a listing snapshot shared by every session that sends
+/// it (`MemSource<Arc<[u8]>>`), and the tests' and simulator's files.
 #[derive(Clone, Debug, Default)]
-pub struct MemSource(pub Vec<u8>);
+pub struct MemSource<T = Vec<u8>>(pub T);
 
-impl Source for MemSource {
+impl<T: AsRef<[u8]> + Send> Source for MemSource<T> {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let bytes = self.0.as_ref();
         let start = usize::try_from(offset)
             .unwrap_or(usize::MAX)
-            .min(self.0.len());
-        let n = buf.len().min(self.0.len() - start);
-        buf[..n].copy_from_slice(&self.0[start..start + n]);
+            .min(bytes.len());
+        let n = buf.len().min(bytes.len() - start);
+        buf[..n].copy_from_slice(&bytes[start..start + n]);
         Ok(n)
     }
 }

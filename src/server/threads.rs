@@ -1,46 +1,52 @@
-//! The *thread per session* server. A dispatcher thread owns the listening loop: it opens
-//! sessions and hands each session's datagrams, over a channel, to a thread that runs only
-//! that session and sends from a clone of the socket. At most `max_sessions` threads run;
-//! past that, requests are told the server is busy. The cost this model shows: a thread
-//! (stack, scheduling) per client, and a copy and a channel hop per datagram.
+//! The *thread per session* server. A dispatcher thread owns the listening loop and the
+//! front door; each session a proven peer opens runs on its own thread, fed its datagrams
+//! over a channel, sending on the shared socket and reporting its progress and its end
+//! back. The cost this model shows: a thread (stack, scheduling) per client, and a copy and
+//! a channel hop per datagram.
 
+use super::log::Logger;
 use super::{
-    admission, flush_session, record_end, recv_message, refuse, reply_unknown, Grace, ServerConfig,
-    Shutdown, SHUTTING_DOWN,
+    flush_endpoint, flush_session, ProgressClock, ServerConfig, Shutdown, StatsLine, Stopping,
 };
-use crate::ids::IdSource;
+use crate::ids::SessionKey;
 use crate::library::Library;
 use crate::net;
-use crate::proto::table::{open_session, ServerSession, ServerStats};
-use crate::proto::wire::{ErrorCode, Kind, Message, MAX_DATAGRAM};
-use crate::proto::Outcome;
+use crate::proto::endpoint::{server_done, Action, Endpoint, Event, Key, SHUTTING_DOWN};
+use crate::proto::grant::Grant;
+use crate::proto::refusal::Refusal;
+use crate::proto::stats::ServerStats;
+use crate::proto::wire::{ErrorCode, Message, MAX_DATAGRAM};
+use crate::proto::{Config, Outcome};
 use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// What the dispatcher tells a session thread.
 enum Inbound {
-    /// A datagram from the peer, already checked by the dispatcher.
+    /// A datagram from the peer, for this session.
     Datagram(Vec<u8>),
-    /// The request that opened the session came again, this many bytes long.
-    RepeatedRequest(usize),
-    /// Stop now (shutdown), telling the peer.
-    Abort,
+    /// End now, telling the peer why.
+    Abort(ErrorCode, &'static str),
 }
 
-/// A session thread's report when it ends.
-struct Ended {
-    key: (SocketAddr, u32),
-    outcome: Option<Outcome>,
-    sent: u64,
+/// What a session thread tells the dispatcher.
+enum Report {
+    Opened,
+    Refused(Key, Refusal),
+    Progress(Key, u64),
+    Ended {
+        key: Key,
+        outcome: Option<Outcome>,
+        bytes: u64,
+        sent: u64,
+    },
 }
 
 struct Worker {
-    token: u32,
-    upload: bool,
     inbox: Sender<Inbound>,
     thread: JoinHandle<()>,
 }
@@ -51,175 +57,185 @@ struct Worker {
 /// A socket error other than a timeout, or a failure to start a thread.
 pub fn run(
     socket: &UdpSocket,
-    mut library: Library,
+    library: Library,
     config: &ServerConfig,
     shutdown: &Shutdown,
 ) -> io::Result<ServerStats> {
-    let mut stats = ServerStats::default();
-    let mut ids = IdSource::new();
-    let mut workers: HashMap<(SocketAddr, u32), Worker> = HashMap::new();
-    let mut requests: HashMap<(SocketAddr, u32), u32> = HashMap::new();
-    let (ended_tx, ended_rx) = mpsc::channel::<Ended>();
+    // One handle for every thread: a session costs no file descriptor of its own for it.
+    let shared = Arc::new(socket.try_clone()?);
+    let mut endpoint = Endpoint::new(
+        config.policy.clone(),
+        Box::new(library.clone()),
+        SessionKey::boxed(),
+    );
+    let log = Logger::new(config.log);
+    let mut workers: HashMap<Key, Worker> = HashMap::new();
+    let (report_tx, reports) = mpsc::channel::<Report>();
     // Datagram buffers come back from the session threads once handled, so the hand-off
     // copies each datagram but allocates only while the pool grows.
-    let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
+    let (recycle_tx, recycled) = mpsc::channel::<Vec<u8>>();
     let mut inbuf = vec![0u8; MAX_DATAGRAM];
     let mut outbuf = vec![0u8; MAX_DATAGRAM];
     let mut receiver = net::Receiver::new();
-    let mut grace = Grace::default();
-    loop {
-        while let Ok(ended) = ended_rx.try_recv() {
-            if let Some(worker) = workers.remove(&ended.key) {
-                requests.remove(&(ended.key.0, worker.token));
-                let _ = worker.thread.join();
-            }
-            stats.sent += ended.sent;
-            record_end(&mut stats, ended.key.0, ended.outcome.as_ref());
-        }
-        let stage = grace.check(shutdown, config, Instant::now());
-        for worker in workers.values() {
-            if stage.abandons(worker.upload) {
-                let _ = worker.inbox.send(Inbound::Abort);
-            }
-        }
-        if grace.draining() && workers.is_empty() {
-            break;
-        }
-        let received = recv_message(
-            &mut receiver,
-            socket,
-            &mut inbuf,
-            None,
-            &mut outbuf,
-            &mut stats,
-        )?;
-        let Some((peer, datagram, message)) = received else {
-            continue;
-        };
-        let len = datagram.len();
-        match message.kind() {
-            Kind::List | Kind::Get | Kind::Put => {
-                let token = message.session();
-                if let Some(id) = requests.get(&(peer, token)) {
-                    // A repeat: the session's Accept is on its timer; the repeat adds to
-                    // the amplification budget.
-                    if let Some(worker) = workers.get(&(peer, *id)) {
-                        let _ = worker.inbox.send(Inbound::RepeatedRequest(len));
-                    }
-                    continue;
-                }
-                let max = config.limits.max_sessions;
-                if let Some(no) = admission(&grace, workers.len(), max, "session threads") {
-                    refuse(socket, peer, token, &no, len, &mut outbuf, &mut stats);
-                    continue;
-                }
-                let id = loop {
-                    let id = ids.next_id();
-                    if !workers.contains_key(&(peer, id)) {
-                        break id;
-                    }
-                };
-                match open_session(
-                    Instant::now(),
-                    &config.session,
-                    &mut library,
-                    id,
-                    &message,
-                    len,
-                ) {
-                    Some(Ok(session)) => {
-                        stats.opened += 1;
-                        let upload = session.is_upload();
-                        let (inbox, inbox_rx) = mpsc::channel();
-                        let socket = socket.try_clone()?;
-                        let ended = ended_tx.clone();
-                        let recycle = recycle_tx.clone();
-                        let thread = std::thread::Builder::new()
-                            .name(format!("udpft-session-{id:08x}"))
-                            .spawn(move || {
-                                let ended_with =
-                                    serve_session(&socket, peer, session, &inbox_rx, &recycle);
-                                let _ = ended.send(Ended {
-                                    key: (peer, id),
-                                    outcome: ended_with.0,
-                                    sent: ended_with.1,
-                                });
-                            })?;
-                        requests.insert((peer, token), id);
-                        workers.insert(
-                            (peer, id),
-                            Worker {
-                                token,
-                                upload,
-                                inbox,
-                                thread,
-                            },
-                        );
-                    }
-                    Some(Err(refusal)) => {
-                        refuse(socket, peer, token, &refusal, len, &mut outbuf, &mut stats);
-                    }
-                    None => {}
-                }
-            }
-            Kind::Accept => stats.unexpected += 1,
-            _ => match workers.get(&(peer, message.session())) {
-                // The thread may have just ended; then the datagram is as good as lost.
-                Some(worker) => {
-                    let mut bytes = recycle_rx.try_recv().unwrap_or_default();
-                    bytes.clear();
-                    bytes.extend_from_slice(datagram);
-                    let _ = worker.inbox.send(Inbound::Datagram(bytes));
-                }
-                None => reply_unknown(socket, peer, &message, len, &mut outbuf, &mut stats),
-            },
-        }
-    }
-    Ok(stats)
-}
-
-/// Runs one session on its own thread until it finishes; returns its outcome and the
-/// datagrams it sent.
-fn serve_session(
-    socket: &UdpSocket,
-    peer: SocketAddr,
-    mut session: ServerSession,
-    inbox: &Receiver<Inbound>,
-    recycle: &Sender<Vec<u8>>,
-) -> (Option<Outcome>, u64) {
-    let mut stats = ServerStats::default();
-    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut stopping = Stopping::default();
+    let mut stats_line = StatsLine::new(config.stats_every, Instant::now());
     loop {
         let now = Instant::now();
-        session.handle_timeout(now);
-        flush_session(socket, &mut session, peer, now, &mut buf, &mut stats);
-        if session.is_finished() {
-            return (session.outcome().cloned(), stats.sent);
-        }
-        let wait = session
-            .poll_timeout()
-            .map_or(net::MAX_WAIT, |at| at.saturating_duration_since(now))
-            .max(Duration::from_micros(1));
-        match inbox.recv_timeout(wait) {
-            Ok(Inbound::Datagram(bytes)) => {
-                if let Ok(message) = Message::decode(&bytes) {
-                    session.handle_message(Instant::now(), &message);
+        while let Ok(report) = reports.try_recv() {
+            match report {
+                Report::Opened => endpoint.opened(),
+                Report::Refused(key, refusal) => {
+                    endpoint.open_failed(key, Some(refusal));
+                    join(workers.remove(&key));
                 }
-                let _ = recycle.send(bytes);
+                Report::Progress(key, bytes) => endpoint.progress(key, bytes, now),
+                Report::Ended {
+                    key,
+                    outcome,
+                    bytes,
+                    sent,
+                } => {
+                    endpoint.stats_mut().sent += sent;
+                    if let Some(record) = endpoint.ended(key, outcome.as_ref(), bytes, now) {
+                        log.session(&record);
+                    }
+                    join(workers.remove(&key));
+                }
             }
-            Ok(Inbound::RepeatedRequest(len)) => session.handle_repeated_request(len),
-            Ok(Inbound::Abort) | Err(RecvTimeoutError::Disconnected) => {
-                session.abort(ErrorCode::ShuttingDown, SHUTTING_DOWN);
-            }
-            Err(RecvTimeoutError::Timeout) => {}
         }
-        flush_session(
-            socket,
-            &mut session,
-            peer,
-            Instant::now(),
-            &mut buf,
-            &mut stats,
-        );
+        stopping.poll(shutdown, &mut endpoint, now);
+        stats_line.tick(now, endpoint.live(), endpoint.stats(), &log);
+        endpoint.handle_timeout(now);
+        while let Some(Action::Abort { key, code, text }) = endpoint.poll_action() {
+            if let Some(worker) = workers.get(&key) {
+                let _ = worker.inbox.send(Inbound::Abort(code, text));
+            }
+        }
+        flush_endpoint(socket, &mut endpoint, &mut outbuf);
+        if endpoint.is_drained() && workers.is_empty() {
+            break;
+        }
+        let deadline = endpoint.poll_timeout();
+        let Some((len, peer)) = receiver.recv_until(socket, &mut inbuf, deadline)? else {
+            continue;
+        };
+        let datagram = &inbuf[..len];
+        let copy = |recycled: &Receiver<Vec<u8>>| {
+            let mut bytes = recycled.try_recv().unwrap_or_default();
+            bytes.clear();
+            bytes.extend_from_slice(datagram);
+            bytes
+        };
+        match endpoint.handle(Instant::now(), peer, datagram) {
+            Event::Nothing => {}
+            Event::Open(grant, _) => {
+                let key = (grant.peer, grant.session);
+                let (inbox, inbox_rx) = mpsc::channel();
+                let first = copy(&recycled);
+                let (socket, library, session) = (
+                    Arc::clone(&shared),
+                    library.clone(),
+                    config.policy.session.clone(),
+                );
+                let (reports, recycle) = (report_tx.clone(), recycle_tx.clone());
+                let thread = std::thread::Builder::new()
+                    .name(format!("udpft-session-{:08x}", grant.session))
+                    .spawn(move || {
+                        let session = Session {
+                            socket: &socket,
+                            config: &session,
+                            inbox: &inbox_rx,
+                            reports: &reports,
+                            recycle: &recycle,
+                        };
+                        session.run(&grant, first, library);
+                    })?;
+                workers.insert(key, Worker { inbox, thread });
+            }
+            // The thread may have just ended; then the datagram is as good as lost.
+            Event::Deliver(key, _) => {
+                if let Some(worker) = workers.get(&key) {
+                    let _ = worker.inbox.send(Inbound::Datagram(copy(&recycled)));
+                }
+            }
+        }
+        flush_endpoint(socket, &mut endpoint, &mut outbuf);
+    }
+    Ok(endpoint.stats().clone())
+}
+
+fn join(worker: Option<Worker>) {
+    if let Some(worker) = worker {
+        drop(worker.inbox);
+        let _ = worker.thread.join();
+    }
+}
+
+/// What a session thread works with.
+struct Session<'a> {
+    socket: &'a UdpSocket,
+    config: &'a Config,
+    inbox: &'a Receiver<Inbound>,
+    reports: &'a Sender<Report>,
+    recycle: &'a Sender<Vec<u8>>,
+}
+
+impl Session<'_> {
+    /// Opens the session of `grant` (handing it `first`, the datagram that proved its peer)
+    /// and runs it until it is over.
+    fn run(&self, grant: &Grant, first: Vec<u8>, mut library: Library) {
+        let key = (grant.peer, grant.session);
+        let peer = grant.peer;
+        let mut transfer = match grant.start(Instant::now(), self.config, &mut library) {
+            Ok(transfer) => transfer,
+            Err(refusal) => {
+                let _ = self.reports.send(Report::Refused(key, refusal));
+                return;
+            }
+        };
+        let _ = self.reports.send(Report::Opened);
+        self.handle(&mut transfer, first);
+        let mut buf = vec![0u8; MAX_DATAGRAM];
+        let mut sent = 0;
+        let mut progress = ProgressClock::new(Instant::now());
+        loop {
+            let now = Instant::now();
+            transfer.handle_timeout(now);
+            sent += flush_session(self.socket, &mut transfer, peer, now, &mut buf);
+            if server_done(&transfer) {
+                let _ = self.reports.send(Report::Ended {
+                    key,
+                    outcome: transfer.outcome().cloned(),
+                    bytes: transfer.stats().bytes,
+                    sent,
+                });
+                return;
+            }
+            if progress.due(now) {
+                let _ = self
+                    .reports
+                    .send(Report::Progress(key, transfer.progress()));
+            }
+            let until = transfer
+                .poll_timeout()
+                .map_or(progress.at(), |t| t.min(progress.at()));
+            let wait = until.saturating_duration_since(now).min(net::MAX_WAIT);
+            match self.inbox.recv_timeout(wait) {
+                Ok(Inbound::Datagram(bytes)) => self.handle(&mut transfer, bytes),
+                Ok(Inbound::Abort(code, text)) => transfer.abort(code, text),
+                Err(RecvTimeoutError::Disconnected) => {
+                    transfer.abort(ErrorCode::ShuttingDown, SHUTTING_DOWN)
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            sent += flush_session(self.socket, &mut transfer, peer, Instant::now(), &mut buf);
+        }
+    }
+
+    fn handle(&self, transfer: &mut crate::proto::Transfer, bytes: Vec<u8>) {
+        if let Ok(message) = Message::decode(&bytes) {
+            transfer.handle_message(Instant::now(), &message);
+        }
+        let _ = self.recycle.send(bytes);
     }
 }

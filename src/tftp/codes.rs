@@ -108,7 +108,7 @@ impl TftpError {
     }
 
     /// The TFTP form of a refusal of the library (or of the server's limits).
-    pub fn from_refusal(refusal: &crate::proto::table::Refusal) -> Self {
+    pub fn from_refusal(refusal: &crate::proto::refusal::Refusal) -> Self {
         Self::new(TftpCode::from_udpft(refusal.code), refusal.text.clone())
     }
 

@@ -24,7 +24,7 @@ use super::recv::BlockReceiver;
 use super::send::BlockSender;
 use super::wire::{Mode, Options, Packet, Request};
 use crate::proto::session::{Config, Outcome, Sink, Source, Stats};
-use crate::proto::table::Store;
+use crate::proto::store::Store;
 use std::time::Instant;
 
 /// An unproven session waits this many times the give-up time for its peer: long enough to
@@ -127,10 +127,10 @@ pub fn open(
             .map_err(|r| TftpError::from_refusal(&r))?;
         write_half(now, config, &request, &granted, sink)
     } else {
-        let (source, size) = store
-            .open(name.as_bytes())
-            .map_err(|r| TftpError::from_refusal(&r))?;
-        read_half(now, config, &request, source, size)?
+        let refused = |r| TftpError::from_refusal(&r);
+        let info = store.inspect(name.as_bytes()).map_err(refused)?;
+        let source = store.open(name.as_bytes(), &info).map_err(refused)?;
+        read_half(now, config, &request, source, info.size)?
     };
     Ok(ServerSession::new(half, datagram, now, config))
 }

@@ -17,10 +17,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use udpft::link::{Damage, Delivery, Impairments, Link, LinkStats, Rng};
+use udpft::proto::admission::{Limits, Policy};
 use udpft::proto::client::{ClientSession, Request};
 use udpft::proto::listing::{self, Entry};
+use udpft::proto::refusal::Refusal;
 use udpft::proto::session::{MemSink, MemSource};
-use udpft::proto::table::{Limits, Refusal, SessionTable, Store};
+use udpft::proto::store::{FileInfo, Store};
+use udpft::proto::table::SessionTable;
 use udpft::proto::wire::{Kind, MAX_DATAGRAM};
 use udpft::proto::{Config, ErrorCode, Failure, Message, Outcome, Sink, Stats};
 
@@ -57,6 +60,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A deterministic stand-in for the server's keyed session-id hash: the same seed names
+/// the same sessions, so a run is a pure function of its seed.
+pub fn seeded_mac(seed: u64) -> udpft::proto::endpoint::SessionMac {
+    Box::new(move |peer, token, attempt| {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (seed, peer, token, attempt).hash(&mut hasher);
+        hasher.finish() as u32
+    })
+}
+
 /// An in-memory [`Store`]: a map of name to bytes. Uploads become visible only on commit.
 pub struct MemStore {
     files: Files,
@@ -77,7 +91,7 @@ fn check_name(name: &[u8]) -> Result<(), Refusal> {
 }
 
 impl Store for MemStore {
-    fn listing(&mut self) -> Result<Vec<u8>, Refusal> {
+    fn listing(&mut self) -> Result<Arc<[u8]>, Refusal> {
         let files = lock(&self.files);
         let mut names: Vec<&Vec<u8>> = files.keys().collect();
         names.sort();
@@ -92,16 +106,39 @@ impl Store for MemStore {
                 &mut out,
             );
         }
-        Ok(out)
+        Ok(out.into())
     }
 
-    fn open(&mut self, name: &[u8]) -> Result<(Box<dyn udpft::proto::Source>, u64), Refusal> {
+    fn inspect(&mut self, name: &[u8]) -> Result<FileInfo, Refusal> {
         check_name(name)?;
         let files = lock(&self.files);
         let bytes = files
             .get(name)
             .ok_or_else(|| Refusal::new(ErrorCode::NotFound, "no such file"))?;
-        Ok((Box::new(MemSource(bytes.clone())), bytes.len() as u64))
+        Ok(FileInfo {
+            size: bytes.len() as u64,
+            version: u64::from(crc32fast::hash(bytes)),
+        })
+    }
+
+    fn check_upload(&mut self, name: &[u8], overwrite: bool) -> Result<(), Refusal> {
+        check_name(name)?;
+        if !overwrite && lock(&self.files).contains_key(name) {
+            return Err(Refusal::new(ErrorCode::Exists, "file exists"));
+        }
+        Ok(())
+    }
+
+    fn open(
+        &mut self,
+        name: &[u8],
+        expected: &FileInfo,
+    ) -> Result<Box<dyn udpft::proto::Source>, Refusal> {
+        if self.inspect(name)? != *expected {
+            return Err(Refusal::new(ErrorCode::FileChanged, "file changed"));
+        }
+        let bytes = lock(&self.files)[name].clone();
+        Ok(Box::new(MemSource(bytes)))
     }
 
     fn create(
@@ -110,10 +147,7 @@ impl Store for MemStore {
         size: u64,
         overwrite: bool,
     ) -> Result<Box<dyn Sink>, Refusal> {
-        check_name(name)?;
-        if !overwrite && lock(&self.files).contains_key(name) {
-            return Err(Refusal::new(ErrorCode::Exists, "file exists"));
-        }
+        self.check_upload(name, overwrite)?;
         Ok(Box::new(Upload {
             name: name.to_vec(),
             data: Vec::with_capacity(size.min(1 << 24) as usize),
@@ -289,12 +323,15 @@ impl Sim {
         limits: Limits,
     ) -> Self {
         let files: Files = Arc::default();
-        let mut ids = Rng::new(seed ^ 0x1D5E_551D);
-        let table = SessionTable::new(
-            config,
+        let policy = Policy {
+            session: config,
             limits,
+            ..Policy::default()
+        };
+        let table = SessionTable::new(
+            policy,
             Box::new(MemStore::new(Arc::clone(&files))),
-            Box::new(move || ids.next_u64() as u32),
+            seeded_mac(seed),
         );
         let epoch = Instant::now();
         Self {

@@ -75,7 +75,7 @@ impl Served {
     }
 
     /// Stops the server and returns its counters.
-    pub fn stop(&mut self) -> udpft::proto::table::ServerStats {
+    pub fn stop(&mut self) -> udpft::proto::stats::ServerStats {
         self.server
             .take()
             .expect("server running")

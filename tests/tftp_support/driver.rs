@@ -48,11 +48,7 @@ impl Driver {
     pub fn spawn(root: &Path, config: ServerConfig) -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let addr = socket.local_addr().expect("local address");
-        let options = LibraryOptions {
-            read_only: !config.allow_write,
-            max_upload: config.policy.max_upload,
-        };
-        let library = Library::open(root, options).expect("library opens");
+        let library = Library::open(root, LibraryOptions::default()).expect("library opens");
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = thread::spawn(move || serve(socket, library, config, &flag));
