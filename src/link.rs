@@ -117,6 +117,16 @@ impl Damage {
 pub struct Rng(u64);
 
 impl Rng {
+    /// The next `len` pseudo-random bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(len + 8);
+        while bytes.len() < len {
+            bytes.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        bytes.truncate(len);
+        bytes
+    }
+
     /// A generator from `seed`.
     pub fn new(seed: u64) -> Self {
         Self(seed)
@@ -149,6 +159,12 @@ impl Rng {
             self.next_u64() % n
         }
     }
+}
+
+/// `len` bytes from [`Rng`] seeded with `seed`: reproducible file contents for tests,
+/// benchmarks and the soak test, incompressible enough to exercise every path.
+pub fn seeded_bytes(seed: u64, len: usize) -> Vec<u8> {
+    Rng::new(seed).bytes(len)
 }
 
 /// One direction of a lossy link.

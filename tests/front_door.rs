@@ -195,16 +195,26 @@ fn a_request_gets_one_small_accept_and_opens_nothing() {
         }
     ));
     assert!(fed.within_amplification_limit());
-    assert_eq!(door.counts.opened.load(Ordering::SeqCst), 0, "no file before proof");
+    assert_eq!(
+        door.counts.opened.load(Ordering::SeqCst),
+        0,
+        "no file before proof"
+    );
     assert_eq!(door.endpoint.live(), 0, "no session slot before proof");
     assert_eq!(door.endpoint.unproven(), 1);
-    assert_eq!(door.endpoint.poll_timeout(), Some(door.at(1000)), "only a sweep is due");
+    assert_eq!(
+        door.endpoint.poll_timeout(),
+        Some(door.at(1000)),
+        "only a sweep is due"
+    );
 }
 
 #[test]
 fn a_repeated_request_gets_the_same_accept_and_nothing_more() {
     let mut door = Door::new(Policy::default());
-    let first = door.feed(0, peer(1, 5000), &get(11, b"f")).accepted_session();
+    let first = door
+        .feed(0, peer(1, 5000), &get(11, b"f"))
+        .accepted_session();
     for ms in 1..20 {
         let again = door.feed(ms, peer(1, 5000), &get(11, b"f"));
         assert_eq!(again.accepted_session(), first);
@@ -222,7 +232,10 @@ fn ack_0_from_the_peer_opens_the_session_and_later_datagrams_are_delivered() {
     assert_eq!(fed.event, Happened::Open(Op::Get, session));
     assert!(fed.replies.is_empty());
     assert_eq!(door.endpoint.live(), 1);
-    assert_eq!(door.feed(2, p, &ack(session, 1)).event, Happened::Deliver(session));
+    assert_eq!(
+        door.feed(2, p, &ack(session, 1)).event,
+        Happened::Deliver(session)
+    );
     // A repeat of the request of a running session is a stale duplicate: no new Accept.
     assert!(door.feed(3, p, &get(11, b"f")).replies.is_empty());
 }
@@ -230,7 +243,9 @@ fn ack_0_from_the_peer_opens_the_session_and_later_datagrams_are_delivered() {
 #[test]
 fn the_session_id_from_another_address_proves_nothing() {
     let mut door = Door::new(Policy::default());
-    let session = door.feed(0, peer(1, 5000), &get(11, b"f")).accepted_session();
+    let session = door
+        .feed(0, peer(1, 5000), &get(11, b"f"))
+        .accepted_session();
     for other in [peer(1, 5001), peer(2, 5000)] {
         let fed = door.feed(1, other, &ack(session, 0));
         assert_eq!(fed.event, Happened::Nothing);
@@ -308,9 +323,13 @@ fn uploads_from_outside_allow_upload_are_read_only_and_downloads_still_work() {
     };
     let mut door = Door::new(policy);
     let outside = peer(1, 5000);
-    assert_eq!(door.feed(0, outside, &put(1, b"new", 5)).refusal(), ErrorCode::ReadOnly);
+    assert_eq!(
+        door.feed(0, outside, &put(1, b"new", 5)).refusal(),
+        ErrorCode::ReadOnly
+    );
     door.feed(0, outside, &get(2, b"f")).accepted_session();
-    door.feed(0, peer(2, 5000), &put(3, b"new", 5)).accepted_session();
+    door.feed(0, peer(2, 5000), &put(3, b"new", 5))
+        .accepted_session();
 }
 
 #[test]
@@ -323,7 +342,10 @@ fn refusals_come_in_one_order_read_only_size_name_existence_then_capacity() {
     let mut door = Door::new(policy);
     let p = peer(1, 5000);
     // Read-only wins over everything a Put could also be refused for.
-    assert_eq!(door.feed(0, p, &put(1, b"bad/name", 99)).refusal(), ErrorCode::ReadOnly);
+    assert_eq!(
+        door.feed(0, p, &put(1, b"bad/name", 99)).refusal(),
+        ErrorCode::ReadOnly
+    );
     let policy = Policy {
         max_upload: Some(10),
         limits: Limits {
@@ -335,12 +357,27 @@ fn refusals_come_in_one_order_read_only_size_name_existence_then_capacity() {
     let mut door = Door::new(policy);
     // Too large before the name and before existence: a too-large Put of an existing name
     // is TooLarge.
-    assert_eq!(door.feed(0, p, &put(2, b"bad/name", 99)).refusal(), ErrorCode::TooLarge);
-    assert_eq!(door.feed(0, p, &put(3, b"exists", 99)).refusal(), ErrorCode::TooLarge);
-    assert_eq!(door.feed(0, p, &put(4, b"bad/name", 5)).refusal(), ErrorCode::BadName);
-    assert_eq!(door.feed(0, p, &put(5, b"exists", 5)).refusal(), ErrorCode::Exists);
+    assert_eq!(
+        door.feed(0, p, &put(2, b"bad/name", 99)).refusal(),
+        ErrorCode::TooLarge
+    );
+    assert_eq!(
+        door.feed(0, p, &put(3, b"exists", 99)).refusal(),
+        ErrorCode::TooLarge
+    );
+    assert_eq!(
+        door.feed(0, p, &put(4, b"bad/name", 5)).refusal(),
+        ErrorCode::BadName
+    );
+    assert_eq!(
+        door.feed(0, p, &put(5, b"exists", 5)).refusal(),
+        ErrorCode::Exists
+    );
     // A request that could never succeed says why, even when the server is full.
-    assert_eq!(door.feed(0, p, &get(6, b"missing")).refusal(), ErrorCode::NotFound);
+    assert_eq!(
+        door.feed(0, p, &get(6, b"missing")).refusal(),
+        ErrorCode::NotFound
+    );
     assert_eq!(door.feed(0, p, &get(7, b"f")).refusal(), ErrorCode::Busy);
 }
 
@@ -364,13 +401,18 @@ fn the_per_address_cap_counts_proven_sessions_only() {
     let mut door = Door::new(policy);
     // Any number of unproven requests from one address...
     for token in 100..400 {
-        door.feed(0, peer(1, 6000), &get(token, b"f")).accepted_session();
+        door.feed(0, peer(1, 6000), &get(token, b"f"))
+            .accepted_session();
     }
     // ...leave its cap to proven sessions.
     open(&mut door, 1, peer(1, 5000), 1);
     open(&mut door, 1, peer(1, 5001), 2);
-    assert_eq!(door.feed(2, peer(1, 5002), &get(3, b"f")).refusal(), ErrorCode::Busy);
-    door.feed(2, peer(2, 5000), &get(4, b"f")).accepted_session();
+    assert_eq!(
+        door.feed(2, peer(1, 5002), &get(3, b"f")).refusal(),
+        ErrorCode::Busy
+    );
+    door.feed(2, peer(2, 5000), &get(4, b"f"))
+        .accepted_session();
 }
 
 #[test]
@@ -385,12 +427,21 @@ fn a_full_server_makes_a_slow_session_yield_its_slot_to_a_proven_peer() {
     let mut door = Door::new(policy);
     let slow = open(&mut door, 0, peer(1, 5000), 1);
     // A young session keeps its slot.
-    assert_eq!(door.feed(100, peer(2, 5000), &get(2, b"f")).refusal(), ErrorCode::Busy);
+    assert_eq!(
+        door.feed(100, peer(2, 5000), &get(2, b"f")).refusal(),
+        ErrorCode::Busy
+    );
     // One that moved 100 bytes in 3 s is slow (under 16 KiB/s).
     let now = door.at(3000);
     door.endpoint.progress((peer(1, 5000), slow), 100, now);
-    let newcomer = door.feed(3000, peer(2, 5000), &get(3, b"f")).accepted_session();
-    assert_eq!(door.endpoint.poll_action(), None, "nothing yields before proof");
+    let newcomer = door
+        .feed(3000, peer(2, 5000), &get(3, b"f"))
+        .accepted_session();
+    assert_eq!(
+        door.endpoint.poll_action(),
+        None,
+        "nothing yields before proof"
+    );
     let fed = door.feed(3001, peer(2, 5000), &ack(newcomer, 0));
     assert_eq!(fed.event, Happened::Open(Op::Get, newcomer));
     assert_eq!(
@@ -417,7 +468,10 @@ fn a_fast_session_keeps_its_slot_when_the_server_is_full() {
     let fast = open(&mut door, 0, peer(1, 5000), 1);
     let now = door.at(3000);
     door.endpoint.progress((peer(1, 5000), fast), 30 << 20, now);
-    assert_eq!(door.feed(3000, peer(2, 5000), &get(2, b"f")).refusal(), ErrorCode::Busy);
+    assert_eq!(
+        door.feed(3000, peer(2, 5000), &get(2, b"f")).refusal(),
+        ErrorCode::Busy
+    );
 }
 
 #[test]
@@ -436,7 +490,10 @@ fn a_completed_upload_answers_a_repeated_done_from_its_tombstone() {
         .endpoint
         .ended((p, session), Some(&Outcome::Complete), 10, now)
         .expect("a record");
-    assert_eq!((record.op, record.bytes, record.failure), (Op::Put, 10, None));
+    assert_eq!(
+        (record.op, record.bytes, record.failure),
+        (Op::Put, 10, None)
+    );
     assert_eq!(door.endpoint.live(), 0, "the slot is free at once");
     let done = Message::Done {
         session,
@@ -450,7 +507,10 @@ fn a_completed_upload_answers_a_repeated_done_from_its_tombstone() {
     assert!(door.feed(4, p, &data).replies.is_empty());
     let linger = Policy::default().session.linger_min.as_millis() as u64;
     door.endpoint.handle_timeout(door.at(linger + 1000));
-    assert_eq!(door.feed(linger + 1001, p, &done).refusal(), ErrorCode::UnknownSession);
+    assert_eq!(
+        door.feed(linger + 1001, p, &done).refusal(),
+        ErrorCode::UnknownSession
+    );
 }
 
 #[test]
@@ -462,7 +522,10 @@ fn errors_to_strangers_are_rate_limited() {
         replies += door.feed(i as u64 / 10, from, &ack(i | 1, 3)).replies.len();
     }
     // 1 s of strangers: at most the burst plus a second's refill.
-    assert!(replies <= 2400, "{replies} errors to strangers in one second");
+    assert!(
+        replies <= 2400,
+        "{replies} errors to strangers in one second"
+    );
     assert!(replies >= 400, "some errors still go out: {replies}");
     assert!(door.endpoint.stats().rate_limited > 0);
 }
@@ -475,7 +538,9 @@ fn a_stop_refuses_requests_abandons_uploads_and_ends_everything_after_the_grace(
     };
     let mut door = Door::new(policy);
     let download = open(&mut door, 0, peer(1, 5000), 1);
-    let upload = door.feed(0, peer(1, 5001), &put(2, b"new", 10)).accepted_session();
+    let upload = door
+        .feed(0, peer(1, 5001), &put(2, b"new", 10))
+        .accepted_session();
     let data = Message::Data {
         session: upload,
         seq: 1,

@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 use udpft::client::{sanitize, Client, ClientError, ClientOptions, Destination, Report};
 use udpft::library::{check_name, Library, LibraryOptions, TEMP_PREFIX};
-use udpft::link::Rng;
+use udpft::link::{seeded_bytes, Rng};
 use udpft::proto::stats::ServerStats;
 use udpft::proto::wire::{Kind, DEFAULT_CHUNK, MAX_DATAGRAM};
 use udpft::proto::{Config, DecodeError, ErrorCode, Message};
@@ -29,17 +29,8 @@ const MIB: usize = 1 << 20;
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-fn random_bytes(rng: &mut Rng, len: usize) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        bytes.extend_from_slice(&rng.next_u64().to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
-}
-
 fn write_random(path: &Path, seed: u64, len: usize) -> Vec<u8> {
-    let bytes = random_bytes(&mut Rng::new(seed), len);
+    let bytes = seeded_bytes(seed, len);
     fs::write(path, &bytes).expect("write test file");
     bytes
 }
@@ -225,7 +216,7 @@ fn stray_message(rng: &mut Rng) -> Vec<u8> {
     let seq = 1 + rng.below(1 << 20);
     let payload = {
         let len = 1 + rng.below(200) as usize;
-        random_bytes(rng, len)
+        rng.bytes(len)
     };
     match rng.below(4) {
         0 => encode(&Message::Ack { session, seq }),
@@ -255,16 +246,16 @@ fn hostile(rng: &mut Rng, i: u64) -> (Vec<u8>, Option<DecodeError>) {
     if i % 500 == 250 {
         // A few datagrams near the largest UDP payload.
         let len = 65_000 + rng.below(508) as usize;
-        return (random_bytes(rng, len), None);
+        return (rng.bytes(len), None);
     }
     match i % 11 {
         0 => {
             let len = rng.below(1500) as usize;
-            (random_bytes(rng, len), None)
+            (rng.bytes(len), None)
         }
         1 => {
             let len = rng.below(22) as usize;
-            (random_bytes(rng, len), Some(DecodeError::TooShort))
+            (rng.bytes(len), Some(DecodeError::TooShort))
         }
         2 => {
             // A valid datagram cut short: too short, or a CRC over the wrong bytes.
@@ -311,7 +302,7 @@ fn hostile(rng: &mut Rng, i: u64) -> (Vec<u8>, Option<DecodeError>) {
             // A length field claiming less than the datagram holds.
             let payload = {
                 let len = 1 + rng.below(200) as usize;
-                random_bytes(rng, len)
+                rng.bytes(len)
             };
             let mut d = encode(&Message::Data {
                 session: rng.next_u64() as u32,

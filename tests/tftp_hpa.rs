@@ -4,7 +4,7 @@
 //! RFC 1350), and block-number rollover. Skipped with a printed reason where tftpd-hpa is
 //! not installed, and failed under CI.
 
-mod support;
+mod live;
 mod tftp_support;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
+use udpft::link::seeded_bytes;
 use udpft::proto::session::{MemSink, MemSource};
 use udpft::proto::{Outcome, Stats};
 use udpft::tftp::client::{ClientConfig, ClientSession};
@@ -123,7 +124,7 @@ fn downloads_from_tftpd_hpa_with_options() {
     let Some(server) = Tftpd::start(&[]) else {
         return;
     };
-    let bytes = support::random_bytes(5 << 20, 1);
+    let bytes = seeded_bytes(1, 5 << 20);
     write(&server.path("five.bin"), &bytes);
     let (outcome, got, stats, session) =
         download(&server, "five.bin", ClientConfig::for_server(server.addr));
@@ -145,7 +146,7 @@ fn uploads_to_tftpd_hpa() {
     let Some(server) = Tftpd::start(&[]) else {
         return;
     };
-    let bytes = support::random_bytes(1 << 20, 2);
+    let bytes = seeded_bytes(2, 1 << 20);
     let session = ClientSession::upload(
         Instant::now(),
         ClientConfig::for_server(server.addr),
@@ -164,7 +165,7 @@ fn a_refused_option_is_left_out_and_all_refused_falls_back_to_rfc_1350() {
     let Some(server) = Tftpd::start(&["-r", "blksize"]) else {
         return;
     };
-    let bytes = support::random_bytes(100_000, 3);
+    let bytes = seeded_bytes(3, 100_000);
     write(&server.path("f"), &bytes);
     let (outcome, got, stats, session) =
         download(&server, "f", ClientConfig::for_server(server.addr));
@@ -193,7 +194,7 @@ fn block_numbers_roll_over_against_tftpd_hpa() {
         return;
     };
     // 65,600 blocks of 512 bytes.
-    let bytes = support::random_bytes(65_600 * 512 + 1, 4);
+    let bytes = seeded_bytes(4, 65_600 * 512 + 1);
     write(&server.path("big"), &bytes);
     let config = ClientConfig {
         blksize: None,
