@@ -948,6 +948,25 @@ fn a_file_rewritten_in_place_during_a_download_fails_it_with_file_changed() {
 }
 
 #[test]
+fn a_file_rewritten_in_place_with_its_mtime_restored_fails_the_download() {
+    // What `rsync --inplace -t` does: same size, new bytes, the old modification time put
+    // back. The change time (which nobody can set back) reveals it.
+    let (result, appeared) = download_while(|path| {
+        let mtime = fs::metadata(path).unwrap().modified().unwrap();
+        let file = fs::OpenOptions::new().write(true).open(path).unwrap();
+        file.write_all_at(&[0u8; 4096], 7 * MIB as u64).unwrap();
+        file.set_modified(mtime).unwrap();
+        assert_eq!(fs::metadata(path).unwrap().modified().unwrap(), mtime);
+    });
+    let error = result.expect_err("the file changed (same size and mtime, new bytes)");
+    assert_eq!(code_of(&error), Some(ErrorCode::FileChanged), "{error:?}");
+    assert!(
+        !appeared,
+        "a failed download left a file under its final name"
+    );
+}
+
+#[test]
 fn stale_temporary_files_are_removed_at_start_and_never_listed() {
     let library = tempfile::tempdir().unwrap();
     let root = library.path();

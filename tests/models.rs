@@ -25,14 +25,14 @@ use udpft::link::seeded_bytes;
 use udpft::proto::client::Request;
 use udpft::proto::session::{MemSink, MemSource};
 use udpft::proto::{ErrorCode, Failure, Outcome};
+
 const LOSSY_PROXY: &str = env!("CARGO_BIN_EXE_lossy-proxy");
 
-/// Every model, by its command-line name.
 // ---------------------------------------------------------------------------------------
 // 1. The end-to-end suite, against every model
 // ---------------------------------------------------------------------------------------
 
-/// The suite every model passes, the server started with `extra` arguments.
+/// The suite every model passes.
 fn end_to_end_suite(model: &str) {
     let big = seeded_bytes(1, 1 << 20);
     let small = b"a small text file\n".to_vec();
@@ -476,3 +476,40 @@ fn every_model_moves_files_through_ten_percent_loss_each_way() {
 fn a_download_survives_losing_the_acks_of_the_accept() {
     move_files_through_loss("table", 14, &seeded_bytes(8, 256 << 10));
 }
+
+// ---------------------------------------------------------------------------------------
+// 7. One client socket, one command after another
+// ---------------------------------------------------------------------------------------
+
+/// A shell's pattern: one client (one socket) uploads, then lists, then downloads. An
+/// upload's session ends once committed (a tombstone, not a lingering session, answers a
+/// repeated Done), so in the fork model no child's connected socket is left to capture the
+/// same client's next request; a client that gives up after 1 s would fail if one were.
+fn one_socket_serves_command_after_command(model: &str) {
+    let dirs = Dirs::with(&[("file", b"contents")]);
+    let server = Server::start(model, dirs.root(), &[]);
+    let mut client = udpft::client::Client::new(
+        server.addr,
+        udpft::client::ClientOptions {
+            config: udpft::proto::Config {
+                timeout: Duration::from_secs(1),
+                ..udpft::proto::Config::default()
+            },
+            ..options()
+        },
+    )
+    .expect("client socket");
+    let local = dirs.scratch().join("up.bin");
+    fs::write(&local, seeded_bytes(30, 5000)).expect("local file");
+    for round in 0..3 {
+        let name = format!("up-{round}.bin");
+        client.put(&local, &name, false, &mut |_| {}).expect("put");
+        let listed = client.list().expect("list right after put");
+        assert!(listed.iter().any(|e| e.name == name.as_bytes()), "{model}");
+        let dest = Destination::File(dirs.scratch().join(format!("down-{round}")));
+        client
+            .get(&name, &dest, false, &mut |_| {})
+            .expect("get right after list");
+    }
+}
+for_models!(one_socket_serves_command_after_command);

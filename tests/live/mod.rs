@@ -8,6 +8,7 @@
 
 /// One test per server model for a suite `fn(model: &str)`: a module named for the suite
 /// holding a test per model (`end_to_end_suite::fork`), so every model runs the same code.
+#[allow(unused_macros)] // only the per-model suites use it
 macro_rules! for_models {
     ($suite:ident) => {
         for_models!($suite: loop_model "loop", table "table", threads "threads", fork "fork");
