@@ -7,10 +7,16 @@
 //!  kind u8 | pid u32 | bytes u64 | sent u64 | failure u8 | code u16 | tries u32 | ms u64 | text
 //! ```
 
+use super::super::log::Logger;
+use super::Child;
+use crate::proto::endpoint::Endpoint;
 use crate::proto::wire::ErrorCode;
 use crate::proto::{Failure, Outcome};
 use byteorder::{ByteOrder, NetworkEndian};
-use std::time::Duration;
+use nix::unistd::Pid;
+use std::collections::HashMap;
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
 
 /// One record from a child.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,6 +112,44 @@ impl Report {
             _ => return None,
         };
         Some((pid, report))
+    }
+}
+
+/// Applies every report the children sent since the last call.
+pub(super) fn apply(
+    reports: &UnixDatagram,
+    children: &mut HashMap<Pid, Child>,
+    endpoint: &mut Endpoint,
+    log: &Logger,
+    now: Instant,
+    buf: &mut [u8],
+) {
+    while let Ok(n) = reports.recv(buf) {
+        let Some((pid, report)) = Report::decode(&buf[..n]) else {
+            continue;
+        };
+        let Some(child) = children.get_mut(&Pid::from_raw(pid as i32)) else {
+            continue;
+        };
+        match report {
+            Report::Opened => endpoint.opened(),
+            Report::Refused => {
+                child.ended = true;
+                endpoint.open_failed(child.key, None);
+            }
+            Report::Progress(bytes) => endpoint.progress(child.key, bytes, now),
+            Report::Ended {
+                outcome,
+                bytes,
+                sent,
+            } => {
+                child.ended = true;
+                endpoint.stats_mut().sent += sent;
+                if let Some(record) = endpoint.ended(child.key, outcome.as_ref(), bytes, now) {
+                    log.session(&record);
+                }
+            }
+        }
     }
 }
 
