@@ -381,6 +381,17 @@ fn refusals_come_in_one_order_read_only_size_name_existence_then_capacity() {
     assert_eq!(door.feed(0, p, &get(7, b"f")).refusal(), ErrorCode::Busy);
 }
 
+/// A server with room for one session.
+fn room_for_one() -> Policy {
+    Policy {
+        limits: Limits {
+            max_sessions: 1,
+            ..Limits::default()
+        },
+        ..Policy::default()
+    }
+}
+
 /// Opens a proven download from `p` with `token` at `ms`; returns its session id.
 fn open(door: &mut Door, ms: u64, p: SocketAddr, token: u32) -> u32 {
     let session = door.feed(ms, p, &get(token, b"f")).accepted_session();
@@ -417,14 +428,7 @@ fn the_per_address_cap_counts_proven_sessions_only() {
 
 #[test]
 fn a_full_server_makes_a_slow_session_yield_its_slot_to_a_proven_peer() {
-    let policy = Policy {
-        limits: Limits {
-            max_sessions: 1,
-            ..Limits::default()
-        },
-        ..Policy::default()
-    };
-    let mut door = Door::new(policy);
+    let mut door = Door::new(room_for_one());
     let slow = open(&mut door, 0, peer(1, 5000), 1);
     // A young session keeps its slot.
     assert_eq!(
@@ -457,14 +461,7 @@ fn a_full_server_makes_a_slow_session_yield_its_slot_to_a_proven_peer() {
 
 #[test]
 fn a_fast_session_keeps_its_slot_when_the_server_is_full() {
-    let policy = Policy {
-        limits: Limits {
-            max_sessions: 1,
-            ..Limits::default()
-        },
-        ..Policy::default()
-    };
-    let mut door = Door::new(policy);
+    let mut door = Door::new(room_for_one());
     let fast = open(&mut door, 0, peer(1, 5000), 1);
     let now = door.at(3000);
     door.endpoint.progress((peer(1, 5000), fast), 30 << 20, now);
