@@ -71,7 +71,7 @@ fn a_character_device_is_written_into_and_stays_a_device() {
         .status()
         .is_ok_and(|s| s.success());
     if !made {
-        eprintln!("SKIPPED: cannot create a character device here (mknod needs root)");
+        live::skip("cannot create a character device here (mknod needs root)");
         return;
     }
     let served = Served::with_files(&[("big.bin", &seeded_bytes(12, 300_000))]);
@@ -259,7 +259,7 @@ fn a_disk_that_fills_is_a_local_error_that_keeps_the_partial_file() {
     let small = dir.path().join("small");
     fs::create_dir(&small).unwrap();
     let Some(_mount) = live::Tmpfs::mount(&small, "1m") else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        live::skip("cannot mount a tmpfs here (needs root)");
         return;
     };
     let served = Served::with_files(&[("big.bin", &seeded_bytes(17, 3 << 20))]);

@@ -242,7 +242,7 @@ fn server_names_and_addresses_resolve_with_or_without_port() {
         );
     }
     let Ok(v6) = Served::bound("[::1]:0".parse().unwrap(), &[("six.txt", b"6")]) else {
-        eprintln!("SKIPPED (IPv6 part): no IPv6 loopback here");
+        live::skip("the IPv6 part: no IPv6 loopback here");
         return;
     };
     let port = v6.addr().port();

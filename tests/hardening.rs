@@ -4,13 +4,15 @@
 //! they are sent, stale temporary files, read-only and size-capped libraries, and a
 //! graceful shutdown with transfers in flight. Every server runs in-process on 127.0.0.1:0.
 
+mod live;
+
 use std::fs;
 use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -717,40 +719,13 @@ fn sanitize_removes_terminal_escapes() {
 // 4. File-system faults
 // ---------------------------------------------------------------------------------------
 
-/// A small tmpfs mounted for one test, unmounted when dropped.
-struct TmpfsMount {
-    path: PathBuf,
-}
-
-impl TmpfsMount {
-    /// Mounts a tmpfs with `options` (`size=1m`) on `path`; `None` if this
-    /// process may not mount (not root, or no such capability in the container).
-    fn new(path: &Path, options: &str) -> Option<Self> {
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(path)
-            .stderr(Stdio::null())
-            .status()
-            .ok()?;
-        status.success().then(|| Self {
-            path: path.to_owned(),
-        })
-    }
-}
-
-impl Drop for TmpfsMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
-}
-
 #[test]
 fn uploads_that_fill_the_disk_fail_with_io_and_leave_the_library_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("library");
     fs::create_dir(&root).unwrap();
-    let Some(_mount) = TmpfsMount::new(&root, "size=1m") else {
-        eprintln!("note: cannot mount a tmpfs here (needs root); full-disk test skipped");
+    let Some(_mount) = live::Tmpfs::mount(&root, "1m") else {
+        live::skip("cannot mount a tmpfs here (needs root)");
         return;
     };
     let local = tempfile::tempdir().unwrap();
@@ -815,10 +790,8 @@ fn uploads_into_an_unwritable_library_fail_with_io_and_change_nothing() {
     if can_write(&root) {
         // Root ignores permissions; a read-only file system stops everyone.
         fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
-        let Some(mount) = TmpfsMount::new(&root, "size=1m") else {
-            eprintln!(
-                "note: permissions do not stop this user and no tmpfs can be mounted; skipped"
-            );
+        let Some(mount) = live::Tmpfs::mount(&root, "1m") else {
+            live::skip("permissions do not stop this user and no tmpfs can be mounted");
             return;
         };
         _mount = Some(mount);

@@ -7,6 +7,8 @@
 
 mod tftp_support;
 
+mod live;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -6,6 +6,8 @@
 
 mod tftp_support;
 
+mod live;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
