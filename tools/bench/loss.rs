@@ -12,7 +12,8 @@ use crate::children::{locate_bin, start_proxy, start_server, ProxySpec, ServerSp
 use crate::download::{parse_chunk, secs};
 use crate::results::{human_bytes, median, micros, Cell, OutputArgs, Table};
 use crate::transfer;
-use crate::workload::{parse_size, Scratch, TestLibrary};
+use crate::units::{parse_probability, parse_size};
+use crate::workload::{Scratch, TestLibrary};
 use clap::Args;
 use std::io;
 use std::path::PathBuf;
@@ -63,18 +64,11 @@ pub struct LossArgs {
     pub output: OutputArgs,
 }
 
-/// Parses a loss rate: `0.05` or `5%`, within 0..=1.
+/// Parses a loss rate: `0.05` or `5%`, within 0..1 (a link that loses everything moves nothing).
 pub fn parse_rate(text: &str) -> Result<f64, String> {
-    let t = text.trim();
-    let value = match t.strip_suffix('%') {
-        Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
-        None => t.parse::<f64>(),
-    }
-    .map_err(|_| format!("`{text}` is not a rate (e.g. 0.05 or 5%)"))?;
-    if (0.0..1.0).contains(&value) {
-        Ok(value)
-    } else {
-        Err(format!("`{text}` is outside 0..1"))
+    match parse_probability(text)? {
+        value if value < 1.0 => Ok(value),
+        _ => Err(format!("`{text}` is outside 0..1")),
     }
 }
 
