@@ -171,6 +171,8 @@ pub struct ClientOptions {
     pub config: Config,
     /// How long to keep retrying a busy server.
     pub busy_patience: Duration,
+    /// Longest adaptive spin before a blocking receive; zero: never spin.
+    pub busy_poll: Duration,
 }
 
 impl Default for ClientOptions {
@@ -178,6 +180,7 @@ impl Default for ClientOptions {
         Self {
             config: Config::default(),
             busy_patience: Duration::from_secs(30),
+            busy_poll: net::DEFAULT_BUSY_POLL,
         }
     }
 }
@@ -461,7 +464,7 @@ impl Client {
         session: &mut ClientSession,
         events: &mut EventFn<'_>,
     ) -> Result<(), ClientError> {
-        let mut receiver = net::Receiver::new();
+        let mut receiver = net::Receiver::new().busy_poll(self.options.busy_poll);
         let mut next_report = Instant::now();
         loop {
             let now = Instant::now();

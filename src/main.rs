@@ -127,6 +127,10 @@ struct ServeArgs {
     /// in progress are abandoned at once, leaving nothing behind).
     #[arg(long, default_value = "10", value_name = "SECS", value_parser = parse_seconds)]
     grace: Duration,
+    /// Spin up to this many microseconds on the socket before blocking, while replies come
+    /// that fast (adaptive; 0: never spin).
+    #[arg(long, value_name = "MICROS", default_value = "50", value_parser = parse_busy_poll)]
+    busy_poll: Duration,
 }
 
 #[derive(Args, Clone)]
@@ -148,6 +152,10 @@ struct ClientArgs {
     /// After a transfer, print its statistics (datagrams, retransmissions, RTT, goodput).
     #[arg(short, long)]
     verbose: bool,
+    /// Spin up to this many microseconds on the socket before blocking, while replies come
+    /// that fast (adaptive; 0: never spin).
+    #[arg(long, value_name = "MICROS", default_value = "50", value_parser = parse_busy_poll)]
+    busy_poll: Duration,
 }
 
 fn main() -> ExitCode {
@@ -192,6 +200,16 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Parses `--busy-poll`: whole microseconds, at most 10,000.
+fn parse_busy_poll(text: &str) -> Result<Duration, String> {
+    match text.parse::<u64>() {
+        Ok(micros) if micros <= 10_000 => Ok(Duration::from_micros(micros)),
+        _ => Err(format!(
+            "{text:?} is not a number of microseconds in 0..=10000"
+        )),
+    }
+}
+
 fn resolve(server: &str) -> Result<SocketAddr, ClientError> {
     server
         .to_socket_addrs()
@@ -233,6 +251,7 @@ fn serve(args: &ServeArgs) -> Result<(), ClientError> {
         model: args.model,
         workers: usize::from(args.workers),
         stats_every: args.stats_every,
+        busy_poll: args.busy_poll,
     };
     let sockets = server::bind_for(bind, &config)
         .map_err(|e| ClientError::local(format!("cannot listen on {bind}"), e))?;
@@ -260,6 +279,7 @@ fn client(args: &ClientArgs) -> Result<Client, ClientError> {
             timeout: args.timeout,
             ..Config::default()
         },
+        busy_poll: args.busy_poll,
         ..ClientOptions::default()
     };
     Client::new(resolve(&args.server)?, options)

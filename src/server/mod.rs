@@ -119,6 +119,8 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Print a statistics line (live sessions and counters) this often (table model).
     pub stats_every: Option<Duration>,
+    /// Longest adaptive spin before a blocking receive (table model); zero: never spin.
+    pub busy_poll: Duration,
 }
 
 impl Default for ServerConfig {
@@ -130,6 +132,7 @@ impl Default for ServerConfig {
             model: Model::Table,
             workers: 1,
             stats_every: None,
+            busy_poll: net::DEFAULT_BUSY_POLL,
         }
     }
 }
@@ -221,7 +224,7 @@ pub fn run_table(
     );
     let mut inbuf = vec![0u8; MAX_DATAGRAM];
     let mut outbuf = vec![0u8; MAX_DATAGRAM];
-    let mut receiver = net::Receiver::new();
+    let mut receiver = net::Receiver::new().busy_poll(config.busy_poll);
     let mut grace = Grace::default();
     let mut next_stats = config.stats_every.map(|every| Instant::now() + every);
     loop {
@@ -253,6 +256,7 @@ pub fn run_table(
         table.handle_timeout(now);
         flush(socket, &mut table, now, &mut outbuf);
         let deadline = table.poll_timeout();
+        receiver.set_sessions(table.len());
         if let Some((len, peer)) = receiver.recv_until(socket, &mut inbuf, deadline)? {
             table.handle_datagram(Instant::now(), peer, &inbuf[..len]);
             flush(socket, &mut table, Instant::now(), &mut outbuf);

@@ -155,7 +155,14 @@ pub fn run(args: &LossArgs) -> io::Result<()> {
                 scratch.path(),
                 &format!("{rate}-{round}"),
             )?;
-            let download = transfer::download(proxy.addr, args.chunk, timeout, &library, &dest);
+            let download = transfer::download(
+                proxy.addr,
+                args.chunk,
+                udpft::net::DEFAULT_BUSY_POLL,
+                timeout,
+                &library,
+                &dest,
+            );
             let counters = proxy.stop()?;
             let download = download?;
             let run = Run {
