@@ -202,7 +202,9 @@ impl Receiver {
             self.set_nonblocking(socket, true)?;
             match spin_recv(socket, buf, budget) {
                 Ok(Some(got)) => {
-                    self.spin.observe(Wait::Caught);
+                    self.spin.observe(Wait::Caught {
+                        after: started.elapsed(),
+                    });
                     return Ok(Some(got));
                 }
                 Ok(None) => {}

@@ -1,11 +1,12 @@
 //! When to spin before blocking: the adaptive busy-polling policy of [`super::Receiver`].
 //!
-//! Most of a loopback round trip is the wake-up from a blocking receive (here a median
-//! 108 µs with blocking receives against 6.5 µs when both sides spin, for a 1452-byte
-//! request and a 22-byte reply). Spinning on a non-blocking socket for a few microseconds
-//! before blocking removes that wake-up whenever the reply comes within the spin, and wastes
-//! the spin when it does not. So the policy spins only while replies have been coming soon,
-//! and backs off when they do not:
+//! Most of a loopback round trip on an idle machine is the wake-up from a blocking receive
+//! (here a median 108 µs with blocking receives against 6.5 µs when both sides spin, for a
+//! 1452-byte request and a 22-byte reply). Spinning on a non-blocking socket for a few
+//! microseconds before blocking removes that wake-up whenever the reply comes within the
+//! spin, and wastes the spin when it does not. On a busy machine the opposite holds: a
+//! wake-up is cheap (the CPU is not idle), and a spinning loop only takes a core from the
+//! peer it waits for. So the policy spins only while that pays, and backs off when not:
 //!
 //! * it starts at no spin; a wait that ends with a datagram soon after it began (within the
 //!   cap plus a wake-up's worth of time) starts spinning at [`START`], and each later such
@@ -14,6 +15,10 @@
 //! * [`GIVE_UP_AFTER`] spins in a row that catch nothing (replies come, but later than the
 //!   cap: a LAN round trip, say) stop spinning for the next [`HOLD_OFF`] waits, so a peer
 //!   beyond reach costs a few wasted spins per [`HOLD_OFF`] waits, not one per wait;
+//! * every [`PROBE_EVERY`] catches, one wait does not spin, to measure what a blocking
+//!   receive costs now; when it is not at least [`MIN_GAIN`] slower than the spins' catches
+//!   (a busy machine: wake-ups are cheap, and spinning slows the peer), spinning stops for a
+//!   hold-off that doubles with each such verdict in a row, up to [`MAX_HOLD_OFF`] waits;
 //! * a datagram that came only long after the wait began halves the budget, and a wait that
 //!   found nothing at all (idle: no peer, or a lost datagram) stops spinning, so an idle
 //!   server never spins;
@@ -44,11 +49,25 @@ pub const GIVE_UP_AFTER: u32 = 4;
 /// Waits without spinning after giving up, before spinning may start again.
 pub const HOLD_OFF: u32 = 64;
 
+/// The longest hold-off after probes found that spinning does not pay.
+pub const MAX_HOLD_OFF: u32 = 4096;
+
+/// Catches between two probes (waits without a spin, to measure a blocking receive): rare
+/// enough that the probes' wake-ups cost little where spinning pays.
+pub const PROBE_EVERY: u32 = 256;
+
+/// How much sooner than a blocking receive a spin must get its datagrams to be worth the
+/// core it occupies.
+pub const MIN_GAIN: Duration = Duration::from_micros(10);
+
 /// How one wait on the socket went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wait {
-    /// A datagram arrived while spinning.
-    Caught,
+    /// A datagram arrived while spinning, `after` the wait began.
+    Caught {
+        /// From the start of the wait to the datagram.
+        after: Duration,
+    },
     /// A datagram arrived after the spin (if any) ended, `after` the wait began.
     Woke {
         /// From the start of the wait to the datagram.
@@ -74,8 +93,24 @@ pub struct SpinPolicy {
     misses: u32,
     /// Waits left before spinning may start again after giving up.
     hold_off: u32,
+    /// The hold-off the next "spinning does not pay" verdict imposes.
+    next_hold_off: u32,
     /// Live sessions sharing the loop (at least 1).
     sessions: usize,
+    /// Smoothed time from the start of a wait to a datagram a spin caught.
+    caught_after: Option<Duration>,
+    /// Smoothed time from the start of a wait to a datagram that woke a blocking receive
+    /// (no spin before it) soon after.
+    woke_after: Option<Duration>,
+    /// Catches since the last probe.
+    since_probe: u32,
+    /// The next wait is a probe: it does not spin.
+    probing: bool,
+}
+
+/// `average` moved 1/8 of the way to `sample` (the first sample is taken as it is).
+fn smooth(average: Option<Duration>, sample: Duration) -> Option<Duration> {
+    Some(average.map_or(sample, |avg| (avg * 7 + sample) / 8))
 }
 
 impl SpinPolicy {
@@ -84,6 +119,7 @@ impl SpinPolicy {
         Self {
             cap,
             sessions: 1,
+            next_hold_off: HOLD_OFF,
             ..Self::default()
         }
     }
@@ -101,12 +137,22 @@ impl SpinPolicy {
     /// The longest spin worth trying before the next blocking wait (zero: do not spin).
     #[must_use]
     pub fn budget(&self) -> Duration {
+        if self.probing {
+            return Duration::ZERO;
+        }
         self.budget.min(self.share())
     }
 
     /// The cap divided among the live sessions.
     fn share(&self) -> Duration {
         self.cap / u32::try_from(self.sessions).unwrap_or(u32::MAX).max(1)
+    }
+
+    /// Stops spinning for `waits` waits.
+    fn hold_off(&mut self, waits: u32) {
+        self.budget = Duration::ZERO;
+        self.misses = 0;
+        self.hold_off = waits;
     }
 
     /// Learns from how a wait went.
@@ -116,32 +162,35 @@ impl SpinPolicy {
         }
         // Later than this, a datagram did not come "soon": spinning would not have caught it.
         let soon = self.share() + WAKE_ALLOWANCE;
+        let probe = std::mem::take(&mut self.probing);
         match wait {
-            Wait::Caught => self.misses = 0,
-            Wait::Woke { after, spun } => {
-                if spun {
-                    self.misses += 1;
-                    if self.misses >= GIVE_UP_AFTER {
-                        self.budget = Duration::ZERO;
-                        self.misses = 0;
-                        self.hold_off = HOLD_OFF;
-                        return;
-                    }
+            Wait::Caught { after } => {
+                self.misses = 0;
+                self.caught_after = smooth(self.caught_after, after);
+                self.since_probe += 1;
+                if self.since_probe >= PROBE_EVERY {
+                    self.since_probe = 0;
+                    self.probing = true;
                 }
-                if self.hold_off > 0 {
-                    self.hold_off -= 1;
-                } else if after <= soon {
-                    self.budget = if self.budget.is_zero() {
-                        START
-                    } else {
-                        self.budget * 2
-                    }
-                    .min(self.cap);
+            }
+            Wait::Woke { after, spun: true } => {
+                self.misses += 1;
+                if self.misses >= GIVE_UP_AFTER {
+                    self.hold_off(HOLD_OFF);
                 } else {
-                    self.budget /= 2;
-                    if self.budget < START {
-                        self.budget = Duration::ZERO;
-                    }
+                    self.grow_or_shrink(after, soon);
+                }
+            }
+            Wait::Woke { after, spun: false } => {
+                if after <= soon {
+                    self.woke_after = smooth(self.woke_after, after);
+                }
+                if probe {
+                    self.judge();
+                } else if self.hold_off > 0 {
+                    self.hold_off -= 1;
+                } else {
+                    self.grow_or_shrink(after, soon);
                 }
             }
             // A wait its deadline cut short says nothing about the traffic.
@@ -149,6 +198,39 @@ impl SpinPolicy {
             Wait::Empty { .. } => {
                 self.budget = Duration::ZERO;
                 self.misses = 0;
+            }
+        }
+    }
+
+    /// After a probe: keeps spinning if blocking receives are clearly slower than the
+    /// spins' catches, else holds off (longer each time in a row).
+    fn judge(&mut self) {
+        let (Some(caught), Some(woke)) = (self.caught_after, self.woke_after) else {
+            return;
+        };
+        if woke >= caught + MIN_GAIN {
+            self.next_hold_off = HOLD_OFF;
+        } else {
+            let waits = self.next_hold_off;
+            self.hold_off(waits);
+            self.next_hold_off = (waits * 2).min(MAX_HOLD_OFF);
+        }
+    }
+
+    /// A datagram that came `after` the wait began, not caught by a spin: soon enough for a
+    /// (longer) spin to catch the next one, or not.
+    fn grow_or_shrink(&mut self, after: Duration, soon: Duration) {
+        if after <= soon {
+            self.budget = if self.budget.is_zero() {
+                START
+            } else {
+                self.budget * 2
+            }
+            .min(self.cap);
+        } else {
+            self.budget /= 2;
+            if self.budget < START {
+                self.budget = Duration::ZERO;
             }
         }
     }
@@ -164,20 +246,41 @@ mod tests {
         Duration::from_micros(micros)
     }
 
-    /// A wait whose datagram came `after` the start, with or without a spin before.
-    fn woke(policy: &SpinPolicy, after: Duration) -> Wait {
-        Wait::Woke {
-            after,
-            spun: !policy.budget().is_zero(),
+    /// A peer whose datagram comes `reply` after each wait begins; a blocking receive
+    /// notices it `wake_up` later. Runs `waits` waits and returns how many of them spun.
+    fn run(policy: &mut SpinPolicy, waits: u32, reply: Duration, wake_up: Duration) -> u32 {
+        let mut spins = 0;
+        for _ in 0..waits {
+            let budget = policy.budget();
+            let wait = if budget.is_zero() {
+                Wait::Woke {
+                    after: reply + wake_up,
+                    spun: false,
+                }
+            } else if reply <= budget {
+                spins += 1;
+                Wait::Caught { after: reply }
+            } else {
+                spins += 1;
+                Wait::Woke {
+                    after: reply + wake_up,
+                    spun: true,
+                }
+            };
+            policy.observe(wait);
         }
+        spins
     }
 
     /// The budget once replies have come soon a few times.
     fn warmed_up() -> SpinPolicy {
         let mut policy = SpinPolicy::new(CAP);
         for _ in 0..4 {
-            let wait = woke(&policy, us(60));
-            policy.observe(wait);
+            let spun = !policy.budget().is_zero();
+            policy.observe(Wait::Woke {
+                after: us(60),
+                spun,
+            });
         }
         policy
     }
@@ -185,12 +288,7 @@ mod tests {
     #[test]
     fn off_never_spins() {
         let mut policy = SpinPolicy::new(Duration::ZERO);
-        for _ in 0..10 {
-            policy.observe(Wait::Woke {
-                after: us(5),
-                spun: false,
-            });
-        }
+        assert_eq!(run(&mut policy, 100, us(5), us(50)), 0);
         assert_eq!(policy.budget(), Duration::ZERO);
     }
 
@@ -205,25 +303,65 @@ mod tests {
         let mut budgets = Vec::new();
         for _ in 0..4 {
             // A blocking wait's wake-up makes even a quick reply look 60 µs late.
-            let wait = woke(&policy, us(60));
-            policy.observe(wait);
+            let spun = !policy.budget().is_zero();
+            policy.observe(Wait::Woke {
+                after: us(60),
+                spun,
+            });
             budgets.push(policy.budget());
         }
         assert_eq!(budgets, [us(8), us(16), us(32), CAP]);
     }
 
     #[test]
+    fn where_wake_ups_are_slow_nearly_every_wait_spins() {
+        // An idle machine: the reply comes 5 µs after the wait begins, a blocking receive
+        // sees it 60 µs later. Only the probes (one per PROBE_EVERY catches) do not spin.
+        let mut policy = SpinPolicy::new(CAP);
+        let waits = 10 * PROBE_EVERY;
+        let spins = run(&mut policy, waits, us(5), us(60));
+        let blocking = waits - spins;
+        assert!(
+            blocking <= 5 + waits / PROBE_EVERY,
+            "{blocking} of {waits} waits blocked"
+        );
+        assert_eq!(
+            policy.budget(),
+            START,
+            "a spin of 8 µs catches every 5 µs reply"
+        );
+    }
+
+    #[test]
+    fn where_wake_ups_are_cheap_spinning_stops_for_longer_and_longer() {
+        // A busy machine: waking costs 2 µs, and the spins catch replies no sooner than a
+        // blocking receive gets them. Each probe stops spinning, for twice as long as the
+        // last time.
+        let mut policy = SpinPolicy::new(CAP);
+        let waits = 20 * PROBE_EVERY;
+        let spins = run(&mut policy, waits, us(6), us(2));
+        assert!(spins < waits / 3, "{spins} of {waits} waits spun");
+        let later = run(&mut policy, waits, us(6), us(2));
+        assert!(
+            later < spins / 2,
+            "spins {spins} then {later}: the hold-off grows"
+        );
+    }
+
+    #[test]
     fn spins_that_catch_their_datagram_keep_spinning() {
         let mut policy = warmed_up();
-        for _ in 0..1000 {
-            policy.observe(Wait::Caught);
+        for _ in 0..100 {
+            policy.observe(Wait::Caught { after: us(5) });
         }
         assert_eq!(policy.budget(), CAP);
         // An occasional miss between catches changes nothing.
-        for _ in 0..100 {
-            let wait = woke(&policy, us(70));
-            policy.observe(wait);
-            policy.observe(Wait::Caught);
+        for _ in 0..50 {
+            policy.observe(Wait::Woke {
+                after: us(70),
+                spun: true,
+            });
+            policy.observe(Wait::Caught { after: us(5) });
         }
         assert_eq!(policy.budget(), CAP);
     }
@@ -231,19 +369,17 @@ mod tests {
     #[test]
     fn an_idle_wait_stops_spinning_until_traffic_returns() {
         let mut policy = warmed_up();
-        policy.observe(Wait::Empty {
+        let idle = Wait::Empty {
             waited: Duration::from_millis(100),
-        });
-        assert_eq!(policy.budget(), Duration::ZERO);
-        // Idle stays idle: no spin however many empty waits follow.
+        };
         for _ in 0..10 {
-            policy.observe(Wait::Empty {
-                waited: Duration::from_millis(100),
-            });
+            policy.observe(idle);
+            assert_eq!(policy.budget(), Duration::ZERO);
         }
-        assert_eq!(policy.budget(), Duration::ZERO);
-        let wait = woke(&policy, us(40));
-        policy.observe(wait);
+        policy.observe(Wait::Woke {
+            after: us(40),
+            spun: false,
+        });
         assert_eq!(policy.budget(), START, "traffic is back");
     }
 
@@ -258,37 +394,20 @@ mod tests {
     fn replies_beyond_reach_stop_the_spin_for_a_while() {
         // A LAN round trip: replies 1 ms after each wait began, far beyond any spin.
         let mut policy = warmed_up();
-        let mut spins = 0;
-        for _ in 0..1000 {
-            if !policy.budget().is_zero() {
-                spins += 1;
-            }
-            let wait = woke(&policy, Duration::from_millis(1));
-            policy.observe(wait);
-        }
+        let spins = run(&mut policy, 1000, Duration::from_millis(1), us(50));
         assert!(spins <= 3, "{spins} spins for late replies");
         assert_eq!(policy.budget(), Duration::ZERO);
     }
 
     #[test]
     fn replies_just_beyond_the_cap_waste_few_spins() {
-        // Replies come 70 µs after the wait began (after wake-up): soon enough to tempt the
-        // policy, too late for a 50 µs spin to catch. Growing spins then give up, hold off,
-        // and try again: a few wasted spins per HOLD_OFF waits.
+        // Replies 60 µs after the wait began: soon enough to tempt the policy, too late for
+        // a 50 µs spin. Growing spins give up, hold off, and try again: a few wasted spins
+        // per HOLD_OFF waits.
         let mut policy = SpinPolicy::new(CAP);
-        let mut spins = 0;
         let waits = 10 * (HOLD_OFF + GIVE_UP_AFTER);
-        for _ in 0..waits {
-            if !policy.budget().is_zero() {
-                spins += 1;
-            }
-            let wait = woke(&policy, us(70));
-            policy.observe(wait);
-        }
-        assert!(
-            spins <= 10 * GIVE_UP_AFTER + GIVE_UP_AFTER,
-            "{spins} of {waits} waits spun"
-        );
+        let spins = run(&mut policy, waits, us(60), us(10));
+        assert!(spins <= 11 * GIVE_UP_AFTER, "{spins} of {waits} waits spun");
         assert!(spins >= GIVE_UP_AFTER, "it kept trying");
     }
 

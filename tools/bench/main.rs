@@ -3,7 +3,8 @@
 //! blast of the same datagrams; `download` runs the real server as a child process and sets
 //! the client's goodput against those references; `loss` measures goodput
 //! through `lossy-proxy` at several loss rates; `models` sets the server models against each
-//! other under 1…N concurrent clients; `sessions` measures the memory of N open sessions.
+//! other under 1…N concurrent clients; `sessions` measures the memory of N open sessions;
+//! `tftpd` sets udpft beside tftpd-hpa with curl as its client.
 //!
 //! # Layout
 //! * `children`: finding the binaries, starting and guarding server and proxy children.
@@ -15,7 +16,7 @@
 //! * `results`: tables (Markdown, CSV, JSON) and medians.
 //! * `procfs`: a child's CPU time and memory, and the load average, from `/proc`.
 //! * `svg`: a small hand-made SVG line chart.
-//! * `download`, `loss`, `models`, `sessions`: the scenarios, one module each; a new
+//! * `download`, `loss`, `models`, `sessions`, `tftpd`: the scenarios, one module each; a new
 //!   scenario is one more module and one more [`Command`] variant.
 
 #![deny(unsafe_code)]
@@ -30,6 +31,7 @@ mod procfs;
 mod results;
 mod sessions;
 mod svg;
+mod tftpd;
 mod transfer;
 // parse_byte_rate serves lossy-proxy; no scenario here sets a bottleneck yet.
 #[allow(dead_code)]
@@ -54,7 +56,8 @@ Examples:
   udpft-bench download --size 64MiB --chunks default,max --rounds 3
   udpft-bench loss --size 16MiB --rates 0,1%,5%,10%
   udpft-bench models --clients 1,4,16,64 --size 4MiB --workers 2 --out docs/bench
-  udpft-bench sessions --count 1000";
+  udpft-bench sessions --count 1000
+  udpft-bench tftpd --size 64MiB --rounds 5";
 
 /// Benchmarks of udpft on loopback.
 #[derive(Parser, Debug)]
@@ -86,6 +89,11 @@ enum Command {
     /// Writes NAME.csv, NAME.json, NAME.md and two SVG charts (aggregate goodput and p99
     /// completion time against the client count) to --out.
     Models(models::ModelsArgs),
+    /// udpft beside tftpd-hpa: curl against `in.tftpd` and `udpft get` against `udpft
+    /// serve`, same file, matched block and chunk sizes, alternating rounds.
+    ///
+    /// Needs tftpd-hpa (`in.tftpd`) and curl installed, and root (`in.tftpd -s` chroots).
+    Tftpd(tftpd::TftpdArgs),
     /// Memory of a server holding N open sessions (raw sockets that validate each session
     /// and then stop acking), against the idle server.
     Sessions(sessions::SessionsArgs),
@@ -184,6 +192,7 @@ fn main() -> ExitCode {
         Command::Loss(args) => loss::run(args),
         Command::Models(args) => models::run(args),
         Command::Sessions(args) => sessions::run(args),
+        Command::Tftpd(args) => tftpd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
