@@ -829,22 +829,22 @@ fn main() -> ExitCode {
 mod tests {
     use super::*;
 
-    #[test]
-    fn per_direction_values_override_both_ways_ones() {
-        let cli = Cli::try_parse_from([
+    /// The command line with a listen and an upstream address and then `knobs`.
+    fn parse(knobs: &[&str]) -> Result<Cli, clap::Error> {
+        let fixed = [
             "lossy-proxy",
             "--listen",
             "127.0.0.1:0",
             "--upstream",
             "127.0.0.1:9",
-            "--loss",
-            "10%",
-            "--loss-down",
-            "0.2",
-            "--delay-up",
-            "2.5",
-        ])
-        .expect("valid arguments");
+        ];
+        Cli::try_parse_from(fixed.iter().chain(knobs))
+    }
+
+    #[test]
+    fn per_direction_values_override_both_ways_ones() {
+        let cli = parse(&["--loss", "10%", "--loss-down", "0.2", "--delay-up", "2.5"])
+            .expect("valid arguments");
         let (up, down) = (
             cli.impairments(Direction::Up),
             cli.impairments(Direction::Down),
@@ -856,12 +856,7 @@ mod tests {
 
     #[test]
     fn a_bottleneck_is_set_per_direction_with_units() {
-        let cli = Cli::try_parse_from([
-            "lossy-proxy",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            "127.0.0.1:9",
+        let cli = parse(&[
             "--rate",
             "12.5MB/s",
             "--rate-up",
@@ -877,25 +872,10 @@ mod tests {
         assert_eq!((up.rate, down.rate), (12_500_000, 12_500_000));
         assert_eq!((up.queue, down.queue), (DEFAULT_QUEUE as usize, 8));
         assert_eq!(describe(&down), "bottleneck 12.5 MB/s, queue 8");
-        let plain = Cli::try_parse_from([
-            "lossy-proxy",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            "127.0.0.1:9",
-        ])
-        .expect("valid arguments");
+        let plain = parse(&[]).expect("valid arguments");
         assert_eq!(describe(&plain.impairments(Direction::Up)), "none");
-        assert!(Cli::try_parse_from([
-            "lossy-proxy",
-            "--listen",
-            "x",
-            "--upstream",
-            "y",
-            "--rate",
-            "fast"
-        ])
-        .is_err());
+        assert!(parse(&["--rate", "fast"]).is_err());
+        assert!(parse(&["--queue", "-1"]).is_err());
     }
 
     #[test]

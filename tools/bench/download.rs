@@ -104,6 +104,37 @@ pub fn secs(value: f64, what: &str) -> io::Result<Duration> {
     })
 }
 
+/// The `--max-seconds` budget of a run: new rounds start only while some is left.
+pub struct Budget {
+    started: Instant,
+    limit: Duration,
+}
+
+impl Budget {
+    /// A budget of `max_seconds` from now.
+    ///
+    /// # Errors
+    /// If `max_seconds` is negative or absurd.
+    pub fn new(max_seconds: f64) -> io::Result<Self> {
+        Ok(Self {
+            started: Instant::now(),
+            limit: secs(max_seconds, "--max-seconds")?,
+        })
+    }
+
+    /// The time left; once none is, says on stderr that the rounds done are reported.
+    pub fn left(&self) -> Duration {
+        let left = self.limit.saturating_sub(self.started.elapsed());
+        if left.is_zero() {
+            eprintln!(
+                "udpft-bench: --max-seconds {} reached; reporting the rounds done",
+                self.limit.as_secs_f64()
+            );
+        }
+        left
+    }
+}
+
 /// The raw references of one round.
 #[derive(Clone, Copy)]
 struct References {
@@ -232,8 +263,7 @@ impl Bench<'_> {
 /// # Errors
 /// If a child cannot be started, a measurement fails, or a file cannot be written.
 pub fn run(args: &DownloadArgs) -> io::Result<()> {
-    let started = Instant::now();
-    let budget = secs(args.max_seconds, "--max-seconds")?;
+    let budget = Budget::new(args.max_seconds)?;
     let idle = secs(args.idle_seconds, "--idle-seconds")?;
     if args.busy_poll.is_empty() || args.chunks.is_empty() {
         return Err(io::Error::new(
@@ -279,11 +309,7 @@ pub fn run(args: &DownloadArgs) -> io::Result<()> {
     'chunks: for &chunk in &args.chunks {
         let mut rounds: Vec<Round> = Vec::new();
         for round in 0..args.rounds {
-            if started.elapsed() >= budget {
-                eprintln!(
-                    "udpft-bench: --max-seconds {} reached; reporting the rounds done",
-                    args.max_seconds
-                );
+            if budget.left().is_zero() {
                 if rounds.is_empty() {
                     break 'chunks;
                 }

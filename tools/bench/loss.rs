@@ -9,15 +9,15 @@
 //! Done a clean transfer needs.
 
 use crate::children::{locate_bin, start_proxy, start_server, ProxySpec, ServerSpec};
-use crate::download::{parse_chunk, secs};
-use crate::results::{human_bytes, median, micros, Cell, OutputArgs, Table};
+use crate::download::{parse_chunk, secs, Budget};
+use crate::results::{finish, human_bytes, median, micros, Cell, OutputArgs, Table};
 use crate::transfer;
 use crate::units::{parse_probability, parse_size};
 use crate::workload::{Scratch, TestLibrary};
 use clap::Args;
 use std::io;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use udpft::proto::wire::DEFAULT_CHUNK;
 
 /// Arguments of `loss`.
@@ -87,8 +87,7 @@ struct Run {
 /// # Errors
 /// If a child cannot be started, a download fails, or a file cannot be written.
 pub fn run(args: &LossArgs) -> io::Result<()> {
-    let started = Instant::now();
-    let budget = secs(args.max_seconds, "--max-seconds")?;
+    let budget = Budget::new(args.max_seconds)?;
     let timeout = secs(args.timeout, "--timeout")?;
     let server_bin = locate_bin("udpft", args.server_bin.as_deref())?;
     let proxy_bin = locate_bin("lossy-proxy", args.proxy_bin.as_deref())?;
@@ -132,12 +131,8 @@ pub fn run(args: &LossArgs) -> io::Result<()> {
     'rates: for &rate in &rates {
         let mut runs: Vec<Run> = Vec::new();
         for round in 0..args.rounds {
-            let left = budget.saturating_sub(started.elapsed());
+            let left = budget.left();
             if left.is_zero() {
-                eprintln!(
-                    "udpft-bench: --max-seconds {} reached; reporting the rounds done",
-                    args.max_seconds
-                );
                 if runs.is_empty() {
                     break 'rates;
                 }
@@ -252,12 +247,7 @@ pub fn run(args: &LossArgs) -> io::Result<()> {
          transfer's {clean_down} (counted by the proxy); dropped = datagrams the proxy \
          dropped, both ways."
     );
-    if args.verbose {
-        println!("\n### Every round\n");
-        print!("{}", every_round.to_markdown());
-    }
-    summary.write_files(args.output.csv.as_deref(), args.output.json.as_deref())?;
-    Ok(())
+    finish(&summary, &every_round, args.verbose, &args.output)
 }
 
 #[cfg(test)]

@@ -23,9 +23,9 @@
 use crate::children::{
     free_udp_port, locate_bin, start_server, ChildGuard, ServerChild, ServerSpec,
 };
-use crate::download::secs;
+use crate::download::{secs, Budget};
 use crate::procfs;
-use crate::results::{human_bytes, mb_per_s, median, Cell, OutputArgs, Table};
+use crate::results::{finish, human_bytes, mb_per_s, median, Cell, OutputArgs, Table};
 use crate::units::parse_size;
 use crate::workload::{same_bytes, Scratch, TestLibrary};
 use clap::Args;
@@ -379,8 +379,7 @@ impl Bench<'_> {
 /// If a program is missing, a server cannot be started, a transfer fails or its copy
 /// differs, or a file cannot be written.
 pub fn run(args: &TftpdArgs) -> io::Result<()> {
-    let started = Instant::now();
-    let budget = secs(args.max_seconds, "--max-seconds")?;
+    let budget = Budget::new(args.max_seconds)?;
     if args.pairs.is_empty() || args.busy_poll.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -463,11 +462,7 @@ pub fn run(args: &TftpdArgs) -> io::Result<()> {
     'pairs: for &pair in &args.pairs {
         let mut rounds: Vec<PairRound> = Vec::new();
         for round in 0..args.rounds {
-            if started.elapsed() >= budget {
-                eprintln!(
-                    "udpft-bench: --max-seconds {} reached; reporting the rounds done",
-                    args.max_seconds
-                );
+            if budget.left().is_zero() {
                 if rounds.is_empty() {
                     break 'pairs;
                 }
@@ -537,12 +532,7 @@ pub fn run(args: &TftpdArgs) -> io::Result<()> {
          run (the kernel reaps them without adding to in.tftpd's times), the clients' from \
          getrusage; 10 ms clock ticks."
     );
-    if args.verbose {
-        println!("\n### Every round\n");
-        print!("{}", every_round.to_markdown());
-    }
-    summary.write_files(args.output.csv.as_deref(), args.output.json.as_deref())?;
-    Ok(())
+    finish(&summary, &every_round, args.verbose, &args.output)
 }
 
 #[cfg(test)]
