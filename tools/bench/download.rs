@@ -264,6 +264,7 @@ impl Bench<'_> {
 /// If a child cannot be started, a measurement fails, or a file cannot be written.
 pub fn run(args: &DownloadArgs) -> io::Result<()> {
     let budget = Budget::new(args.max_seconds)?;
+    let load_before = procfs::load_text();
     let idle = secs(args.idle_seconds, "--idle-seconds")?;
     if args.busy_poll.is_empty() || args.chunks.is_empty() {
         return Err(io::Error::new(
@@ -345,6 +346,11 @@ pub fn run(args: &DownloadArgs) -> io::Result<()> {
         server.guard.stop()?;
     }
     report.print(args, idle);
+    println!(
+        "\nLoad average (1, 5, 15 min) before {load_before}, after {}; {} CPU(s).",
+        procfs::load_text(),
+        procfs::cpus()
+    );
     report
         .transfers
         .write_files(args.output.csv.as_deref(), args.output.json.as_deref())?;

@@ -380,6 +380,7 @@ impl Bench<'_> {
 /// differs, or a file cannot be written.
 pub fn run(args: &TftpdArgs) -> io::Result<()> {
     let budget = Budget::new(args.max_seconds)?;
+    let load_before = procfs::load_text();
     if args.pairs.is_empty() || args.busy_poll.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -531,6 +532,11 @@ pub fn run(args: &TftpdArgs) -> io::Result<()> {
          from /proc, in.tftpd's transfer children's sampled from /proc every 5 ms while they \
          run (the kernel reaps them without adding to in.tftpd's times), the clients' from \
          getrusage; 10 ms clock ticks."
+    );
+    println!(
+        "\nLoad average (1, 5, 15 min) before {load_before}, after {}; {} CPU(s).",
+        procfs::load_text(),
+        procfs::cpus()
     );
     finish(&summary, &every_round, args.verbose, &args.output)
 }
