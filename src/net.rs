@@ -8,9 +8,11 @@ use nix::errno::Errno;
 use nix::poll::{ppoll, PollFd, PollFlags};
 use nix::sys::time::TimeSpec;
 use socket2::{Domain, Protocol, Socket, Type};
+use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 pub use spin::{SpinPolicy, Wait, DEFAULT_BUSY_POLL};
@@ -60,11 +62,16 @@ pub fn any_for(peer: SocketAddr) -> SocketAddr {
 ///
 /// With busy-polling ([`Receiver::busy_poll`]), a wait first spins on the non-blocking
 /// socket for as long as its [`SpinPolicy`] says, so a reply that comes within microseconds
-/// is taken without the wake-up of a blocking receive.
+/// is taken without the wake-up of a blocking receive. The policy learns from each wait,
+/// and from how long the receiving thread waits for a CPU (so a busy-polling receiver
+/// belongs to the thread that first waits with it).
 #[derive(Debug, Default)]
 pub struct Receiver {
     /// When to spin before blocking (never, unless [`Receiver::busy_poll`] asked for it).
     spin: SpinPolicy,
+    /// How long this thread has waited for a CPU, for the spin policy (opened by the first
+    /// wait that may spin; `None` where the system does not tell).
+    run_delay: Option<RunDelay>,
     /// The socket's mode as last set (`Some(true)`: non-blocking).
     nonblocking: Option<bool>,
     /// The socket's receive timeout as last set.
@@ -195,6 +202,7 @@ impl Receiver {
         deadline: Option<Instant>,
     ) -> io::Result<Option<(usize, SocketAddr)>> {
         let started = Instant::now();
+        self.report_run_delay(started);
         let left = deadline.map_or(MAX_WAIT, |at| at.saturating_duration_since(started));
         let budget = self.spin.budget().min(left);
         let spun = !budget.is_zero();
@@ -221,6 +229,68 @@ impl Receiver {
             None => Wait::Empty { waited: elapsed },
         });
         Ok(got)
+    }
+}
+
+impl Receiver {
+    /// Every [`RUN_DELAY_EVERY`], tells the spin policy how long this thread waited for a
+    /// CPU since the last time.
+    fn report_run_delay(&mut self, now: Instant) {
+        if self.spin.cap().is_zero() {
+            return;
+        }
+        if self.run_delay.is_none() {
+            self.run_delay = RunDelay::open(now);
+        }
+        if let Some((delay, over)) = self.run_delay.as_mut().and_then(|r| r.sample(now)) {
+            self.spin.observe_run_delay(delay, over);
+        }
+    }
+}
+
+/// How often a busy-polling receiver reads its thread's run delay.
+const RUN_DELAY_EVERY: Duration = Duration::from_millis(2);
+
+/// The time the thread that opened it has spent waiting for a CPU: the second field of
+/// `/proc/thread-self/schedstat` (nanoseconds), read again with one `pread` of the file
+/// kept open (about a microsecond, every [`RUN_DELAY_EVERY`]).
+#[derive(Debug)]
+struct RunDelay {
+    file: File,
+    /// When the last sample was taken, and what it read.
+    at: Instant,
+    total: Duration,
+}
+
+impl RunDelay {
+    fn open(now: Instant) -> Option<Self> {
+        let file = File::open("/proc/thread-self/schedstat").ok()?;
+        let total = Self::read(&file)?;
+        Some(Self {
+            file,
+            at: now,
+            total,
+        })
+    }
+
+    fn read(file: &File) -> Option<Duration> {
+        let mut buf = [0u8; 96];
+        let len = file.read_at(&mut buf, 0).ok()?;
+        let text = std::str::from_utf8(&buf[..len]).ok()?;
+        let nanos = text.split_whitespace().nth(1)?.parse().ok()?;
+        Some(Duration::from_nanos(nanos))
+    }
+
+    /// (run delay, wall time) since the last sample, once [`RUN_DELAY_EVERY`] has passed.
+    fn sample(&mut self, now: Instant) -> Option<(Duration, Duration)> {
+        let over = now.saturating_duration_since(self.at);
+        if over < RUN_DELAY_EVERY {
+            return None;
+        }
+        let total = Self::read(&self.file)?;
+        let delay = total.saturating_sub(self.total);
+        (self.at, self.total) = (now, total);
+        Some((delay, over))
     }
 }
 
@@ -302,5 +372,20 @@ mod tests {
             assert_eq!(got, None);
             assert!(Instant::now() >= deadline, "returned before its deadline");
         }
+    }
+
+    #[test]
+    fn a_thread_reads_its_run_delay_at_most_every_interval() {
+        let start = Instant::now();
+        let Some(mut run_delay) = RunDelay::open(start) else {
+            eprintln!("SKIPPED: /proc/thread-self/schedstat is not readable here");
+            return;
+        };
+        assert_eq!(run_delay.sample(start + RUN_DELAY_EVERY / 2), None);
+        let later = start + RUN_DELAY_EVERY;
+        let (delay, over) = run_delay.sample(later).expect("a sample");
+        assert_eq!(over, RUN_DELAY_EVERY);
+        assert!(delay < Duration::from_secs(1), "{delay:?}");
+        assert_eq!(run_delay.sample(later + RUN_DELAY_EVERY / 2), None);
     }
 }

@@ -24,7 +24,14 @@
 //!   server never spins;
 //! * the budget shrinks as the number of live sessions grows (cap ÷ sessions): many
 //!   sessions mean datagrams are often already queued, and spinning loops compete with the
-//!   peers' own processes for the machine's cores.
+//!   peers' own processes for the machine's cores;
+//! * and it stops when the machine has no core to spare: the receiver reports, every few
+//!   milliseconds, how long its thread waited for a CPU; a spinning thread that waited more
+//!   than [`MAX_RUN_DELAY_PERCENT`] of the time holds off for a number of reports that
+//!   doubles while that lasts (up to [`MAX_CONTENDED_REPORTS`]) and halves with each
+//!   quiet report while spinning. A spinning loop on a busy
+//!   machine takes the core its peer needs to answer, and loses the scheduler's preference
+//!   for threads that sleep, so its wake-ups get slower too.
 //!
 //! It is sans-IO like the protocol core: it reads no clock and touches no socket; the
 //! receiver tells it how each wait went and asks it for the next spin budget.
@@ -59,6 +66,13 @@ pub const PROBE_EVERY: u32 = 256;
 /// How much sooner than a blocking receive a spin must get its datagrams to be worth the
 /// core it occupies.
 pub const MIN_GAIN: Duration = Duration::from_micros(10);
+
+/// A spinning thread that waits for a CPU more than this share of the time (in percent)
+/// has no core to spare.
+pub const MAX_RUN_DELAY_PERCENT: u32 = 5;
+
+/// The longest hold-off after run-delay reports found the machine busy, in reports.
+pub const MAX_CONTENDED_REPORTS: u32 = 64;
 
 /// How one wait on the socket went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +120,12 @@ pub struct SpinPolicy {
     since_probe: u32,
     /// The next wait is a probe: it does not spin.
     probing: bool,
+    /// Whether a spin ran since the last run-delay report.
+    spun_since_report: bool,
+    /// Run-delay reports left before spinning may start again on a busy machine.
+    contended: u32,
+    /// The hold-off, in reports, the next busy verdict imposes.
+    next_contended: u32,
 }
 
 /// `average` moved 1/8 of the way to `sample` (the first sample is taken as it is).
@@ -120,6 +140,7 @@ impl SpinPolicy {
             cap,
             sessions: 1,
             next_hold_off: HOLD_OFF,
+            next_contended: 1,
             ..Self::default()
         }
     }
@@ -137,7 +158,7 @@ impl SpinPolicy {
     /// The longest spin worth trying before the next blocking wait (zero: do not spin).
     #[must_use]
     pub fn budget(&self) -> Duration {
-        if self.probing {
+        if self.probing || self.contended > 0 {
             return Duration::ZERO;
         }
         self.budget.min(self.share())
@@ -165,6 +186,7 @@ impl SpinPolicy {
         let probe = std::mem::take(&mut self.probing);
         match wait {
             Wait::Caught { after } => {
+                self.spun_since_report = true;
                 self.misses = 0;
                 self.caught_after = smooth(self.caught_after, after);
                 self.since_probe += 1;
@@ -174,6 +196,7 @@ impl SpinPolicy {
                 }
             }
             Wait::Woke { after, spun: true } => {
+                self.spun_since_report = true;
                 self.misses += 1;
                 if self.misses >= GIVE_UP_AFTER {
                     self.hold_off(HOLD_OFF);
@@ -198,6 +221,25 @@ impl SpinPolicy {
             Wait::Empty { .. } => {
                 self.budget = Duration::ZERO;
                 self.misses = 0;
+            }
+        }
+    }
+
+    /// Learns that this thread waited `delay` for a CPU over the last `over` of wall time.
+    /// Meant to be called every few milliseconds; only periods with a spin in them are
+    /// judged (a blocking thread is woken first, and tells nothing of what spinning costs).
+    pub fn observe_run_delay(&mut self, delay: Duration, over: Duration) {
+        let spun = std::mem::take(&mut self.spun_since_report);
+        if self.contended > 0 {
+            self.contended -= 1;
+        } else if spun {
+            if delay * 100 > over * MAX_RUN_DELAY_PERCENT {
+                self.contended = self.next_contended;
+                self.next_contended = (self.next_contended * 2).min(MAX_CONTENDED_REPORTS);
+            } else {
+                // Halved, not reset: a thread back from a hold-off of blocking waits is
+                // favoured by the scheduler for a moment, which says little of the load.
+                self.next_contended = (self.next_contended / 2).max(1);
             }
         }
     }
@@ -409,6 +451,51 @@ mod tests {
         let spins = run(&mut policy, waits, us(60), us(10));
         assert!(spins <= 11 * GIVE_UP_AFTER, "{spins} of {waits} waits spun");
         assert!(spins >= GIVE_UP_AFTER, "it kept trying");
+    }
+
+    #[test]
+    fn a_busy_machine_stops_the_spin_for_longer_and_longer() {
+        let mut policy = warmed_up();
+        let ms = Duration::from_millis;
+        let report = |policy: &mut SpinPolicy, delay| {
+            if !policy.budget().is_zero() {
+                policy.observe(Wait::Caught { after: us(5) });
+            }
+            policy.observe_run_delay(delay, ms(2));
+        };
+        // Waiting for a CPU 1% of the time: a core to spare.
+        report(&mut policy, us(20));
+        assert_eq!(policy.budget(), CAP);
+        // 25%: no spin for 1, then 2, then 4 reports.
+        let mut off = Vec::new();
+        for _ in 0..3 {
+            report(&mut policy, us(500));
+            let mut reports = 0;
+            while policy.budget().is_zero() {
+                report(&mut policy, Duration::ZERO);
+                reports += 1;
+            }
+            off.push(reports);
+        }
+        assert_eq!(off, [1, 2, 4]);
+        // Each quiet report while spinning halves the next hold-off (8, then 4, then 2).
+        report(&mut policy, Duration::ZERO);
+        report(&mut policy, Duration::ZERO);
+        report(&mut policy, us(500));
+        let mut reports = 0;
+        while policy.budget().is_zero() {
+            report(&mut policy, Duration::ZERO);
+            reports += 1;
+        }
+        assert_eq!(reports, 2);
+    }
+
+    #[test]
+    fn run_delay_without_a_spin_is_not_judged() {
+        let mut policy = SpinPolicy::new(CAP);
+        policy.observe_run_delay(Duration::from_millis(2), Duration::from_millis(2));
+        let spun = run(&mut policy, 4, us(5), us(60));
+        assert!(spun > 0, "a blocking thread's run delay stops nothing");
     }
 
     #[test]
