@@ -607,6 +607,14 @@ mod tests {
     }
 
     #[test]
+    fn busy_poll_takes_whole_microseconds_up_to_ten_thousand() {
+        assert_eq!(parse_busy_poll("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_busy_poll("50"), Ok(Duration::from_micros(50)));
+        assert!(parse_busy_poll("10001").is_err());
+        assert!(parse_busy_poll("1.5").is_err());
+    }
+
+    #[test]
     fn json_strings_escape_quotes_and_controls() {
         assert_eq!(json_string("a\"b\\c\x1b"), "\"a\\\"b\\\\c\\u001b\"");
     }
