@@ -26,10 +26,10 @@
 //!   sessions mean datagrams are often already queued, and spinning loops compete with the
 //!   peers' own processes for the machine's cores;
 //! * and it stops when the machine has no core to spare: the receiver reports, every few
-//!   milliseconds, how long its thread waited for a CPU; a spinning thread that waited more
-//!   than [`MAX_RUN_DELAY_PERCENT`] of the time holds off for a number of reports that
-//!   doubles while that lasts (up to [`MAX_CONTENDED_REPORTS`]) and halves with each
-//!   quiet report while spinning. A spinning loop on a busy
+//!   milliseconds, how long its thread waited for a CPU; a thread that waited more than
+//!   [`MAX_RUN_DELAY_PERCENT`] of the time holds off for a number of reports that doubles
+//!   while that lasts (up to [`MAX_CONTENDED_REPORTS`]; spinning resumes only after a quiet
+//!   report) and halves with each quiet report while spinning. A spinning loop on a busy
 //!   machine takes the core its peer needs to answer, and loses the scheduler's preference
 //!   for threads that sleep, so its wake-ups get slower too.
 //!
@@ -226,21 +226,26 @@ impl SpinPolicy {
     }
 
     /// Learns that this thread waited `delay` for a CPU over the last `over` of wall time.
-    /// Meant to be called every few milliseconds; only periods with a spin in them are
-    /// judged (a blocking thread is woken first, and tells nothing of what spinning costs).
+    /// Meant to be called every few milliseconds. A busy report starts (or, at the end of
+    /// one, renews) a hold-off twice as long as the last; a quiet report from a period that
+    /// spun halves the next one. (Blocking threads wait for a CPU too when the machine is
+    /// busy, so a report need not follow a spin to count as busy; but only a spin shows
+    /// that spinning itself leaves the machine a core to spare.)
     pub fn observe_run_delay(&mut self, delay: Duration, over: Duration) {
         let spun = std::mem::take(&mut self.spun_since_report);
-        if self.contended > 0 {
+        if self.contended > 1 {
             self.contended -= 1;
+            return;
+        }
+        // The last report of a hold-off is judged too: no spin before a quiet one.
+        self.contended = 0;
+        if delay * 100 > over * MAX_RUN_DELAY_PERCENT {
+            self.contended = self.next_contended;
+            self.next_contended = (self.next_contended * 2).min(MAX_CONTENDED_REPORTS);
         } else if spun {
-            if delay * 100 > over * MAX_RUN_DELAY_PERCENT {
-                self.contended = self.next_contended;
-                self.next_contended = (self.next_contended * 2).min(MAX_CONTENDED_REPORTS);
-            } else {
-                // Halved, not reset: a thread back from a hold-off of blocking waits is
-                // favoured by the scheduler for a moment, which says little of the load.
-                self.next_contended = (self.next_contended / 2).max(1);
-            }
+            // Halved, not reset: a thread back from a hold-off of blocking waits is
+            // favoured by the scheduler for a moment, which says little of the load.
+            self.next_contended = (self.next_contended / 2).max(1);
         }
     }
 
@@ -491,11 +496,25 @@ mod tests {
     }
 
     #[test]
-    fn run_delay_without_a_spin_is_not_judged() {
-        let mut policy = SpinPolicy::new(CAP);
-        policy.observe_run_delay(Duration::from_millis(2), Duration::from_millis(2));
-        let spun = run(&mut policy, 4, us(5), us(60));
-        assert!(spun > 0, "a blocking thread's run delay stops nothing");
+    fn a_busy_machine_stops_the_spin_before_it_spins() {
+        // Many threads waiting for two cores: a blocking thread waits for a CPU too.
+        let mut policy = warmed_up();
+        let busy = Duration::from_millis(1);
+        policy.observe_run_delay(busy, Duration::from_millis(2));
+        assert_eq!(policy.budget(), Duration::ZERO);
+        // While busy reports go on, the hold-off is renewed at its end: no spin between.
+        for _ in 0..200 {
+            policy.observe_run_delay(busy, Duration::from_millis(2));
+            assert_eq!(policy.budget(), Duration::ZERO);
+        }
+        // Once quiet, spinning resumes within the longest hold-off.
+        let mut quiet = 0;
+        while policy.budget().is_zero() {
+            policy.observe_run_delay(Duration::ZERO, Duration::from_millis(2));
+            quiet += 1;
+            assert!(quiet <= MAX_CONTENDED_REPORTS, "still held off");
+        }
+        assert_eq!(policy.budget(), CAP);
     }
 
     #[test]
