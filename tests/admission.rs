@@ -260,3 +260,46 @@ fn a_stopping_server_refuses_new_requests(model: &str) {
     server.expect_exit();
 }
 for_models!(a_stopping_server_refuses_new_requests);
+
+fn a_slow_session_yields_its_slot_to_a_proven_peer_when_the_server_is_full(model: &str) {
+    let dirs = Dirs::with(&[("file", &[7u8; 100_000])]);
+    let server = Server::start(
+        model,
+        dirs.root(),
+        &["--max-sessions", "1", "--timeout", "30", "--grace", "0.5"],
+    );
+    // It never acknowledges a chunk: 0 bytes a second.
+    let slow = hold_session(server.addr, 1, b"file");
+    let newcomer = socket_from("127.0.0.2", server.addr);
+    // Young sessions keep their slots; once it is 2 s old, the full server makes it yield.
+    let deadline = Instant::now() + PROMPT;
+    let session = loop {
+        assert!(
+            Instant::now() < deadline,
+            "{model}: the slow session never yielded"
+        );
+        match request(&newcomer, 2, b"file", Duration::from_millis(300)) {
+            Some(Answer::Accepted(session)) => break session,
+            Some(Answer::Refused(ErrorCode::Busy)) | None => {}
+            other => panic!("{model}: {other:?}"),
+        }
+    };
+    send_message(&newcomer, &Message::Ack { session, seq: 0 });
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    slow.set_read_timeout(Some(PROMPT)).expect("timeout");
+    let told = loop {
+        let n = slow.recv(&mut buf).expect("the slow peer hears why");
+        if let Ok(Message::Error { code, .. }) = Message::decode(&buf[..n]) {
+            break code;
+        }
+    };
+    assert_eq!(told, ErrorCode::Busy, "{model}");
+    newcomer.set_read_timeout(Some(PROMPT)).expect("timeout");
+    loop {
+        let n = newcomer.recv(&mut buf).expect("the newcomer is served");
+        if matches!(Message::decode(&buf[..n]), Ok(Message::Data { .. })) {
+            break;
+        }
+    }
+}
+for_models!(a_slow_session_yields_its_slot_to_a_proven_peer_when_the_server_is_full);

@@ -442,6 +442,7 @@ fn sweep_impairments(seed: u64, loss: f64) -> Impairments {
         delay: Duration::from_micros(300),
         jitter: Duration::from_micros(400),
         reorder_hold: Duration::from_millis(1),
+        ..Impairments::default()
     }
 }
 
@@ -664,6 +665,34 @@ fn download_retransmissions_stay_within_a_bound_of_the_loss_rate() {
             "loss {loss}: {retransmitted} retransmissions, expected about {expected_extra:.0}"
         );
     }
+}
+
+/// The simulated links carry the shared bottleneck model: a download through a 1 MB/s
+/// bottleneck takes at least its bytes over the rate of virtual time, and stop-and-wait,
+/// with one datagram in flight, never fills the queue.
+#[test]
+fn a_download_through_a_bottleneck_is_paced_by_its_rate() {
+    let rate = 1_000_000;
+    let mut sim = Sim::new(
+        23,
+        Impairments {
+            rate,
+            queue: 4,
+            ..lan()
+        },
+    );
+    let (c, bytes) = download(&mut sim, 200 * 1430);
+    sim.run();
+    assert_downloaded(&sim, c, &bytes);
+    let at_least = Duration::from_secs_f64(bytes.len() as f64 / rate as f64);
+    assert!(
+        sim.elapsed() >= at_least,
+        "{:?} < {at_least:?}",
+        sim.elapsed()
+    );
+    let (up, down) = sim.link_stats(c);
+    assert_eq!((up.queue_dropped, down.queue_dropped), (0, 0));
+    assert!(down.queue_peak <= 1, "{down:?}");
 }
 
 #[test]

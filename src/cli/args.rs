@@ -179,6 +179,10 @@ pub(crate) struct ServeArgs {
     /// download but are told the server is read-only. Default: everyone.
     #[arg(long, value_name = "CIDR", value_parser = parse_prefix)]
     pub(crate) allow_upload: Vec<IpNet>,
+    /// Spin up to this many microseconds on the socket before blocking, while replies come
+    /// that fast (adaptive, and less with many sessions or a busy machine; 0: never spin).
+    #[arg(long, value_name = "MICROS", default_value = "50", value_parser = parse_busy_poll)]
+    pub(crate) busy_poll: Duration,
     /// How each session's log line is written: text, or json (one object a line).
     #[arg(long, default_value = "text", value_name = "FORMAT")]
     pub(crate) log_format: LogFormat,
@@ -229,6 +233,10 @@ pub(crate) struct ClientArgs {
     /// Print nothing but errors: no progress bar, no summary, no notes.
     #[arg(short, long)]
     pub(crate) quiet: bool,
+    /// Spin up to this many microseconds on the socket before blocking, while replies come
+    /// that fast (adaptive; 0: never spin).
+    #[arg(long, value_name = "MICROS", default_value = "50", value_parser = parse_busy_poll)]
+    pub(crate) busy_poll: Duration,
 }
 
 /// One line typed at the shell's prompt (or read from its script).
@@ -276,6 +284,16 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// Parses `--busy-poll`: whole microseconds, at most 10,000.
+fn parse_busy_poll(text: &str) -> Result<Duration, String> {
+    match text.parse::<u64>() {
+        Ok(micros) if micros <= 10_000 => Ok(Duration::from_micros(micros)),
+        _ => Err(format!(
+            "{text:?} is not a number of microseconds in 0..=10000"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,5 +311,13 @@ mod tests {
         assert!(parse_seconds("-1").is_err());
         assert!(parse_seconds("1e9").is_err());
         assert!(parse_seconds("soon").is_err());
+    }
+
+    #[test]
+    fn busy_poll_takes_whole_microseconds_up_to_ten_thousand() {
+        assert_eq!(parse_busy_poll("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_busy_poll("50"), Ok(Duration::from_micros(50)));
+        assert!(parse_busy_poll("10001").is_err());
+        assert!(parse_busy_poll("1.5").is_err());
     }
 }

@@ -44,6 +44,7 @@ impl Context {
                 linger_min: Duration::ZERO,
                 ..Config::default()
             },
+            busy_poll: args.busy_poll,
             ..ClientOptions::default()
         };
         let mut client = Client::connect(&args.server.resolve()?, options)?;

@@ -86,6 +86,7 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
         workers: usize::from(args.workers),
         stats_every: args.stats_every,
         log: args.log_format,
+        busy_poll: args.busy_poll,
     }
 }
 

@@ -101,6 +101,8 @@ pub struct ClientOptions {
     pub config: Config,
     /// How long to keep retrying a busy server.
     pub busy_patience: Duration,
+    /// Longest adaptive spin before a blocking receive; zero: never spin.
+    pub busy_poll: Duration,
 }
 
 impl Default for ClientOptions {
@@ -108,6 +110,7 @@ impl Default for ClientOptions {
         Self {
             config: Config::default(),
             busy_patience: Duration::from_secs(30),
+            busy_poll: net::DEFAULT_BUSY_POLL,
         }
     }
 }
@@ -153,6 +156,7 @@ impl Client {
     /// # Errors
     /// If no socket can be bound or connected.
     pub fn new(server: SocketAddr, options: ClientOptions) -> Result<Self, ClientError> {
+        let receiver = net::Receiver::connected().busy_poll(options.busy_poll);
         Ok(Self {
             server,
             socket: connected_socket(server)?,
@@ -160,7 +164,7 @@ impl Client {
             ids: crate::ids::IdSource::new(),
             inbuf: vec![0; MAX_DATAGRAM],
             outbuf: vec![0; MAX_DATAGRAM],
-            receiver: net::Receiver::connected(),
+            receiver,
             lingering: Vec::new(),
             interrupt: None,
             fallbacks: Vec::new(),
@@ -192,7 +196,7 @@ impl Client {
         let server = self.fallbacks.remove(0);
         self.socket = connected_socket(server)?;
         self.server = server;
-        self.receiver = net::Receiver::connected();
+        self.receiver = net::Receiver::connected().busy_poll(self.options.busy_poll);
         self.lingering.clear();
         Ok(true)
     }

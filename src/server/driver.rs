@@ -122,7 +122,7 @@ impl Driver {
         Self {
             inbuf: vec![0u8; MAX_DATAGRAM],
             outbuf: vec![0u8; MAX_DATAGRAM],
-            receiver: net::Receiver::new(),
+            receiver: net::Receiver::new().busy_poll(config.busy_poll),
             stopping: Stopping::default(),
             stats_line: StatsLine::new(config.stats_every, Instant::now()),
             log: Logger::new(config.log),
@@ -150,11 +150,14 @@ impl Driver {
     }
 
     /// Waits for the next datagram until `deadline`: its sender and length in `inbuf`.
+    /// `sessions` live in this loop: busy-polling spins less the more there are.
     pub(crate) fn recv(
         &mut self,
         socket: &UdpSocket,
         deadline: Option<Instant>,
+        sessions: usize,
     ) -> io::Result<Option<(SocketAddr, usize)>> {
+        self.receiver.set_sessions(sessions);
         self.receiver
             .recv_until(socket, &mut self.inbuf, deadline)
             .map(|got| got.map(|(len, peer)| (peer, len)))

@@ -61,13 +61,26 @@ pub fn run(
             current.as_ref().and_then(|(_, t, _)| t.poll_timeout()),
             current.as_ref().map(|(_, _, p)| p.at()),
         ]);
-        let Some((peer, len)) = driver.recv(socket, deadline)? else {
+        let Some((peer, len)) = driver.recv(socket, deadline, endpoint.live())? else {
             continue;
         };
         let now = Instant::now();
         match endpoint.handle(now, peer, &driver.inbuf[..len]) {
             Event::Nothing => {}
             Event::Open(grant, message) => {
+                // The one slot is taken only by a slow session the front door just asked to
+                // yield it: it ends now, telling its peer, before the new one starts.
+                if let Some((key, mut transfer, _)) = current.take() {
+                    while let Some(Action::Abort { code, text, .. }) = endpoint.poll_action() {
+                        transfer.abort(code, text);
+                    }
+                    let sent = flush_session(socket, &mut transfer, key.0, now, &mut driver.outbuf);
+                    endpoint.stats_mut().sent += sent;
+                    let bytes = transfer.stats().bytes;
+                    if let Some(record) = endpoint.ended(key, transfer.outcome(), bytes, now) {
+                        driver.log.session(&record);
+                    }
+                }
                 if let Some(mut transfer) = endpoint.start(now, &grant) {
                     transfer.handle_message(now, &message);
                     let key = (grant.peer, grant.session);

@@ -98,6 +98,9 @@ pub struct ServerConfig {
     pub stats_every: Option<Duration>,
     /// How session log lines are written.
     pub log: LogFormat,
+    /// Longest adaptive spin before a blocking receive (see [`net::Receiver::busy_poll`]);
+    /// zero: never spin.
+    pub busy_poll: Duration,
 }
 
 impl Default for ServerConfig {
@@ -108,6 +111,7 @@ impl Default for ServerConfig {
             workers: 1,
             stats_every: None,
             log: LogFormat::Text,
+            busy_poll: net::DEFAULT_BUSY_POLL,
         }
     }
 }

@@ -34,7 +34,7 @@ pub fn run(
         if table.is_drained() {
             break;
         }
-        if let Some((peer, len)) = driver.recv(socket, table.poll_timeout())? {
+        if let Some((peer, len)) = driver.recv(socket, table.poll_timeout(), table.len())? {
             let now = Instant::now();
             table.handle_datagram(now, peer, &driver.inbuf[..len]);
             flush(socket, &mut table, now, &mut driver);

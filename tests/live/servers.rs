@@ -252,6 +252,7 @@ pub fn options() -> ClientOptions {
         },
         // The loop model serves one client at a time: the others wait their turn.
         busy_patience: Duration::from_secs(60),
+        ..ClientOptions::default()
     }
 }
 

@@ -93,7 +93,7 @@ pub fn run(
                 .poll_timeout()
                 .map_or(now + REAP_EVERY, |at| at.min(now + REAP_EVERY)),
         );
-        let Some((peer, len)) = driver.recv(socket, deadline)? else {
+        let Some((peer, len)) = driver.recv(socket, deadline, endpoint.live())? else {
             continue;
         };
         let now = Instant::now();

@@ -102,7 +102,7 @@ pub fn run(
             break;
         }
         let deadline = endpoint.poll_timeout();
-        let Some((peer, len)) = driver.recv(socket, deadline)? else {
+        let Some((peer, len)) = driver.recv(socket, deadline, endpoint.live())? else {
             continue;
         };
         let datagram = &driver.inbuf[..len];
