@@ -23,7 +23,11 @@
 //! * [`server`]: the server models (drivers): the session-table loop, the iterative loop,
 //!   a thread per session and a process per session.
 //! * [`client`]: the blocking client driver used by the command line.
+//! * [`tftp`]: TFTP as a second sans-IO core: codec, options, netascii, server and
+//!   client sessions.
+//! * [`privileges`]: dropping root to a user and group after binding.
 //! * [`ids`]: unpredictable session ids and request tokens from the OS's randomness.
+//! * [`text`]: showing text from the network safely (no terminal escapes, no bidi tricks).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
@@ -33,5 +37,8 @@ pub mod ids;
 pub mod library;
 pub mod link;
 pub mod net;
+pub mod privileges;
 pub mod proto;
 pub mod server;
+pub mod text;
+pub mod tftp;

@@ -1,5 +1,11 @@
 //! The library: the one folder a server shares, seen through the [`Store`] trait.
 //!
+//! Requests are judged before their peers prove their address, so the checks they need open
+//! nothing: a download is inspected with one `lstat`, an upload's name and existence too, and
+//! the listing is a snapshot kept while the folder does not change (built at most once a
+//! second however many listings are asked). Files are opened, and uploads created, only for
+//! proven peers; a file is served only if it is still the version its Accept described.
+//!
 //! Names from the network are checked before they touch the file system ([`check_name`]):
 //! one plain, visible, printable component of at most 255 bytes of UTF-8 — no `..`, no
 //! separators, no NUL, no absolute or drive paths. Only regular files directly in the root
@@ -9,16 +15,19 @@
 //! uncommitted upload removes its temporary file.
 
 use crate::proto::listing::{self, Entry};
+use crate::proto::refusal::Refusal;
 use crate::proto::session::{FileCrc, Sink, Source};
-use crate::proto::table::{Refusal, Store};
+use crate::proto::store::{FileInfo, Store};
 use crate::proto::wire::{ErrorCode, MAX_NAME_LEN};
 use std::collections::HashMap;
 use std::fs::{self, File, Metadata, OpenOptions};
+use std::hash::{Hash, Hasher};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Prefix of the hidden temporary files of uploads in progress.
 pub const TEMP_PREFIX: &str = ".udpft-tmp.";
@@ -65,28 +74,69 @@ pub fn check_name(name: &[u8]) -> Result<&str, Refusal> {
 /// Options of a served library.
 #[derive(Clone, Debug, Default)]
 pub struct LibraryOptions {
-    /// Refuse every upload.
-    pub read_only: bool,
-    /// Refuse uploads larger than this many bytes.
-    pub max_upload: Option<u64>,
+    /// Create the folder if it does not exist (otherwise a missing folder is an error: a
+    /// mistyped path must not silently serve a new empty folder).
+    pub create: bool,
 }
 
-/// A folder served as a library. Clones share one memory of file checksums.
+/// A folder served as a library. Clones share one memory of file checksums and one listing
+/// snapshot.
 #[derive(Clone, Debug)]
 pub struct Library {
     root: PathBuf,
-    options: LibraryOptions,
     crcs: Crcs,
+    listing: Arc<Mutex<Option<Snapshot>>>,
+    /// Bumped by every upload this library commits, so its snapshot is never stale for them.
+    generation: Arc<AtomicU64>,
+}
+
+/// A listing snapshot and what it was built from.
+#[derive(Debug)]
+struct Snapshot {
+    bytes: Arc<[u8]>,
+    folder: FolderStamp,
+    generation: u64,
+    built: SystemTime,
+}
+
+/// How long a listing snapshot is reused at most: a file rewritten in place (which changes
+/// no entry of the folder) shows its new size and time in the listing within this time.
+const SNAPSHOT_TTL: Duration = Duration::from_secs(1);
+
+/// File times tick coarsely (the kernel's clock tick): a snapshot built within this time of
+/// the folder's last change may have missed a change in the same tick, so it is not reused.
+const FOLDER_SETTLE: Duration = Duration::from_millis(100);
+
+/// What changes whenever an entry is added to, removed from or renamed in a folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FolderStamp {
+    ino: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl FolderStamp {
+    fn of(meta: &Metadata) -> Self {
+        Self {
+            ino: meta.ino(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
 }
 
 impl Library {
-    /// Opens `root` as a library, creating it if missing, and removes temporary files that
-    /// an earlier run left behind (an upload cut short by a crash).
+    /// Opens `root` as a library (creating it if missing, with `options.create`), and
+    /// removes temporary files that an earlier run left behind (an upload cut short by a
+    /// crash).
     ///
     /// # Errors
-    /// If the folder cannot be created or read.
+    /// If the folder is missing (without `create`), is not a folder, or cannot be created
+    /// or read.
     pub fn open(root: &Path, options: LibraryOptions) -> io::Result<Self> {
-        fs::create_dir_all(root)?;
+        if options.create {
+            fs::create_dir_all(root)?;
+        }
         let root = root.canonicalize()?;
         for entry in fs::read_dir(&root)? {
             let entry = entry?;
@@ -98,8 +148,9 @@ impl Library {
         }
         Ok(Self {
             root,
-            options,
             crcs: Crcs::default(),
+            listing: Arc::default(),
+            generation: Arc::default(),
         })
     }
 
@@ -143,12 +194,10 @@ impl Library {
     }
 }
 
+/// Whole seconds since the epoch, as POSIX `st_mtime` has them: rounded toward negative
+/// infinity (protocol.md §11), so a time before 1970 is not moved forward.
 fn mtime_secs(meta: &Metadata) -> i64 {
-    match meta.modified().map(|t| t.duration_since(UNIX_EPOCH)) {
-        Ok(Ok(d)) => d.as_secs() as i64,
-        Ok(Err(before)) => -(before.duration().as_secs() as i64),
-        Err(_) => 0,
-    }
+    meta.mtime()
 }
 
 fn io_refusal(what: &str, e: &io::Error) -> Refusal {
@@ -159,78 +208,130 @@ fn io_refusal(what: &str, e: &io::Error) -> Refusal {
     Refusal::new(code, format!("{what}: {e}"))
 }
 
-impl Store for Library {
-    fn listing(&mut self) -> Result<Vec<u8>, Refusal> {
-        let entries = self
-            .entries()
-            .map_err(|e| io_refusal("cannot read the library", &e))?;
+impl Library {
+    /// The listing snapshot, rebuilt when the folder changed, this library committed an
+    /// upload, or the snapshot is older than [`SNAPSHOT_TTL`].
+    fn snapshot(&self) -> io::Result<Arc<[u8]>> {
+        let folder = FolderStamp::of(&fs::metadata(&self.root)?);
+        let generation = self.generation.load(Ordering::SeqCst);
+        let now = SystemTime::now();
+        let mut cached = self.listing.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(snapshot) = cached.as_ref() {
+            let fresh = now
+                .duration_since(snapshot.built)
+                .is_ok_and(|age| age < SNAPSHOT_TTL);
+            let settled = UNIX_EPOCH
+                + Duration::new(folder.mtime.0.max(0) as u64, folder.mtime.1 as u32)
+                + FOLDER_SETTLE
+                <= snapshot.built;
+            if fresh && settled && snapshot.folder == folder && snapshot.generation == generation {
+                return Ok(Arc::clone(&snapshot.bytes));
+            }
+        }
         let mut bytes = Vec::new();
-        for entry in &entries {
+        for entry in &self.entries()? {
             listing::encode_entry(entry, &mut bytes);
         }
+        let bytes: Arc<[u8]> = bytes.into();
+        *cached = Some(Snapshot {
+            bytes: Arc::clone(&bytes),
+            folder,
+            generation,
+            built: now,
+        });
         Ok(bytes)
     }
 
-    fn open(&mut self, name: &[u8]) -> Result<(Box<dyn Source>, u64), Refusal> {
+    /// The metadata of `name`'s regular file in the root (a symlink is never followed), or
+    /// the refusal.
+    fn regular(&self, name: &[u8]) -> Result<(PathBuf, Option<Metadata>), Refusal> {
+        let path = self.path_of(name)?;
+        match fs::symlink_metadata(&path) {
+            Ok(meta) => Ok((path, Some(meta))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((path, None)),
+            Err(e) => Err(io_refusal(
+                &format!("cannot look up {}", String::from_utf8_lossy(name)),
+                &e,
+            )),
+        }
+    }
+}
+
+fn not_found(name: &[u8]) -> Refusal {
+    Refusal::new(
+        ErrorCode::NotFound,
+        format!("no such file: {}", String::from_utf8_lossy(name)),
+    )
+}
+
+impl Store for Library {
+    fn listing(&mut self) -> Result<Arc<[u8]>, Refusal> {
+        self.snapshot()
+            .map_err(|e| io_refusal("cannot read the library", &e))
+    }
+
+    fn inspect(&mut self, name: &[u8]) -> Result<FileInfo, Refusal> {
+        match self.regular(name)? {
+            (_, Some(meta)) if meta.is_file() => Ok(FileInfo {
+                size: meta.len(),
+                version: Version::of(&meta).stamp(),
+            }),
+            _ => Err(not_found(name)),
+        }
+    }
+
+    fn check_upload(&mut self, name: &[u8], overwrite: bool) -> Result<(), Refusal> {
+        let shown = String::from_utf8_lossy(name);
+        match self.regular(name)? {
+            (_, Some(meta)) if !meta.is_file() => Err(Refusal::new(
+                ErrorCode::BadName,
+                format!("{shown} exists and is not a regular file"),
+            )),
+            (_, Some(_)) if !overwrite => Err(Refusal::new(
+                ErrorCode::Exists,
+                format!("file exists: {shown} (use --force to overwrite)"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn open(&mut self, name: &[u8], expected: &FileInfo) -> Result<Box<dyn Source>, Refusal> {
         let path = self.path_of(name)?;
         let shown = String::from_utf8_lossy(name);
-        let not_found = || Refusal::new(ErrorCode::NotFound, format!("no such file: {shown}"));
         // O_NOFOLLOW: a symlink fails to open rather than lead out of the root.
         let file = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&path)
             .map_err(|e| match e.kind() {
-                io::ErrorKind::NotFound => not_found(),
-                _ if e.raw_os_error() == Some(libc::ELOOP) => not_found(),
+                io::ErrorKind::NotFound => not_found(name),
+                _ if e.raw_os_error() == Some(libc::ELOOP) => not_found(name),
                 _ => io_refusal(&format!("cannot open {shown}"), &e),
             })?;
-        let (mut source, size) =
+        let (mut source, _) =
             FileSource::new(file).map_err(|e| io_refusal(&format!("cannot open {shown}"), &e))?;
-        source.crcs = Some(self.crcs.clone());
         if !source.meta.is_file() {
-            return Err(not_found());
+            return Err(not_found(name));
         }
-        Ok((Box::new(source), size))
+        if source.version.stamp() != expected.version {
+            return Err(Refusal::new(
+                ErrorCode::FileChanged,
+                format!("{shown} changed since it was offered; try again"),
+            ));
+        }
+        source.crcs = Some(self.crcs.clone());
+        Ok(Box::new(source))
     }
 
     fn create(
         &mut self,
         name: &[u8],
-        size: u64,
+        _size: u64,
         overwrite: bool,
     ) -> Result<Box<dyn Sink>, Refusal> {
-        if self.options.read_only {
-            return Err(Refusal::new(
-                ErrorCode::ReadOnly,
-                "server is read-only: uploads are refused",
-            ));
-        }
+        // Judged before proof already; judged again, since the folder may have changed.
+        self.check_upload(name, overwrite)?;
         let path = self.path_of(name)?;
-        let shown = String::from_utf8_lossy(name).into_owned();
-        if let Some(limit) = self.options.max_upload {
-            if size > limit {
-                return Err(Refusal::new(
-                    ErrorCode::TooLarge,
-                    format!("{shown} is {size} bytes; this server takes at most {limit}"),
-                ));
-            }
-        }
-        match fs::symlink_metadata(&path) {
-            Ok(meta) if !meta.is_file() => {
-                return Err(Refusal::new(
-                    ErrorCode::BadName,
-                    format!("{shown} exists and is not a regular file"),
-                ))
-            }
-            Ok(_) if !overwrite => {
-                return Err(Refusal::new(
-                    ErrorCode::Exists,
-                    format!("file exists: {shown} (use --force to overwrite)"),
-                ))
-            }
-            _ => {}
-        }
         let (file, temp) = create_temp(&self.root)
             .map_err(|e| io_refusal("cannot create a temporary file", &e))?;
         Ok(Box::new(UploadSink {
@@ -239,6 +340,7 @@ impl Store for Library {
             path,
             overwrite,
             committed: false,
+            generation: Arc::clone(&self.generation),
         }))
     }
 }
@@ -270,6 +372,13 @@ struct Version {
 }
 
 impl Version {
+    /// An opaque stamp of this version (for [`FileInfo::version`]).
+    fn stamp(&self) -> u64 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut hasher);
+        hasher.finish()
+    }
+
     fn of(meta: &Metadata) -> Self {
         Self {
             dev: meta.dev(),
@@ -441,6 +550,8 @@ struct UploadSink {
     path: PathBuf,
     overwrite: bool,
     committed: bool,
+    /// The library's generation, bumped once the new file is in place.
+    generation: Arc<AtomicU64>,
 }
 
 impl Sink for UploadSink {
@@ -475,6 +586,7 @@ impl Sink for UploadSink {
             let _ = fs::remove_file(&self.temp);
         }
         self.committed = true;
+        self.generation.fetch_add(1, Ordering::SeqCst);
         // Make the new name durable too.
         if let Some(dir) = self.path.parent() {
             let _ = File::open(dir).and_then(|d| d.sync_all());
@@ -537,6 +649,14 @@ mod version_tests {
     use super::*;
     use std::time::{Duration, SystemTime};
 
+    fn open(library: &mut Library, name: &[u8]) -> Box<dyn Source> {
+        let info = library.inspect(name).expect("inspected");
+        library
+            .open(name, &info)
+            .map_err(|r| r.text)
+            .expect("opens")
+    }
+
     fn library_with(name: &str, bytes: &[u8]) -> (tempfile::TempDir, Library) {
         let dir = tempfile::tempdir().expect("temp dir");
         fs::write(dir.path().join(name), bytes).expect("file written");
@@ -554,7 +674,7 @@ mod version_tests {
             .open(&path)
             .and_then(|f| f.set_modified(mtime))
             .expect("mtime set");
-        let (mut source, _) = library.open(b"f").map_err(|r| r.text).expect("opens");
+        let mut source = open(&mut library, b"f");
         assert!(source.unchanged().expect("stat"));
         // What `rsync --inplace -t` does: same size, new bytes, the old mtime put back.
         let file = File::options().write(true).open(&path).expect("open");
@@ -573,7 +693,7 @@ mod version_tests {
     #[test]
     fn a_file_crc_is_computed_once_per_version_and_shared() {
         let (dir, mut library) = library_with("f", b"some bytes");
-        let mut open = || library.open(b"f").map_err(|r| r.text).expect("opens").0;
+        let mut open = || open(&mut library, b"f");
         let mut first = open();
         let mut second = open();
         assert_eq!(second.file_crc(false), FileCrc::Unknown);

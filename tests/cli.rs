@@ -1,30 +1,44 @@
 //! The `udpft` command line against a real in-process server on loopback: `ls` (table and
 //! JSON), `get` (to a path, to standard output, to the current folder, resuming a partial
-//! file), `put` (with and without `--force`), the interactive shell, `--help`, the
-//! `UDPFT_SERVER` variable, and the error message and exit code of every refusal (3 local,
-//! 4 refused, 5 not responding, 6 checksum mismatch).
+//! file), `put` (with and without `--force`), the shell fed by a pipe, `--help`, the
+//! `UDPFT_SERVER` variable, and refusals. More in `cli_destinations.rs` (where downloads
+//! go), `cli_errors.rs` (the table of messages and exit codes), `cli_files.rs` (several
+//! files, patterns, `put -`) and `cli_shell.rs` (the shell on a pseudo-terminal).
 
-mod support;
+mod live;
 
+use live::{assert_file_eq, names_in, partial_in, run, run_with_input, udpft, Served};
 use std::time::Duration;
-use support::{
-    assert_file_eq, names_in, partial_in, random_bytes, run, run_with_input, udpft, Served,
-};
+use udpft::link::seeded_bytes;
 
 // ---------------------------------------------------------------------------------------
 // --help
 
 #[test]
 fn help_of_each_subcommand_exits_zero_and_names_its_options() {
-    let cases: [(&str, &[&str]); 5] = [
+    let cases: [(&str, &[&str]); 7] = [
         (
             "serve",
             &["--root", "--bind", "--model", "--timeout", "--read-only"],
         ),
         ("ls", &["--json", "--server", "--timeout"]),
-        ("get", &["--output", "--no-resume", "--server", "--chunk"]),
-        ("put", &["--as", "--force", "--server"]),
+        (
+            "get",
+            &[
+                "--output",
+                "--no-resume",
+                "--no-clobber",
+                "--fail-fast",
+                "--server",
+                "--chunk",
+                "--quiet",
+                "replaced",
+            ],
+        ),
+        ("put", &["--as", "--force", "--server", "standard input"]),
         ("shell", &["--server", "--timeout"]),
+        ("ls", &["--human"]),
+        ("completions", &["bash", "zsh", "fish"]),
     ];
     for (subcommand, options) in cases {
         let help = run(&mut udpft([subcommand, "--help"]));
@@ -39,7 +53,16 @@ fn help_of_each_subcommand_exits_zero_and_names_its_options() {
     }
     let top = run(&mut udpft(["--help"]));
     top.expect_code(0);
-    for subcommand in ["serve", "ls", "get", "put", "shell", "Exit codes"] {
+    for subcommand in [
+        "serve",
+        "ls",
+        "get",
+        "put",
+        "shell",
+        "completions",
+        "man",
+        "Exit codes",
+    ] {
         assert!(top.out().contains(subcommand), "{}", top.out());
     }
 }
@@ -318,7 +341,7 @@ fn udpft_server_variable_is_honoured() {
 
 #[test]
 fn get_to_dash_writes_the_bytes_to_stdout() {
-    let original = random_bytes(20_000, 1);
+    let original = seeded_bytes(1, 20_000);
     let served = Served::with_files(&[("data.bin", &original)]);
     let cwd = tempfile::tempdir().expect("folder");
     let got = run(udpft([
@@ -337,7 +360,7 @@ fn get_to_dash_writes_the_bytes_to_stdout() {
 
 #[test]
 fn get_without_output_saves_name_in_the_current_folder() {
-    let original = random_bytes(4000, 2);
+    let original = seeded_bytes(2, 4000);
     let served = Served::with_files(&[("here.bin", &original)]);
     let cwd = tempfile::tempdir().expect("folder");
     run(udpft(["get", "here.bin", "--server", &served.addr().to_string()]).current_dir(cwd.path()))
@@ -444,23 +467,20 @@ fn missing_file_is_refused_and_leaves_no_file_or_partial() {
 }
 
 #[test]
-fn get_from_a_stopped_server_is_not_responding_within_the_timeout() {
+fn get_from_a_stopped_server_fails_at_once_as_nothing_listens() {
     let mut served = Served::with_files(&[("gone.bin", b"data")]);
     let addr = served.addr().to_string();
     served.stop();
     let cwd = tempfile::tempdir().expect("folder");
-    let failed = run(
-        udpft(["get", "gone.bin", "--timeout", "1", "--server", &addr]).current_dir(cwd.path()),
-    );
+    let failed = run(udpft(["get", "gone.bin", "--server", &addr]).current_dir(cwd.path()));
     failed.expect_code(5);
-    assert!(
-        failed.stderr.contains("not responding"),
-        "{}",
-        failed.stderr
+    assert_eq!(
+        failed.stderr,
+        format!("udpft: nothing is listening at {addr}\n")
     );
-    // One second of patience plus process start-up, not the default five.
+    // The host's ICMP answer, not the five seconds of patience.
     assert!(
-        failed.elapsed < Duration::from_secs(4),
+        failed.elapsed < Duration::from_secs(2),
         "{:?}",
         failed.elapsed
     );
@@ -491,13 +511,20 @@ fn ls_of_a_silent_server_is_not_responding_within_the_timeout() {
 }
 
 #[test]
-fn unresolvable_server_is_a_local_error() {
+fn a_malformed_server_address_is_bad_usage() {
     let failed = run(&mut udpft(["ls", "--server", "not an address"]));
-    failed.expect_code(3);
+    failed.expect_code(2);
     assert!(
-        failed.stderr.contains("cannot resolve"),
+        failed.stderr.contains("is not HOST, HOST:PORT"),
         "{}",
         failed.stderr
+    );
+    let from_env = run(udpft(["ls"]).env("UDPFT_SERVER", "host:port"));
+    from_env.expect_code(2);
+    assert!(
+        from_env.stderr.contains("not a port number"),
+        "{}",
+        from_env.stderr
     );
 }
 
@@ -506,7 +533,7 @@ fn unresolvable_server_is_a_local_error() {
 
 #[test]
 fn get_resumes_from_a_correct_partial_file() {
-    let original = random_bytes(100_000, 3);
+    let original = seeded_bytes(3, 100_000);
     let served = Served::with_files(&[("big.bin", &original)]);
     let cwd = tempfile::tempdir().expect("folder");
     let kept = 40_000;
@@ -529,7 +556,7 @@ fn get_resumes_from_a_correct_partial_file() {
 
 #[test]
 fn get_with_no_resume_ignores_a_partial_file() {
-    let original = random_bytes(10_000, 4);
+    let original = seeded_bytes(4, 10_000);
     let served = Served::with_files(&[("f.bin", &original)]);
     let cwd = tempfile::tempdir().expect("folder");
     std::fs::write(partial_in(cwd.path(), "f.bin"), [0xee; 3000]).expect("partial written");
@@ -549,7 +576,7 @@ fn get_with_no_resume_ignores_a_partial_file() {
 
 #[test]
 fn get_with_a_wrong_partial_fails_checksum_then_succeeds() {
-    let original = random_bytes(50_000, 5);
+    let original = seeded_bytes(5, 50_000);
     let served = Served::with_files(&[("f.bin", &original)]);
     let cwd = tempfile::tempdir().expect("folder");
     let partial = partial_in(cwd.path(), "f.bin");
@@ -640,46 +667,68 @@ fn put_of_a_missing_local_file_is_a_local_error() {
 // shell
 
 #[test]
-fn shell_runs_commands_reports_errors_and_keeps_going() {
-    let original = random_bytes(3000, 7);
-    let served = Served::with_files(&[("NAME.bin", &original)]);
+fn a_piped_shell_runs_every_command_quietly_and_exits_with_the_first_failure() {
+    let original = seeded_bytes(7, 3000);
+    let served = Served::with_files(&[
+        ("NAME.bin", &original),
+        ("r\u{e9}sum\u{e9} 2026.pdf", b"quoted"),
+    ]);
     let cwd = tempfile::tempdir().expect("folder");
     let upload_dir = tempfile::tempdir().expect("upload folder");
     let upload = upload_dir.path().join("sent.txt");
     std::fs::write(&upload, b"sent from the shell").expect("local file written");
     let input = format!(
-        "help\nlist\nget NAME.bin\nbogus\nget missing\nput {}\nquit\n",
+        "list\nget NAME.bin\nbogus\nget missing\nget \"r\u{e9}sum\u{e9} 2026.pdf\" -o copy.pdf\n\
+         put {0} --as renamed.txt\nput {0} --as renamed.txt\nput {0} --as renamed.txt --force\n\
+         help\nquit\nget NAME.bin -o after-quit.bin\n",
         upload.display()
     );
     let session = run_with_input(
         udpft(["shell", "--server", &served.addr().to_string()]).current_dir(cwd.path()),
         input.as_bytes(),
     );
-    session.expect_code(0);
+    // `bogus` (bad usage, 2) failed first; `get missing` (4) failed too.
+    session.expect_code(2);
     let out = session.out();
-    // The framed menu, printed at start and again for `help`.
-    assert_eq!(out.matches("┌").count(), 2, "{out}");
-    assert_eq!(out.matches("└").count(), 2, "{out}");
-    for line in ["get NAME", "put PATH", "quit", "udpft shell: server"] {
-        assert!(out.contains(line), "menu lacks {line:?}:\n{out}");
-    }
-    // The listing, the download, the errors, the upload: in order, the shell kept going.
+    // No prompt and no menu at start: the only menu is the one `help` asked for.
+    assert!(!out.contains("udpft>"), "{out}");
+    assert_eq!(out.matches("┌").count(), 1, "{out}");
+    assert!(
+        out.starts_with("        3000  "),
+        "the listing comes first:\n{out}"
+    );
+    let err = &session.stderr;
     let expected_in_order = [
-        "NAME.bin\n",
-        "saved NAME.bin",
-        "unknown command: bogus",
-        "error: no such file on server: missing",
-        "uploaded ",
+        "udpft: unknown command: bogus (type help)",
+        "udpft: no such file on server: missing",
+        // The hint names what the shell takes: the next line does just that.
+        "udpft: server: file exists: renamed.txt (use --force to overwrite)",
     ];
     let mut from = 0;
     for expected in expected_in_order {
-        let Some(at) = out[from..].find(expected) else {
-            panic!("{expected:?} missing (or out of order) in:\n{out}");
+        let Some(at) = err[from..].find(expected) else {
+            panic!("{expected:?} missing (or out of order) in:\n{err}");
         };
         from += at + expected.len();
     }
+    // Every command ran, in order, until `quit`.
     assert_file_eq(&cwd.path().join("NAME.bin"), &original);
-    assert_file_eq(&served.path("sent.txt"), b"sent from the shell");
+    assert_file_eq(&cwd.path().join("copy.pdf"), b"quoted");
+    assert_file_eq(&served.path("renamed.txt"), b"sent from the shell");
+    assert!(!cwd.path().join("after-quit.bin").exists());
+}
+
+#[test]
+fn a_piped_shell_that_succeeds_exits_zero() {
+    let served = Served::with_files(&[("a.txt", b"a")]);
+    let cwd = tempfile::tempdir().expect("folder");
+    let session = run_with_input(
+        udpft(["shell", "--server", &served.addr().to_string()]).current_dir(cwd.path()),
+        b"# a comment\n\nget a.txt -o b.txt\nlist --json\n",
+    );
+    session.expect_code(0);
+    assert!(session.stderr.is_empty(), "{}", session.stderr);
+    assert_file_eq(&cwd.path().join("b.txt"), b"a");
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Golden transcripts of stop-and-wait (window 1): every datagram both ends send in a set of
 //! scripted transfers over the simulated network, byte for byte and at its virtual time, as
-//! recorded from the implementation before windows existed. They must pass unchanged: a
+//! recorded from the implementation before windows existed (main at 3b49b0c, regenerated
+//! there when main changed the version-1 handshake). They must pass unchanged: a
 //! window-1 transfer is, on the wire, exactly the version-1 protocol (protocol.md §16).
 //!
 //! Each scenario's transcript lives in `tests/golden/NAME.txt`, one line per datagram:
@@ -179,6 +180,7 @@ fn download_over_a_bad_link() {
         delay: Duration::from_micros(300),
         jitter: Duration::from_micros(400),
         reorder_hold: Duration::from_millis(1),
+        ..Impairments::default()
     };
     let mut sim = sim(7, imp);
     sim.add_file("f", random_bytes(7, 700));

@@ -472,7 +472,7 @@ fn a_lingering_receiver_acks_data_it_holds_and_drops_data_beyond_the_file() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Windows (protocol.md §19): the same file, window 4 (all four messages fit)
+// Windows (protocol.md §20): the same file, window 4 (all four messages fit)
 // ---------------------------------------------------------------------------------------
 
 /// The server's sender of a download of `FILE` with window 4, past its Accept and Ack 0

@@ -102,7 +102,7 @@ const PUT: &[u8] = &[
     0x5d, 0x75, 0xd2, 0x19,
 ];
 
-/// Version 2 (windowed, protocol.md §19.1): Get, token 0xBEEF, chunk 1430, window 64,
+/// Version 2 (windowed, protocol.md §20.1): Get, token 0xBEEF, chunk 1430, window 64,
 /// offset 0, name "a.txt".
 const GET_WINDOWED: &[u8] = &[
     b'U', b'F', 2, 2, //
@@ -923,7 +923,7 @@ fn kind_and_error_code_tables_agree_with_protocol_md() {
     assert_eq!(ErrorCode::ChecksumMismatch.to_string(), "checksum mismatch");
 }
 
-// Version 2: the windowed layouts (protocol.md §19.1).
+// Version 2: the windowed layouts (protocol.md §20.1).
 
 /// A datagram of version 2 from raw parts with a correct CRC.
 fn raw_windowed(type_byte: u8, session: u32, seq: u64, payload: &[u8]) -> Vec<u8> {

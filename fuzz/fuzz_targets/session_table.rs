@@ -4,16 +4,21 @@
 //! timer has run out.
 //!
 //! Input format: a sequence of records `[peer: u8][advance_ms: u8][len: u8][bytes; len]`;
-//! a record whose first byte has the top bit set replays a valid request instead (so the
-//! fuzzer reaches live sessions quickly).
+//! a record whose first byte has the top bit set replays a valid request with token `len`
+//! instead, and one with the next bit set the Ack 0 that proves it (the session ids are a
+//! known function of the token here), so the fuzzer reaches live sessions quickly.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use std::sync::Arc;
+use udpft::proto::admission::{Limits, Policy};
+use udpft::proto::refusal::Refusal;
 use udpft::proto::session::{MemSink, MemSource, Sink, Source};
-use udpft::proto::table::{Limits, Refusal, SessionTable, Store};
+use udpft::proto::store::{FileInfo, Store};
+use udpft::proto::table::SessionTable;
 use udpft::proto::wire::{ErrorCode, Message, MAX_DATAGRAM};
 use udpft::proto::Config;
 
@@ -23,16 +28,26 @@ const MAX_SESSIONS: usize = 4;
 struct OneFile;
 
 impl Store for OneFile {
-    fn listing(&mut self) -> Result<Vec<u8>, Refusal> {
-        Ok(vec![
-            0, 1, b'f', 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0,
-        ])
+    fn listing(&mut self) -> Result<Arc<[u8]>, Refusal> {
+        Ok(Arc::from(
+            &[0, 1, b'f', 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0][..],
+        ))
     }
-    fn open(&mut self, name: &[u8]) -> Result<(Box<dyn Source>, u64), Refusal> {
+    fn inspect(&mut self, name: &[u8]) -> Result<FileInfo, Refusal> {
         match name {
-            b"f" => Ok((Box::new(MemSource(b"123456789".to_vec())), 9)),
+            b"f" => Ok(FileInfo {
+                size: 9,
+                version: 1,
+            }),
             _ => Err(Refusal::new(ErrorCode::NotFound, "no such file")),
         }
+    }
+    fn check_upload(&mut self, _: &[u8], _: bool) -> Result<(), Refusal> {
+        Ok(())
+    }
+    fn open(&mut self, name: &[u8], _: &FileInfo) -> Result<Box<dyn Source>, Refusal> {
+        self.inspect(name)?;
+        Ok(Box::new(MemSource(b"123456789".to_vec())))
     }
     fn create(&mut self, _: &[u8], size: u64, _: bool) -> Result<Box<dyn Sink>, Refusal> {
         if size > 1 << 20 {
@@ -42,24 +57,27 @@ impl Store for OneFile {
     }
 }
 
+/// The session id of a token (attempt 0), as this target's key names them.
+fn session_of(token: u32) -> u32 {
+    token.wrapping_mul(2_654_435_761) | 1
+}
+
 fuzz_target!(|data: &[u8]| {
-    let config = Config {
-        chunk: 4,
-        ..Config::default()
+    let policy = Policy {
+        session: Config {
+            chunk: 4,
+            ..Config::default()
+        },
+        limits: Limits {
+            max_sessions: MAX_SESSIONS,
+            ..Limits::default()
+        },
+        ..Policy::default()
     };
-    let limits = Limits {
-        max_sessions: MAX_SESSIONS,
-        ..Limits::default()
-    };
-    let mut next = 0u32;
     let mut table = SessionTable::new(
-        config,
-        limits,
+        policy,
         Box::new(OneFile),
-        Box::new(move || {
-            next += 1;
-            next
-        }),
+        Box::new(|_, token, attempt| session_of(token).wrapping_add(attempt << 1)),
     );
     let start = Instant::now();
     let mut now = start;
@@ -69,7 +87,15 @@ fuzz_target!(|data: &[u8]| {
     while let [head, advance, len, tail @ ..] = rest {
         let peer = SocketAddr::from(([10, 0, 0, head & 3], 1000));
         now += Duration::from_millis(u64::from(*advance));
-        let datagram: &[u8] = if head & 0x80 != 0 {
+        let datagram: &[u8] = if head & 0xC0 == 0xC0 {
+            let n = Message::Ack {
+                session: session_of(u32::from(*len)),
+                seq: 0,
+            }
+            .encode(&mut request);
+            rest = tail;
+            &request[..n]
+        } else if head & 0x80 != 0 {
             let n = Message::Get {
                 token: u32::from(*len),
                 chunk: 4,

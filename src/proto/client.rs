@@ -99,7 +99,7 @@ pub struct ClientSession {
     /// An Error to send once to a session the client will not use.
     farewell: Option<(u32, ErrorCode)>,
     /// The window asked for: the config's, until a server that does not speak windows
-    /// refuses it (protocol.md §19.2); then 1.
+    /// refuses it (protocol.md §20.2); then 1.
     window: u16,
 }
 
@@ -207,7 +207,7 @@ impl ClientSession {
                 ..
             } if session == self.token && self.window > 1 => {
                 // A server of version 1 does not speak windows: ask again, stop-and-wait,
-                // at once (the same token: no session was opened for it, §19.2).
+                // at once (the same token: no session was opened for it, §20.2).
                 self.window = 1;
                 if let Phase::Requesting {
                     resend_at, pending, ..

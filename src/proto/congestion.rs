@@ -1,5 +1,5 @@
 //! The sender's congestion window: how many messages of a windowed session may be in the
-//! network at once, between 1 and the granted window (protocol.md §20).
+//! network at once, between 1 and the granted window (protocol.md §21).
 //!
 //! The controller is delay-based, after TCP Vegas (Brakmo and Peterson, 1995; the variant of
 //! Linux's `tcp_vegas.c`): once per round trip it compares the smallest round trip of that

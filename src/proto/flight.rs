@@ -9,7 +9,7 @@
 //!
 //! Acknowledgments are cumulative ("every message up to `k` arrived") plus, in a windowed
 //! session, the later messages that arrived too (selective). Loss is inferred in two ways
-//! (protocol.md §19.4):
+//! (protocol.md §20.4):
 //! * the retransmission timer (RFC 6298) of the oldest unacknowledged message, kept by the
 //!   sender, which marks that one message lost ([`Flight::mark_oldest_lost`]);
 //! * time-based detection after RFC 8985 (RACK): once a message sent *later* than `m` has

@@ -3,9 +3,10 @@
 //! Datagrams (as bytes) and the current time (as an [`std::time::Instant`] handed in by the
 //! caller) go in through `handle_*` methods; datagrams to send come out of `poll_transmit`
 //! and the next deadline out of `poll_timeout`. File bytes flow through the [`Source`] and
-//! [`Sink`] traits, and session ids come from a function the driver supplies. Every server
+//! [`Sink`] traits, and session ids come from a keyed hash the driver supplies. Every server
 //! model, the client and the simulated network of the tests drive these same types.
 //!
+//! The transfer:
 //! * [`wire`]: the datagram codec.
 //! * [`session`]: configuration, statistics, outcomes, `Source`/`Sink`.
 //! * [`rtt`]: the RFC 6298 round-trip estimator and retransmission timeout.
@@ -14,19 +15,37 @@
 //!   in flight, `reorder` what a receiver holds ahead of a hole, `congestion` the sender's
 //!   congestion window, `buffers` their datagram buffers, allocated as they are needed.
 //! * [`client`]: a client request and the transfer it opens.
-//! * [`table`]: requests to sessions, and the per-peer session table of the server.
 //! * [`listing`]: the bytes of a library listing.
+//!
+//! The server's front door and its sessions:
+//! * [`endpoint`]: the front door every server model shares: decoding, address proof,
+//!   routing, tombstones, shutdown, slow sessions yielding.
+//! * [`admission`]: the policy and the order of its rules; [`access`]: access lists.
+//! * [`grant`]: what an accepted request was promised, and how its session starts.
+//! * [`pending`]: the bounded cache of grants whose peers have not proven their address.
+//! * [`refusal`]: refusals and the amplification limit of replies.
+//! * [`store`]: what the server serves, as requests see it.
+//! * [`stats`]: the server's counters.
+//! * [`table`]: the per-peer session table of the one-loop server.
 
+pub mod access;
+pub mod admission;
 mod buffers;
 pub mod client;
 mod congestion;
+pub mod endpoint;
 mod flight;
+pub mod grant;
 pub mod listing;
+pub mod pending;
 pub mod receiver;
+pub mod refusal;
 mod reorder;
 pub mod rtt;
 pub mod sender;
 pub mod session;
+pub mod stats;
+pub mod store;
 pub mod table;
 pub mod transfer;
 pub mod wire;

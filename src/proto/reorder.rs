@@ -4,7 +4,7 @@
 //! With `e` the next message the receiver needs in order, a [`Reorder`] keeps messages
 //! `e + 1 ..= e + window − 1`, the most a sender of that window can have outstanding above
 //! `e`; anything further is refused by the receiver as from the future. Its slots double as
-//! the selective part of the receiver's acknowledgment (protocol.md §19.3): bit `i` of the
+//! the selective part of the receiver's acknowledgment (protocol.md §20.3): bit `i` of the
 //! bitmap says message `e + 1 + i` is held. Stop-and-wait is the window of 1, where nothing
 //! is ever held.
 

@@ -14,7 +14,7 @@ pub struct Config {
     /// The chunk size a client asks for, or the largest a server grants.
     pub chunk: u16,
     /// The window a client asks for (1: stop-and-wait, the protocol of version 1), or the
-    /// largest a server grants (protocol.md §19.2).
+    /// largest a server grants (protocol.md §20.2).
     pub window: u16,
     /// Retransmission timeout before any round trip has been measured.
     pub rto_initial: Duration,
@@ -69,7 +69,7 @@ impl Config {
     /// The window a server grants for a request of `asked` with the granted `chunk`: at most
     /// this config's `window` and [`MAX_WINDOW`], and small enough that the chunks one
     /// session holds in flight stay within [`MAX_WINDOW_BYTES`]; at least 1 (protocol.md
-    /// §19.2).
+    /// §20.2).
     pub fn negotiate_window(&self, asked: u16, chunk: u16) -> u16 {
         let datagram = u64::from(chunk) + OVERHEAD as u64;
         let by_memory = u16::try_from(MAX_WINDOW_BYTES / datagram).unwrap_or(u16::MAX);
@@ -246,17 +246,19 @@ pub trait Sink: Send {
     fn commit(&mut self) -> io::Result<()>;
 }
 
-/// A [`Source`] over bytes in memory (listings, tests, the simulator).
+/// A [`Source`] over bytes in memory: a listing snapshot shared by every session that sends
+/// it (`MemSource<Arc<[u8]>>`), and the tests' and simulator's files.
 #[derive(Clone, Debug, Default)]
-pub struct MemSource(pub Vec<u8>);
+pub struct MemSource<T = Vec<u8>>(pub T);
 
-impl Source for MemSource {
+impl<T: AsRef<[u8]> + Send> Source for MemSource<T> {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let bytes = self.0.as_ref();
         let start = usize::try_from(offset)
             .unwrap_or(usize::MAX)
-            .min(self.0.len());
-        let n = buf.len().min(self.0.len() - start);
-        buf[..n].copy_from_slice(&self.0[start..start + n]);
+            .min(bytes.len());
+        let n = buf.len().min(bytes.len() - start);
+        buf[..n].copy_from_slice(&bytes[start..start + n]);
         Ok(n)
     }
 }

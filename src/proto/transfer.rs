@@ -81,7 +81,7 @@ impl Transfer {
     /// Feeds a round trip measured before the transfer began (the client's request and its
     /// Accept) to a sending half's estimator: its first retransmission timer then follows the
     /// path instead of `rto_initial`, and a windowed sender takes it as the path's base round
-    /// trip, measured before any data of its own was queued (protocol.md §20). A receiving
+    /// trip, measured before any data of its own was queued (protocol.md §21). A receiving
     /// half ignores it: its greeting keeps the timers of §8.3.
     pub fn seed_rtt(&mut self, rtt: std::time::Duration) {
         if let Self::Sending(s) = self {

@@ -1,29 +1,16 @@
-//! The iterative *loop* server: the classic lesson's first model. It holds at most one
-//! session and serves it to completion before it takes the next request; a peer that asks
-//! meanwhile is told the server is busy (its client waits and retries). There is no session
-//! table: one `Option` is the whole state, plus the completed uploads that still linger to
-//! answer a repeated Done (they are finished work, so they do not keep the next client
-//! waiting).
+//! The iterative *loop* server: the classic lesson's first model. It serves one session to
+//! completion before it takes the next; a peer that asks meanwhile is told the server is
+//! busy (its client waits and retries). The front door is the same as every model's, with
+//! room for one session; the whole state of the loop is that one session.
 
-use super::{
-    flush_session, record_end, recv_message, refuse, reply_unknown, Grace, ServerConfig, Shutdown,
-    Stage, SHUTTING_DOWN,
-};
-use crate::ids::IdSource;
+use super::{earliest, flush_session, Driver, ProgressClock, ServerConfig, Shutdown};
 use crate::library::Library;
-use crate::net;
-use crate::proto::table::{open_session, Refusal, ServerSession, ServerStats};
-use crate::proto::wire::{ErrorCode, Kind, MAX_DATAGRAM};
+use crate::proto::endpoint::{server_done, Action, Event, Key};
+use crate::proto::stats::ServerStats;
+use crate::proto::transfer::Transfer;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::time::Instant;
-
-/// The one session being served.
-struct Current {
-    peer: SocketAddr,
-    token: u32,
-    session: ServerSession,
-}
 
 /// Serves `library` on `socket`, one session at a time, until `shutdown`.
 ///
@@ -31,143 +18,88 @@ struct Current {
 /// A socket error other than a timeout.
 pub fn run(
     socket: &UdpSocket,
-    mut library: Library,
+    library: Library,
     config: &ServerConfig,
     shutdown: &Shutdown,
 ) -> io::Result<ServerStats> {
-    let mut stats = ServerStats::default();
-    let mut ids = IdSource::new();
-    let mut current: Option<Current> = None;
-    let mut lingering: Vec<Current> = Vec::new();
-    let mut inbuf = vec![0u8; MAX_DATAGRAM];
-    let mut outbuf = vec![0u8; MAX_DATAGRAM];
-    let mut receiver = net::Receiver::new();
-    let mut grace = Grace::default();
+    let mut policy = config.policy.clone();
+    policy.limits.max_sessions = 1;
+    policy.limits.full = "serving another client (iterative server)";
+    let mut endpoint = Driver::endpoint(policy, library);
+    let mut driver = Driver::new(config);
+    let mut current: Option<(Key, Transfer, ProgressClock)> = None;
     loop {
         let now = Instant::now();
-        let stage = grace.check(shutdown, config, now);
-        if let Some(c) = &mut current {
-            stage.apply(&mut c.session);
-        }
-        for l in &mut lingering {
-            if stage == Stage::Over {
-                l.session.abort(ErrorCode::ShuttingDown, SHUTTING_DOWN);
+        driver.tick(shutdown, &mut endpoint, now);
+        while let Some(Action::Abort { key, code, text }) = endpoint.poll_action() {
+            match &mut current {
+                Some((k, transfer, _)) if *k == key => transfer.abort(code, text),
+                _ => {}
             }
-            l.session.handle_timeout(now);
-            flush_session(socket, &mut l.session, l.peer, now, &mut outbuf, &mut stats);
         }
-        lingering.retain(|l| {
-            let finished = l.session.is_finished();
-            if finished {
-                record_end(&mut stats, l.peer, l.session.outcome());
+        if let Some((key, transfer, progress)) = &mut current {
+            transfer.handle_timeout(now);
+            let sent = flush_session(socket, transfer, key.0, now, &mut driver.outbuf);
+            endpoint.stats_mut().sent += sent;
+            if progress.due(now) {
+                endpoint.progress(*key, transfer.progress(), now);
             }
-            !finished
-        });
-        if let Some(c) = &mut current {
-            c.session.handle_timeout(now);
-            flush_session(socket, &mut c.session, c.peer, now, &mut outbuf, &mut stats);
-            if c.session.is_finished() {
-                record_end(&mut stats, c.peer, c.session.outcome());
+            if server_done(transfer) {
+                let bytes = transfer.stats().bytes;
+                if let Some(record) = endpoint.ended(*key, transfer.outcome(), bytes, now) {
+                    driver.log.session(&record);
+                }
                 current = None;
-                continue;
             }
-            if c.session.outcome().is_some() {
-                // Done, only lingering now: take the next client.
-                lingering.extend(current.take());
-                continue;
-            }
-        } else if grace.draining() {
-            // Completed uploads need not linger past the end.
-            for l in &mut lingering {
-                l.session.abort(ErrorCode::ShuttingDown, SHUTTING_DOWN);
-                record_end(&mut stats, l.peer, l.session.outcome());
-            }
+        }
+        driver.flush(socket, &mut endpoint);
+        if endpoint.is_drained() {
             break;
         }
-        let deadline = current
-            .iter()
-            .chain(&lingering)
-            .filter_map(|c| c.session.poll_timeout())
-            .min();
-        let received = recv_message(
-            &mut receiver,
-            socket,
-            &mut inbuf,
-            deadline,
-            &mut outbuf,
-            &mut stats,
-        )?;
-        let Some((peer, datagram, message)) = received else {
+        let deadline = earliest([
+            endpoint.poll_timeout(),
+            current.as_ref().and_then(|(_, t, _)| t.poll_timeout()),
+            current.as_ref().map(|(_, _, p)| p.at()),
+        ]);
+        let Some((peer, len)) = driver.recv(socket, deadline, endpoint.live())? else {
             continue;
         };
-        let len = datagram.len();
         let now = Instant::now();
-        match message.kind() {
-            Kind::List | Kind::Get | Kind::Put => {
-                let token = message.session();
-                match &current {
-                    Some(c) if c.peer == peer && c.token == token => {
-                        if let Some(c) = current.as_mut() {
-                            c.session.handle_repeated_request(len);
-                        }
+        match endpoint.handle(now, peer, &driver.inbuf[..len]) {
+            Event::Nothing => {}
+            Event::Open(grant, message) => {
+                // The one slot is taken only by a slow session the front door just asked to
+                // yield it: it ends now, telling its peer, before the new one starts.
+                if let Some((key, mut transfer, _)) = current.take() {
+                    while let Some(Action::Abort { code, text, .. }) = endpoint.poll_action() {
+                        transfer.abort(code, text);
                     }
-                    Some(_) => {
-                        let refusal = Refusal::busy("serving another client (iterative server)");
-                        refuse(socket, peer, token, &refusal, len, &mut outbuf, &mut stats);
+                    let sent = flush_session(socket, &mut transfer, key.0, now, &mut driver.outbuf);
+                    endpoint.stats_mut().sent += sent;
+                    let bytes = transfer.stats().bytes;
+                    if let Some(record) = endpoint.ended(key, transfer.outcome(), bytes, now) {
+                        driver.log.session(&record);
                     }
-                    None if grace.draining() => {
-                        refuse(
-                            socket,
-                            peer,
-                            token,
-                            &Refusal::shutting_down(),
-                            len,
-                            &mut outbuf,
-                            &mut stats,
-                        );
-                    }
-                    None => match open_session(
-                        now,
-                        &config.session,
-                        &mut library,
-                        ids.next_id(),
-                        &message,
-                        len,
-                    ) {
-                        Some(Ok(session)) => {
-                            stats.opened += 1;
-                            current = Some(Current {
-                                peer,
-                                token,
-                                session,
-                            });
-                        }
-                        Some(Err(refusal)) => {
-                            refuse(socket, peer, token, &refusal, len, &mut outbuf, &mut stats);
-                        }
-                        None => {}
-                    },
+                }
+                if let Some(mut transfer) = endpoint.start(now, &grant) {
+                    transfer.handle_message(now, &message);
+                    let key = (grant.peer, grant.session);
+                    current = Some((key, transfer, ProgressClock::new(now)));
                 }
             }
-            Kind::Accept => stats.unexpected += 1,
-            _ => {
-                let key = (peer, message.session());
-                match current
-                    .iter_mut()
-                    .chain(&mut lingering)
-                    .find(|c| (c.peer, c.session.session()) == key)
-                {
-                    Some(c) => {
-                        c.session.handle_message(now, &message);
-                        flush_session(socket, &mut c.session, c.peer, now, &mut outbuf, &mut stats);
+            Event::Deliver(key, message) => {
+                if let Some((k, transfer, _)) = &mut current {
+                    if *k == key {
+                        transfer.handle_message(now, &message);
                     }
-                    None => reply_unknown(socket, peer, &message, len, &mut outbuf, &mut stats),
                 }
             }
         }
-        if let Some(c) = &mut current {
-            flush_session(socket, &mut c.session, c.peer, now, &mut outbuf, &mut stats);
+        if let Some((key, transfer, _)) = &mut current {
+            let sent = flush_session(socket, transfer, key.0, now, &mut driver.outbuf);
+            endpoint.stats_mut().sent += sent;
         }
+        driver.flush(socket, &mut endpoint);
     }
-    Ok(stats)
+    Ok(endpoint.stats().clone())
 }

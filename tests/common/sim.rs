@@ -15,10 +15,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use udpft::link::{Damage, Delivery, Impairments, Link, LinkStats, Rng};
+use udpft::proto::admission::{Limits, Policy};
 use udpft::proto::client::{ClientSession, Request};
 use udpft::proto::listing::{self, Entry};
+use udpft::proto::refusal::Refusal;
 use udpft::proto::session::{MemSink, MemSource};
-use udpft::proto::table::{Limits, Refusal, SessionTable, Store};
+use udpft::proto::store::{FileInfo, Store};
+use udpft::proto::table::SessionTable;
 use udpft::proto::wire::{Kind, MAX_DATAGRAM};
 use udpft::proto::{Config, ErrorCode, Failure, Message, Outcome, Sink, Stats};
 
@@ -55,6 +58,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A deterministic stand-in for the server's keyed session-id hash: the same seed names
+/// the same sessions, so a run is a pure function of its seed.
+pub fn seeded_mac(seed: u64) -> udpft::proto::endpoint::SessionMac {
+    Box::new(move |peer, token, attempt| {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (seed, peer, token, attempt).hash(&mut hasher);
+        hasher.finish() as u32
+    })
+}
+
 /// An in-memory [`Store`]: a map of name to bytes. Uploads become visible only on commit.
 pub struct MemStore {
     files: Files,
@@ -75,7 +89,7 @@ fn check_name(name: &[u8]) -> Result<(), Refusal> {
 }
 
 impl Store for MemStore {
-    fn listing(&mut self) -> Result<Vec<u8>, Refusal> {
+    fn listing(&mut self) -> Result<Arc<[u8]>, Refusal> {
         let files = lock(&self.files);
         let mut names: Vec<&Vec<u8>> = files.keys().collect();
         names.sort();
@@ -90,16 +104,39 @@ impl Store for MemStore {
                 &mut out,
             );
         }
-        Ok(out)
+        Ok(out.into())
     }
 
-    fn open(&mut self, name: &[u8]) -> Result<(Box<dyn udpft::proto::Source>, u64), Refusal> {
+    fn inspect(&mut self, name: &[u8]) -> Result<FileInfo, Refusal> {
         check_name(name)?;
         let files = lock(&self.files);
         let bytes = files
             .get(name)
             .ok_or_else(|| Refusal::new(ErrorCode::NotFound, "no such file"))?;
-        Ok((Box::new(MemSource(bytes.clone())), bytes.len() as u64))
+        Ok(FileInfo {
+            size: bytes.len() as u64,
+            version: u64::from(crc32fast::hash(bytes)),
+        })
+    }
+
+    fn check_upload(&mut self, name: &[u8], overwrite: bool) -> Result<(), Refusal> {
+        check_name(name)?;
+        if !overwrite && lock(&self.files).contains_key(name) {
+            return Err(Refusal::new(ErrorCode::Exists, "file exists"));
+        }
+        Ok(())
+    }
+
+    fn open(
+        &mut self,
+        name: &[u8],
+        expected: &FileInfo,
+    ) -> Result<Box<dyn udpft::proto::Source>, Refusal> {
+        if self.inspect(name)? != *expected {
+            return Err(Refusal::new(ErrorCode::FileChanged, "file changed"));
+        }
+        let bytes = lock(&self.files)[name].clone();
+        Ok(Box::new(MemSource(bytes)))
     }
 
     fn create(
@@ -108,10 +145,7 @@ impl Store for MemStore {
         size: u64,
         overwrite: bool,
     ) -> Result<Box<dyn Sink>, Refusal> {
-        check_name(name)?;
-        if !overwrite && lock(&self.files).contains_key(name) {
-            return Err(Refusal::new(ErrorCode::Exists, "file exists"));
-        }
+        self.check_upload(name, overwrite)?;
         Ok(Box::new(Upload {
             name: name.to_vec(),
             data: Vec::with_capacity(size.min(1 << 24) as usize),
@@ -278,10 +312,11 @@ pub struct Sim {
     /// request of any other version with Error `UnsupportedVersion` and drops every other
     /// datagram of another version (protocol.md §16), before its table sees them.
     pub version_1_server: bool,
-    /// A bottleneck every client's datagrams to the server cross before their own link.
-    pub bottleneck_up: Option<Bottleneck>,
+    /// A bottleneck ([`bottleneck`]) every client's datagrams to the server cross before
+    /// their own link.
+    pub bottleneck_up: Option<Link>,
     /// A bottleneck every datagram from the server crosses before the client's own link.
-    pub bottleneck_down: Option<Bottleneck>,
+    pub bottleneck_down: Option<Link>,
     buf: Vec<u8>,
 }
 
@@ -300,12 +335,15 @@ impl Sim {
         limits: Limits,
     ) -> Self {
         let files: Files = Arc::default();
-        let mut ids = Rng::new(seed ^ 0x1D5E_551D);
-        let table = SessionTable::new(
-            config,
+        let policy = Policy {
+            session: config,
             limits,
+            ..Policy::default()
+        };
+        let table = SessionTable::new(
+            policy,
             Box::new(MemStore::new(Arc::clone(&files))),
-            Box::new(move || ids.next_u64() as u32),
+            seeded_mac(seed),
         );
         let epoch = Instant::now();
         Self {
@@ -515,7 +553,11 @@ impl Sim {
             None
         };
         let leaves = match bottleneck {
-            Some(b) if matches!(fate, Fate::Link) => b.admit(self.now, bytes.len()),
+            Some(b) if matches!(fate, Fate::Link) => {
+                let mut out = Vec::new();
+                b.transmit(self.now, bytes.len(), &mut out);
+                out.first().map(|d| d.at)
+            }
             _ => Some(self.now),
         };
         let Some(leaves) = leaves else {
@@ -842,56 +884,17 @@ impl Sim {
     }
 }
 
-/// A router port shared by every client in one direction: it sends one datagram at a time at
-/// `rate` bytes per second and buffers at most `queue` more, dropping arrivals to a full
-/// queue (drop-tail), which is how congestion loses datagrams.
-#[derive(Clone, Debug)]
-pub struct Bottleneck {
-    /// Bytes per second.
-    pub rate: u64,
-    /// Datagrams buffered behind the one being sent.
-    pub queue: usize,
-    /// When each datagram still in the port finishes leaving it, in order.
-    leaving: std::collections::VecDeque<Instant>,
-    /// Datagrams that got through.
-    pub forwarded: u64,
-    /// Datagrams dropped at the full queue.
-    pub dropped: u64,
-    /// The most datagrams waiting at once.
-    pub peak: usize,
-}
-
-impl Bottleneck {
-    /// A port of `rate` bytes per second with room for `queue` waiting datagrams.
-    pub fn new(rate: u64, queue: usize) -> Self {
-        Self {
+/// A bottleneck shared by every client in one direction: the shared link model with only a
+/// rate (bytes per second) and a drop-tail queue of `queue` datagrams.
+pub fn bottleneck(rate: u64, queue: usize) -> Link {
+    Link::new(
+        Impairments {
             rate,
             queue,
-            leaving: Default::default(),
-            forwarded: 0,
-            dropped: 0,
-            peak: 0,
-        }
-    }
-
-    /// When a datagram of `len` bytes arriving at `now` has left the port; `None` if the
-    /// queue is full.
-    fn admit(&mut self, now: Instant, len: usize) -> Option<Instant> {
-        while self.leaving.front().is_some_and(|&t| t <= now) {
-            self.leaving.pop_front();
-        }
-        // One is on the wire, the rest wait.
-        if self.leaving.len() > self.queue {
-            self.dropped += 1;
-            return None;
-        }
-        let start = self.leaving.back().map_or(now, |&t| t.max(now));
-        let leaves = start + Duration::from_nanos((len as u64 * 1_000_000_000).div_ceil(self.rate));
-        self.leaving.push_back(leaves);
-        self.peak = self.peak.max(self.leaving.len() - 1);
-        self.forwarded += 1;
-        Some(leaves)
-    }
+            ..Impairments::default()
+        },
+        0,
+    )
 }
 
 /// Whether `bytes` is an intact datagram of a version other than 1.

@@ -147,22 +147,22 @@ layout! {
 }
 
 layout! {
-    /// List of version 2 (§19.1): the window asked for after the chunk.
+    /// List of version 2 (§20.1): the window asked for after the chunk.
     ListWindowed { chunk: u16 = 0..2, window: u16 = 2..4 }
 }
 
 layout! {
-    /// Get of version 2 (§19.1), before the name.
+    /// Get of version 2 (§20.1), before the name.
     GetWindowed { chunk: u16 = 0..2, window: u16 = 2..4, offset: u64 = 4..12 }
 }
 
 layout! {
-    /// Put of version 2 (§19.1), before the name.
+    /// Put of version 2 (§20.1), before the name.
     PutWindowed { chunk: u16 = 0..2, window: u16 = 2..4, size: u64 = 4..12, flags: u8 = 12..13 }
 }
 
 layout! {
-    /// Accept of version 2 (§19.1): the window granted after the chunk.
+    /// Accept of version 2 (§20.1): the window granted after the chunk.
     AcceptWindowed {
         token: u32 = 0..4,
         chunk: u16 = 4..6,

@@ -34,7 +34,7 @@ use layout::Tail;
 pub const MAGIC: [u8; 2] = *b"UF";
 /// The protocol version every implementation speaks: stop-and-wait.
 pub const VERSION: u8 = 1;
-/// The version of windowed sessions (protocol.md §19): the layouts of the windowed
+/// The version of windowed sessions (protocol.md §20): the layouts of the windowed
 /// requests, Accept and acknowledgment. Data, Done and Error have only their version-1
 /// layout, in every session.
 pub const VERSION_WINDOWED: u8 = 2;
@@ -81,7 +81,7 @@ mod field {
 /// names the new `session`.
 ///
 /// A request or Accept with a `window` of 2 or more is a *windowed* one: it is encoded in
-/// the layouts of version 2 (protocol.md §19.1), and so is [`Message::Sack`]; everything
+/// the layouts of version 2 (protocol.md §20.1), and so is [`Message::Sack`]; everything
 /// else, including a window of 1, is version 1, byte for byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Message<'a> {
@@ -202,7 +202,7 @@ pub fn peek_session(datagram: &[u8]) -> Option<u32> {
 
 /// The shape of each type's payload in each version: its fixed layout's length and what may
 /// follow it; `None` where the version does not define the type. With [`layout`]'s tables
-/// this is the whole payload grammar of protocol.md §4 and §19.1, written once for decoding
+/// this is the whole payload grammar of protocol.md §4 and §20.1, written once for decoding
 /// and encoding alike.
 fn shape(version: u8, kind: Kind) -> Option<(usize, Tail)> {
     Some(match (version, kind) {

@@ -1,0 +1,323 @@
+//! The command line's grammar, as clap definitions. The interactive shell parses its lines
+//! with the same argument structs ([`LsArgs`], [`GetArgs`], [`PutArgs`]), so a flag means
+//! the same thing typed at the prompt as on the command line; the man page and the shell
+//! completion scripts are generated from them too.
+
+use super::address::ServerAddr;
+use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
+use std::path::PathBuf;
+use std::time::Duration;
+use udpft::proto::access::parse_prefix;
+use udpft::proto::wire::{DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK};
+use udpft::server;
+use udpft::server::log::LogFormat;
+
+const EXIT_CODES: &str = "\
+Exit codes: 0 success, 1 other failure, 2 bad usage, 3 local file or socket error,
+4 refused by the server (no such file, exists, bad name, busy...), 5 server not responding
+or nothing listening, 6 whole-file checksum mismatch (nothing was saved), 130 interrupted
+(Ctrl-C). With several files, the code of the first failure.";
+
+/// Reliable file transfer over UDP on lossy LAN links.
+///
+/// A server shares one folder (its library); clients list it, download files and upload new
+/// ones. Every datagram carries a sequence number and a CRC32; transfers are stop-and-wait
+/// and survive lost, duplicated, reordered, delayed and corrupted datagrams.
+#[derive(Parser)]
+#[command(name = "udpft", version, after_help = EXIT_CODES)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+pub(crate) const LS_ABOUT: &str =
+    "List the files of the server's library: size, modification time (UTC) and name";
+
+pub(crate) const GET_ABOUT: &str = "Download files from the library";
+pub(crate) const GET_LONG: &str = "\
+Download files from the library.
+
+Each file is written to a hidden partial file beside its destination and renamed into place
+only once its whole-file checksum matched; a later `get` resumes it. An existing local file
+is replaced (as curl, scp and tftp do), keeping its permissions; -n keeps it instead. A
+destination that is a device, a FIFO or a socket is written into, never replaced; a symbolic
+link is followed. NAME may be a quoted pattern ('*.iso'), matched against the server's
+listing.";
+
+pub(crate) const PUT_ABOUT: &str = "Upload local files into the library";
+pub(crate) const PUT_LONG: &str = "\
+Upload local files into the library.
+
+A name the library already has is refused unless --force is given. `-` reads standard input
+(with --as NAME): it is first copied to a temporary file, as the protocol sends only uploads
+whose size is known.";
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Serve a folder (the library) to clients until Ctrl-C or SIGTERM.
+    Serve(ServeArgs),
+    #[command(visible_alias = "list", about = LS_ABOUT)]
+    Ls {
+        #[command(flatten)]
+        args: LsArgs,
+        #[command(flatten)]
+        common: ClientArgs,
+    },
+    #[command(about = GET_ABOUT, long_about = GET_LONG)]
+    Get {
+        #[command(flatten)]
+        args: GetArgs,
+        #[command(flatten)]
+        common: ClientArgs,
+    },
+    #[command(about = PUT_ABOUT, long_about = PUT_LONG)]
+    Put {
+        #[command(flatten)]
+        args: PutArgs,
+        #[command(flatten)]
+        common: ClientArgs,
+    },
+    /// Interactive session: a menu, then a prompt taking list, get, put (with the same
+    /// options as the commands), help and quit. Fed by a pipe, it runs the commands in order.
+    Shell {
+        #[command(flatten)]
+        common: ClientArgs,
+    },
+    /// Print a completion script for a shell (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `udpft man | man -l -`.
+    Man,
+}
+
+/// The options of `ls` (also `list` in the shell).
+#[derive(Args, Clone, Debug)]
+pub(crate) struct LsArgs {
+    /// Print JSON (one array of {name, size, mtime}) instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Sizes in KiB, MiB and GiB (like the progress bar) instead of bytes.
+    #[arg(short = 'l', long = "human")]
+    pub(crate) human: bool,
+}
+
+/// The options of `get`.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct GetArgs {
+    /// Names of files in the library, or quoted patterns ('*.iso', 'report-202?.pdf').
+    #[arg(required = true, value_name = "NAME")]
+    pub(crate) names: Vec<String>,
+    /// Where to write: a file, a folder (DIR or DIR/: saves DIR/NAME), or `-` for standard
+    /// output. With several files, a folder (or `-`). Default: NAME in the current folder.
+    #[arg(short, long, value_name = "PATH")]
+    pub(crate) output: Option<PathBuf>,
+    /// Ignore a partial file from an earlier run and start over.
+    #[arg(long)]
+    pub(crate) no_resume: bool,
+    /// Do not replace an existing local file (the default is to replace it).
+    #[arg(short = 'n', long)]
+    pub(crate) no_clobber: bool,
+    /// Stop at the first file that fails (by default every file is tried).
+    #[arg(long)]
+    pub(crate) fail_fast: bool,
+}
+
+/// The options of `put`.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct PutArgs {
+    /// Local files to upload (`-`: standard input, with --as).
+    #[arg(required = true, value_name = "PATH")]
+    pub(crate) paths: Vec<PathBuf>,
+    /// Name to give the file in the library (default: the file's own name); one PATH only.
+    #[arg(long = "as", value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    /// Replace a file of that name if the library has one.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Stop at the first file that fails (by default every file is tried).
+    #[arg(long)]
+    pub(crate) fail_fast: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// The folder to share [default: ./library, created if missing]. A folder named here
+    /// must exist, unless --create is given.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) root: Option<PathBuf>,
+    /// Create the --root folder if it does not exist.
+    #[arg(long)]
+    pub(crate) create: bool,
+    /// Address and port to listen on (IPv4 or IPv6, e.g. [::1]:6969; the port defaults to
+    /// 6969).
+    #[arg(long, default_value = "127.0.0.1:6969", value_name = "ADDR:PORT")]
+    pub(crate) bind: ServerAddr,
+    /// Largest chunk granted to a client, in bytes.
+    #[arg(long, default_value_t = MAX_CHUNK, value_parser = clap::value_parser!(u16).range(i64::from(MIN_CHUNK)..=i64::from(MAX_CHUNK)))]
+    pub(crate) max_chunk: u16,
+    /// Give up on a peer that shows no progress for this many seconds.
+    #[arg(long, default_value = "5", value_name = "SECS", value_parser = parse_seconds)]
+    pub(crate) timeout: Duration,
+    /// Most sessions open at once; past that, clients are told the server is busy.
+    #[arg(long, default_value_t = 4096)]
+    pub(crate) max_sessions: usize,
+    /// Most sessions open at once from one IP address; past that, that address is told the
+    /// server is busy. Only peers that proved their address count.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) max_per_address: usize,
+    /// Serve only these addresses (CIDR prefixes or single addresses, IPv4 or IPv6;
+    /// repeatable). Datagrams from anyone else are dropped unanswered. Default: everyone.
+    #[arg(long, value_name = "CIDR", value_parser = parse_prefix)]
+    pub(crate) allow: Vec<IpNet>,
+    /// Never serve these addresses (repeatable; wins over --allow).
+    #[arg(long, value_name = "CIDR", value_parser = parse_prefix)]
+    pub(crate) deny: Vec<IpNet>,
+    /// Take uploads only from these addresses (repeatable); the others may list and
+    /// download but are told the server is read-only. Default: everyone.
+    #[arg(long, value_name = "CIDR", value_parser = parse_prefix)]
+    pub(crate) allow_upload: Vec<IpNet>,
+    /// Spin up to this many microseconds on the socket before blocking, while replies come
+    /// that fast (adaptive, and less with many sessions or a busy machine; 0: never spin).
+    #[arg(long, value_name = "MICROS", default_value = "50", value_parser = parse_busy_poll)]
+    pub(crate) busy_poll: Duration,
+    /// How each session's log line is written: text, or json (one object a line).
+    #[arg(long, default_value = "text", value_name = "FORMAT")]
+    pub(crate) log_format: LogFormat,
+    /// Refuse uploads.
+    #[arg(long)]
+    pub(crate) read_only: bool,
+    /// Refuse uploads larger than this many bytes.
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_upload: Option<u64>,
+    /// Server model: table (one loop, a session table), loop (iterative: one client at a
+    /// time), threads (a thread per session) or fork (a process per session).
+    #[arg(long, default_value = "table")]
+    pub(crate) model: server::Model,
+    /// Loops of the table model, each on its own socket (SO_REUSEPORT) and core.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) workers: u16,
+    /// Print a statistics line (live sessions, datagrams, rejects by kind) every this many
+    /// seconds, when something changed.
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    pub(crate) stats_every: Option<Duration>,
+    /// On Ctrl-C or SIGTERM, let running downloads finish for this many seconds (uploads
+    /// in progress are abandoned at once, leaving nothing behind).
+    #[arg(long, default_value = "10", value_name = "SECS", value_parser = parse_seconds)]
+    pub(crate) grace: Duration,
+}
+
+/// The options every client command takes.
+#[derive(Args, Clone)]
+pub(crate) struct ClientArgs {
+    /// The server: HOST or HOST:PORT (port 6969 if none is given; IPv6 as ::1 or [::1]:PORT).
+    #[arg(
+        long,
+        env = "UDPFT_SERVER",
+        default_value = "127.0.0.1:6969",
+        value_name = "HOST[:PORT]"
+    )]
+    pub(crate) server: ServerAddr,
+    /// Chunk size to ask for, in bytes (the server may grant less).
+    #[arg(long, default_value_t = DEFAULT_CHUNK, value_parser = clap::value_parser!(u16).range(i64::from(MIN_CHUNK)..=i64::from(MAX_CHUNK)))]
+    pub(crate) chunk: u16,
+    /// Give up when the server shows no progress for this many seconds.
+    #[arg(long, default_value = "5", value_name = "SECS", value_parser = parse_seconds)]
+    pub(crate) timeout: Duration,
+    /// After each transfer, print its statistics (datagrams, retransmissions, RTT, goodput),
+    /// also when standard error is not a terminal.
+    #[arg(short, long, conflicts_with = "quiet")]
+    pub(crate) verbose: bool,
+    /// Print nothing but errors: no progress bar, no summary, no notes.
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+    /// Spin up to this many microseconds on the socket before blocking, while replies come
+    /// that fast (adaptive; 0: never spin).
+    #[arg(long, value_name = "MICROS", default_value = "50", value_parser = parse_busy_poll)]
+    pub(crate) busy_poll: Duration,
+}
+
+/// One line typed at the shell's prompt (or read from its script).
+#[derive(Parser)]
+#[command(
+    name = "udpft>",
+    no_binary_name = true,
+    disable_help_subcommand = true,
+    disable_version_flag = true,
+    override_usage = "COMMAND [OPTIONS] [ARGS]  (type help for the menu, COMMAND --help for its options)"
+)]
+pub(crate) struct ShellLine {
+    #[command(subcommand)]
+    pub(crate) command: ShellCommand,
+}
+
+/// The shell's commands: the client commands, with the same options, and the shell's own.
+#[derive(Subcommand)]
+pub(crate) enum ShellCommand {
+    #[command(visible_alias = "ls", about = LS_ABOUT)]
+    List(LsArgs),
+    #[command(about = GET_ABOUT, long_about = GET_LONG)]
+    Get(GetArgs),
+    #[command(about = PUT_ABOUT, long_about = PUT_LONG)]
+    Put(PutArgs),
+    /// Show the menu.
+    #[command(visible_alias = "?")]
+    Help,
+    /// Leave the shell (also Ctrl-D).
+    #[command(visible_aliases = ["exit", "q"])]
+    Quit,
+}
+
+/// The longest time option accepted: a day, far beyond any LAN wait.
+const MAX_SECONDS: f64 = 86_400.0;
+
+/// Parses a time option: seconds, fractions allowed, from 0 to a day.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(0.0..=MAX_SECONDS).contains(&secs) {
+        return Err(format!("{secs} is not between 0 and {MAX_SECONDS} seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses `--busy-poll`: whole microseconds, at most 10,000.
+fn parse_busy_poll(text: &str) -> Result<Duration, String> {
+    match text.parse::<u64>() {
+        Ok(micros) if micros <= 10_000 => Ok(Duration::from_micros(micros)),
+        _ => Err(format!(
+            "{text:?} is not a number of microseconds in 0..=10000"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+        ShellLine::command().debug_assert();
+    }
+
+    #[test]
+    fn time_options_are_bounded() {
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("1e9").is_err());
+        assert!(parse_seconds("soon").is_err());
+    }
+
+    #[test]
+    fn busy_poll_takes_whole_microseconds_up_to_ten_thousand() {
+        assert_eq!(parse_busy_poll("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_busy_poll("50"), Ok(Duration::from_micros(50)));
+        assert!(parse_busy_poll("10001").is_err());
+        assert!(parse_busy_poll("1.5").is_err());
+    }
+}

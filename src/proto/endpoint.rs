@@ -1,0 +1,810 @@
+//! The front door: every datagram a server receives passes through one [`Endpoint`], in
+//! every server model, and comes out as one thing for the driver to do ([`Event`]).
+//!
+//! The endpoint owns what makes a server safe to expose, so that no model can forget a
+//! rule: it decodes requests and counts malformed datagrams by kind; drops datagrams from
+//! addresses the access list refuses (unanswered: a reply would confirm the server to a
+//! scanner); judges requests ([`super::admission`]); answers an acceptable one with an
+//! Accept while keeping only a small grant in a bounded cache ([`super::pending`]); and
+//! opens a session only when the peer proves it receives at its address by sending a
+//! datagram that carries the session id the Accept told it. Before that proof a peer costs
+//! the server no file, no buffer, no session slot and O(1) work per datagram, and is sent
+//! at most [`AMPLIFICATION_FACTOR`] times what it sent (one Accept or one Error per
+//! datagram, never on a timer). Errors to strangers (for datagrams of no session) are
+//! rate-limited too.
+//!
+//! The session id is a keyed hash of the peer and its request token (the key is the
+//! driver's, drawn from the OS), so a repeated request gets the same Accept without the
+//! endpoint looking anything up, and nobody elsewhere can guess it.
+//!
+//! It also keeps the table of live sessions' owners (peer, operation, name, progress) for
+//! per-address limits, for picking a slow session to yield its slot when the server is
+//! full, for the one log line each session ends with ([`Record`]), for shutdown, and for
+//! answering a repeated Done after an upload's session has ended (a small tombstone instead
+//! of a lingering session). The sessions themselves live in the driver: a table, a thread,
+//! a child process.
+
+use super::admission::Policy;
+use super::grant::{Grant, Op};
+use super::pending::Pending;
+use super::refusal::{clip_error_text, Refusal, AMPLIFICATION_FACTOR};
+use super::stats::ServerStats;
+use super::store::Store;
+use super::transfer::Transfer;
+use super::wire::{is_request_type, peek_session, DecodeError, ErrorCode, Kind, Message};
+use super::{Failure, Outcome};
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+/// A session's key: its peer and its session id.
+pub type Key = (SocketAddr, u32);
+
+/// A keyed hash of (peer, request token, attempt) to a session id: unpredictable to anyone
+/// without the key. The driver supplies it ([`crate::ids::SessionKey`]).
+pub type SessionMac = Box<dyn Fn(SocketAddr, u32, u32) -> u32 + Send>;
+
+/// How often drivers report each live session's progress ([`Endpoint::progress`]).
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// The span over which a session's rate is judged.
+const RATE_WINDOW: Duration = Duration::from_secs(2);
+
+/// How often expired grants and tombstones are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// How long the "is any session slow?" answer for a full server is reused.
+const CENSUS_EVERY: Duration = Duration::from_millis(100);
+
+/// Tombstones of completed uploads kept at most.
+const MAX_TOMBS: usize = 4096;
+
+/// Errors to strangers (for datagrams of no session, or of another protocol version) a
+/// second, in all and per address (hashed into [`BUCKETS`]). Requests are not limited
+/// here: each gets one reply (an Accept or a refusal) within the amplification limit.
+const STRANGER_RATE: f64 = 2000.0;
+const STRANGER_BURST: f64 = 400.0;
+const PER_ADDRESS_RATE: f64 = 200.0;
+const PER_ADDRESS_BURST: f64 = 50.0;
+const BUCKETS: usize = 64;
+
+/// What the driver does with a datagram.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Nothing: it was dropped, counted, or answered from the endpoint's own queue (send
+    /// that with [`Endpoint::poll_transmit`]).
+    Nothing,
+    /// A peer proved its address: start the session of `grant` ([`Endpoint::start`], or
+    /// [`Grant::start`] in a process with its own store) and hand it `message`, the datagram
+    /// that proved it.
+    Open(Box<Grant>, Message<'a>),
+    /// For the live session `key`.
+    Deliver(Key, Message<'a>),
+}
+
+/// Something the endpoint asks the driver to do to a live session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// End the session now, telling its peer `code` and `text` (a shutdown, or a slow
+    /// session yielding its slot).
+    Abort {
+        /// The session.
+        key: Key,
+        /// The code its peer is told.
+        code: ErrorCode,
+        /// The text its peer is told.
+        text: &'static str,
+    },
+}
+
+/// The end of one session, for the log: who, what, how much, how long, how it ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The peer.
+    pub peer: SocketAddr,
+    /// What it asked.
+    pub op: Op,
+    /// The file name (raw bytes from the network: sanitise before printing).
+    pub name: Vec<u8>,
+    /// File bytes moved (sent and acknowledged, or received).
+    pub bytes: u64,
+    /// From the proof to the end.
+    pub duration: Duration,
+    /// `None` if complete, else why it failed.
+    pub failure: Option<Failure>,
+}
+
+/// What a shutdown is waiting for: live sessions by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveCounts {
+    /// Downloads (and listings) running.
+    pub downloads: usize,
+    /// Uploads running.
+    pub uploads: usize,
+}
+
+/// What the peer of a session abandoned by a stop is told.
+pub const SHUTTING_DOWN: &str = "server shutting down; run the same command again to resume";
+/// What the peer of a slow session that yielded its slot is told.
+pub const YIELDED: &str =
+    "server busy: your transfer was too slow and yielded its slot; run the same command again to resume";
+
+struct Live {
+    token: u32,
+    op: Op,
+    name: Box<[u8]>,
+    started: Instant,
+    done_seq: u64,
+    progress: u64,
+    /// The start of the current rate window: (when, bytes then).
+    mark: (Instant, u64),
+    /// Bytes a second over the last whole window.
+    rate: Option<u64>,
+    aborted: bool,
+}
+
+impl Live {
+    fn rate(&self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.mark.0);
+        if elapsed >= RATE_WINDOW {
+            per_second(self.progress - self.mark.1, elapsed)
+        } else {
+            self.rate.unwrap_or(u64::MAX)
+        }
+    }
+
+    fn is_slow(&self, now: Instant, min_rate: u64) -> bool {
+        !self.aborted
+            && now.saturating_duration_since(self.started) >= RATE_WINDOW
+            && self.rate(now) < min_rate
+    }
+}
+
+fn per_second(bytes: u64, over: Duration) -> u64 {
+    (bytes as f64 / over.as_secs_f64().max(1e-9)) as u64
+}
+
+struct Tomb {
+    seq: u64,
+    until: Instant,
+}
+
+enum Body {
+    Accept(Message<'static>),
+    Error {
+        code: ErrorCode,
+        text: String,
+        /// The size of the datagram answered: the reply may be at most 3× that.
+        received: usize,
+    },
+    Ack(u64),
+}
+
+struct Reply {
+    peer: SocketAddr,
+    session: u32,
+    body: Body,
+}
+
+/// A token bucket.
+#[derive(Clone, Copy, Default)]
+struct Bucket {
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl Bucket {
+    fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
+        let refill = self.last.map_or(burst, |t| {
+            now.saturating_duration_since(t).as_secs_f64() * rate
+        });
+        self.tokens = (self.tokens + refill).min(burst);
+        self.last = Some(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The front door of one server (one per loop; see the module docs).
+pub struct Endpoint {
+    policy: Policy,
+    store: Box<dyn Store>,
+    mac: SessionMac,
+    pending: Pending,
+    live: HashMap<Key, Live>,
+    aborted: usize,
+    per_address: HashMap<IpAddr, usize>,
+    tombs: HashMap<Key, Tomb>,
+    tomb_order: VecDeque<Key>,
+    replies: VecDeque<Reply>,
+    actions: VecDeque<Action>,
+    strangers: Bucket,
+    buckets: [Bucket; BUCKETS],
+    /// When the grace period of a stop ends; `None` while serving.
+    draining: Option<Instant>,
+    grace_over: bool,
+    next_sweep: Option<Instant>,
+    census: Option<(Instant, bool)>,
+    stats: ServerStats,
+}
+
+impl Endpoint {
+    /// A front door deciding by `policy`, judging requests against `store`, naming
+    /// sessions with `mac`.
+    pub fn new(policy: Policy, store: Box<dyn Store>, mac: SessionMac) -> Self {
+        let pending = Pending::new(policy.limits.max_unproven);
+        Self {
+            policy,
+            store,
+            mac,
+            pending,
+            live: HashMap::new(),
+            aborted: 0,
+            per_address: HashMap::new(),
+            tombs: HashMap::new(),
+            tomb_order: VecDeque::new(),
+            replies: VecDeque::new(),
+            actions: VecDeque::new(),
+            strangers: Bucket::default(),
+            buckets: [Bucket::default(); BUCKETS],
+            draining: None,
+            grace_over: false,
+            next_sweep: None,
+            census: None,
+            stats: ServerStats::default(),
+        }
+    }
+
+    /// The policy it decides by.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Handles one datagram from `peer`.
+    pub fn handle<'a>(&mut self, now: Instant, peer: SocketAddr, datagram: &'a [u8]) -> Event<'a> {
+        self.stats.received += 1;
+        if !self.policy.access.permits(peer.ip()) {
+            self.stats.denied += 1;
+            return Event::Nothing;
+        }
+        let message = match Message::decode(datagram) {
+            Ok(message) => message,
+            Err(error) => {
+                self.stats.rejected[error.index()] += 1;
+                // Only a request of another version is answered: never answer what might be
+                // another version's error (two servers could answer each other forever).
+                if let DecodeError::UnsupportedVersion(v) = error {
+                    if is_request_type(datagram) {
+                        let token = peek_session(datagram).unwrap_or(0);
+                        let refusal = Refusal::unsupported_version(v);
+                        self.refuse_stranger(now, peer, token, refusal, datagram.len());
+                    }
+                }
+                return Event::Nothing;
+            }
+        };
+        match message.kind() {
+            Kind::List | Kind::Get | Kind::Put => {
+                self.handle_request(now, peer, &message, datagram.len());
+                Event::Nothing
+            }
+            Kind::Accept => {
+                self.stats.unexpected += 1;
+                Event::Nothing
+            }
+            Kind::Data | Kind::Ack | Kind::Done | Kind::Error => {
+                self.route(now, peer, message, datagram.len())
+            }
+        }
+    }
+
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        request: &Message<'_>,
+        len: usize,
+    ) {
+        let token = request.session();
+        if token == 0 {
+            // A reply to token 0 could not be told from a reply to any other such request.
+            self.stats.zero_token += 1;
+            return;
+        }
+        let Some(session) = self.session_id(peer, token) else {
+            return; // a repeat of a running session's request: a stale duplicate
+        };
+        if self.draining.is_some() {
+            self.refuse_request(peer, token, Refusal::shutting_down(), len);
+            return;
+        }
+        let judged = self
+            .policy
+            .judge(self.store.as_mut(), peer, session, request)
+            .and_then(|grant| match self.capacity(now, peer.ip(), false) {
+                Some(refusal) => Err(refusal),
+                None => Ok(grant),
+            });
+        let grant = match judged {
+            Ok(grant) => grant,
+            Err(refusal) => {
+                self.refuse_request(peer, token, refusal, len);
+                return;
+            }
+        };
+        // One Accept per request: 44 bytes, within 3× of the smallest request (24).
+        self.queue(Reply {
+            peer,
+            session: token,
+            body: Body::Accept(grant.accept()),
+        });
+        let expires = now + self.policy.session.timeout;
+        if self.pending.insert(grant, expires, now) {
+            self.stats.unproven_forgotten += 1;
+        }
+        self.next_sweep.get_or_insert(now + SWEEP_EVERY);
+    }
+
+    /// The session id for (peer, token): the first of a few keyed hashes that is non-zero
+    /// and not a live session of another request; `None` if a live session already answers
+    /// this very request.
+    fn session_id(&self, peer: SocketAddr, token: u32) -> Option<u32> {
+        for attempt in 0..8 {
+            let id = (self.mac)(peer, token, attempt);
+            match self.live.get(&(peer, id)) {
+                _ if id == 0 => continue,
+                Some(live) if live.token == token => return None,
+                Some(_) => continue,
+                None => return Some(id),
+            }
+        }
+        None
+    }
+
+    fn route<'a>(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        message: Message<'a>,
+        len: usize,
+    ) -> Event<'a> {
+        let key = (peer, message.session());
+        if self.live.contains_key(&key) {
+            return Event::Deliver(key, message);
+        }
+        if let Some(grant) = self.pending.take(peer, key.1, now) {
+            if message.kind() == Kind::Error {
+                return Event::Nothing; // the client gave up before it began
+            }
+            return self.prove(now, grant, message);
+        }
+        if let Some(tomb) = self.tombs.get(&key) {
+            // A completed upload's Ack of Done was lost: say it again.
+            if let Message::Done { seq, .. } = message {
+                if seq == tomb.seq && now < tomb.until {
+                    self.queue(Reply {
+                        peer,
+                        session: key.1,
+                        body: Body::Ack(seq),
+                    });
+                }
+            }
+            return Event::Nothing;
+        }
+        self.stats.unknown_session += 1;
+        if message.kind() != Kind::Error {
+            self.refuse_stranger(now, peer, key.1, Refusal::unknown_session(), len);
+        }
+        Event::Nothing
+    }
+
+    /// The peer of `grant` proved its address with `message`: admit its session, unless the
+    /// server is stopping or full (a slow session may yield its slot).
+    fn prove<'a>(&mut self, now: Instant, grant: Grant, message: Message<'a>) -> Event<'a> {
+        self.stats.proven += 1;
+        let key = (grant.peer, grant.session);
+        let refusal = if self.draining.is_some() {
+            Some(Refusal::shutting_down())
+        } else {
+            self.capacity(now, grant.peer.ip(), true)
+        };
+        if let Some(refusal) = refusal {
+            self.stats.refused += 1;
+            self.refuse_proven(key, refusal);
+            return Event::Nothing;
+        }
+        self.live.insert(
+            key,
+            Live {
+                token: grant.token,
+                op: grant.op,
+                name: grant.name().into(),
+                started: now,
+                done_seq: grant.done_seq(),
+                progress: grant.offset,
+                mark: (now, grant.offset),
+                rate: None,
+                aborted: false,
+            },
+        );
+        *self.per_address.entry(grant.peer.ip()).or_insert(0) += 1;
+        Event::Open(Box::new(grant), message)
+    }
+
+    /// Whether a session from `ip` may start now: `None` if so, else the refusal. With
+    /// `evict`, a full server asks its slowest slow session to yield its slot.
+    fn capacity(&mut self, now: Instant, ip: IpAddr, evict: bool) -> Option<Refusal> {
+        let limits = &self.policy.limits;
+        if self.per_address.get(&ip).copied().unwrap_or(0) >= limits.max_per_address {
+            return Some(Refusal::busy("too many sessions from your address"));
+        }
+        if self.live.len() - self.aborted < limits.max_sessions {
+            return None;
+        }
+        if !evict {
+            return (!self.any_slow(now)).then(|| Refusal::busy(self.policy.limits.full));
+        }
+        let min_rate = limits.min_rate;
+        let victim = self
+            .live
+            .iter()
+            .filter(|(_, live)| live.is_slow(now, min_rate))
+            .min_by_key(|(_, live)| live.rate(now))
+            .map(|(key, _)| *key);
+        match victim {
+            Some(key) => {
+                self.stats.yielded += 1;
+                self.census = None;
+                self.abort(key, ErrorCode::Busy, YIELDED);
+                None
+            }
+            None => Some(Refusal::busy(self.policy.limits.full)),
+        }
+    }
+
+    /// Whether some live session is slow enough to yield (reused for [`CENSUS_EVERY`]).
+    fn any_slow(&mut self, now: Instant) -> bool {
+        match self.census {
+            Some((at, answer)) if now.saturating_duration_since(at) < CENSUS_EVERY => answer,
+            _ => {
+                let min_rate = self.policy.limits.min_rate;
+                let answer = self.live.values().any(|l| l.is_slow(now, min_rate));
+                self.census = Some((now, answer));
+                answer
+            }
+        }
+    }
+
+    /// Starts the session of a proven `grant` against this endpoint's store; `None` if the
+    /// store refused (the peer is told, under the session id, and the slot is freed).
+    pub fn start(&mut self, now: Instant, grant: &Grant) -> Option<Transfer> {
+        match grant.start(now, &self.policy.session, self.store.as_mut()) {
+            Ok(transfer) => {
+                self.stats.opened += 1;
+                Some(transfer)
+            }
+            Err(refusal) => {
+                self.open_failed((grant.peer, grant.session), Some(refusal));
+                None
+            }
+        }
+    }
+
+    /// A session that was to start did not (the store refused): frees its slot, and tells
+    /// its peer `refusal` unless the driver already did (`None`).
+    pub fn open_failed(&mut self, key: Key, refusal: Option<Refusal>) {
+        self.forget_live(key);
+        self.stats.refused += 1;
+        if let Some(refusal) = refusal {
+            self.refuse_proven(key, refusal);
+        }
+    }
+
+    /// The session `key` started elsewhere (a child process that opened it with its own
+    /// store): counts it as opened.
+    pub fn opened(&mut self) {
+        self.stats.opened += 1;
+    }
+
+    /// A live session has moved `bytes` of its file so far (drivers report every
+    /// [`PROGRESS_EVERY`]); its rate decides whether it yields when the server is full.
+    pub fn progress(&mut self, key: Key, bytes: u64, now: Instant) {
+        if let Some(live) = self.live.get_mut(&key) {
+            live.progress = bytes;
+            let elapsed = now.saturating_duration_since(live.mark.0);
+            if elapsed >= RATE_WINDOW {
+                live.rate = Some(per_second(bytes.saturating_sub(live.mark.1), elapsed));
+                live.mark = (now, bytes);
+            }
+        }
+    }
+
+    /// The live session `key` is over (see [`server_done`]) with `outcome` after moving
+    /// `bytes`: frees its slot, keeps a tombstone for a completed upload (to answer a
+    /// repeated Done), and returns its log record.
+    pub fn ended(
+        &mut self,
+        key: Key,
+        outcome: Option<&Outcome>,
+        bytes: u64,
+        now: Instant,
+    ) -> Option<Record> {
+        let live = self.forget_live(key)?;
+        self.stats.count_outcome(outcome);
+        let complete = matches!(outcome, Some(Outcome::Complete));
+        if complete && live.op == Op::Put {
+            self.bury(key, live.done_seq, now);
+        }
+        Some(Record {
+            peer: key.0,
+            op: live.op,
+            name: live.name.into_vec(),
+            bytes,
+            duration: now.saturating_duration_since(live.started),
+            failure: match outcome {
+                Some(Outcome::Complete) => None,
+                Some(Outcome::Failed(failure)) => Some(failure.clone()),
+                None => Some(Failure::Local {
+                    code: ErrorCode::Other,
+                    text: "ended without an outcome".into(),
+                }),
+            },
+        })
+    }
+
+    fn forget_live(&mut self, key: Key) -> Option<Live> {
+        let live = self.live.remove(&key)?;
+        if live.aborted {
+            self.aborted -= 1;
+        }
+        if let Some(n) = self.per_address.get_mut(&key.0.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_address.remove(&key.0.ip());
+            }
+        }
+        Some(live)
+    }
+
+    fn bury(&mut self, key: Key, seq: u64, now: Instant) {
+        if self.tombs.len() >= MAX_TOMBS {
+            if let Some(oldest) = self.tomb_order.pop_front() {
+                self.tombs.remove(&oldest);
+            }
+        }
+        let until = now + self.policy.session.linger_min;
+        self.tombs.insert(key, Tomb { seq, until });
+        self.tomb_order.push_back(key);
+        self.next_sweep.get_or_insert(now + SWEEP_EVERY);
+    }
+
+    fn abort(&mut self, key: Key, code: ErrorCode, text: &'static str) {
+        if let Some(live) = self.live.get_mut(&key) {
+            if !live.aborted {
+                live.aborted = true;
+                self.aborted += 1;
+                self.actions.push_back(Action::Abort { key, code, text });
+            }
+        }
+    }
+
+    /// Begins a stop: new requests are refused, uploads are abandoned at once (nothing
+    /// half-written is kept), downloads may finish within the grace period.
+    pub fn shutdown(&mut self, now: Instant) {
+        if self.draining.is_some() {
+            return;
+        }
+        self.draining = Some(now + self.policy.grace);
+        let uploads: Vec<Key> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.op == Op::Put)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in uploads {
+            self.abort(key, ErrorCode::ShuttingDown, SHUTTING_DOWN);
+        }
+    }
+
+    /// Stops now: every live session is abandoned.
+    pub fn stop_now(&mut self, now: Instant) {
+        self.shutdown(now);
+        self.grace_over = true;
+        let keys: Vec<Key> = self.live.keys().copied().collect();
+        for key in keys {
+            self.abort(key, ErrorCode::ShuttingDown, SHUTTING_DOWN);
+        }
+    }
+
+    /// Whether a stop began.
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_some()
+    }
+
+    /// Whether a stop began and no session is left: the driver may exit.
+    pub fn is_drained(&self) -> bool {
+        self.draining.is_some() && self.live.is_empty()
+    }
+
+    /// Live sessions by kind.
+    pub fn live_counts(&self) -> LiveCounts {
+        let uploads = self.live.values().filter(|l| l.op == Op::Put).count();
+        LiveCounts {
+            downloads: self.live.len() - uploads,
+            uploads,
+        }
+    }
+
+    /// Live sessions.
+    pub fn live(&self) -> usize {
+        self.live.len()
+    }
+
+    /// Unproven grants held (expired ones included until the next sweep).
+    pub fn unproven(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The next thing the driver must do to a session, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Sweeps what expired and ends a grace period that ran out. Spurious calls are harmless.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.next_sweep.is_some_and(|at| now >= at) {
+            self.pending.sweep(now);
+            while let Some(key) = self.tomb_order.front().copied() {
+                match self.tombs.get(&key) {
+                    Some(tomb) if tomb.until > now => break,
+                    _ => {
+                        self.tombs.remove(&key);
+                        self.tomb_order.pop_front();
+                    }
+                }
+            }
+            let idle = self.pending.is_empty() && self.tombs.is_empty();
+            self.next_sweep = (!idle).then_some(now + SWEEP_EVERY);
+        }
+        if let Some(end) = self.draining {
+            if now >= end && !self.grace_over {
+                self.stop_now(now);
+            }
+        }
+    }
+
+    /// When [`Endpoint::handle_timeout`] should next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let grace = self.draining.filter(|_| !self.grace_over);
+        match (self.next_sweep, grace) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Writes the next reply into `buf` (at least [`super::wire::MAX_DATAGRAM`] long) and
+    /// returns its destination and length; `None` when none is queued.
+    #[must_use]
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
+        let reply = self.replies.pop_front()?;
+        self.stats.sent += 1;
+        let session = reply.session;
+        let len = match &reply.body {
+            Body::Accept(accept) => accept.encode(buf),
+            Body::Ack(seq) => Message::Ack { session, seq: *seq }.encode(buf),
+            Body::Error {
+                code,
+                text,
+                received,
+            } => Message::Error {
+                session,
+                code: *code,
+                text: clip_error_text(text, *received).as_bytes(),
+            }
+            .encode(buf),
+        };
+        Some((reply.peer, len))
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &ServerStats {
+        &self.stats
+    }
+
+    /// Counters, for the driver's own counts (datagrams its sessions sent).
+    pub fn stats_mut(&mut self) -> &mut ServerStats {
+        &mut self.stats
+    }
+
+    fn queue(&mut self, reply: Reply) {
+        if self.replies.len() >= self.policy.limits.max_replies {
+            self.stats.replies_dropped += 1;
+        } else {
+            self.replies.push_back(reply);
+        }
+    }
+
+    /// Queues an Error for a peer that proved its address (no amplification limit).
+    fn refuse_proven(&mut self, key: Key, refusal: Refusal) {
+        self.queue(Reply {
+            peer: key.0,
+            session: key.1,
+            body: Body::Error {
+                code: refusal.code,
+                text: refusal.text,
+                received: usize::MAX / AMPLIFICATION_FACTOR,
+            },
+        });
+    }
+
+    /// Refuses a request of `received` bytes from a peer that has not proven its address:
+    /// like the Accept it would otherwise get, one reply within the amplification limit.
+    fn refuse_request(&mut self, peer: SocketAddr, token: u32, refusal: Refusal, received: usize) {
+        self.stats.refused += 1;
+        self.queue(Reply {
+            peer,
+            session: token,
+            body: Body::Error {
+                code: refusal.code,
+                text: refusal.text,
+                received,
+            },
+        });
+    }
+
+    /// Queues an Error for a peer that has not proven its address, in answer to a datagram
+    /// of `received` bytes: clipped to the amplification limit, and rate-limited in all and
+    /// per address.
+    fn refuse_stranger(
+        &mut self,
+        now: Instant,
+        peer: SocketAddr,
+        session: u32,
+        refusal: Refusal,
+        received: usize,
+    ) {
+        let bucket = address_bucket(peer.ip());
+        if !self.strangers.take(now, STRANGER_RATE, STRANGER_BURST)
+            || !self.buckets[bucket].take(now, PER_ADDRESS_RATE, PER_ADDRESS_BURST)
+        {
+            self.stats.rate_limited += 1;
+            return;
+        }
+        self.queue(Reply {
+            peer,
+            session,
+            body: Body::Error {
+                code: refusal.code,
+                text: refusal.text,
+                received,
+            },
+        });
+    }
+}
+
+/// Which per-address bucket `ip` draws from (FNV-1a of its bytes; collisions only share a
+/// rate limit).
+fn address_bucket(ip: IpAddr) -> usize {
+    let fnv = |bytes: &[u8]| {
+        bytes.iter().fold(0x811c_9dc5u32, |h, b| {
+            (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+        })
+    };
+    let hash = match ip.to_canonical() {
+        IpAddr::V4(v4) => fnv(&v4.octets()),
+        IpAddr::V6(v6) => fnv(&v6.octets()),
+    };
+    hash as usize % BUCKETS
+}
+
+/// Whether a server session is over: it has an outcome and nothing left to send. A completed
+/// upload does not linger (its Ack of Done is out; the endpoint's tombstone answers a
+/// repeated Done), so its thread, process or slot is free at once.
+pub fn server_done(transfer: &Transfer) -> bool {
+    transfer.outcome().is_some() && !transfer.wants_transmit()
+}

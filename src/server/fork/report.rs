@@ -1,0 +1,197 @@
+//! What a session child tells the parent, over one Unix datagram socket that every child
+//! inherits: that its session opened (or was refused), its progress now and then, and how
+//! it ended. One record a datagram (a Unix datagram socket keeps them whole), carrying the
+//! child's pid so the parent knows whose it is.
+//!
+//! ```text
+//!  kind u8 | pid u32 | bytes u64 | sent u64 | failure u8 | code u16 | tries u32 | ms u64 | text
+//! ```
+
+use super::super::log::Logger;
+use super::Child;
+use crate::proto::endpoint::Endpoint;
+use crate::proto::wire::ErrorCode;
+use crate::proto::{Failure, Outcome};
+use byteorder::{ByteOrder, NetworkEndian};
+use nix::unistd::Pid;
+use std::collections::HashMap;
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+/// One record from a child.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) enum Report {
+    /// The session opened.
+    Opened,
+    /// The store refused to open it (the child told the peer).
+    Refused,
+    /// Bytes moved so far.
+    Progress(u64),
+    /// The session is over.
+    Ended {
+        outcome: Option<Outcome>,
+        bytes: u64,
+        sent: u64,
+    },
+}
+
+const HEADER: usize = 1 + 4 + 8 + 8 + 1 + 2 + 4 + 8;
+
+/// The longest failure text carried.
+const MAX_TEXT: usize = 512;
+
+impl Report {
+    /// Encodes this record of child `pid`.
+    pub(super) fn encode(&self, pid: u32) -> Vec<u8> {
+        let mut out = vec![0u8; HEADER];
+        let (kind, bytes, sent, outcome) = match self {
+            Self::Opened => (1, 0, 0, None),
+            Self::Refused => (2, 0, 0, None),
+            Self::Progress(bytes) => (3, *bytes, 0, None),
+            Self::Ended {
+                outcome,
+                bytes,
+                sent,
+            } => (4, *bytes, *sent, Some(outcome)),
+        };
+        out[0] = kind;
+        NetworkEndian::write_u32(&mut out[1..5], pid);
+        NetworkEndian::write_u64(&mut out[5..13], bytes);
+        NetworkEndian::write_u64(&mut out[13..21], sent);
+        let (failure, code, tries, ms, text) = match outcome {
+            None | Some(Some(Outcome::Complete)) => (0, 0, 0, 0, String::new()),
+            Some(None) => (1, 0, 0, 0, String::new()),
+            Some(Some(Outcome::Failed(Failure::Timeout { tries, elapsed }))) => {
+                (2, 0, *tries, elapsed.as_millis() as u64, String::new())
+            }
+            Some(Some(Outcome::Failed(Failure::Peer { code, text }))) => {
+                (3, code.to_u16(), 0, 0, text.clone())
+            }
+            Some(Some(Outcome::Failed(Failure::Local { code, text }))) => {
+                (4, code.to_u16(), 0, 0, text.clone())
+            }
+        };
+        out[21] = failure;
+        NetworkEndian::write_u16(&mut out[22..24], code);
+        NetworkEndian::write_u32(&mut out[24..28], tries);
+        NetworkEndian::write_u64(&mut out[28..36], ms);
+        out.extend_from_slice(crate::proto::wire::clip_to(&text, MAX_TEXT).as_bytes());
+        out
+    }
+
+    /// Decodes a record: the child's pid and the report; `None` if malformed.
+    pub(super) fn decode(bytes: &[u8]) -> Option<(u32, Self)> {
+        if bytes.len() < HEADER {
+            return None;
+        }
+        let pid = NetworkEndian::read_u32(&bytes[1..5]);
+        let moved = NetworkEndian::read_u64(&bytes[5..13]);
+        let sent = NetworkEndian::read_u64(&bytes[13..21]);
+        let code = ErrorCode::from_u16(NetworkEndian::read_u16(&bytes[22..24]));
+        let text = String::from_utf8_lossy(&bytes[HEADER..]).into_owned();
+        let failure = match bytes[21] {
+            0 => Some(Outcome::Complete),
+            1 => None,
+            2 => Some(Outcome::Failed(Failure::Timeout {
+                tries: NetworkEndian::read_u32(&bytes[24..28]),
+                elapsed: Duration::from_millis(NetworkEndian::read_u64(&bytes[28..36])),
+            })),
+            3 => Some(Outcome::Failed(Failure::Peer { code, text })),
+            4 => Some(Outcome::Failed(Failure::Local { code, text })),
+            _ => return None,
+        };
+        let report = match bytes[0] {
+            1 => Self::Opened,
+            2 => Self::Refused,
+            3 => Self::Progress(moved),
+            4 => Self::Ended {
+                outcome: failure,
+                bytes: moved,
+                sent,
+            },
+            _ => return None,
+        };
+        Some((pid, report))
+    }
+}
+
+/// Applies every report the children sent since the last call.
+pub(super) fn apply(
+    reports: &UnixDatagram,
+    children: &mut HashMap<Pid, Child>,
+    endpoint: &mut Endpoint,
+    log: &Logger,
+    now: Instant,
+    buf: &mut [u8],
+) {
+    while let Ok(n) = reports.recv(buf) {
+        let Some((pid, report)) = Report::decode(&buf[..n]) else {
+            continue;
+        };
+        let Some(child) = children.get_mut(&Pid::from_raw(pid as i32)) else {
+            continue;
+        };
+        match report {
+            Report::Opened => endpoint.opened(),
+            Report::Refused => {
+                child.ended = true;
+                endpoint.open_failed(child.key, None);
+            }
+            Report::Progress(bytes) => endpoint.progress(child.key, bytes, now),
+            Report::Ended {
+                outcome,
+                bytes,
+                sent,
+            } => {
+                child.ended = true;
+                endpoint.stats_mut().sent += sent;
+                if let Some(record) = endpoint.ended(child.key, outcome.as_ref(), bytes, now) {
+                    log.session(&record);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_report_round_trips() {
+        for report in [
+            Report::Opened,
+            Report::Refused,
+            Report::Progress(12345),
+            Report::Ended {
+                outcome: Some(Outcome::Complete),
+                bytes: 7,
+                sent: 9,
+            },
+            Report::Ended {
+                outcome: None,
+                bytes: 0,
+                sent: 1,
+            },
+            Report::Ended {
+                outcome: Some(Outcome::Failed(Failure::Timeout {
+                    tries: 3,
+                    elapsed: Duration::from_millis(5000),
+                })),
+                bytes: 1,
+                sent: 2,
+            },
+            Report::Ended {
+                outcome: Some(Outcome::Failed(Failure::Peer {
+                    code: ErrorCode::Cancelled,
+                    text: "bye".into(),
+                })),
+                bytes: 1,
+                sent: 2,
+            },
+        ] {
+            assert_eq!(Report::decode(&report.encode(42)), Some((42, report)));
+        }
+        assert_eq!(Report::decode(&[1, 2, 3]), None);
+    }
+}

@@ -1,0 +1,381 @@
+//! The sending half of a TFTP transfer: blocks of a [`Source`] sent in a fixed window
+//! (RFC 7440; a window of one is RFC 1350's lockstep), used by the server for a read and
+//! by the client for a write.
+//!
+//! Up to `windowsize` blocks are in flight. An ACK of block *n* acknowledges every block up
+//! to *n* and starts the next window at *n* + 1 (RFC 7440 §4: a receiver that saw a gap
+//! acknowledges the last block it has in order, and sending resumes after it). Only the
+//! timer retransmits, from the first unacknowledged block; an ACK that acknowledges nothing
+//! new (a duplicate, a late one) never causes a send, so the Sorcerer's Apprentice cannot
+//! happen. From the second timeout in a row on, the retransmission also carries the next
+//! new block, which unsticks a receiver that already has the window and answers repeats only
+//! once. The timer is RFC 6298's ([`Rtt`]: smoothed round trip, Karn's rule, backoff), so
+//! on a LAN a lost block costs about a round trip.
+//!
+//! A block is built when it is first sent and rebuilt for a retransmission: in octet mode
+//! from its offset, in netascii mode from the file offset and encoder state remembered at
+//! the start of every block in flight (a [`Cursor`]), so nothing but one block is buffered.
+
+use super::blocks::{resolve, wire};
+use super::codes::{TftpCode, TftpError};
+use super::netascii::Encoder;
+use super::options::Granted;
+use super::wire::{seal_data, DATA_HEADER_LEN};
+use crate::proto::rtt::Rtt;
+use crate::proto::session::{deadline, Config, Failure, Outcome, Source, Stats};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Where a block starts: a file offset, and (netascii) the encoder's state there.
+#[derive(Clone, Copy, Debug, Default)]
+struct Cursor {
+    offset: u64,
+    encoder: Encoder,
+}
+
+/// Sends one file as numbered blocks.
+pub struct BlockSender {
+    source: Box<dyn Source>,
+    netascii: bool,
+    blksize: usize,
+    window: u64,
+    /// The highest block acknowledged (0: none).
+    acked: u64,
+    /// The next block to send.
+    next: u64,
+    /// The highest block ever sent.
+    high_sent: u64,
+    /// The highest block ever retransmitted (Karn: no RTT sample from those).
+    retx_high: u64,
+    /// The final block (shorter than `blksize`), once built.
+    last: Option<u64>,
+    /// Cursors of blocks `acked + 1 ..`, one past the highest built.
+    cursors: VecDeque<Cursor>,
+    /// First-send times of blocks `acked + 1 ..= high_sent`.
+    sent_at: VecDeque<Instant>,
+    /// The packet of the block built last, and its index.
+    packet: Vec<u8>,
+    packet_len: usize,
+    packet_index: Option<u64>,
+    /// Raw file bytes before netascii encoding.
+    scratch: Vec<u8>,
+    rtt: Rtt,
+    retransmit_at: Option<Instant>,
+    progress_at: Instant,
+    give_up: Duration,
+    timeouts: u32,
+    outcome: Option<Outcome>,
+    error_pending: Option<TftpError>,
+    stats: Stats,
+}
+
+impl BlockSender {
+    /// A sender of `source` with the negotiated `granted` parameters, starting at block 1
+    /// (sent on the first [`BlockSender::poll_transmit`]).
+    pub fn new(
+        now: Instant,
+        config: &Config,
+        granted: &Granted,
+        netascii: bool,
+        source: Box<dyn Source>,
+    ) -> Self {
+        let blksize = usize::from(granted.blksize.max(1));
+        let mut cursors = VecDeque::new();
+        cursors.push_back(Cursor::default());
+        Self {
+            source,
+            netascii,
+            blksize,
+            window: u64::from(granted.windowsize.max(1)),
+            acked: 0,
+            next: 1,
+            high_sent: 0,
+            retx_high: 0,
+            last: None,
+            cursors,
+            sent_at: VecDeque::new(),
+            packet: vec![0; DATA_HEADER_LEN + blksize],
+            packet_len: 0,
+            packet_index: None,
+            scratch: if netascii {
+                vec![0; blksize]
+            } else {
+                Vec::new()
+            },
+            rtt: Rtt::new(config),
+            retransmit_at: None,
+            progress_at: now,
+            give_up: granted.give_up(config.timeout),
+            timeouts: 0,
+            outcome: None,
+            error_pending: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Folds in a round trip measured before the first block (an OACK and its ACK 0).
+    pub fn sample_rtt(&mut self, rtt: Duration) {
+        self.rtt.sample(rtt);
+    }
+
+    /// Counts a datagram the session received and ignored.
+    pub fn note_ignored(&mut self) {
+        self.stats.received += 1;
+        self.stats.duplicates += 1;
+    }
+
+    /// Handles ACK `number`; returns whether it acknowledged a block not acknowledged
+    /// before (a duplicate or stray ACK changes nothing and sends nothing).
+    pub fn handle_ack(&mut self, now: Instant, number: u16) -> bool {
+        self.stats.received += 1;
+        let new = if self.outcome.is_some() {
+            None
+        } else {
+            resolve(number, self.acked + 1, self.high_sent)
+        };
+        let Some(acked) = new else {
+            self.stats.duplicates += 1;
+            return false;
+        };
+        let newly = (acked - self.acked) as usize;
+        if acked > self.retx_high {
+            if let Some(&sent) = self.sent_at.get(newly - 1) {
+                self.rtt.sample(now.saturating_duration_since(sent));
+            }
+        }
+        self.sent_at.drain(..newly.min(self.sent_at.len()));
+        self.cursors.drain(..newly.min(self.cursors.len() - 1));
+        self.acked = acked;
+        self.progress_at = now;
+        self.timeouts = 0;
+        self.retransmit_at = None;
+        if Some(acked) == self.last {
+            self.outcome = Some(Outcome::Complete);
+            return true;
+        }
+        // The next window starts right after the acknowledged block.
+        self.next = acked + 1;
+        true
+    }
+
+    /// The peer ended the transfer with an ERROR.
+    pub fn handle_error(&mut self, code: u16, text: &[u8]) {
+        self.stats.received += 1;
+        if self.outcome.is_none() {
+            self.retransmit_at = None;
+            self.outcome = Some(Outcome::Failed(peer_failure(code, text)));
+        }
+    }
+
+    /// Fires the retransmission timer if due (spurious calls are harmless): resend from the
+    /// first unacknowledged block with the timeout doubled, or give up once the peer has
+    /// been silent for the give-up time.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.outcome.is_some() || self.retransmit_at.is_none_or(|at| now < at) {
+            return;
+        }
+        let elapsed = now.saturating_duration_since(self.progress_at);
+        if elapsed >= self.give_up {
+            self.outcome = Some(Outcome::Failed(Failure::Timeout {
+                tries: self.timeouts + 1,
+                elapsed,
+            }));
+            self.retransmit_at = None;
+            self.error_pending = Some(TftpError::new(TftpCode::Undefined, "timed out"));
+            return;
+        }
+        self.rtt.back_off();
+        self.timeouts += 1;
+        self.retransmit_at = None;
+        self.next = self.acked + 1;
+    }
+
+    /// Block 1 is due again at once (the server answering a repeated request).
+    pub fn resend_first(&mut self) {
+        if self.outcome.is_none() {
+            self.next = self.acked + 1;
+        }
+    }
+
+    fn can_send(&self) -> bool {
+        // From the second timeout in a row on, one block past the window goes out too: a
+        // receiver that already holds the whole window and answers repeats only once (atftp)
+        // would otherwise wait for its own timer, which our retransmissions keep resetting.
+        // The next new block is in order for it, and it moves again.
+        let probe = u64::from(self.timeouts >= 2);
+        self.outcome.is_none()
+            && self.next <= self.acked + self.window + probe
+            && self.last.is_none_or(|last| self.next <= last)
+    }
+
+    /// Writes the next datagram into `buf` (at least [`super::wire::MAX_PACKET`] long, or
+    /// the block size plus 4) and returns its length; `None` when nothing is due. Call
+    /// until `None` after every `handle_*` call.
+    #[must_use]
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        if let Some(error) = self.error_pending.take() {
+            self.stats.sent += 1;
+            return Some(error.encode(buf));
+        }
+        if !self.can_send() {
+            return None;
+        }
+        let index = self.next;
+        if self.packet_index != Some(index) {
+            if let Err(error) = self.build(index) {
+                self.fail(error);
+                return self.poll_transmit(now, buf);
+            }
+        }
+        buf[..self.packet_len].copy_from_slice(&self.packet[..self.packet_len]);
+        if index > self.high_sent {
+            self.high_sent = index;
+            self.sent_at.push_back(now);
+            self.stats.bytes += (self.packet_len - DATA_HEADER_LEN) as u64;
+        } else {
+            self.stats.retransmitted += 1;
+            self.retx_high = self.retx_high.max(index);
+        }
+        self.stats.sent += 1;
+        self.next += 1;
+        if self.retransmit_at.is_none() {
+            self.retransmit_at = Some(deadline(now, self.rtt.rto()));
+        }
+        Some(self.packet_len)
+    }
+
+    /// Builds block `index` (between the first unacknowledged and one past the highest
+    /// built) into `packet`.
+    fn build(&mut self, index: u64) -> Result<(), TftpError> {
+        let slot = (index - self.acked - 1) as usize;
+        let cursor = self.cursors[slot];
+        let blksize = self.blksize;
+        let out = &mut self.packet[DATA_HEADER_LEN..DATA_HEADER_LEN + blksize];
+        let (len, end) = if self.netascii {
+            let raw = read_full(self.source.as_mut(), cursor.offset, &mut self.scratch)?;
+            let mut encoder = cursor.encoder;
+            let (used, written) = encoder.encode(&self.scratch[..raw], out);
+            let end = Cursor {
+                offset: cursor.offset + used as u64,
+                encoder,
+            };
+            (written, end)
+        } else {
+            let n = read_full(self.source.as_mut(), cursor.offset, out)?;
+            let end = Cursor {
+                offset: cursor.offset + n as u64,
+                encoder: Encoder::new(),
+            };
+            (n, end)
+        };
+        if len < blksize && self.last.is_none() {
+            // The final block: the file must not have changed while it was sent.
+            match self.source.unchanged() {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(TftpError::new(
+                        TftpCode::Undefined,
+                        "file changed during transfer",
+                    ))
+                }
+                Err(e) => {
+                    return Err(TftpError::new(
+                        TftpCode::Undefined,
+                        format!("read error: {e}"),
+                    ))
+                }
+            }
+            self.last = Some(index);
+        }
+        if self.cursors.len() == slot + 1 {
+            self.cursors.push_back(end);
+        }
+        self.packet_len = seal_data(&mut self.packet, wire(index), len);
+        self.packet_index = Some(index);
+        Ok(())
+    }
+
+    fn fail(&mut self, error: TftpError) {
+        self.retransmit_at = None;
+        self.outcome = Some(Outcome::Failed(error.failure()));
+        self.error_pending = Some(error);
+    }
+
+    /// Ends the transfer from this side, telling the peer `text`.
+    pub fn abort(&mut self, code: TftpCode, text: &str) {
+        if self.outcome.is_none() {
+            self.fail(TftpError::new(code, text));
+        }
+    }
+
+    /// Ends the transfer without a word to the peer (a peer never proven to be there).
+    pub fn expire(&mut self, now: Instant) {
+        if self.outcome.is_none() {
+            self.retransmit_at = None;
+            self.outcome = Some(expired(now, self.progress_at));
+        }
+        self.error_pending = None;
+    }
+
+    /// The next deadline, if a timer runs.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.retransmit_at
+    }
+
+    /// Whether a datagram is waiting for [`BlockSender::poll_transmit`].
+    pub fn wants_transmit(&self) -> bool {
+        self.error_pending.is_some() || self.can_send()
+    }
+
+    /// How the transfer ended, once it has.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.outcome.as_ref()
+    }
+
+    /// Whether nothing remains to send: the transfer can be dropped.
+    pub fn is_finished(&self) -> bool {
+        self.outcome.is_some() && self.error_pending.is_none()
+    }
+
+    /// Blocks acknowledged so far.
+    pub fn acked_blocks(&self) -> u64 {
+        self.acked
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            srtt: self.rtt.srtt(),
+            ..self.stats.clone()
+        }
+    }
+}
+
+/// Reads from `offset` until `buf` is full or the source ends; returns the count.
+fn read_full(source: &mut dyn Source, offset: u64, buf: &mut [u8]) -> Result<usize, TftpError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = source
+            .read_at(offset + filled as u64, &mut buf[filled..])
+            .map_err(|e| TftpError::new(TftpCode::Undefined, format!("read error: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    Ok(filled)
+}
+
+/// The outcome of a transfer whose peer never showed up after `since`: a silent timeout.
+pub(crate) fn expired(now: Instant, since: Instant) -> Outcome {
+    Outcome::Failed(Failure::Timeout {
+        tries: 1,
+        elapsed: now.saturating_duration_since(since),
+    })
+}
+
+/// The failure of a transfer the peer ended with ERROR `code` saying `text`.
+pub(crate) fn peer_failure(code: u16, text: &[u8]) -> Failure {
+    Failure::from_peer(super::codes::TftpCode::from_u16(code).to_udpft(), text)
+}
