@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use std::path::PathBuf;
 use std::time::Duration;
 use udpft::proto::access::parse_prefix;
-use udpft::proto::wire::{DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK};
+use udpft::proto::wire::{DEFAULT_CHUNK, MAX_CHUNK, MAX_WINDOW, MIN_CHUNK};
 use udpft::server;
 use udpft::server::log::LogFormat;
 
@@ -158,6 +158,10 @@ pub(crate) struct ServeArgs {
     /// Largest chunk granted to a client, in bytes.
     #[arg(long, default_value_t = MAX_CHUNK, value_parser = clap::value_parser!(u16).range(i64::from(MIN_CHUNK)..=i64::from(MAX_CHUNK)))]
     pub(crate) max_chunk: u16,
+    /// Largest window granted to a client (chunks in flight; 1: stop-and-wait only). Shrunk
+    /// for large chunks so one session holds at most 4 MiB.
+    #[arg(long, default_value_t = udpft::proto::session::DEFAULT_MAX_WINDOW, value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_WINDOW)))]
+    pub(crate) max_window: u16,
     /// Give up on a peer that shows no progress for this many seconds.
     #[arg(long, default_value = "5", value_name = "SECS", value_parser = parse_seconds)]
     pub(crate) timeout: Duration,
@@ -223,6 +227,9 @@ pub(crate) struct ClientArgs {
     /// Chunk size to ask for, in bytes (the server may grant less).
     #[arg(long, default_value_t = DEFAULT_CHUNK, value_parser = clap::value_parser!(u16).range(i64::from(MIN_CHUNK)..=i64::from(MAX_CHUNK)))]
     pub(crate) chunk: u16,
+    /// Chunks in flight to ask for (1: stop-and-wait; the server may grant fewer).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_WINDOW)))]
+    pub(crate) window: u16,
     /// Give up when the server shows no progress for this many seconds.
     #[arg(long, default_value = "5", value_name = "SECS", value_parser = parse_seconds)]
     pub(crate) timeout: Duration,

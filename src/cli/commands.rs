@@ -37,6 +37,7 @@ impl Context {
         let options = ClientOptions {
             config: Config {
                 chunk: args.chunk,
+                window: args.window,
                 timeout: args.timeout,
                 // The receiver lingers after a download for 8 retransmission timeouts of
                 // the measured round trip, with no fixed floor: a few milliseconds on a

@@ -65,6 +65,7 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
         policy: Policy {
             session: Config {
                 chunk: args.max_chunk,
+                window: args.max_window,
                 timeout,
                 // Remember a completed upload as long as a client would retry a lost final
                 // Ack.

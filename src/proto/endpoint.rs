@@ -329,13 +329,15 @@ impl Endpoint {
                 Some(refusal) => Err(refusal),
                 None => Ok(grant),
             });
-        let grant = match judged {
+        let mut grant = match judged {
             Ok(grant) => grant,
             Err(refusal) => {
                 self.refuse_request(peer, token, refusal, len);
                 return;
             }
         };
+        // Karn: the Accept → proof round trip counts only if this is the only Accept.
+        grant.accepted_at = (!self.pending.contains(peer, session, now)).then_some(now);
         // One Accept per request: 44 bytes, within 3× of the smallest request (24).
         self.queue(Reply {
             peer,

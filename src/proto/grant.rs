@@ -72,6 +72,9 @@ pub struct Grant {
     pub file: Option<FileInfo>,
     /// The listing snapshot a List's Accept described.
     pub listing: Option<Arc<[u8]>>,
+    /// When the Accept went out, if it went out once: the proof that answers it measures
+    /// the session's first round trip.
+    pub accepted_at: Option<Instant>,
 }
 
 impl fmt::Debug for Grant {
@@ -108,6 +111,7 @@ impl Grant {
             overwrite: false,
             file: None,
             listing: None,
+            accepted_at: None,
         }
     }
 
@@ -158,7 +162,7 @@ impl Grant {
             opening,
             prefix_crc: 0,
         };
-        Ok(match self.op {
+        let mut transfer = match self.op {
             Op::List => {
                 let listing = self.listing.clone().unwrap_or_else(|| Arc::from(&[][..]));
                 Transfer::send(
@@ -181,6 +185,12 @@ impl Grant {
                 let opening = Opening::Accept { token: self.token };
                 Transfer::receive(now, config, plan(opening), sink)
             }
-        })
+        };
+        // The proof answered the Accept: the first round trip of a windowed download's
+        // sender, taken before any data of its own is queued (protocol.md §21.2).
+        if let (Some(sent), true) = (self.accepted_at, self.window > 1) {
+            transfer.seed_rtt(now.saturating_duration_since(sent));
+        }
+        Ok(transfer)
     }
 }
