@@ -1,8 +1,15 @@
 //! Golden transcripts of stop-and-wait (window 1): every datagram both ends send in a set of
-//! scripted transfers over the simulated network, byte for byte and at its virtual time, as
-//! recorded from the implementation before windows existed (main at 3b49b0c, regenerated
-//! there when main changed the version-1 handshake). They must pass unchanged: a
-//! window-1 transfer is, on the wire, exactly the version-1 protocol (protocol.md §16).
+//! scripted transfers over the simulated network, byte for byte and at its virtual time. They
+//! were recorded from main before windows existed (at 3b49b0c, whose version-1 handshake is
+//! today's), and the window engine passed them unchanged: a window-1 transfer is, on the
+//! wire, exactly the version-1 protocol (protocol.md §16, §20.2).
+//!
+//! They were re-recorded once, on purpose, when every half's first retransmission timer
+//! began to follow the handshake's round trip instead of `rto_initial` (protocol.md §9.1): in
+//! the scripted scenarios every datagram kept its bytes and its place in the order, and only
+//! the moment of recovery moved (a lost Data 1 is resent after 4 ms instead of 101 ms); the
+//! random bad-link run, whose losses depend on timing, no longer ends in the lost-final-Ack
+//! case (main's ended with an `UnknownSession` Error after the client stopped lingering).
 //!
 //! Each scenario's transcript lives in `tests/golden/NAME.txt`, one line per datagram:
 //! `MICROSECONDS FROM->TO HEX`. `UPDATE_GOLDEN=1 cargo test --test golden` rewrites them

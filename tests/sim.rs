@@ -890,6 +890,45 @@ fn upload_losing_done_acks(n: usize) -> (Sim, usize, Vec<u8>) {
 }
 
 #[test]
+fn a_windowed_upload_whose_final_ack_is_lost_hears_the_tombstone_answer_a_chunk() {
+    // Data 2 is lost, the Done already travels behind Data 3, and the server's Ack of Done
+    // sent when the retransmission of Data 2 filled the hole is lost too: the sender still
+    // counts chunk 2 unacknowledged (the Done was acknowledged selectively) and its timer
+    // resends it, not the Done. The server's session has ended; its tombstone must answer that chunk with the
+    // selective Ack of Done (protocol.md §6.4, §20.5), or the client times out on a file that
+    // was committed (a seed of the random-loss test once did).
+    let len = 3 * CHUNK;
+    let done_seq = chunks(len) + 1;
+    let mut sim = Sim::new(19, lan());
+    sim.client_config.window = 8;
+    let client = common::client_addr(0);
+    let (mut data_lost, mut ack_lost) = (false, false);
+    sim.set_hook(Box::new(move |s: &Sent| {
+        if !data_lost && s.from == client && s.kind == Some(Kind::Data) && s.seq == 2 {
+            data_lost = true;
+            Fate::Drop
+        } else if !ack_lost && s.from == SERVER && s.kind == Some(Kind::Ack) && s.seq == done_seq
+        {
+            ack_lost = true;
+            Fate::Drop
+        } else {
+            Fate::Link
+        }
+    }));
+    let bytes = random_bytes(19, len);
+    let c = sim.put("up.bin", bytes.clone(), false);
+    sim.run();
+    assert_uploaded(&sim, c, "up.bin", &bytes);
+    let resent: Vec<u64> = sim
+        .sends(client, Kind::Data)
+        .filter(|s| s.seq == 2)
+        .map(|s| s.seq)
+        .collect();
+    assert_eq!(resent.len(), 3, "Data 2: lost, resent, resent after the lost Ack of Done");
+    assert_eq!(sim.table.stats().unknown_session, 0);
+}
+
+#[test]
 fn download_whose_ack_of_accept_is_lost_completes_without_a_second_accept() {
     // Before the client proves its address the server sends one Accept per request and
     // nothing on a timer; the client's Ack 0, repeated on its own timer, is the proof, so
@@ -1506,30 +1545,31 @@ fn four_windowed_transfers_share_a_bottleneck_fairly() {
 }
 
 #[test]
-fn random_loss_does_not_collapse_the_window() {
+fn random_loss_keeps_half_the_loss_free_goodput() {
     // A 20 MB/s path with a deep queue (nothing is dropped there) that loses 5 % at random
-    // each way: a loss-based window would collapse to a few chunks.
-    let run = |loss| {
-        let mut sim = Sim::new(62, Impairments { loss, ..lan() });
+    // each way: a loss-based window would collapse to a few chunks (issue 10 §2: a window-64
+    // transfer keeps at least half of its own loss-free goodput). Several seeds: the figure
+    // is the goodput, whatever the window happens to be at the end.
+    let run = |seed, loss| {
+        let mut sim = Sim::new(seed, Impairments { loss, ..lan() });
         sim.client_config.window = 64;
         sim.bottleneck_up = Some(common::bottleneck(2 * RATE, 1000));
         let len = 8 << 20;
-        let bytes = random_bytes(62, len);
+        let bytes = random_bytes(seed, len);
         let c = sim.put("lossy", bytes.clone(), false);
         sim.run();
         assert_uploaded(&sim, c, "lossy", &bytes);
         (goodput(&sim, c, len), sim.stats(c))
     };
-    let (clean, clean_stats) = run(0.0);
-    let (lossy, stats) = run(0.05);
-    assert!(
-        lossy >= 0.5 * clean,
-        "{lossy:.0} B/s against {clean:.0} B/s: {stats:?}"
-    );
-    assert!(
-        stats.cwnd * 2 >= clean_stats.cwnd,
-        "the window collapsed: {stats:?}, without loss {clean_stats:?}"
-    );
+    for seed in [62, 63, 64] {
+        let (clean, _) = run(seed, 0.0);
+        let (lossy, stats) = run(seed, 0.05);
+        eprintln!("seed {seed}: {:.2} of the loss-free goodput", lossy / clean);
+        assert!(
+            lossy >= 0.5 * clean,
+            "seed {seed}: {lossy:.0} B/s against {clean:.0} B/s: {stats:?}"
+        );
+    }
 }
 
 #[test]
@@ -1565,4 +1605,43 @@ fn a_window_shrinks_under_a_bottleneck_and_regrows_when_it_clears() {
     );
     sim.run();
     assert_eq!(sim.outcome(long), Some(Outcome::Complete));
+}
+
+// ---------------------------------------------------------------------------------------
+// Recovery that does not depend on luck (issue 10 §4)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_single_loss_costs_one_timeout_not_a_backoff_ceiling() {
+    // Stop-and-wait on a 1 ms round trip, Data 7 lost once: the longest silence either end
+    // sees is about one retransmission timeout of the measured round trip.
+    for window in [1u16, 8] {
+        let mut sim = Sim::new(70, lan());
+        sim.client_config.window = window;
+        sim.set_hook(drop_nth(SERVER, Kind::Data, 6));
+        let (c, bytes) = download(&mut sim, 50 * CHUNK);
+        sim.run();
+        assert_downloaded(&sim, c, &bytes);
+        let stats = sim.stats(c);
+        let srtt = Duration::from_millis(1);
+        assert!(
+            stats.longest_silence <= 4 * srtt,
+            "window {window}: {:?} of silence after one loss: {stats:?}",
+            stats.longest_silence
+        );
+    }
+}
+
+#[test]
+fn at_ten_percent_loss_no_silence_reaches_the_backoff_ceiling() {
+    // The backoff ceiling is 250 ms; with every timer following the handshake's round trip,
+    // ten seeds of 10 % loss each way never wait that long (protocol.md §9.1).
+    for seed in 0..10 {
+        let mut sim = Sim::new(seed, Impairments { loss: 0.1, ..lan() });
+        let (c, bytes) = download(&mut sim, 200 * CHUNK);
+        sim.run();
+        assert_downloaded(&sim, c, &bytes);
+        let silence = sim.stats(c).longest_silence;
+        assert!(silence < Duration::from_millis(60), "seed {seed}: {silence:?}");
+    }
 }

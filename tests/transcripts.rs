@@ -111,12 +111,31 @@ fn sender_retransmits_only_on_its_timer_with_backoff_and_karn() {
     s.fire(2_000);
     s.expect(2_000, &[data(1, b"abcd")]);
     s.expect_deadline(Some(5_000));
-    // The Ack of a message sent twice gives no sample (Karn): the backed-off RTO stays.
-    s.recv(2_300, ack(1));
-    s.expect(2_300, &[data(2, b"efgh")]);
-    s.expect_deadline(Some(5_300));
+    // The Ack of a message sent twice gives no sample (Karn): the backed-off RTO stays. (It
+    // comes a full round trip after the retransmission, so it may answer either copy.)
+    s.recv(2_600, ack(1));
+    s.expect(2_600, &[data(2, b"efgh")]);
+    s.expect_deadline(Some(5_600));
     assert_eq!(s.stats().retransmitted, 1);
     assert_eq!(s.stats().srtt, Some(Duration::from_micros(500)));
+}
+
+#[test]
+fn a_timeout_found_spurious_gives_up_its_backoff_and_widens_the_rto() {
+    let mut s = download_sender();
+    s.expect(0, &[accept(CHUNK, 10)]);
+    s.recv(500, ack(0));
+    s.expect(500, &[data(1, b"abcd")]);
+    s.fire(2_000);
+    s.expect(2_000, &[data(1, b"abcd")]);
+    // Ack 1 comes 100 µs after the retransmission, sooner than any round trip (500 µs): it
+    // answers the first copy, which took 1.6 ms (Eifel). That is a sample: SRTT 637.5,
+    // RTTVAR 462.5, RTO 2.4875 ms, and no backoff any more.
+    s.recv(2_100, ack(1));
+    s.expect(2_100, &[data(2, b"efgh")]);
+    assert_eq!(s.stats().spurious, 1);
+    assert_eq!(s.stats().srtt, Some(Duration::from_nanos(637_500)));
+    s.expect_deadline(Some(2_100 + 2_487));
 }
 
 #[test]

@@ -128,7 +128,7 @@ fn statistics(report: &Report) -> String {
         format!("{:.3} ms", d.as_secs_f64() * 1e3)
     });
     format!(
-        "{} in {}, goodput {}; datagrams sent {} (retransmitted {}), received {} (duplicates {}, corrupted {}); smoothed RTT {srtt}",
+        "{} in {}, goodput {}; datagrams sent {} (retransmitted {}), received {} (duplicates {}, corrupted {}); smoothed RTT {srtt}; longest silence {:.3} ms",
         size(report.moved()),
         duration(report.elapsed),
         rate(report.moved(), report.elapsed),
@@ -137,6 +137,7 @@ fn statistics(report: &Report) -> String {
         s.received,
         s.duplicates,
         s.corrupted,
+        s.longest_silence.as_secs_f64() * 1e3,
     )
 }
 

@@ -646,8 +646,8 @@ impl Client {
     /// socket, a send as much as a receive).
     fn send_all(&mut self, session: &mut ClientSession, now: Instant) -> bool {
         let mut refused = self.serve_lingering(now);
-        while let Some(len) = session.poll_transmit(now, &mut self.outbuf) {
-            refused |= send(&self.socket, &self.outbuf[..len]);
+        while let Some(datagram) = session.poll_transmit(now, &mut self.outbuf) {
+            refused |= send(&self.socket, datagram);
         }
         refused
     }
@@ -658,8 +658,8 @@ impl Client {
         let mut refused = false;
         for lingering in &mut self.lingering {
             lingering.handle_timeout(now);
-            while let Some(len) = lingering.poll_transmit(now, &mut self.outbuf) {
-                refused |= send(&self.socket, &self.outbuf[..len]);
+            while let Some(datagram) = lingering.poll_transmit(now, &mut self.outbuf) {
+                refused |= send(&self.socket, datagram);
             }
         }
         self.lingering.retain(|s| !s.is_finished());

@@ -49,8 +49,8 @@ enum Phase {
         resend_at: Option<Instant>,
         pending: bool,
         tries: u32,
-        /// When the request was first sent: its Accept is the session's first round trip.
-        first_sent: Option<Instant>,
+        /// When the request was last sent: its Accept measures the session's first round trip.
+        last_sent: Option<Instant>,
     },
     /// The server accepted: the transfer runs (boxed: a transfer is far larger than the
     /// other phases, and it is made once per session).
@@ -115,7 +115,7 @@ impl ClientSession {
                 resend_at: None,
                 pending: true,
                 tries: 0,
-                first_sent: None,
+                last_sent: None,
             },
             rtt: Rtt::new(config),
             started: now,
@@ -177,11 +177,12 @@ impl ClientSession {
                 };
                 match unasked {
                     None => {
-                        // Karn: the request's round trip counts only if it went out once.
+                        // The latest request's round trip: it only sets the first timeouts
+                        // (an underestimate, if an earlier copy was answered, costs at most
+                        // an early repeat).
                         let handshake = match self.phase {
                             Phase::Requesting {
-                                tries: 1,
-                                first_sent: Some(sent),
+                                last_sent: Some(sent),
                                 ..
                             } => Some(now.saturating_duration_since(sent)),
                             _ => None,
@@ -316,19 +317,19 @@ impl ClientSession {
         }
     }
 
-    /// Writes the next datagram for the server into `buf`; `None` when nothing is due.
+    /// The next datagram for the server (encoded into `buf`, or an upload's Data handed out
+    /// where it was read, without a copy); `None` when nothing is due.
     #[must_use]
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+    pub fn poll_transmit<'a>(&'a mut self, now: Instant, buf: &'a mut [u8]) -> Option<&'a [u8]> {
         if let Some((session, code)) = self.farewell.take() {
             let text = b"client closes this session";
-            return Some(
-                Message::Error {
-                    session,
-                    code,
-                    text,
-                }
-                .encode(buf),
-            );
+            let len = Message::Error {
+                session,
+                code,
+                text,
+            }
+            .encode(buf);
+            return Some(&buf[..len]);
         }
         let token = self.token;
         let chunk = self.config.chunk;
@@ -339,14 +340,14 @@ impl ClientSession {
                 resend_at,
                 pending,
                 tries,
-                first_sent,
+                last_sent,
             } => {
                 if !*pending {
                     return None;
                 }
                 *pending = false;
                 *tries += 1;
-                first_sent.get_or_insert(now);
+                *last_sent = Some(now);
                 // The last try waits out the rest of the give-up time.
                 let remaining = self
                     .config
@@ -380,7 +381,8 @@ impl ClientSession {
                         name,
                     },
                 };
-                Some(message.encode(buf))
+                let len = message.encode(buf);
+                Some(&buf[..len])
             }
             Phase::Transfer(transfer) => transfer.poll_transmit(now, buf),
             Phase::Ended(_) => None,

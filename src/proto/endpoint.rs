@@ -135,6 +135,8 @@ struct Live {
     name: Box<[u8]>,
     started: Instant,
     done_seq: u64,
+    /// Whether the session runs windowed (version 2, §20): its tombstone answers Data too.
+    windowed: bool,
     progress: u64,
     /// The start of the current rate window: (when, bytes then).
     mark: (Instant, u64),
@@ -167,6 +169,9 @@ fn per_second(bytes: u64, over: Duration) -> u64 {
 struct Tomb {
     seq: u64,
     until: Instant,
+    /// A windowed upload's sender may retransmit a chunk rather than its Done when the Ack
+    /// of Done is lost (§20.5): the tombstone answers those too, with a selective Ack.
+    windowed: bool,
 }
 
 enum Body {
@@ -177,7 +182,10 @@ enum Body {
         /// The size of the datagram answered: the reply may be at most 3× that.
         received: usize,
     },
+    /// A version-1 Ack.
     Ack(u64),
+    /// A selective Ack of a windowed session, with nothing above `seq`.
+    Sack(u64),
 }
 
 struct Reply {
@@ -336,8 +344,9 @@ impl Endpoint {
                 return;
             }
         };
-        // Karn: the Accept → proof round trip counts only if this is the only Accept.
-        grant.accepted_at = (!self.pending.contains(peer, session, now)).then_some(now);
+        // The Accept → proof round trip sets the session's first timeouts (an underestimate,
+        // if the proof answered an earlier Accept, costs at most an early retransmission).
+        grant.accepted_at = Some(now);
         // One Accept per request: 44 bytes, within 3× of the smallest request (24).
         self.queue(Reply {
             peer,
@@ -385,15 +394,24 @@ impl Endpoint {
             return self.prove(now, grant, message);
         }
         if let Some(tomb) = self.tombs.get(&key) {
-            // A completed upload's Ack of Done was lost: say it again.
-            if let Message::Done { seq, .. } = message {
-                if seq == tomb.seq && now < tomb.until {
-                    self.queue(Reply {
-                        peer,
-                        session: key.1,
-                        body: Body::Ack(seq),
-                    });
-                }
+            // A completed upload's Ack of Done was lost: say it again (a windowed sender may
+            // be retransmitting one of its chunks instead, §20.5).
+            let repeated = match message {
+                Message::Done { seq, .. } => seq == tomb.seq,
+                Message::Data { seq, .. } => tomb.windowed && seq < tomb.seq,
+                _ => false,
+            };
+            if repeated && now < tomb.until {
+                let body = if tomb.windowed {
+                    Body::Sack(tomb.seq)
+                } else {
+                    Body::Ack(tomb.seq)
+                };
+                self.queue(Reply {
+                    peer,
+                    session: key.1,
+                    body,
+                });
             }
             return Event::Nothing;
         }
@@ -427,6 +445,7 @@ impl Endpoint {
                 name: grant.name().into(),
                 started: now,
                 done_seq: grant.done_seq(),
+                windowed: grant.window > 1,
                 progress: grant.offset,
                 mark: (now, grant.offset),
                 rate: None,
@@ -539,7 +558,7 @@ impl Endpoint {
         self.stats.count_outcome(outcome);
         let complete = matches!(outcome, Some(Outcome::Complete));
         if complete && live.op == Op::Put {
-            self.bury(key, live.done_seq, now);
+            self.bury(key, live.done_seq, live.windowed, now);
         }
         Some(Record {
             peer: key.0,
@@ -572,14 +591,21 @@ impl Endpoint {
         Some(live)
     }
 
-    fn bury(&mut self, key: Key, seq: u64, now: Instant) {
+    fn bury(&mut self, key: Key, seq: u64, windowed: bool, now: Instant) {
         if self.tombs.len() >= MAX_TOMBS {
             if let Some(oldest) = self.tomb_order.pop_front() {
                 self.tombs.remove(&oldest);
             }
         }
         let until = now + self.policy.session.linger_min;
-        self.tombs.insert(key, Tomb { seq, until });
+        self.tombs.insert(
+            key,
+            Tomb {
+                seq,
+                until,
+                windowed,
+            },
+        );
         self.tomb_order.push_back(key);
         self.next_sweep.get_or_insert(now + SWEEP_EVERY);
     }
@@ -699,6 +725,12 @@ impl Endpoint {
         let len = match &reply.body {
             Body::Accept(accept) => accept.encode(buf),
             Body::Ack(seq) => Message::Ack { session, seq: *seq }.encode(buf),
+            Body::Sack(seq) => Message::Sack {
+                session,
+                seq: *seq,
+                bitmap: &[],
+            }
+            .encode(buf),
             Body::Error {
                 code,
                 text,

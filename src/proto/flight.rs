@@ -41,6 +41,7 @@ struct Sent {
     /// The sealed Data datagram (`None` for the Accept and Done, encoded when sent).
     datagram: Option<Vec<u8>>,
     len: usize,
+    first_sent: Instant,
     last_sent: Instant,
     tries: u32,
     /// The order of its latest transmission among all of this flight's transmissions.
@@ -70,6 +71,10 @@ pub(crate) struct Acked {
     /// round trip: an earlier copy arrived, so that retransmission was spurious (the timer or
     /// the reordering window was too short; the detection of Eifel, RFC 3522, by timing).
     pub(crate) spurious: u64,
+    /// The round trip of the first copy of such a message (the shortest, if several): an
+    /// earlier copy was delivered, so this is what its delivery took (a valid sample despite
+    /// Karn's rule).
+    pub(crate) spurious_sample: Option<Duration>,
     /// The transmission order of the latest-sent message delivered (0: none).
     pub(crate) newest_tx: u64,
 }
@@ -154,6 +159,7 @@ impl Flight {
             seq,
             datagram,
             len,
+            first_sent: now,
             last_sent: now,
             tries: 1,
             tx: self.tx,
@@ -219,6 +225,9 @@ impl Flight {
             let since = now.saturating_duration_since(s.last_sent);
             if s.tries > 1 && min_rtt.is_some_and(|min| since < min) {
                 acked.spurious += 1;
+                let original = now.saturating_duration_since(s.first_sent);
+                acked.spurious_sample =
+                    Some(acked.spurious_sample.map_or(original, |o| o.min(original)));
             }
             if newest.is_none_or(|(_, tx, _)| s.tx > tx) {
                 newest = Some((s.last_sent, s.tx, s.tries));

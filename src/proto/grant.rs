@@ -72,8 +72,8 @@ pub struct Grant {
     pub file: Option<FileInfo>,
     /// The listing snapshot a List's Accept described.
     pub listing: Option<Arc<[u8]>>,
-    /// When the Accept went out, if it went out once: the proof that answers it measures
-    /// the session's first round trip.
+    /// When the (latest) Accept went out: the proof that answers it measures the session's
+    /// first round trip.
     pub accepted_at: Option<Instant>,
 }
 
@@ -186,9 +186,11 @@ impl Grant {
                 Transfer::receive(now, config, plan(opening), sink)
             }
         };
-        // The proof answered the Accept: the first round trip of a windowed download's
-        // sender, taken before any data of its own is queued (protocol.md §21.2).
-        if let (Some(sent), true) = (self.accepted_at, self.window > 1) {
+        // The proof answered the Accept: the session's first round trip, so that its first
+        // retransmission timer follows the path instead of `rto_initial`, and a windowed
+        // sender's congestion base is measured before any data of its own is queued
+        // (protocol.md §9.1, §21.2).
+        if let Some(sent) = self.accepted_at {
             transfer.seed_rtt(now.saturating_duration_since(sent));
         }
         Ok(transfer)

@@ -13,17 +13,16 @@
 //! (which proves the client's address, so the server's anti-amplification budget cannot
 //! stall the start). See `protocol.md`, "Stop-and-wait".
 //!
-//! The Ack of a chunk goes out before the chunk is written: the chunk is kept in a buffer
-//! and written (and hashed) on the driver's next `poll_transmit` call, while the sender is
-//! already busy with the next one. Acknowledging early is safe because nothing is committed
-//! until the whole-file checksum matches; a failed write fails the transfer.
+//! A chunk that arrives in order is written (and hashed) from the datagram it arrived in,
+//! with no copy on the way to the sink, before its Ack goes out; chunks held above a hole are
+//! written from their buffers when it fills. Nothing is committed until the whole-file
+//! checksum matches, and a failed write fails the transfer.
 
 use super::reorder::{Place, Reorder};
 use super::rtt::Rtt;
 use super::session::{chunk_count, deadline, Config, Failure, Outcome, Sink, Stats};
 use super::transfer::{Opening, Plan};
 use super::wire::{clip_text, ErrorCode, Message, MAX_BITMAP};
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// How a receiver opens its side of the transfer.
@@ -74,8 +73,6 @@ pub struct Receiver {
     state: State,
     /// The acknowledgment to send: the number of the message it answers.
     ack_pending: Option<u64>,
-    /// Chunks acknowledged but not yet written, in order.
-    unwritten: VecDeque<(Vec<u8>, usize)>,
     greet_pending: bool,
     greet_at: Option<Instant>,
     error_pending: Option<(ErrorCode, String)>,
@@ -128,7 +125,6 @@ impl Receiver {
             hasher: crc32fast::Hasher::new_with_initial_len(resume_crc, offset),
             state: State::Receiving,
             ack_pending: None,
-            unwritten: VecDeque::new(),
             greet_pending: true,
             greet_at: None,
             error_pending: None,
@@ -140,6 +136,19 @@ impl Receiver {
             progress_at: now,
             stats: Stats::default(),
         }
+    }
+
+    /// Something new arrived at `now`: the give-up clock starts again, and the wait since the
+    /// last such moment counts toward the longest silence.
+    fn progressed(&mut self, now: Instant) {
+        let silence = now.saturating_duration_since(self.progress_at);
+        self.stats.longest_silence = self.stats.longest_silence.max(silence);
+        self.progress_at = now;
+    }
+
+    /// Takes a round trip measured in the handshake (see [`super::Transfer::seed_rtt`]).
+    pub fn seed_rtt(&mut self, rtt: Duration) {
+        self.rtt.seed(rtt);
     }
 
     /// The session this receiver belongs to.
@@ -234,7 +243,7 @@ impl Receiver {
             return;
         }
         self.stats.bytes += payload.len() as u64;
-        self.progress_at = now;
+        self.progressed(now);
         if place == Some(Place::Ahead) {
             self.reorder.hold(self.expected, seq, payload);
             self.send_ack(seq, true);
@@ -247,10 +256,13 @@ impl Receiver {
             self.greet_pending = false;
             self.greet_at = None;
         }
-        let mut buf = self.reorder.buffer();
-        buf[..payload.len()].copy_from_slice(payload);
-        self.unwritten.push_back((buf, payload.len()));
-        self.advance();
+        // Written from the datagram it arrived in: no copy before the sink.
+        if !self.write(payload) {
+            return;
+        }
+        if !self.advance() {
+            return;
+        }
         self.ack_tries = 0;
         let acked = self.expected - 1;
         self.send_ack(acked, false);
@@ -261,14 +273,31 @@ impl Receiver {
         }
     }
 
-    /// Message `expected` arrived in order: moves past it, and past every held message that
-    /// follows it without a gap (queuing their bytes to be written, in order).
-    fn advance(&mut self) {
+    /// Message `expected` arrived in order and was written: moves past it, and past every
+    /// held message that follows it without a gap, writing those in order; `false` if a write
+    /// failed (the transfer has then failed).
+    fn advance(&mut self) -> bool {
         self.expected += 1;
-        while let (Some(held), _) = self.reorder.shift() {
-            self.unwritten.push_back(held);
+        while let (Some((buf, len)), _) = self.reorder.shift() {
+            let written = self.write(&buf[..len]);
+            self.reorder.recycle(buf);
+            if !written {
+                return false;
+            }
             self.expected += 1;
         }
+        true
+    }
+
+    /// Writes and hashes the next bytes of the file; `false` if that failed (the transfer has
+    /// then failed).
+    fn write(&mut self, bytes: &[u8]) -> bool {
+        if let Err(e) = self.sink.write(bytes) {
+            self.fail(ErrorCode::Io, format!("write error: {e}"));
+            return false;
+        }
+        self.hasher.update(bytes);
+        true
     }
 
     fn handle_done(&mut self, now: Instant, seq: u64, size: u64, crc: u32) {
@@ -286,7 +315,7 @@ impl Receiver {
         if self.expected != done_seq {
             if self.reorder.place(self.expected, seq) == Place::Ahead {
                 // Data is missing, but the Done is within the window: keep it.
-                self.progress_at = now;
+                self.progressed(now);
                 self.early_done = Some((size, crc));
                 self.reorder.hold_done(self.expected, seq);
                 self.send_ack(seq, true);
@@ -300,16 +329,13 @@ impl Receiver {
         if let Some(sent) = self.ack_sent_at.take() {
             self.rtt.sample(now.saturating_duration_since(sent));
         }
-        self.progress_at = now;
+        self.progressed(now);
         self.finish(now, size, crc);
     }
 
     /// Every chunk is here and so is the Done: verify, commit, acknowledge, linger.
     fn finish(&mut self, now: Instant, size: u64, crc: u32) {
         let done_seq = self.chunks + 1;
-        if !self.write_pending() {
-            return;
-        }
         self.greet_pending = false;
         self.greet_at = None;
         if size != self.size || crc != self.hasher.clone().finalize() {
@@ -344,25 +370,7 @@ impl Receiver {
             .min(self.config.timeout)
     }
 
-    /// Writes and hashes the chunks waiting to be written, in order; `false` if that failed
-    /// (the transfer has then failed).
-    fn write_pending(&mut self) -> bool {
-        while let Some((buf, len)) = self.unwritten.pop_front() {
-            let written = self.sink.write(&buf[..len]);
-            if written.is_ok() {
-                self.hasher.update(&buf[..len]);
-            }
-            self.reorder.recycle(buf);
-            if let Err(e) = written {
-                self.fail(ErrorCode::Io, format!("write error: {e}"));
-                return false;
-            }
-        }
-        true
-    }
-
     fn fail(&mut self, code: ErrorCode, text: String) {
-        self.unwritten.clear();
         self.error_pending = Some((code, text.clone()));
         self.state = State::Failed;
         self.ack_pending = None;
@@ -406,10 +414,16 @@ impl Receiver {
         }
     }
 
-    /// Writes the next datagram to send into `buf` and returns its length, or `None`.
-    /// Call until `None` after every `handle_*` call.
+    /// The next datagram to send, encoded into `buf`, or `None`. Call until `None` after
+    /// every `handle_*` call.
     #[must_use]
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+    pub fn poll_transmit<'a>(&mut self, now: Instant, buf: &'a mut [u8]) -> Option<&'a [u8]> {
+        let len = self.prepare(now, buf)?;
+        Some(&buf[..len])
+    }
+
+    /// Encodes the next datagram to send into `buf` and returns its length, or `None`.
+    pub(crate) fn prepare(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
         if let Some((code, text)) = self.error_pending.take() {
             self.stats.sent += 1;
             return Some(
@@ -445,13 +459,7 @@ impl Receiver {
             // the server may not repeat its Accept any more.
             self.ack_pending = Some(0);
         }
-        let Some(seq) = self.ack_pending.take() else {
-            // Everything is sent: write the chunks acknowledged last, while the sender works.
-            if !self.write_pending() {
-                return self.poll_transmit(now, buf);
-            }
-            return None;
-        };
+        let seq = self.ack_pending.take()?;
         // The next chunk answers this Ack only in stop-and-wait (or the greeting, Ack 0): a
         // windowed sender does not wait for each Ack, so those are no round trips.
         let answered = self.window == 1 || seq == 0;
@@ -500,10 +508,7 @@ impl Receiver {
 
     /// Whether a datagram is waiting for [`Receiver::poll_transmit`].
     pub fn wants_transmit(&self) -> bool {
-        self.ack_pending.is_some()
-            || self.greet_pending
-            || self.error_pending.is_some()
-            || !self.unwritten.is_empty()
+        self.ack_pending.is_some() || self.greet_pending || self.error_pending.is_some()
     }
 
     /// How the transfer ended, once it has (a complete receiver may still be lingering).

@@ -90,12 +90,7 @@ impl Reorder {
         (self.slots.pop_front().flatten(), done)
     }
 
-    /// A chunk buffer from the same pool, for a chunk that arrived in order.
-    pub(crate) fn buffer(&mut self) -> Vec<u8> {
-        self.pool.take()
-    }
-
-    /// Returns a buffer [`Reorder::shift`] or [`Reorder::buffer`] handed out, once written.
+    /// Returns a buffer [`Reorder::shift`] handed out, once written.
     pub(crate) fn recycle(&mut self, buf: Vec<u8>) {
         self.pool.give(buf);
     }

@@ -53,6 +53,27 @@ impl Rtt {
         self.rto = (srtt + self.rttvar * 4).clamp(self.min, self.max);
     }
 
+    /// Takes a round trip measured in the handshake as the first timeout's measure: until a
+    /// sample arrives, the timeout is what that sample would give (`3 × rtt`, as a first
+    /// sample's `SRTT + 4·RTTVAR` is) instead of `rto_initial`. It is not a sample itself: it
+    /// may be inflated (the datagram that answered was a repeat, which the measuring side
+    /// cannot tell), so the first real sample starts the estimate afresh.
+    pub fn seed(&mut self, rtt: Duration) {
+        if self.srtt.is_none() {
+            self.rto = (rtt * 3).clamp(self.min, self.max);
+            self.initial = self.rto;
+        }
+    }
+
+    /// The message whose retries backed the timeout off got through: the next message starts
+    /// from the estimate again (protocol.md §9.1). RFC 6298 keeps the backoff until a valid
+    /// sample (Karn), but on a lossy link a retried message never gives one, and the backoff
+    /// then compounds from message to message, hundreds of milliseconds of silence after a
+    /// few unlucky losses; the retries of any one message still back off exponentially.
+    pub fn end_back_off(&mut self) {
+        self.rto = self.settled_rto();
+    }
+
     /// Doubles the timeout after a retransmission, up to the ceiling (RFC 6298 §5.5).
     pub fn back_off(&mut self) {
         self.rto = (self.rto * 2).min(self.max);

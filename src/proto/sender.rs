@@ -176,7 +176,7 @@ impl Sender {
 
     /// Takes a round trip measured before the transfer (see [`super::Transfer::seed_rtt`]).
     pub fn seed_rtt(&mut self, rtt: Duration) {
-        self.rtt.sample(rtt);
+        self.rtt.seed(rtt);
         if let Some(congestion) = &mut self.congestion {
             congestion.seed_base(rtt);
         }
@@ -241,12 +241,22 @@ impl Sender {
         }
         if let Some(rtt) = acked.sample {
             self.rtt.sample(rtt);
+        } else if acked.advanced {
+            self.rtt.end_back_off();
+        }
+        if let Some(late) = acked.spurious_sample {
+            // A retransmission was needless: the first copy took this long (Eifel, RFC 4015).
+            // As a sample it replaces the backoff, and widens the timeout to the delays this
+            // path really has.
+            self.rtt.sample(late);
         }
         let next_tx = self.flight.next_tx();
         if let Some(congestion) = &mut self.congestion {
             congestion.on_ack(acked.delivered, acked.sample, acked.newest_tx, next_tx);
         }
         self.adapt_reordering(acked.spurious, acked.delivered);
+        let silence = now.saturating_duration_since(self.progress_at);
+        self.stats.longest_silence = self.stats.longest_silence.max(silence);
         self.progress_at = now;
         if acked.advanced {
             // RFC 6298 (5.2, 5.3): stop the timer when nothing is outstanding, else restart it.
@@ -512,18 +522,21 @@ impl Sender {
         }
     }
 
-    /// Writes the next datagram to send into `buf` (at least [`super::wire::MAX_DATAGRAM`]
-    /// long) and returns its length, or `None` when nothing is due. Call until `None` after
-    /// every `handle_*` call.
+    /// The next datagram to send, or `None` when nothing is due. A control message is
+    /// encoded into `buf` (at least [`super::wire::MAX_DATAGRAM`] long); a Data datagram is
+    /// handed out where it was read and sealed, in the flight, and never copied. Call until
+    /// `None` after every `handle_*` call.
     #[must_use]
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
-        match self.prepare(now, buf)? {
-            Out::Buf(len) => Some(len),
-            Out::Kept(seq) => {
-                let datagram = self.flight.datagram(seq)?;
-                buf[..datagram.len()].copy_from_slice(datagram);
-                Some(datagram.len())
-            }
+    pub fn poll_transmit<'a>(&'a mut self, now: Instant, buf: &'a mut [u8]) -> Option<&'a [u8]> {
+        let out = self.prepare(now, buf)?;
+        Some(self.datagram(out, buf))
+    }
+
+    /// The bytes of a datagram [`Sender::prepare`] produced.
+    pub(crate) fn datagram<'a>(&'a self, out: Out, buf: &'a [u8]) -> &'a [u8] {
+        match out {
+            Out::Buf(len) => &buf[..len],
+            Out::Kept(seq) => self.flight.datagram(seq).unwrap_or_default(),
         }
     }
 
@@ -759,9 +772,9 @@ mod tests {
         let t0 = Instant::now();
         let mut sender = Sender::new(t0, &Config::for_server(), plan, Box::new(source));
         let mut buf = vec![0u8; 2048];
-        let n = sender.poll_transmit(t0, &mut buf).expect("Accept");
+        let accept = sender.poll_transmit(t0, &mut buf).expect("Accept");
         assert!(matches!(
-            Message::decode(&buf[..n]),
+            Message::decode(accept),
             Ok(Message::Accept { .. })
         ));
         let ack = Message::Ack { session: 9, seq: 0 };
@@ -770,8 +783,8 @@ mod tests {
         let mut now = t0;
         let done = loop {
             sender.handle_timeout(now);
-            if let Some(n) = sender.poll_transmit(now, &mut buf) {
-                match Message::decode(&buf[..n]) {
+            if let Some(datagram) = sender.poll_transmit(now, &mut buf) {
+                match Message::decode(datagram) {
                     Ok(Message::Done { crc, .. }) => break crc,
                     other => panic!("expected Done, got {other:?}"),
                 }

@@ -107,6 +107,10 @@ pub struct Stats {
     pub srtt: Option<Duration>,
     /// A sender's congestion window now, in messages (1 in stop-and-wait; 0 for a receiver).
     pub cwnd: u64,
+    /// The longest this end waited for anything new from its peer while the transfer ran
+    /// (a delivery acknowledged, for a sender; a chunk or the Done, for a receiver): after a
+    /// single loss, about one retransmission timeout.
+    pub longest_silence: Duration,
 }
 
 /// How a transfer ended, from this end's point of view.

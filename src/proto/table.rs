@@ -40,6 +40,9 @@ pub struct SessionTable {
     due: Vec<Key>,
     records: VecDeque<Record>,
     next_progress: Option<Instant>,
+    /// The session whose datagram the last `poll_transmit` handed out, and when: its
+    /// bookkeeping waits until the datagram has been sent.
+    polled: Option<(Key, Instant)>,
 }
 
 impl SessionTable {
@@ -54,11 +57,13 @@ impl SessionTable {
             due: Vec::new(),
             records: VecDeque::new(),
             next_progress: None,
+            polled: None,
         }
     }
 
     /// Handles one datagram from `peer`.
     pub fn handle_datagram(&mut self, now: Instant, peer: SocketAddr, datagram: &[u8]) {
+        self.settle();
         match self.endpoint.handle(now, peer, datagram) {
             Event::Nothing => {}
             Event::Open(grant, message) => {
@@ -148,6 +153,7 @@ impl SessionTable {
     /// that re-arms for `now` again (one that works in steps) waits for the next call, and
     /// the datagrams of other peers are served in between.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.settle();
         self.endpoint.handle_timeout(now);
         self.apply_actions(now);
         if self.next_progress.is_some_and(|at| now >= at) {
@@ -180,26 +186,45 @@ impl SessionTable {
         self.due = due;
     }
 
-    /// Writes the next datagram to send into `buf` and returns its destination and length;
-    /// `None` when nothing is queued. Call until `None` after every `handle_*` call.
+    /// The next datagram to send and its destination; `None` when nothing is queued. A
+    /// reply is encoded into `buf`; a session's Data is handed out from where its sender read
+    /// and sealed it (no copy). Call until `None` after every `handle_*` call.
     #[must_use]
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<(SocketAddr, usize)> {
-        if let Some(reply) = self.endpoint.poll_transmit(buf) {
-            return Some(reply);
+    pub fn poll_transmit<'a>(
+        &'a mut self,
+        now: Instant,
+        buf: &'a mut [u8],
+    ) -> Option<(SocketAddr, &'a [u8])> {
+        self.settle();
+        if let Some((peer, len)) = self.endpoint.poll_transmit(buf) {
+            return Some((peer, &buf[..len]));
         }
         while let Some(key) = self.ready.pop_front() {
             let Some(entry) = self.sessions.get_mut(&key) else {
                 continue;
             };
             entry.queued = false;
-            let sent = entry.transfer.poll_transmit(now, buf);
-            self.after_activity(key, now);
-            if let Some(len) = sent {
-                self.endpoint.stats_mut().sent += 1;
-                return Some((key.0, len));
+            match entry.transfer.prepare_transmit(now, buf) {
+                Some(out) => {
+                    self.endpoint.stats_mut().sent += 1;
+                    // The datagram lives in the session until it is sent: its bookkeeping
+                    // (requeue, re-arm, retire) waits for the next call.
+                    self.polled = Some((key, now));
+                    let transfer = &self.sessions.get(&key)?.transfer;
+                    return Some((key.0, transfer.datagram(out, buf)));
+                }
+                None => self.after_activity(key, now),
             }
         }
         None
+    }
+
+    /// Does the bookkeeping of the session whose datagram the last
+    /// [`SessionTable::poll_transmit`] handed out.
+    fn settle(&mut self) {
+        if let Some((key, at)) = self.polled.take() {
+            self.after_activity(key, at);
+        }
     }
 
     /// The earliest deadline, or `None` if no timer runs. Valid after
@@ -207,6 +232,7 @@ impl SessionTable {
     /// next datagram, whichever comes first.
     #[must_use]
     pub fn poll_timeout(&mut self) -> Option<Instant> {
+        self.settle();
         // Drop stale entries from the top so the answer is a live deadline.
         let mut earliest = None;
         while let Some(Reverse((at, key))) = self.timers.peek().copied() {
@@ -234,12 +260,14 @@ impl SessionTable {
 
     /// Begins a stop (see [`Endpoint::shutdown`]).
     pub fn shutdown(&mut self, now: Instant) {
+        self.settle();
         self.endpoint.shutdown(now);
         self.apply_actions(now);
     }
 
     /// Abandons every session now.
     pub fn stop_now(&mut self, now: Instant) {
+        self.settle();
         self.endpoint.stop_now(now);
         self.apply_actions(now);
     }

@@ -8,7 +8,7 @@
 //! constructor.
 
 use super::receiver::Receiver;
-use super::sender::Sender;
+use super::sender::{Out, Sender};
 use super::session::{Config, Outcome, Sink, Source, Stats};
 use super::wire::{ErrorCode, Message};
 use std::time::Instant;
@@ -78,14 +78,15 @@ impl Transfer {
         }
     }
 
-    /// Feeds a round trip measured before the transfer began (the client's request and its
-    /// Accept) to a sending half's estimator: its first retransmission timer then follows the
-    /// path instead of `rto_initial`, and a windowed sender takes it as the path's base round
-    /// trip, measured before any data of its own was queued (protocol.md §21). A receiving
-    /// half ignores it: its greeting keeps the timers of §8.3.
+    /// Feeds a round trip measured in the handshake (a client's request and its Accept, a
+    /// server's Accept and the proof that answers it) to this half's estimator: its first
+    /// retransmission timer (or its greeting's) then follows the path instead of
+    /// `rto_initial`, and a windowed sender takes it as the path's base round trip, measured
+    /// before any data of its own was queued (protocol.md §9.1, §21.2).
     pub fn seed_rtt(&mut self, rtt: std::time::Duration) {
-        if let Self::Sending(s) = self {
-            s.seed_rtt(rtt);
+        match self {
+            Self::Sending(s) => s.seed_rtt(rtt),
+            Self::Receiving(r) => r.seed_rtt(rtt),
         }
     }
 
@@ -97,12 +98,32 @@ impl Transfer {
         }
     }
 
-    /// Writes the next datagram to send into `buf` and returns its length, or `None`.
+    /// The next datagram to send, or `None`: encoded into `buf` (at least
+    /// [`super::wire::MAX_DATAGRAM`] long), or, for a sender's Data, handed out from where it
+    /// was read and sealed (no copy). Call until `None` after every `handle_*` call.
     #[must_use]
-    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+    pub fn poll_transmit<'a>(&'a mut self, now: Instant, buf: &'a mut [u8]) -> Option<&'a [u8]> {
+        let out = self.prepare_transmit(now, buf)?;
+        Some(self.datagram(out, buf))
+    }
+
+    /// Decides the next datagram to send without handing it out yet (for a caller that must
+    /// do its own bookkeeping first): see [`Transfer::datagram`].
+    pub(crate) fn prepare_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Out> {
         match self {
-            Self::Sending(s) => s.poll_transmit(now, buf),
-            Self::Receiving(r) => r.poll_transmit(now, buf),
+            Self::Sending(s) => s.prepare(now, buf),
+            Self::Receiving(r) => r.prepare(now, buf).map(Out::Buf),
+        }
+    }
+
+    /// The bytes of a datagram [`Transfer::prepare_transmit`] produced.
+    pub(crate) fn datagram<'a>(&'a self, out: Out, buf: &'a [u8]) -> &'a [u8] {
+        match self {
+            Self::Sending(s) => s.datagram(out, buf),
+            Self::Receiving(_) => match out {
+                Out::Buf(len) => &buf[..len],
+                Out::Kept(_) => &[],
+            },
         }
     }
 

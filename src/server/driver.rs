@@ -39,9 +39,9 @@ pub(crate) fn flush_session(
     buf: &mut [u8],
 ) -> u64 {
     let mut sent = 0;
-    while let Some(len) = transfer.poll_transmit(now, buf) {
+    while let Some(datagram) = transfer.poll_transmit(now, buf) {
         sent += 1;
-        send(socket, &buf[..len], peer);
+        send(socket, datagram, peer);
     }
     sent
 }

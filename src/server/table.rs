@@ -45,8 +45,8 @@ pub fn run(
 
 /// Sends everything the table has queued, and logs the sessions that ended.
 fn flush(socket: &UdpSocket, table: &mut SessionTable, now: Instant, driver: &mut Driver) {
-    while let Some((peer, len)) = table.poll_transmit(now, &mut driver.outbuf) {
-        send(socket, &driver.outbuf[..len], peer);
+    while let Some((peer, datagram)) = table.poll_transmit(now, &mut driver.outbuf) {
+        send(socket, datagram, peer);
     }
     while let Some(record) = table.poll_record() {
         driver.log.session(&record);

@@ -485,6 +485,7 @@ impl Sim {
                 let seq = match m {
                     Message::Data { seq, .. }
                     | Message::Ack { seq, .. }
+                    | Message::Sack { seq, .. }
                     | Message::Done { seq, .. } => seq,
                     _ => 0,
                 };
@@ -601,13 +602,22 @@ impl Sim {
     fn flush(&mut self) {
         let mut buf = std::mem::take(&mut self.buf);
         for i in 0..self.clients.len() {
-            while let Some(n) = self.clients[i].session.poll_transmit(self.now, &mut buf) {
+            // The datagram may live in the session (no copy there): the wire takes a copy.
+            while let Some(bytes) = self.clients[i]
+                .session
+                .poll_transmit(self.now, &mut buf)
+                .map(<[u8]>::to_vec)
+            {
                 let from = self.clients[i].addr;
-                self.send(from, SERVER, &buf[..n]);
+                self.send(from, SERVER, &bytes);
             }
         }
-        while let Some((to, n)) = self.table.poll_transmit(self.now, &mut buf) {
-            self.send(SERVER, to, &buf[..n]);
+        while let Some((to, bytes)) = self
+            .table
+            .poll_transmit(self.now, &mut buf)
+            .map(|(to, d)| (to, d.to_vec()))
+        {
+            self.send(SERVER, to, &bytes);
         }
         self.buf = buf;
         let elapsed = self.elapsed();

@@ -113,8 +113,8 @@ impl Script {
     pub fn drain(&mut self, us: u64) -> Vec<Vec<u8>> {
         let now = self.at(us);
         let mut out = Vec::new();
-        while let Some(n) = self.half.poll_transmit(now, &mut self.buf) {
-            out.push(self.buf[..n].to_vec());
+        while let Some(datagram) = self.half.poll_transmit(now, &mut self.buf) {
+            out.push(datagram.to_vec());
             assert!(out.len() < 10_000, "the half never stops sending");
         }
         out

@@ -530,8 +530,8 @@ impl Stepper {
         loop {
             let now = Instant::now();
             self.session.handle_timeout(now);
-            while let Some(len) = self.session.poll_transmit(now, &mut self.outbuf) {
-                let _ = self.socket.send(&self.outbuf[..len]);
+            while let Some(datagram) = self.session.poll_transmit(now, &mut self.outbuf) {
+                let _ = self.socket.send(datagram);
             }
             if pause(&self.session) || self.session.is_finished() {
                 return true;
