@@ -183,6 +183,34 @@ pub(crate) struct ServeArgs {
     /// that fast (adaptive, and less with many sessions or a busy machine; 0: never spin).
     #[arg(long, value_name = "MICROS", default_value = "50", value_parser = parse_busy_poll)]
     pub(crate) busy_poll: Duration,
+    /// Speak TFTP too, on the same socket(s) (RFC 1350 with blksize, tsize, timeout and
+    /// windowsize options): every PXE ROM, curl, tftp-hpa, atftp and busybox client works.
+    /// Off by default: TFTP has no address proof (its unproven peers get at most one packet
+    /// per request, within a byte budget).
+    #[arg(long)]
+    pub(crate) tftp: bool,
+    /// With --tftp: take TFTP uploads (WRQ), atomically, never replacing a file.
+    #[arg(long, requires = "tftp")]
+    pub(crate) tftp_write: bool,
+    /// With --tftp-write: a TFTP upload may replace an existing file (TFTP cannot ask).
+    #[arg(long, requires = "tftp_write")]
+    pub(crate) tftp_overwrite: bool,
+    /// Bytes a second sent to TFTP peers that have not answered yet, in all.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    pub(crate) tftp_unproven_rate: u64,
+    /// Bytes a second sent to the unanswered TFTP peers of one source prefix (IPv4 /24,
+    /// IPv6 /56).
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 10)]
+    pub(crate) tftp_unproven_prefix_rate: u64,
+    /// After binding, run as this user (needs root; e.g. to bind TFTP's port 69).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) user: Option<String>,
+    /// With --user: run as this group instead of the user's primary group.
+    #[arg(long, value_name = "NAME", requires = "user")]
+    pub(crate) group: Option<String>,
+    /// Keep running as root even though TFTP uploads are allowed (not advised: use --user).
+    #[arg(long)]
+    pub(crate) allow_root: bool,
     /// How each session's log line is written: text, or json (one object a line).
     #[arg(long, default_value = "text", value_name = "FORMAT")]
     pub(crate) log_format: LogFormat,

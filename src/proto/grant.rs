@@ -8,10 +8,13 @@
 //! forked child with its own store.
 
 use super::refusal::Refusal;
+use super::server_session::ServerSession;
 use super::session::{chunk_count, Config, MemSource};
 use super::store::{FileInfo, Store};
 use super::transfer::{Opening, Plan, Transfer};
 use super::wire::{Message, MAX_NAME_LEN};
+use crate::tftp::admit::TftpTerms;
+use crate::tftp::ServerSession as TftpSession;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -70,6 +73,8 @@ pub struct Grant {
     pub file: Option<FileInfo>,
     /// The listing snapshot a List's Accept described.
     pub listing: Option<Arc<[u8]>>,
+    /// The terms of a TFTP request (`None`: the udpft protocol).
+    pub tftp: Option<Box<TftpTerms>>,
 }
 
 impl fmt::Debug for Grant {
@@ -105,6 +110,7 @@ impl Grant {
             overwrite: false,
             file: None,
             listing: None,
+            tftp: None,
         }
     }
 
@@ -135,7 +141,8 @@ impl Grant {
     ///
     /// The Accept went out already and the peer's datagram acknowledged it, so a download
     /// starts at Data 1; an upload's receiver starts waiting for Data 1 (the proving
-    /// datagram, which the caller hands it next).
+    /// datagram, which the caller hands it next). A TFTP session goes on from the packet the
+    /// front door sent first.
     ///
     /// # Errors
     /// The store's refusal, to send to the peer under the session id.
@@ -144,7 +151,10 @@ impl Grant {
         now: Instant,
         config: &Config,
         store: &mut dyn Store,
-    ) -> Result<Transfer, Refusal> {
+    ) -> Result<ServerSession, Refusal> {
+        if let Some(terms) = &self.tftp {
+            return self.start_tftp(now, config, store, terms);
+        }
         let plan = |opening| Plan {
             session: self.session,
             size: self.size,
@@ -153,7 +163,7 @@ impl Grant {
             opening,
             prefix_crc: 0,
         };
-        Ok(match self.op {
+        Ok(ServerSession::Udpft(match self.op {
             Op::List => {
                 let listing = self.listing.clone().unwrap_or_else(|| Arc::from(&[][..]));
                 Transfer::send(
@@ -164,11 +174,7 @@ impl Grant {
                 )
             }
             Op::Get => {
-                let info = self.file.unwrap_or(FileInfo {
-                    size: self.size,
-                    version: 0,
-                });
-                let source = store.open(self.name(), &info)?;
+                let source = store.open(self.name(), &self.file_info())?;
                 Transfer::send(now, config, plan(Opening::Data), source)
             }
             Op::Put => {
@@ -176,6 +182,30 @@ impl Grant {
                 let opening = Opening::Accept { token: self.token };
                 Transfer::receive(now, config, plan(opening), sink)
             }
+        }))
+    }
+
+    fn start_tftp(
+        &self,
+        now: Instant,
+        config: &Config,
+        store: &mut dyn Store,
+        terms: &TftpTerms,
+    ) -> Result<ServerSession, Refusal> {
+        let session = if terms.write {
+            let sink = store.create(self.name(), self.size, terms.overwrite)?;
+            TftpSession::proven_write(now, config, terms, sink, terms.max_upload)
+        } else {
+            let source = store.open(self.name(), &self.file_info())?;
+            TftpSession::proven_read(now, config, terms, source)
+        };
+        Ok(ServerSession::Tftp(Box::new(session)))
+    }
+
+    fn file_info(&self) -> FileInfo {
+        self.file.unwrap_or(FileInfo {
+            size: self.size,
+            version: 0,
         })
     }
 }

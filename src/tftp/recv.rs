@@ -111,6 +111,11 @@ impl BlockReceiver {
         }
     }
 
+    /// The index of the last block received in order (0: none).
+    pub fn last_block(&self) -> u64 {
+        self.next - 1
+    }
+
     /// Counts a datagram the session received and ignored.
     pub fn note_ignored(&mut self) {
         self.stats.received += 1;

@@ -17,6 +17,7 @@
 //! answered only by the small OACK, DATA flows only after ACK 0 from that address and port,
 //! and an RRQ without options gets block 1 once per request, never retransmitted.
 
+use super::admit::{First, TftpTerms};
 use super::codes::{TftpCode, TftpError};
 use super::names::library_name;
 use super::options::{negotiate, Direction, Granted, Policy};
@@ -196,6 +197,92 @@ impl ServerSession {
                 now,
                 config.timing.timeout * UNPROVEN_WAIT_FACTOR,
             ),
+        }
+    }
+
+    /// The session of a read whose peer just proved its address at `now` by acknowledging
+    /// the first packet of `terms` (the OACK, or block 1): it goes on from there.
+    pub fn proven_read(
+        now: Instant,
+        config: &Config,
+        terms: &TftpTerms,
+        source: Box<dyn Source>,
+    ) -> Self {
+        let mut sender = BlockSender::new(now, config, &terms.granted, terms.netascii, source);
+        let once = terms.first_sends == 1;
+        match terms.first {
+            First::Block1 => {
+                // The front door sent block 1 and the peer acknowledged it: rebuild it (to
+                // know where block 2 starts) as sent then, and take the acknowledgement.
+                let mut scratch = vec![0u8; super::wire::MAX_PACKET];
+                let _ = sender.poll_transmit(terms.first_sent, &mut scratch);
+                sender.handle_ack(now, 1);
+            }
+            _ if once => sender.sample_rtt(now.saturating_duration_since(terms.first_sent)),
+            _ => {}
+        }
+        Self::proven(
+            Half::Read {
+                sender,
+                oack: None,
+                awaiting_ack0: false,
+                oack_sent_at: None,
+                oack_sends: 0,
+                proven: true,
+            },
+            now,
+        )
+    }
+
+    /// The session of a write whose peer just proved its address (its DATA 1, which the
+    /// caller hands the session next), into `sink`, at most `max` bytes.
+    pub fn proven_write(
+        now: Instant,
+        config: &Config,
+        terms: &TftpTerms,
+        sink: Box<dyn Sink>,
+        max: Option<u64>,
+    ) -> Self {
+        let mut receiver = BlockReceiver::new(
+            now,
+            config,
+            &terms.granted,
+            terms.netascii,
+            sink,
+            max,
+            false,
+        );
+        if terms.first_sends == 1 {
+            receiver.sample_rtt(now.saturating_duration_since(terms.first_sent));
+        }
+        Self::proven(
+            Half::Write {
+                receiver,
+                oack: None,
+                proven: true,
+            },
+            now,
+        )
+    }
+
+    fn proven(half: Half, now: Instant) -> Self {
+        Self {
+            half,
+            request: Vec::new(),
+            credit: 0,
+            unproven_wait: std::time::Duration::ZERO,
+            unproven_until: now,
+        }
+    }
+
+    /// The index of the last block acknowledged of a completed upload (its final ACK, which
+    /// a peer whose ACK was lost asks for again by repeating the block), if it is one.
+    pub fn final_block(&self) -> Option<u64> {
+        match &self.half {
+            Half::Write { receiver, .. } if self.outcome() == Some(&Outcome::Complete) => {
+                Some(receiver.last_block())
+            }
+            _ => None,
         }
     }
 
