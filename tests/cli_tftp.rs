@@ -9,8 +9,9 @@
 //! `ls tftp://...` says that TFTP cannot list. Where tftpd-hpa is missing a test fails
 //! under CI and is skipped (with its reason) elsewhere.
 //!
-//! What tftpd-hpa will not do (announce a wrong size, show the mode on the wire) a scripted
-//! server on a raw socket does.
+//! What tftpd-hpa will not do (announce a wrong size, show the mode on the wire, grant an
+//! option nobody asked for, named with a terminal escape) a scripted server on a raw
+//! socket does.
 
 mod live;
 mod tftp_support;
@@ -179,6 +180,11 @@ fn uploads_land_whole_on_the_server() {
     )
     .expect_code(0);
     assert_file_eq(&server.path("piped.txt"), b"from a pipe");
+    // Netascii: CR LF on the wire, which tftpd-hpa writes back as LF.
+    fs::write(dir.path().join("text.txt"), b"one\ntwo\n").unwrap();
+    run(udpft(["put", "text.txt", &server.url(""), "--netascii"]).current_dir(dir.path()))
+        .expect_code(0);
+    assert_file_eq(&server.path("text.txt"), b"one\ntwo\n");
 }
 
 #[test]
@@ -367,6 +373,7 @@ fn a_closed_port_fails_at_once_and_a_silent_one_after_the_timeout() {
         ),
         "{error:?}"
     );
+    eprintln!("closed TFTP port: failed after {elapsed:?}");
     assert!(elapsed < Duration::from_millis(100), "took {elapsed:?}");
     // The binary, process start included.
     let finished = udpft_run(&["get", &format!("tftp://{closed}/x"), "-o", "-"]);
@@ -535,4 +542,20 @@ fn netascii_is_asked_for_and_converted_to_local_line_ends() {
         }
         assert_eq!(show(&got[1]), "ACK 1");
     }
+}
+
+#[test]
+fn an_option_the_server_grants_unasked_is_refused_and_shown_escaped() {
+    // An OACK naming an option never asked for, with a terminal escape in its name.
+    let (addr, server) = scripted(vec![oack(&[("\u{1b}[2Jevil", "1")])]);
+    let finished = udpft_run(&["get", &format!("tftp://{addr}/f"), "-o", "-"]);
+    expect_failure(&finished, 1, "was not asked for");
+    assert!(!finished.stderr.contains('\u{1b}'), "{:?}", finished.stderr);
+    assert!(
+        finished.stderr.contains("\\u{1b}[2Jevil"),
+        "{}",
+        finished.stderr
+    );
+    let got: Vec<String> = server.join().unwrap().iter().map(|d| show(d)).collect();
+    assert!(got[1].starts_with("ERROR 8"), "the server is told: {got:?}");
 }

@@ -433,7 +433,11 @@ impl TftpClient {
                 };
                 ClientError::Server { code, text }
             }
-            Failure::Local { code, text } => ClientError::Transfer { code, text },
+            // This end's words, but they may quote the server (an option it granted unasked).
+            Failure::Local { code, text } => ClientError::Transfer {
+                code,
+                text: sanitize(&text),
+            },
         }
     }
 
