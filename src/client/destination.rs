@@ -31,6 +31,20 @@ pub enum Destination {
     Stdout,
 }
 
+impl Destination {
+    /// Whether the download goes inside it under the file's own name: a folder, or a path
+    /// ending in `/`.
+    pub fn takes_name(&self) -> bool {
+        match self {
+            Self::Stdout => false,
+            Self::File(path) => {
+                path.as_os_str().as_bytes().ends_with(b"/")
+                    || fs::metadata(path).is_ok_and(|m| m.is_dir())
+            }
+        }
+    }
+}
+
 /// How a download treats its destination.
 #[derive(Clone, Copy, Debug)]
 pub struct GetOptions {
@@ -79,9 +93,7 @@ pub(crate) fn resolve(
         Destination::Stdout => return Ok(Target::Stream(Stream::stdout())),
         Destination::File(path) => path,
     };
-    let into_folder =
-        path.as_os_str().as_bytes().ends_with(b"/") || fs::metadata(path).is_ok_and(|m| m.is_dir());
-    let path = if into_folder {
+    let path = if dest.takes_name() {
         path.join(name)
     } else {
         path.clone()

@@ -160,6 +160,15 @@ impl PartialFile {
         take_fault(&self.fault)
     }
 
+    /// A download's `error`, or, if a local write or commit caused it, that error naming
+    /// the destination (`shown`) rather than the protocol's "write error".
+    pub(crate) fn blame(&self, shown: &str, error: ClientError) -> ClientError {
+        match self.fault() {
+            Some(fault) => ClientError::local(format!("cannot write {shown}"), fault),
+            None => error,
+        }
+    }
+
     /// Removes the partial file: its bytes cannot be trusted, or there are none.
     pub(crate) fn discard(self) {
         let _ = fs::remove_file(&self.path);
