@@ -5,7 +5,9 @@
 //! * a symbolic link is followed: the download lands at its target, beside which the
 //!   partial file lives, and the link stays a link;
 //! * a regular file is replaced atomically (partial file, then rename) and the new file
-//!   keeps the old one's permission bits and owner; with `--no-clobber` it is kept;
+//!   keeps the old one's permission bits and owner; one with other names (hard links) is
+//!   written into once the download is verified, so every name sees it; with
+//!   `--no-clobber` it is kept;
 //! * anything else that exists (a character device such as `/dev/null`, a FIFO, a Unix
 //!   socket) is written into, as a stream, never replaced;
 //! * a destination that cannot be written (missing or read-only folder, a file we may not
