@@ -491,6 +491,27 @@ fn a_lost_block_costs_about_a_round_trip_with_backoff() {
 }
 
 #[test]
+fn a_first_packet_sent_twice_gives_no_round_trip_sample() {
+    // Karn: the ACK of a first packet the front door sent twice (the request was repeated)
+    // may answer either send, so it gives no sample and the timer keeps its initial 100 ms.
+    for request in [
+        rrq("f", "octet", &[]),
+        rrq("f", "octet", &[("blksize", "512")]),
+    ] {
+        let (mut s, first) = read(&request, &bytes(3000));
+        assert_eq!(s.recv(1000.0, &request), first);
+        let proof = if first[0].starts_with("OACK") { 0 } else { 1 };
+        let next = if proof == 0 {
+            "DATA 1 (512 B)"
+        } else {
+            "DATA 2 (512 B)"
+        };
+        assert_eq!(s.recv(1001.0, &ack(proof)), [next]);
+        assert_eq!(s.next_send(2000.0), (1101.0, vec![next.to_string()]));
+    }
+}
+
+#[test]
 fn after_two_timeouts_in_a_row_the_next_block_goes_out_too() {
     // A receiver that holds block 2 and answers repeats only once (atftp) is unstuck by
     // block 3, which is in order for it.

@@ -213,9 +213,15 @@ impl ServerSession {
         match terms.first {
             First::Block1 => {
                 // The front door sent block 1 and the peer acknowledged it: rebuild it (to
-                // know where block 2 starts) as sent then, and take the acknowledgement.
+                // know where block 2 starts) as sent then, and take the acknowledgement. Sent
+                // more than once (the request was repeated), it is a retransmission: Karn's
+                // rule takes no round trip from its ACK.
                 let mut scratch = vec![0u8; super::wire::MAX_PACKET];
                 let _ = sender.poll_transmit(terms.first_sent, &mut scratch);
+                if !once {
+                    sender.resend_first();
+                    let _ = sender.poll_transmit(terms.first_sent, &mut scratch);
+                }
                 sender.handle_ack(now, 1);
             }
             _ if once => sender.sample_rtt(now.saturating_duration_since(terms.first_sent)),
