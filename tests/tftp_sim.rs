@@ -98,6 +98,41 @@ struct Run {
     server_opened: u64,
 }
 
+/// The two links between client and server, and what is in flight on them.
+struct Net {
+    up: Link,
+    down: Link,
+    /// (arrival, counter) -> (to the server?, bytes).
+    flight: BTreeMap<(Instant, u64), (bool, Vec<u8>)>,
+    counter: u64,
+    deliveries: Vec<Delivery>,
+}
+
+impl Net {
+    /// Sends `bytes` at `now` over the link towards the server (`to_server`) or the client.
+    fn send(&mut self, now: Instant, to_server: bool, bytes: &[u8]) {
+        let link = if to_server {
+            &mut self.up
+        } else {
+            &mut self.down
+        };
+        self.deliveries.clear();
+        link.transmit(now, bytes.len(), &mut self.deliveries);
+        for d in &self.deliveries {
+            self.counter += 1;
+            self.flight
+                .insert((d.at, self.counter), (to_server, bytes.to_vec()));
+        }
+    }
+
+    /// The next datagram to arrive by `now`, if any: whether it is for the server, and its
+    /// bytes.
+    fn arrival(&mut self, now: Instant) -> Option<(bool, Vec<u8>)> {
+        let (&key, _) = self.flight.iter().next().filter(|(k, _)| k.0 <= now)?;
+        self.flight.remove(&key)
+    }
+}
+
 /// Runs `case` until both ends finish; `drop` may discard chosen datagrams (by direction,
 /// `true` = client to server, and decoded packet) before the link sees them.
 fn run(case: &Case, drop: impl FnMut(bool, &Packet<'_>) -> bool) -> Run {
@@ -141,26 +176,22 @@ fn run_file(case: &Case, bytes: &[u8], mut drop: impl FnMut(bool, &Packet<'_>) -
     let mut server = SessionTable::new(policy, store, seeded_mac(case.seed));
     let mut outcome = None;
     let mut server_data = 0;
-    let mut up = Link::new(case.link.clone(), case.seed);
-    let mut down = Link::new(case.link.clone(), case.seed ^ 0xD0);
-    // In flight: (arrival, counter) -> (to the server?, bytes).
-    let mut flight: BTreeMap<(Instant, u64), (bool, Vec<u8>)> = BTreeMap::new();
-    let mut counter = 0u64;
+    let mut net = Net {
+        up: Link::new(case.link.clone(), case.seed),
+        down: Link::new(case.link.clone(), case.seed ^ 0xD0),
+        flight: BTreeMap::new(),
+        counter: 0,
+        deliveries: Vec::new(),
+    };
     let mut now = epoch;
     let mut buf = vec![0; MAX_PACKET];
-    let mut deliveries: Vec<Delivery> = Vec::new();
     for _step in 0..5_000_000 {
         // Everything the two ends want to send now goes onto the links.
         while let Some((to, n)) = client.poll_transmit(now, &mut buf) {
             assert_eq!(to.ip(), SERVER.ip());
             let packet = Packet::decode(&buf[..n]).expect("the client sends well-formed packets");
             if !drop(true, &packet) {
-                deliveries.clear();
-                up.transmit(now, n, &mut deliveries);
-                for d in &deliveries {
-                    counter += 1;
-                    flight.insert((d.at, counter), (true, buf[..n].to_vec()));
-                }
+                net.send(now, true, &buf[..n]);
             }
         }
         while let Some((to, n)) = server.poll_transmit(now, &mut buf) {
@@ -168,12 +199,7 @@ fn run_file(case: &Case, bytes: &[u8], mut drop: impl FnMut(bool, &Packet<'_>) -
             let packet = Packet::decode(&buf[..n]).expect("the server sends well-formed packets");
             server_data += u64::from(matches!(packet, Packet::Data { .. }));
             if !drop(false, &packet) {
-                deliveries.clear();
-                down.transmit(now, n, &mut deliveries);
-                for d in &deliveries {
-                    counter += 1;
-                    flight.insert((d.at, counter), (false, buf[..n].to_vec()));
-                }
+                net.send(now, false, &buf[..n]);
             }
         }
         while let Some(record) = server.poll_record() {
@@ -186,7 +212,7 @@ fn run_file(case: &Case, bytes: &[u8], mut drop: impl FnMut(bool, &Packet<'_>) -
             break;
         }
         let next = [
-            flight.keys().next().map(|k| k.0),
+            net.flight.keys().next().map(|k| k.0),
             client.poll_timeout(),
             server.poll_timeout(),
         ]
@@ -195,8 +221,7 @@ fn run_file(case: &Case, bytes: &[u8], mut drop: impl FnMut(bool, &Packet<'_>) -
         .min();
         let Some(next) = next else { break };
         now = now.max(next);
-        if let Some((&key, _)) = flight.iter().next().filter(|(k, _)| k.0 <= now) {
-            let (to_server, bytes) = flight.remove(&key).expect("in flight");
+        if let Some((to_server, bytes)) = net.arrival(now) {
             if to_server {
                 server.handle_datagram(now, CLIENT, &bytes);
             } else {
