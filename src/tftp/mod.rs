@@ -13,7 +13,7 @@
 //! * [`codes`]: TFTP error codes and their mapping to udpft's.
 //! * [`names`]: request file names under the library's rules.
 //! * [`send`] / [`recv`]: the two halves of a transfer (fixed window, adaptive timer).
-//! * [`server`]: the server's read and write sessions, without amplification.
+//! * [`server`]: the server's read and write sessions, once the front door has proven the peer.
 //! * [`client`]: a client session against any TFTP server.
 
 pub mod admit;
