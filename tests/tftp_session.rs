@@ -457,7 +457,6 @@ fn the_byte_budget_caps_what_all_unproven_peers_get() {
 }
 
 #[test]
-#[ignore = "front-door bug: replies the /24 budget refuses still spend the total budget"]
 fn a_flood_from_one_24_leaves_the_total_budget_to_the_others() {
     // The per-prefix budget exists so that one source prefix cannot crowd out the rest. But
     // `Endpoint::tftp_budget` takes from the total before it asks the prefix, so every reply

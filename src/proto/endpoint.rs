@@ -209,19 +209,23 @@ impl Bucket {
         self.take_n(now, rate, burst, 1.0)
     }
 
-    /// Takes `cost` tokens if there are that many.
-    fn take_n(&mut self, now: Instant, rate: f64, burst: f64, cost: f64) -> bool {
+    /// Whether `cost` tokens are there now (refilling, taking none).
+    fn can(&mut self, now: Instant, rate: f64, burst: f64, cost: f64) -> bool {
         let refill = self.last.map_or(burst, |t| {
             now.saturating_duration_since(t).as_secs_f64() * rate
         });
         self.tokens = (self.tokens + refill).min(burst);
         self.last = Some(now);
-        if self.tokens >= cost {
+        self.tokens >= cost
+    }
+
+    /// Takes `cost` tokens if there are that many.
+    fn take_n(&mut self, now: Instant, rate: f64, burst: f64, cost: f64) -> bool {
+        let there = self.can(now, rate, burst, cost);
+        if there {
             self.tokens -= cost;
-            true
-        } else {
-            false
         }
+        there
     }
 }
 
@@ -1006,9 +1010,14 @@ impl Endpoint {
         let total = tftp.unproven_rate as f64;
         let prefix = tftp.unproven_prefix_rate as f64;
         let bucket = prefix_bucket(ip);
-        let ok = self.tftp_bytes.take_n(now, total, total, cost)
-            && self.tftp_prefixes[bucket].take_n(now, prefix, prefix, cost);
-        if !ok {
+        // Both budgets must allow it before either is spent: a prefix over its own budget
+        // must not use up the budget of everyone else.
+        let ok = self.tftp_prefixes[bucket].can(now, prefix, prefix, cost)
+            && self.tftp_bytes.can(now, total, total, cost);
+        if ok {
+            self.tftp_prefixes[bucket].take_n(now, prefix, prefix, cost);
+            self.tftp_bytes.take_n(now, total, total, cost);
+        } else {
             self.stats.tftp_over_budget += 1;
         }
         ok
