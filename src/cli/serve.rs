@@ -117,7 +117,6 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
                 overwrite: args.tftp_overwrite,
                 unproven_rate: args.tftp_unproven_rate,
                 unproven_prefix_rate: args.tftp_unproven_prefix_rate,
-                ..TftpPolicy::default()
             }),
         },
         model: args.model,
