@@ -16,6 +16,7 @@ use live::{
 };
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -143,6 +144,31 @@ fn a_replaced_file_keeps_its_permission_bits() {
     assert_file_eq(&private, &original);
     let mode = fs::metadata(&private).unwrap().permissions().mode() & 0o7777;
     assert_eq!(mode, 0o600, "mode {mode:o}");
+}
+
+#[test]
+fn a_file_with_other_names_is_written_into_so_every_name_sees_the_download() {
+    let original = seeded_bytes(17, 5000);
+    let served = Served::with_files(&[("data.bin", &original)]);
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("one.bin");
+    let other = dir.path().join("other.bin");
+    fs::write(&one, b"old bytes").unwrap();
+    fs::hard_link(&one, &other).unwrap();
+    let inode = fs::metadata(&one).unwrap().ino();
+    get(&served, "data.bin", &one, &[]).expect_code(0);
+    assert_file_eq(&one, &original);
+    assert_file_eq(&other, &original);
+    assert_eq!(
+        fs::metadata(&one).unwrap().ino(),
+        inode,
+        "the file was replaced"
+    );
+    assert_eq!(
+        live::names_in(dir.path()),
+        ["one.bin", "other.bin"],
+        "no partial left"
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ use udpft::proto::admission::{Limits, Policy};
 use udpft::proto::endpoint::{Action, Endpoint, Event, SessionMac, YIELDED};
 use udpft::proto::grant::Op;
 use udpft::proto::refusal::{Refusal, AMPLIFICATION_FACTOR};
+use udpft::proto::server_session::End;
 use udpft::proto::session::{MemSink, MemSource};
 use udpft::proto::store::{FileInfo, Store};
 use udpft::proto::wire::{ErrorCode, Message, MAX_DATAGRAM};
@@ -154,6 +155,14 @@ impl Fed {
     fn within_amplification_limit(&self) -> bool {
         let sent: usize = self.replies.iter().map(|(_, b)| b.len()).sum();
         sent <= AMPLIFICATION_FACTOR * self.received
+    }
+}
+
+fn end(outcome: Option<Outcome>, bytes: u64) -> End {
+    End {
+        outcome,
+        bytes,
+        final_block: None,
     }
 }
 
@@ -487,7 +496,7 @@ fn a_completed_upload_answers_a_repeated_done_from_its_tombstone() {
     let now = door.at(2);
     let record = door
         .endpoint
-        .ended((p, session), Some(&Outcome::Complete), 10, now)
+        .ended((p, session), &end(Some(Outcome::Complete), 10), now)
         .expect("a record");
     assert_eq!(
         (record.op, record.bytes, record.failure),
@@ -564,7 +573,7 @@ fn a_stop_refuses_requests_abandons_uploads_and_ends_everything_after_the_grace(
     ));
     assert!(!door.endpoint.is_drained());
     for key in [(peer(1, 5000), download), (peer(1, 5001), upload)] {
-        door.endpoint.ended(key, None, 0, door.at(2020));
+        door.endpoint.ended(key, &end(None, 0), door.at(2020));
     }
     assert!(door.endpoint.is_drained());
 }

@@ -422,12 +422,18 @@ fn idle_client_is_forgotten_and_comes_back_on_a_new_upstream_port() -> TestResul
     client.send(b"first")?;
     let (_, first_port) = upstream.recv_from(&mut buf)?;
 
-    // Stay silent past the idle timeout, then speak again; a datagram that still finds the
-    // old slot (the expiry not yet run on a loaded machine) refreshes it, so wait again.
+    // Stay silent past the idle timeout (a wait on the client's own socket, during which
+    // nothing may arrive: the silence is the condition under test), then speak again; a
+    // datagram that still finds the old slot (the expiry not yet run on a loaded machine)
+    // refreshes it, so be silent again.
     let deadline = Instant::now() + WAIT;
     let mut waits = 0;
     loop {
-        std::thread::sleep(idle * 2);
+        client.set_read_timeout(Some(idle * 2))?;
+        assert!(
+            client.recv(&mut buf).is_err(),
+            "a datagram during the silence"
+        );
         waits += 1;
         client.send(b"again")?;
         let (len, port) = upstream.recv_from(&mut buf)?;

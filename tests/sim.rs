@@ -907,8 +907,7 @@ fn a_windowed_upload_whose_final_ack_is_lost_hears_the_tombstone_answer_a_chunk(
         if !data_lost && s.from == client && s.kind == Some(Kind::Data) && s.seq == 2 {
             data_lost = true;
             Fate::Drop
-        } else if !ack_lost && s.from == SERVER && s.kind == Some(Kind::Ack) && s.seq == done_seq
-        {
+        } else if !ack_lost && s.from == SERVER && s.kind == Some(Kind::Ack) && s.seq == done_seq {
             ack_lost = true;
             Fate::Drop
         } else {
@@ -924,7 +923,11 @@ fn a_windowed_upload_whose_final_ack_is_lost_hears_the_tombstone_answer_a_chunk(
         .filter(|s| s.seq == 2)
         .map(|s| s.seq)
         .collect();
-    assert_eq!(resent.len(), 3, "Data 2: lost, resent, resent after the lost Ack of Done");
+    assert_eq!(
+        resent.len(),
+        3,
+        "Data 2: lost, resent, resent after the lost Ack of Done"
+    );
     assert_eq!(sim.table.stats().unknown_session, 0);
 }
 
@@ -1642,6 +1645,9 @@ fn at_ten_percent_loss_no_silence_reaches_the_backoff_ceiling() {
         sim.run();
         assert_downloaded(&sim, c, &bytes);
         let silence = sim.stats(c).longest_silence;
-        assert!(silence < Duration::from_millis(60), "seed {seed}: {silence:?}");
+        assert!(
+            silence < Duration::from_millis(60),
+            "seed {seed}: {silence:?}"
+        );
     }
 }

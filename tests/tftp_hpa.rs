@@ -7,63 +7,16 @@
 mod live;
 mod tftp_support;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tempfile::TempDir;
+use tftp_support::tftpd::Tftpd;
 use udpft::link::seeded_bytes;
 use udpft::proto::session::{MemSink, MemSource};
 use udpft::proto::{Outcome, Stats};
 use udpft::tftp::client::{ClientConfig, ClientSession};
 use udpft::tftp::wire::MAX_PACKET;
-
-/// A running `in.tftpd`, killed (by its PID) when dropped.
-struct Tftpd {
-    child: Child,
-    addr: SocketAddr,
-    root: TempDir,
-}
-
-impl Tftpd {
-    /// Starts `in.tftpd` on a free loopback port with `extra` arguments, or `None` if it is
-    /// not installed (outside CI).
-    fn start(extra: &[&str]) -> Option<Self> {
-        let program = tftp_support::tools::find("in.tftpd", "tftpd-hpa")?;
-        let root = tempfile::tempdir().unwrap();
-        // A free port: bound and released just before tftpd binds it.
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = Command::new(program)
-            .args(["-L", "-a", &addr.to_string(), "-u", "root", "-c", "-p"])
-            .args(extra)
-            .arg("-s")
-            .arg(root.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("in.tftpd starts");
-        Some(Self { child, addr, root })
-    }
-
-    fn path(&self, name: &str) -> std::path::PathBuf {
-        self.root.path().join(name)
-    }
-}
-
-impl Drop for Tftpd {
-    fn drop(&mut self) {
-        // `Child::kill` signals exactly this PID.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Drives `session` on a real socket until it finishes (at most 60 s); returns its outcome
 /// and statistics.

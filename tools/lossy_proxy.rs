@@ -586,22 +586,23 @@ impl Relay {
                 }
                 Err(e) if is_transient(&e) => {
                     let mut clients = lock(&self.clients);
-                    let idle = self
-                        .elapsed_ms()
-                        .saturating_sub(slot.last_active_ms.load(Ordering::Relaxed));
-                    if idle >= idle_ms {
-                        if clients.get(&client).is_some_and(|s| Arc::ptr_eq(s, slot)) {
-                            clients.remove(&client);
+                    let last = slot.last_active_ms.load(Ordering::Relaxed);
+                    match idle_left(self.elapsed_ms(), last, idle_ms) {
+                        None => {
+                            if clients.get(&client).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+                                clients.remove(&client);
+                            }
+                            self.counters
+                                .clients_expired
+                                .fetch_add(1, Ordering::Relaxed);
+                            return;
                         }
-                        self.counters
-                            .clients_expired
-                            .fetch_add(1, Ordering::Relaxed);
-                        return;
+                        // Wake up again exactly when the client would be idle long enough.
+                        Some(left) => {
+                            drop(clients);
+                            let _ = slot.socket.set_read_timeout(Some(left));
+                        }
                     }
-                    drop(clients);
-                    // Wake up again exactly when the client would be idle long enough.
-                    let left = Duration::from_millis((idle_ms - idle).max(1));
-                    let _ = slot.socket.set_read_timeout(Some(left));
                 }
                 Err(e) => {
                     eprintln!("lossy-proxy: upstream socket of {client} failed: {e}");
@@ -825,9 +826,33 @@ fn main() -> ExitCode {
     }
 }
 
+/// How much longer a client last active at `last_ms` (milliseconds since the start) may
+/// stay silent at `now_ms` before it is forgotten, or `None` if its `idle_ms` ran out.
+fn idle_left(now_ms: u64, last_ms: u64, idle_ms: u64) -> Option<Duration> {
+    let idle = now_ms.saturating_sub(last_ms);
+    (idle < idle_ms).then(|| Duration::from_millis((idle_ms - idle).max(1)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_client_is_forgotten_once_its_idle_time_ran_out() {
+        assert_eq!(
+            idle_left(1_000, 1_000, 200),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(
+            idle_left(1_150, 1_000, 200),
+            Some(Duration::from_millis(50))
+        );
+        assert_eq!(idle_left(1_199, 1_000, 200), Some(Duration::from_millis(1)));
+        assert_eq!(idle_left(1_200, 1_000, 200), None);
+        assert_eq!(idle_left(5_000, 1_000, 200), None);
+        // A clock read before the last activity (threads) is no idleness at all.
+        assert_eq!(idle_left(900, 1_000, 200), Some(Duration::from_millis(200)));
+    }
 
     /// The command line with a listen and an upstream address and then `knobs`.
     fn parse(knobs: &[&str]) -> Result<Cli, clap::Error> {

@@ -11,10 +11,12 @@ use std::io;
 use std::path::PathBuf;
 use udpft::client::ClientError;
 use udpft::library::{Library, LibraryOptions};
+use udpft::privileges;
 use udpft::proto::access::AccessList;
 use udpft::proto::admission::{Limits, Policy};
 use udpft::proto::Config;
 use udpft::server::{self, ServerConfig, Shutdown};
+use udpft::tftp::admit::TftpPolicy;
 
 /// The folder served when `--root` is not given.
 const DEFAULT_ROOT: &str = "library";
@@ -37,6 +39,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), Failure> {
     let sockets = server::bind_for(bind, &config)
         .map_err(|e| ClientError::local(format!("cannot listen on {bind}"), e))?;
     let local = sockets[0].local_addr().unwrap_or(bind);
+    drop_privileges(args)?;
     let shutdown = Shutdown::new();
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, shutdown.flag())
@@ -55,6 +58,29 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), Failure> {
     let stats = server::serve(sockets, library, &config, &shutdown)
         .map_err(|e| ClientError::local("server loop failed", e))?;
     eprintln!("udpft: stopped; {}", stats.summary());
+    Ok(())
+}
+
+/// Drops root after binding (`--user`), and refuses to take TFTP uploads as root unless
+/// told to (`--allow-root`).
+fn drop_privileges(args: &ServeArgs) -> Result<(), Failure> {
+    let failed = |e: udpft::privileges::PrivilegeError| {
+        ClientError::local(
+            "cannot drop privileges",
+            std::io::Error::other(e.to_string()),
+        )
+    };
+    let user = args.user.as_deref();
+    if let Some(target) =
+        privileges::drop_privileges(user, args.group.as_deref()).map_err(failed)?
+    {
+        eprintln!(
+            "udpft: running as {} (uid {}, gid {})",
+            target.user, target.uid, target.gid
+        );
+    }
+    // TFTP uploads have no address proof and no checksum: as root they are refused.
+    privileges::refuse_root_with_uploads(args.tftp_write, args.allow_root).map_err(failed)?;
     Ok(())
 }
 
@@ -82,6 +108,16 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
             read_only: args.read_only,
             max_upload: args.max_upload,
             grace: args.grace,
+            tftp: args.tftp.then(|| TftpPolicy {
+                options: udpft::tftp::options::Policy {
+                    max_window: args.max_window,
+                    ..udpft::tftp::options::Policy::default()
+                },
+                write: args.tftp_write,
+                overwrite: args.tftp_overwrite,
+                unproven_rate: args.tftp_unproven_rate,
+                unproven_prefix_rate: args.tftp_unproven_prefix_rate,
+            }),
         },
         model: args.model,
         workers: usize::from(args.workers),

@@ -15,6 +15,7 @@ use super::refusal::Refusal;
 use super::session::Config;
 use super::store::Store;
 use super::wire::{ErrorCode, Message};
+use crate::tftp::admit::TftpPolicy;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -67,6 +68,8 @@ pub struct Policy {
     pub max_upload: Option<u64>,
     /// After a stop request, how long running downloads may take to finish.
     pub grace: Duration,
+    /// TFTP on the same socket (`--tftp`), and what it allows; `None`: udpft only.
+    pub tftp: Option<TftpPolicy>,
 }
 
 impl Default for Policy {
@@ -79,6 +82,7 @@ impl Default for Policy {
             read_only: false,
             max_upload: None,
             grace: Duration::from_secs(10),
+            tftp: None,
         }
     }
 }

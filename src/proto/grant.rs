@@ -8,10 +8,13 @@
 //! forked child with its own store.
 
 use super::refusal::Refusal;
+use super::server_session::ServerSession;
 use super::session::{chunk_count, Config, MemSource};
 use super::store::{FileInfo, Store};
 use super::transfer::{Opening, Plan, Transfer};
 use super::wire::{Message, MAX_NAME_LEN};
+use crate::tftp::admit::TftpTerms;
+use crate::tftp::ServerSession as TftpSession;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -75,6 +78,8 @@ pub struct Grant {
     /// When the (latest) Accept went out: the proof that answers it measures the session's
     /// first round trip.
     pub accepted_at: Option<Instant>,
+    /// The terms of a TFTP request (`None`: the udpft protocol).
+    pub tftp: Option<Box<TftpTerms>>,
 }
 
 impl fmt::Debug for Grant {
@@ -112,6 +117,7 @@ impl Grant {
             file: None,
             listing: None,
             accepted_at: None,
+            tftp: None,
         }
     }
 
@@ -143,7 +149,8 @@ impl Grant {
     ///
     /// The Accept went out already and the peer's datagram acknowledged it, so a download
     /// starts at Data 1; an upload's receiver starts waiting for Data 1 (the proving
-    /// datagram, which the caller hands it next).
+    /// datagram, which the caller hands it next). A TFTP session goes on from the packet the
+    /// front door sent first.
     ///
     /// # Errors
     /// The store's refusal, to send to the peer under the session id.
@@ -152,7 +159,10 @@ impl Grant {
         now: Instant,
         config: &Config,
         store: &mut dyn Store,
-    ) -> Result<Transfer, Refusal> {
+    ) -> Result<ServerSession, Refusal> {
+        if let Some(terms) = &self.tftp {
+            return self.start_tftp(now, config, store, terms);
+        }
         let plan = |opening| Plan {
             session: self.session,
             size: self.size,
@@ -173,11 +183,7 @@ impl Grant {
                 )
             }
             Op::Get => {
-                let info = self.file.unwrap_or(FileInfo {
-                    size: self.size,
-                    version: 0,
-                });
-                let source = store.open(self.name(), &info)?;
+                let source = store.open(self.name(), &self.file_info())?;
                 Transfer::send(now, config, plan(Opening::Data), source)
             }
             Op::Put => {
@@ -193,6 +199,30 @@ impl Grant {
         if let Some(sent) = self.accepted_at {
             transfer.seed_rtt(now.saturating_duration_since(sent));
         }
-        Ok(transfer)
+        Ok(ServerSession::Udpft(transfer))
+    }
+
+    fn start_tftp(
+        &self,
+        now: Instant,
+        config: &Config,
+        store: &mut dyn Store,
+        terms: &TftpTerms,
+    ) -> Result<ServerSession, Refusal> {
+        let session = if terms.write {
+            let sink = store.create(self.name(), self.size, terms.overwrite)?;
+            TftpSession::proven_write(now, config, terms, sink, terms.max_upload)
+        } else {
+            let source = store.open(self.name(), &self.file_info())?;
+            TftpSession::proven_read(now, config, terms, source)
+        };
+        Ok(ServerSession::Tftp(Box::new(session)))
+    }
+
+    fn file_info(&self) -> FileInfo {
+        self.file.unwrap_or(FileInfo {
+            size: self.size,
+            version: 0,
+        })
     }
 }

@@ -22,6 +22,7 @@
 //!   routing, tombstones, shutdown, slow sessions yielding.
 //! * [`admission`]: the policy and the order of its rules; [`access`]: access lists.
 //! * [`grant`]: what an accepted request was promised, and how its session starts.
+//! * [`server_session`]: a server's session, udpft or TFTP, as every model drives it.
 //! * [`pending`]: the bounded cache of grants whose peers have not proven their address.
 //! * [`refusal`]: refusals and the amplification limit of replies.
 //! * [`store`]: what the server serves, as requests see it.
@@ -43,6 +44,7 @@ pub mod refusal;
 mod reorder;
 pub mod rtt;
 pub mod sender;
+pub mod server_session;
 pub mod session;
 pub mod stats;
 pub mod store;

@@ -10,8 +10,8 @@ use crate::library::Library;
 use crate::net;
 use crate::proto::admission::Policy;
 use crate::proto::endpoint::{Endpoint, PROGRESS_EVERY};
+use crate::proto::server_session::ServerSession;
 use crate::proto::stats::ServerStats;
-use crate::proto::transfer::Transfer;
 use crate::proto::wire::MAX_DATAGRAM;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -33,7 +33,7 @@ pub(crate) fn flush_endpoint(socket: &UdpSocket, endpoint: &mut Endpoint, buf: &
 /// Sends everything one session has queued to its peer; returns how many datagrams.
 pub(crate) fn flush_session(
     socket: &UdpSocket,
-    transfer: &mut Transfer,
+    transfer: &mut ServerSession,
     peer: SocketAddr,
     now: Instant,
     buf: &mut [u8],

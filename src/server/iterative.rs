@@ -5,9 +5,9 @@
 
 use super::{earliest, flush_session, Driver, ProgressClock, ServerConfig, Shutdown};
 use crate::library::Library;
-use crate::proto::endpoint::{server_done, Action, Event, Key};
+use crate::proto::endpoint::{Action, Event, Key};
+use crate::proto::server_session::{server_done, End, ServerSession};
 use crate::proto::stats::ServerStats;
-use crate::proto::transfer::Transfer;
 use std::io;
 use std::net::UdpSocket;
 use std::time::Instant;
@@ -27,7 +27,7 @@ pub fn run(
     policy.limits.full = "serving another client (iterative server)";
     let mut endpoint = Driver::endpoint(policy, library);
     let mut driver = Driver::new(config);
-    let mut current: Option<(Key, Transfer, ProgressClock)> = None;
+    let mut current: Option<(Key, ServerSession, ProgressClock)> = None;
     loop {
         let now = Instant::now();
         driver.tick(shutdown, &mut endpoint, now);
@@ -45,8 +45,7 @@ pub fn run(
                 endpoint.progress(*key, transfer.progress(), now);
             }
             if server_done(transfer) {
-                let bytes = transfer.stats().bytes;
-                if let Some(record) = endpoint.ended(*key, transfer.outcome(), bytes, now) {
+                if let Some(record) = endpoint.ended(*key, &End::of(transfer), now) {
                     driver.log.session(&record);
                 }
                 current = None;
@@ -76,13 +75,12 @@ pub fn run(
                     }
                     let sent = flush_session(socket, &mut transfer, key.0, now, &mut driver.outbuf);
                     endpoint.stats_mut().sent += sent;
-                    let bytes = transfer.stats().bytes;
-                    if let Some(record) = endpoint.ended(key, transfer.outcome(), bytes, now) {
+                    if let Some(record) = endpoint.ended(key, &End::of(&transfer), now) {
                         driver.log.session(&record);
                     }
                 }
                 if let Some(mut transfer) = endpoint.start(now, &grant) {
-                    transfer.handle_message(now, &message);
+                    transfer.handle(now, &message);
                     let key = (grant.peer, grant.session);
                     current = Some((key, transfer, ProgressClock::new(now)));
                 }
@@ -90,7 +88,7 @@ pub fn run(
             Event::Deliver(key, message) => {
                 if let Some((k, transfer, _)) = &mut current {
                     if *k == key {
-                        transfer.handle_message(now, &message);
+                        transfer.handle(now, &message);
                     }
                 }
             }

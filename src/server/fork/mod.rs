@@ -20,6 +20,7 @@ use super::log::Logger;
 use super::{Driver, ServerConfig, Shutdown};
 use crate::library::Library;
 use crate::proto::endpoint::{Action, Endpoint, Event, Key};
+use crate::proto::server_session::End;
 use crate::proto::stats::ServerStats;
 use crate::proto::wire::ErrorCode;
 use crate::proto::{Failure, Outcome};
@@ -132,7 +133,12 @@ fn reap(children: &mut HashMap<Pid, Child>, endpoint: &mut Endpoint, log: &Logge
                     code: ErrorCode::Other,
                     text: "the session's process died".into(),
                 });
-                if let Some(record) = endpoint.ended(child.key, Some(&died), 0, now) {
+                let end = End {
+                    outcome: Some(died),
+                    bytes: 0,
+                    final_block: None,
+                };
+                if let Some(record) = endpoint.ended(child.key, &end, now) {
                     log.session(&record);
                 }
             }

@@ -10,9 +10,9 @@ use super::{Driver, ServerConfig, Shutdown};
 use crate::library::Library;
 use crate::proto::endpoint::{Action, Event, Key};
 use crate::proto::refusal::Refusal;
+use crate::proto::server_session::End;
 use crate::proto::stats::ServerStats;
 use crate::proto::wire::ErrorCode;
-use crate::proto::Outcome;
 use session::Session;
 use std::collections::HashMap;
 use std::io;
@@ -35,12 +35,7 @@ enum Report {
     Opened,
     Refused(Key, Refusal),
     Progress(Key, u64),
-    Ended {
-        key: Key,
-        outcome: Option<Outcome>,
-        bytes: u64,
-        sent: u64,
-    },
+    Ended { key: Key, end: End, sent: u64 },
 }
 
 struct Worker {
@@ -77,14 +72,9 @@ pub fn run(
                     join(workers.remove(&key));
                 }
                 Report::Progress(key, bytes) => endpoint.progress(key, bytes, now),
-                Report::Ended {
-                    key,
-                    outcome,
-                    bytes,
-                    sent,
-                } => {
+                Report::Ended { key, end, sent } => {
                     endpoint.stats_mut().sent += sent;
-                    if let Some(record) = endpoint.ended(key, outcome.as_ref(), bytes, now) {
+                    if let Some(record) = endpoint.ended(key, &end, now) {
                         driver.log.session(&record);
                     }
                     join(workers.remove(&key));

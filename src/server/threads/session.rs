@@ -7,9 +7,10 @@ use super::super::{flush_session, ProgressClock};
 use super::{Inbound, Report};
 use crate::library::Library;
 use crate::net;
-use crate::proto::endpoint::{server_done, SHUTTING_DOWN};
+use crate::proto::endpoint::SHUTTING_DOWN;
 use crate::proto::grant::Grant;
-use crate::proto::wire::{ErrorCode, Message, MAX_DATAGRAM};
+use crate::proto::server_session::{server_done, End, ServerSession};
+use crate::proto::wire::{ErrorCode, MAX_DATAGRAM};
 use crate::proto::Config;
 use std::net::UdpSocket;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -49,8 +50,7 @@ impl Session<'_> {
             if server_done(&transfer) {
                 let _ = self.reports.send(Report::Ended {
                     key,
-                    outcome: transfer.outcome().cloned(),
-                    bytes: transfer.stats().bytes,
+                    end: End::of(&transfer),
                     sent,
                 });
                 return;
@@ -76,10 +76,8 @@ impl Session<'_> {
         }
     }
 
-    fn handle(&self, transfer: &mut crate::proto::Transfer, bytes: Vec<u8>) {
-        if let Ok(message) = Message::decode(&bytes) {
-            transfer.handle_message(Instant::now(), &message);
-        }
+    fn handle(&self, transfer: &mut ServerSession, bytes: Vec<u8>) {
+        transfer.handle_datagram(Instant::now(), &bytes);
         let _ = self.recycle.send(bytes);
     }
 }
