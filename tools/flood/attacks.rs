@@ -43,6 +43,9 @@ pub enum Attack {
     /// `drip` at the largest chunk: each Ack moves 64 KiB, above the slow-session rate.
     #[value(name = "drip-64k")]
     Drip64k,
+    /// `drip` from the legitimate client's own address (127.0.0.1), as many sessions as
+    /// one address may hold: the per-address cap, unlike a full table, yields no slot.
+    SameAddressDrip,
     /// Data and Ack datagrams for sessions that do not exist.
     Strangers,
     /// The List storm while one address keeps changing the folder (a proven Put opened
@@ -52,7 +55,7 @@ pub enum Attack {
 
 impl Attack {
     /// Every attack, in the order of the report.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Control,
         Self::Pending,
         Self::SameAddress,
@@ -63,6 +66,7 @@ impl Attack {
         Self::Resume,
         Self::Drip,
         Self::Drip64k,
+        Self::SameAddressDrip,
         Self::Strangers,
         Self::ListChurn,
     ];
@@ -80,6 +84,7 @@ impl Attack {
             Self::Resume => "resume",
             Self::Drip => "drip",
             Self::Drip64k => "drip-64k",
+            Self::SameAddressDrip => "same-address-drip",
             Self::Strangers => "strangers",
             Self::ListChurn => "list-churn",
         }
@@ -89,7 +94,7 @@ impl Attack {
     pub fn proves(self) -> bool {
         matches!(
             self,
-            Self::Resume | Self::Drip | Self::Drip64k | Self::ListChurn
+            Self::Resume | Self::Drip | Self::Drip64k | Self::SameAddressDrip | Self::ListChurn
         )
     }
 
@@ -114,7 +119,9 @@ impl Attack {
     /// enough to be judged slow.
     pub fn warmup(self, drip_every: Duration) -> Duration {
         match self {
-            Self::Drip | Self::Drip64k => Duration::from_secs(3) + drip_every,
+            Self::Drip | Self::Drip64k | Self::SameAddressDrip => {
+                Duration::from_secs(3) + drip_every
+            }
             _ => Duration::from_secs(1),
         }
     }
@@ -175,7 +182,7 @@ pub struct Files {
 pub fn sources(attack: Attack, shape: &Shape) -> Vec<SocketAddr> {
     (0..shape.sockets)
         .map(|i| {
-            let ip = if attack == Attack::SameAddress {
+            let ip = if matches!(attack, Attack::SameAddress | Attack::SameAddressDrip) {
                 Ipv4Addr::LOCALHOST
             } else {
                 spread_address(i % shape.addresses)
@@ -216,48 +223,6 @@ pub fn scripts(
         let sources = share(t);
         let seed = seed ^ (t as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let script: Box<dyn Script> = match attack {
-            Attack::Pending | Attack::SameAddress => Box::new(Requests::new(
-                sources,
-                Pattern::Refresh {
-                    kinds: &[Kind::Get, Kind::List, Kind::Put],
-                    tokens: shape.tokens,
-                },
-                get(DEFAULT_CHUNK),
-                seed,
-            )),
-            Attack::Fds | Attack::Control => Box::new(Requests::new(
-                sources,
-                Pattern::Fresh(Kind::Get),
-                get(DEFAULT_CHUNK),
-                seed,
-            )),
-            Attack::Puts => Box::new(Requests::new(
-                sources,
-                Pattern::Fresh(Kind::Put),
-                get(DEFAULT_CHUNK),
-                seed,
-            )),
-            Attack::Memory => Box::new(Requests::new(
-                sources,
-                Pattern::Fresh(Kind::Get),
-                get(MAX_CHUNK),
-                seed,
-            )),
-            Attack::List => Box::new(Requests::new(
-                sources,
-                Pattern::Refresh {
-                    kinds: &[Kind::List],
-                    tokens: shape.tokens,
-                },
-                get(DEFAULT_CHUNK),
-                seed,
-            )),
-            Attack::Strangers => Box::new(Requests::new(
-                sources,
-                Pattern::Strangers,
-                get(DEFAULT_CHUNK),
-                seed,
-            )),
             Attack::Resume => {
                 let (name, size) = files
                     .large
@@ -272,13 +237,18 @@ pub fn scripts(
                     shape.tokens,
                 ))
             }
-            Attack::Drip | Attack::Drip64k => {
+            Attack::Drip | Attack::Drip64k | Attack::SameAddressDrip => {
                 let chunk = if attack == Attack::Drip64k {
                     MAX_CHUNK
                 } else {
                     DEFAULT_CHUNK
                 };
-                let sessions = share_of(shape.sessions, t, threads);
+                let total = if attack == Attack::SameAddressDrip {
+                    shape.sessions.min(PER_ADDRESS_CAP)
+                } else {
+                    shape.sessions
+                };
+                let sessions = share_of(total, t, threads);
                 Box::new(Drip::new(
                     sources,
                     get(chunk),
@@ -287,22 +257,41 @@ pub fn scripts(
                 ))
             }
             Attack::ListChurn => {
-                let storm = Requests::new(
-                    sources,
-                    Pattern::Refresh {
-                        kinds: &[Kind::List],
-                        tokens: shape.tokens,
-                    },
-                    get(DEFAULT_CHUNK),
-                    seed,
-                );
+                let (pattern, chunk) = unproven(Attack::List, shape);
+                let storm = Requests::new(sources, pattern, get(chunk), seed);
                 // One churning address is enough; the other threads only storm.
                 Box::new(ListChurn::new(storm, t == 0))
+            }
+            _ => {
+                let (pattern, chunk) = unproven(attack, shape);
+                Box::new(Requests::new(sources, pattern, get(chunk), seed))
             }
         };
         scripts.push(script);
     }
     Ok(scripts)
+}
+
+/// Live sessions one address may hold at the server by default (`--max-per-address`).
+const PER_ADDRESS_CAP: u32 = 256;
+
+/// What an unproven attack sends, and at which chunk.
+fn unproven(attack: Attack, shape: &Shape) -> (Pattern, u16) {
+    let refresh = |kinds| Pattern::Refresh {
+        kinds,
+        tokens: shape.tokens,
+    };
+    match attack {
+        Attack::Pending | Attack::SameAddress => {
+            (refresh(&[Kind::Get, Kind::List, Kind::Put]), DEFAULT_CHUNK)
+        }
+        Attack::List | Attack::ListChurn => (refresh(&[Kind::List]), DEFAULT_CHUNK),
+        Attack::Puts => (Pattern::Fresh(Kind::Put), DEFAULT_CHUNK),
+        Attack::Memory => (Pattern::Fresh(Kind::Get), MAX_CHUNK),
+        Attack::Strangers => (Pattern::Strangers, DEFAULT_CHUNK),
+        // fds, control, and the proven ones' unproven share: unproven Gets.
+        _ => (Pattern::Fresh(Kind::Get), DEFAULT_CHUNK),
+    }
 }
 
 /// Thread `t`'s share of `total` (the first threads take the remainder).
@@ -338,7 +327,7 @@ mod tests {
                 .iter()
                 .filter(|s| s.ip() == Ipv4Addr::LOCALHOST)
                 .count();
-            if attack == Attack::SameAddress {
+            if matches!(attack, Attack::SameAddress | Attack::SameAddressDrip) {
                 assert_eq!(legit, sources.len());
             } else {
                 assert_eq!(legit, 0, "{attack}");

@@ -22,7 +22,6 @@ use crate::results::{median, Cell, Table};
 use crate::sink::EchoSink;
 use crate::workload::{parse_size, Scratch, TestLibrary};
 use clap::Args;
-use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
@@ -161,8 +160,8 @@ pub fn run(args: &MeasureArgs) -> io::Result<()> {
         for &model in &args.models {
             eprintln!("udpft-flood: {attack} against {model}…");
             let run = run_one(&bin, &dir, &library, attack, model, args)?;
-            eprintln!("{}", summary_line(&run));
             runs.push(run);
+            eprintln!("{}", summary_line(&runs[runs.len() - 1], &runs));
             // Written after every row, so a long run that is stopped keeps what it measured.
             write_report(&runs, args)?;
         }
@@ -216,15 +215,15 @@ fn run_one(
         "1".to_owned(),
     ];
     extra_args.extend(args.server_args.iter().cloned());
-    let spec = ServerSpec {
-        bin: bin.to_path_buf(),
-        root: library.root.clone(),
-        extra_args,
-    };
     let fd_limit = args
         .fd_limit
         .or((attack == Attack::Fds).then_some(FDS_ATTACK_LIMIT));
-    let mut server = with_fd_limit(fd_limit, || start_server(&spec, &log))??;
+    let spec = ServerSpec {
+        bin: server_program(bin, dir, fd_limit)?,
+        root: library.root.clone(),
+        extra_args,
+    };
+    let mut server = start_server(&spec, &log)?;
     let probe = Probe {
         pid: server.guard.pid(),
         root: library.root.clone(),
@@ -277,20 +276,23 @@ fn run_one(
     Ok(run)
 }
 
-/// Starts a child under RLIMIT_NOFILE `limit` (soft and hard), by setting this process's
-/// limit around the spawn (the child inherits it) and putting it back after.
-fn with_fd_limit<T>(limit: Option<u64>, spawn: impl FnOnce() -> T) -> io::Result<T> {
+/// The program to start the server with: `bin` itself, or, under a descriptor limit, a
+/// shell script in `dir` that sets RLIMIT_NOFILE (soft and hard: `ulimit -n`) and then
+/// `exec`s `bin` (same PID), so the limit holds for the server alone and this process
+/// keeps its own.
+fn server_program(bin: &Path, dir: &Path, limit: Option<u64>) -> io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
     let Some(limit) = limit else {
-        return Ok(spawn());
+        return Ok(bin.to_path_buf());
     };
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io::Error::from)?;
-    setrlimit(Resource::RLIMIT_NOFILE, limit, limit).map_err(io::Error::from)?;
-    let spawned = spawn();
-    if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, soft, hard) {
-        // Raising a hard limit again needs root; the flood itself fits in `limit`.
-        eprintln!("udpft-flood: cannot restore the descriptor limit {soft}:{hard} ({e}); continuing under {limit}");
-    }
-    Ok(spawned)
+    let script = dir.join(format!("udpft-nofile-{limit}.sh"));
+    let quoted = bin.display().to_string().replace('\'', "'\\''");
+    fs::write(
+        &script,
+        format!("#!/bin/sh\nulimit -n {limit} || exit 1\nexec '{quoted}' \"$@\"\n"),
+    )?;
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755))?;
+    Ok(script)
 }
 
 /// One phase: the legitimate operations, with the flood of `attack` running if given.
@@ -551,19 +553,37 @@ fn verdict(run: &Run, f: &Figures) -> Vec<String> {
     misses
 }
 
-fn verdict_text(run: &Run, f: &Figures) -> String {
+/// The verdict of `run`, with the control's ratios for the same model among `runs` (what
+/// the flood costs the machine alone) when a target is missed.
+fn verdict_text(run: &Run, f: &Figures, runs: &[Run]) -> String {
     let misses = verdict(run, f);
     if run.attack == Attack::Control {
         return "control (the machine's share)".to_owned();
     }
-    match (run.model, misses.is_empty()) {
-        (_, true) => "ok".to_owned(),
-        (Model::Loop, false) => format!("(loop, not judged) {}", misses.join("; ")),
-        (_, false) => format!("MISS: {}", misses.join("; ")),
+    if misses.is_empty() {
+        return "ok".to_owned();
     }
+    let control = runs
+        .iter()
+        .find(|r| r.attack == Attack::Control && r.model == run.model)
+        .map(|c| {
+            let c = figures(c);
+            format!(
+                " [control: ls {:.1}×, get {:.1}×]",
+                c.ls.1 / c.ls.0,
+                c.get.1 / c.get.0
+            )
+        })
+        .unwrap_or_default();
+    let judged = if run.model == Model::Loop {
+        "(loop, not judged)"
+    } else {
+        "MISS:"
+    };
+    format!("{judged} {}{control}", misses.join("; "))
 }
 
-fn summary_line(run: &Run) -> String {
+fn summary_line(run: &Run, runs: &[Run]) -> String {
     let f = figures(run);
     format!(
         "  {} / {}: flood {:.0}/s; ls {:.1} → {:.1} ms ({:.2}×), get {:.1} → {:.1} ms ({:.2}×), {} failed; RSS {:.1}/{:.1}/{:.1} MiB; fds {}/{}; temp {}; threads {}; procs {}; {}",
@@ -585,7 +605,7 @@ fn summary_line(run: &Run) -> String {
         f.peak.temp_files,
         f.peak.threads,
         f.peak.children,
-        verdict_text(run, &f)
+        verdict_text(run, &f, runs)
     )
 }
 
@@ -695,7 +715,7 @@ fn table(runs: &[Run], compact: bool) -> Table {
                 Cell::num(f.tally.replies_per_datagram(), 2),
                 Cell::num(f.tally.amplification(), 2),
                 Cell::int(f.max_live),
-                Cell::text(verdict_text(run, &f)),
+                Cell::text(verdict_text(run, &f, runs)),
             ]);
         } else {
             table.push(vec![
@@ -744,7 +764,7 @@ fn table(runs: &[Run], compact: bool) -> Table {
                         .unwrap_or_default(),
                 ),
                 Cell::text(notes_text(&f.tally)),
-                Cell::text(verdict_text(run, &f)),
+                Cell::text(verdict_text(run, &f, runs)),
             ]);
         }
     }
@@ -847,6 +867,6 @@ sent to them ÷ bytes they sent (what a spoofer would gain by aiming the flood a
 `live=` of the server's `--stats-every 1` lines during the floods. verdict = issue 9's targets: ls and get ≤ 2×, no
 legitimate failure; for the unproven floods also ≥ 10,000 datagrams/s, RSS < 64 MiB and back within 2 MiB of the
 baseline, and no descriptor, temporary file, thread or process beyond the legitimate client's own. The proven attacks
-(resume, drip, drip-64k, list-churn) may hold sessions: they are judged only by the legitimate client. The loop model
+(resume, drip, drip-64k, same-address-drip, list-churn) may hold sessions: they are judged only by the legitimate client. The loop model
 serves one client at a time by design: reported, not judged.
 ";
