@@ -35,14 +35,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs `command` with a client of the server `common` names. The client is dropped
-/// (finishing a download's linger, a few round trips) after the command has shown its
-/// result.
+/// Runs `command` with the clients `common` describes. They are dropped (finishing a
+/// download's linger, a few round trips) after the command has shown its result.
 fn with_client(
     common: &ClientArgs,
     command: impl FnOnce(&mut Context) -> Result<(), Failure>,
 ) -> Result<(), Failure> {
     let interrupt = cli::interrupt::install()?;
-    let mut ctx = Context::connect(common, interrupt)?;
+    let mut ctx = Context::new(common, interrupt);
     command(&mut ctx)
 }

@@ -1,14 +1,21 @@
 //! Socket plumbing for the drivers: binding a UDP socket with room for bursts, and
-//! receiving with a precise deadline.
+//! receiving with a precise deadline, spinning briefly first while replies come fast
+//! ([`spin`]).
+
+pub mod spin;
 
 use nix::errno::Errno;
 use nix::poll::{ppoll, PollFd, PollFlags};
 use nix::sys::time::TimeSpec;
 use socket2::{Domain, Protocol, Socket, Type};
+use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsFd;
+use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
+
+pub use spin::{SpinPolicy, Wait, DEFAULT_BUSY_POLL};
 
 /// Kernel socket buffer size asked for: room for many clients' datagrams in a burst.
 const SOCKET_BUFFER: usize = 4 << 20;
@@ -52,8 +59,19 @@ pub fn any_for(peer: SocketAddr) -> SocketAddr {
 /// wait late, or far too early), and a short one is `ppoll(2)`, with nanosecond resolution,
 /// then a non-blocking `recvfrom`. A wake-up without a datagram (a spurious one, or a
 /// datagram the kernel dropped on a bad UDP checksum) is an empty wait, never a hang.
+///
+/// With busy-polling ([`Receiver::busy_poll`]), a wait first spins on the non-blocking
+/// socket for as long as its [`SpinPolicy`] says, so a reply that comes within microseconds
+/// is taken without the wake-up of a blocking receive. The policy learns from each wait,
+/// and from how long the receiving thread waits for a CPU (so a busy-polling receiver
+/// belongs to the thread that first waits with it).
 #[derive(Debug, Default)]
 pub struct Receiver {
+    /// When to spin before blocking (never, unless [`Receiver::busy_poll`] asked for it).
+    spin: SpinPolicy,
+    /// How long this thread has waited for a CPU, for the spin policy (opened by the first
+    /// wait that may spin; `None` where the system does not tell).
+    run_delay: Option<RunDelay>,
     /// The socket's mode as last set (`Some(true)`: non-blocking).
     nonblocking: Option<bool>,
     /// The socket's receive timeout as last set.
@@ -93,12 +111,8 @@ impl Receiver {
         }
     }
 
-    /// Waits for one datagram until `deadline` (at most [`MAX_WAIT`]).
-    /// `Ok(None)` means the wait ended without a datagram.
-    ///
-    /// # Errors
-    /// Socket errors other than the timeout itself.
-    pub fn recv_until(
+    /// Waits without spinning (see [`Receiver::recv_until`]).
+    fn wait_until(
         &mut self,
         socket: &UdpSocket,
         buf: &mut [u8],
@@ -140,7 +154,15 @@ impl Receiver {
             // Ready without having to wait: more are probably queued behind it.
             self.backlog = polled.elapsed() < BACKLOG_HINT;
         }
-        match socket.recv_from(buf) {
+        self.settle(socket.recv_from(buf))
+    }
+
+    /// What a receive's result means for the wait: a datagram, an empty wait, or an error.
+    fn settle(
+        &self,
+        received: io::Result<(usize, SocketAddr)>,
+    ) -> io::Result<Option<(usize, SocketAddr)>> {
+        match received {
             Ok(got) => Ok(Some(got)),
             Err(e) if is_timeout(&e) => Ok(None),
             Err(e) if self.is_reported(&e) => Err(e),
@@ -171,4 +193,221 @@ fn is_timeout(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
+}
+
+/// Busy-polling: the spin before a blocking wait.
+impl Receiver {
+    /// This receiver, spinning adaptively for at most `cap` before each blocking wait
+    /// (see [`SpinPolicy`]); [`Duration::ZERO`] turns spinning off.
+    #[must_use]
+    pub fn busy_poll(mut self, cap: Duration) -> Self {
+        self.spin = SpinPolicy::new(cap);
+        self
+    }
+
+    /// Tells the spin policy how many sessions share this receiver's loop (spins shrink as
+    /// they grow).
+    pub fn set_sessions(&mut self, sessions: usize) {
+        self.spin.set_sessions(sessions);
+    }
+
+    /// Waits for one datagram until `deadline` (at most [`MAX_WAIT`]), spinning first when
+    /// the policy says a reply is due soon. `Ok(None)` means the wait ended without a
+    /// datagram.
+    ///
+    /// # Errors
+    /// Socket errors other than the timeout itself.
+    pub fn recv_until(
+        &mut self,
+        socket: &UdpSocket,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> io::Result<Option<(usize, SocketAddr)>> {
+        let started = Instant::now();
+        self.report_run_delay(started);
+        let left = deadline.map_or(MAX_WAIT, |at| at.saturating_duration_since(started));
+        let budget = self.spin.budget().min(left);
+        let spun = !budget.is_zero();
+        if spun {
+            self.set_nonblocking(socket, true)?;
+            match spin_recv(socket, buf, budget) {
+                Ok(Some(got)) => {
+                    self.spin.observe(Wait::Caught {
+                        after: started.elapsed(),
+                    });
+                    return Ok(Some(got));
+                }
+                Ok(None) => {}
+                Err(e) => return self.settle(Err(e)),
+            }
+        }
+        let got = self.wait_until(socket, buf, deadline)?;
+        let elapsed = started.elapsed();
+        self.spin.observe(match got {
+            Some(_) => Wait::Woke {
+                after: elapsed,
+                spun,
+            },
+            None => Wait::Empty { waited: elapsed },
+        });
+        Ok(got)
+    }
+}
+
+impl Receiver {
+    /// Every [`RUN_DELAY_EVERY`], tells the spin policy how long this thread waited for a
+    /// CPU since the last time.
+    fn report_run_delay(&mut self, now: Instant) {
+        if self.spin.cap().is_zero() {
+            return;
+        }
+        if self.run_delay.is_none() {
+            self.run_delay = RunDelay::open(now);
+        }
+        if let Some((delay, over)) = self.run_delay.as_mut().and_then(|r| r.sample(now)) {
+            self.spin.observe_run_delay(delay, over);
+        }
+    }
+}
+
+/// How often a busy-polling receiver reads its thread's run delay.
+const RUN_DELAY_EVERY: Duration = Duration::from_millis(2);
+
+/// The time the thread that opened it has spent waiting for a CPU: the second field of
+/// `/proc/thread-self/schedstat` (nanoseconds), read again with one `pread` of the file
+/// kept open (about a microsecond, every [`RUN_DELAY_EVERY`]).
+#[derive(Debug)]
+struct RunDelay {
+    file: File,
+    /// When the last sample was taken, and what it read.
+    at: Instant,
+    total: Duration,
+}
+
+impl RunDelay {
+    fn open(now: Instant) -> Option<Self> {
+        let file = File::open("/proc/thread-self/schedstat").ok()?;
+        let total = Self::read(&file)?;
+        Some(Self {
+            file,
+            at: now,
+            total,
+        })
+    }
+
+    fn read(file: &File) -> Option<Duration> {
+        let mut buf = [0u8; 96];
+        let len = file.read_at(&mut buf, 0).ok()?;
+        let text = std::str::from_utf8(&buf[..len]).ok()?;
+        let nanos = text.split_whitespace().nth(1)?.parse().ok()?;
+        Some(Duration::from_nanos(nanos))
+    }
+
+    /// (run delay, wall time) since the last sample, once [`RUN_DELAY_EVERY`] has passed.
+    fn sample(&mut self, now: Instant) -> Option<(Duration, Duration)> {
+        let over = now.saturating_duration_since(self.at);
+        if over < RUN_DELAY_EVERY {
+            return None;
+        }
+        let total = Self::read(&self.file)?;
+        let delay = total.saturating_sub(self.total);
+        (self.at, self.total) = (now, total);
+        Some((delay, over))
+    }
+}
+
+/// Receives on a non-blocking `socket` until a datagram arrives or `budget` has passed
+/// (`Ok(None)`). Each try is one `recvfrom`; errors other than "nothing yet" are returned
+/// as they are.
+///
+/// # Errors
+/// Any receive error but `WouldBlock` and `Interrupted`. On a blocking socket the first
+/// try blocks as the socket's timeout says.
+pub fn spin_recv(
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    budget: Duration,
+) -> io::Result<Option<(usize, SocketAddr)>> {
+    let started = Instant::now();
+    loop {
+        match socket.recv_from(buf) {
+            Ok(got) => return Ok(Some(got)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        if started.elapsed() >= budget {
+            return Ok(None);
+        }
+        std::hint::spin_loop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (UdpSocket, UdpSocket) {
+        let a = bind("127.0.0.1:0".parse().expect("address"), false).expect("bind");
+        let b = bind("127.0.0.1:0".parse().expect("address"), false).expect("bind");
+        a.connect(b.local_addr().expect("address"))
+            .expect("connect");
+        (a, b)
+    }
+
+    #[test]
+    fn a_spin_takes_a_queued_datagram_and_gives_up_after_its_budget() {
+        let (sender, receiver) = pair();
+        receiver.set_nonblocking(true).expect("non-blocking");
+        let mut buf = [0u8; 64];
+        let started = Instant::now();
+        let budget = Duration::from_micros(300);
+        assert_eq!(spin_recv(&receiver, &mut buf, budget).expect("spin"), None);
+        assert!(started.elapsed() >= budget, "gave up early");
+        sender.send(b"ping").expect("send");
+        let got = spin_recv(&receiver, &mut buf, Duration::from_secs(5)).expect("spin");
+        assert_eq!(got.map(|(n, _)| &buf[..n]), Some(&b"ping"[..]));
+    }
+
+    #[test]
+    fn a_busy_polling_receiver_delivers_every_datagram_and_ends_empty_waits() {
+        let (sender, socket) = pair();
+        let mut receiver = Receiver::new().busy_poll(DEFAULT_BUSY_POLL);
+        let mut buf = [0u8; 64];
+        for i in 0..200u32 {
+            sender.send(&i.to_be_bytes()).expect("send");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let got = receiver
+                .recv_until(&socket, &mut buf, Some(deadline))
+                .expect("receive");
+            assert_eq!(got.map(|(n, _)| &buf[..n]), Some(&i.to_be_bytes()[..]));
+        }
+        for wait in [
+            Duration::ZERO,
+            Duration::from_micros(200),
+            Duration::from_millis(30),
+        ] {
+            let deadline = Instant::now() + wait;
+            let got = receiver
+                .recv_until(&socket, &mut buf, Some(deadline))
+                .expect("receive");
+            assert_eq!(got, None);
+            assert!(Instant::now() >= deadline, "returned before its deadline");
+        }
+    }
+
+    #[test]
+    fn a_thread_reads_its_run_delay_at_most_every_interval() {
+        let start = Instant::now();
+        let Some(mut run_delay) = RunDelay::open(start) else {
+            eprintln!("SKIPPED: /proc/thread-self/schedstat is not readable here");
+            return;
+        };
+        assert_eq!(run_delay.sample(start + RUN_DELAY_EVERY / 2), None);
+        let later = start + RUN_DELAY_EVERY;
+        let (delay, over) = run_delay.sample(later).expect("a sample");
+        assert_eq!(over, RUN_DELAY_EVERY);
+        assert!(delay < Duration::from_secs(1), "{delay:?}");
+        assert_eq!(run_delay.sample(later + RUN_DELAY_EVERY / 2), None);
+    }
 }

@@ -178,6 +178,19 @@ mod tests {
         assert_eq!(drop_privileges(None, None), Ok(None));
     }
 
+    /// Says the test could not run here (stderr, and `$UDPFT_SKIPPED` for CI's count).
+    fn skip(reason: &str) {
+        eprintln!("SKIPPED: dropping_root_holds: {reason}");
+        if let Some(path) = std::env::var_os("UDPFT_SKIPPED") {
+            use std::io::Write;
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path);
+            let _ = file.map(|mut f| writeln!(f, "dropping_root_holds: {reason}"));
+        }
+    }
+
     /// Set in the child process that [`dropping_root_holds`] starts.
     const CHILD: &str = "UDPFT_PRIVILEGES_CHILD";
 
@@ -187,12 +200,10 @@ mod tests {
             return drop_and_check();
         }
         if !unistd::geteuid().is_root() {
-            eprintln!("SKIPPED: dropping privileges needs root");
-            return;
+            return skip("dropping privileges needs root");
         }
         if User::from_name("nobody").ok().flatten().is_none() {
-            eprintln!("SKIPPED: no user nobody here");
-            return;
+            return skip("no user nobody here");
         }
         // The switch is process-wide: it runs in a child, this very test binary running
         // only this test, which then drops and checks.

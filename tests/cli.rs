@@ -5,12 +5,11 @@
 //! go), `cli_errors.rs` (the table of messages and exit codes), `cli_files.rs` (several
 //! files, patterns, `put -`) and `cli_shell.rs` (the shell on a pseudo-terminal).
 
-mod support;
+mod live;
 
+use live::{assert_file_eq, names_in, partial_in, run, run_with_input, udpft, Served};
 use std::time::Duration;
-use support::{
-    assert_file_eq, names_in, partial_in, random_bytes, run, run_with_input, udpft, Served,
-};
+use udpft::link::seeded_bytes;
 
 // ---------------------------------------------------------------------------------------
 // --help
@@ -342,7 +341,7 @@ fn udpft_server_variable_is_honoured() {
 
 #[test]
 fn get_to_dash_writes_the_bytes_to_stdout() {
-    let original = random_bytes(20_000, 1);
+    let original = seeded_bytes(1, 20_000);
     let served = Served::with_files(&[("data.bin", &original)]);
     let cwd = tempfile::tempdir().expect("folder");
     let got = run(udpft([
@@ -361,7 +360,7 @@ fn get_to_dash_writes_the_bytes_to_stdout() {
 
 #[test]
 fn get_without_output_saves_name_in_the_current_folder() {
-    let original = random_bytes(4000, 2);
+    let original = seeded_bytes(2, 4000);
     let served = Served::with_files(&[("here.bin", &original)]);
     let cwd = tempfile::tempdir().expect("folder");
     run(udpft(["get", "here.bin", "--server", &served.addr().to_string()]).current_dir(cwd.path()))
@@ -534,7 +533,7 @@ fn a_malformed_server_address_is_bad_usage() {
 
 #[test]
 fn get_resumes_from_a_correct_partial_file() {
-    let original = random_bytes(100_000, 3);
+    let original = seeded_bytes(3, 100_000);
     let served = Served::with_files(&[("big.bin", &original)]);
     let cwd = tempfile::tempdir().expect("folder");
     let kept = 40_000;
@@ -557,7 +556,7 @@ fn get_resumes_from_a_correct_partial_file() {
 
 #[test]
 fn get_with_no_resume_ignores_a_partial_file() {
-    let original = random_bytes(10_000, 4);
+    let original = seeded_bytes(4, 10_000);
     let served = Served::with_files(&[("f.bin", &original)]);
     let cwd = tempfile::tempdir().expect("folder");
     std::fs::write(partial_in(cwd.path(), "f.bin"), [0xee; 3000]).expect("partial written");
@@ -577,7 +576,7 @@ fn get_with_no_resume_ignores_a_partial_file() {
 
 #[test]
 fn get_with_a_wrong_partial_fails_checksum_then_succeeds() {
-    let original = random_bytes(50_000, 5);
+    let original = seeded_bytes(5, 50_000);
     let served = Served::with_files(&[("f.bin", &original)]);
     let cwd = tempfile::tempdir().expect("folder");
     let partial = partial_in(cwd.path(), "f.bin");
@@ -669,7 +668,7 @@ fn put_of_a_missing_local_file_is_a_local_error() {
 
 #[test]
 fn a_piped_shell_runs_every_command_quietly_and_exits_with_the_first_failure() {
-    let original = random_bytes(3000, 7);
+    let original = seeded_bytes(7, 3000);
     let served = Served::with_files(&[
         ("NAME.bin", &original),
         ("r\u{e9}sum\u{e9} 2026.pdf", b"quoted"),

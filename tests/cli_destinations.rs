@@ -9,22 +9,23 @@
 //!
 //! Every test works inside its own temporary folder and touches nothing outside it.
 
-mod support;
+mod live;
 
+use live::{
+    assert_file_eq, names_in, run, udpft, wait_for, Running, Served, Silent, CHILD_DEADLINE,
+};
 use std::fs;
 use std::io::Read;
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
-use support::{
-    assert_file_eq, names_in, random_bytes, run, udpft, wait_for, Running, Served, Silent,
-    CHILD_DEADLINE,
-};
+use udpft::link::seeded_bytes;
 
 /// Runs `udpft get NAME -o DEST` (plus `extra`) against `served`, in `cwd`.
-fn get(served: &Served, name: &str, dest: &Path, extra: &[&str]) -> support::Finished {
+fn get(served: &Served, name: &str, dest: &Path, extra: &[&str]) -> live::Finished {
     run(udpft(["get", name, "-o"])
         .arg(dest)
         .args(extra)
@@ -33,7 +34,7 @@ fn get(served: &Served, name: &str, dest: &Path, extra: &[&str]) -> support::Fin
 
 #[test]
 fn a_fifo_is_written_into_and_stays_a_fifo() {
-    let original = random_bytes(200_000, 11);
+    let original = seeded_bytes(11, 200_000);
     let served = Served::with_files(&[("data.bin", &original)]);
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("pipe");
@@ -71,10 +72,10 @@ fn a_character_device_is_written_into_and_stays_a_device() {
         .status()
         .is_ok_and(|s| s.success());
     if !made {
-        eprintln!("SKIPPED: cannot create a character device here (mknod needs root)");
+        live::skip("cannot create a character device here (mknod needs root)");
         return;
     }
-    let served = Served::with_files(&[("big.bin", &random_bytes(300_000, 12))]);
+    let served = Served::with_files(&[("big.bin", &seeded_bytes(12, 300_000))]);
     get(&served, "big.bin", &device, &[]).expect_code(0);
     let meta = fs::symlink_metadata(&device).unwrap();
     assert!(meta.file_type().is_char_device(), "{meta:?}");
@@ -83,7 +84,7 @@ fn a_character_device_is_written_into_and_stays_a_device() {
 
 #[test]
 fn a_unix_socket_is_connected_to_and_written_into() {
-    let original = random_bytes(50_000, 13);
+    let original = seeded_bytes(13, 50_000);
     let served = Served::with_files(&[("data.bin", &original)]);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("socket");
@@ -104,7 +105,7 @@ fn a_unix_socket_is_connected_to_and_written_into() {
 
 #[test]
 fn a_symlink_stays_a_link_and_its_target_gets_the_download() {
-    let original = random_bytes(5000, 14);
+    let original = seeded_bytes(14, 5000);
     let served = Served::with_files(&[("data.bin", &original)]);
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("target.bin");
@@ -133,7 +134,7 @@ fn a_symlink_stays_a_link_and_its_target_gets_the_download() {
 
 #[test]
 fn a_replaced_file_keeps_its_permission_bits() {
-    let original = random_bytes(3000, 15);
+    let original = seeded_bytes(15, 3000);
     let served = Served::with_files(&[("data.bin", &original)]);
     let dir = tempfile::tempdir().unwrap();
     let private = dir.path().join("private.bin");
@@ -146,8 +147,33 @@ fn a_replaced_file_keeps_its_permission_bits() {
 }
 
 #[test]
+fn a_file_with_other_names_is_written_into_so_every_name_sees_the_download() {
+    let original = seeded_bytes(17, 5000);
+    let served = Served::with_files(&[("data.bin", &original)]);
+    let dir = tempfile::tempdir().unwrap();
+    let one = dir.path().join("one.bin");
+    let other = dir.path().join("other.bin");
+    fs::write(&one, b"old bytes").unwrap();
+    fs::hard_link(&one, &other).unwrap();
+    let inode = fs::metadata(&one).unwrap().ino();
+    get(&served, "data.bin", &one, &[]).expect_code(0);
+    assert_file_eq(&one, &original);
+    assert_file_eq(&other, &original);
+    assert_eq!(
+        fs::metadata(&one).unwrap().ino(),
+        inode,
+        "the file was replaced"
+    );
+    assert_eq!(
+        live::names_in(dir.path()),
+        ["one.bin", "other.bin"],
+        "no partial left"
+    );
+}
+
+#[test]
 fn a_folder_receives_the_file_under_its_name() {
-    let original = random_bytes(2000, 16);
+    let original = seeded_bytes(16, 2000);
     let served = Served::with_files(&[("data.bin", &original)]);
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("into");
@@ -258,11 +284,11 @@ fn a_disk_that_fills_is_a_local_error_that_keeps_the_partial_file() {
     let dir = tempfile::tempdir().unwrap();
     let small = dir.path().join("small");
     fs::create_dir(&small).unwrap();
-    let Some(_mount) = support::Tmpfs::mount(&small, "1m") else {
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+    let Some(_mount) = live::Tmpfs::mount(&small, "1m") else {
+        live::skip("cannot mount a tmpfs here (needs root)");
         return;
     };
-    let served = Served::with_files(&[("big.bin", &random_bytes(3 << 20, 17))]);
+    let served = Served::with_files(&[("big.bin", &seeded_bytes(17, 3 << 20))]);
     let dest = small.join("big.bin");
     let failed = get(&served, "big.bin", &dest, &[]);
     failed.expect_code(3);
@@ -282,7 +308,7 @@ fn a_disk_that_fills_is_a_local_error_that_keeps_the_partial_file() {
 
 #[test]
 fn a_closed_output_pipe_ends_the_client_quietly() {
-    let served = Served::with_files(&[("big.bin", &random_bytes(5 << 20, 18))]);
+    let served = Served::with_files(&[("big.bin", &seeded_bytes(18, 5 << 20))]);
     let mut running = Running::start_with_stdout(
         &mut udpft([
             "get",
@@ -334,7 +360,7 @@ fn a_download_into_the_current_folder_can_be_resumed_after_the_server_stops() {
     config.policy.grace = Duration::ZERO;
     let mut served = Served::configured(
         "127.0.0.1:0".parse().unwrap(),
-        &[("big.bin", &random_bytes(16 << 20, 19))],
+        &[("big.bin", &seeded_bytes(19, 16 << 20))],
         config,
     )
     .unwrap();
@@ -362,11 +388,11 @@ fn a_download_into_the_current_folder_can_be_resumed_after_the_server_stops() {
 
 #[test]
 fn ctrl_c_cancels_a_download_and_keeps_its_partial_file() {
-    let served = Served::with_files(&[("big.bin", &random_bytes(16 << 20, 20))]);
+    let served = Served::with_files(&[("big.bin", &seeded_bytes(20, 16 << 20))]);
     let dir = tempfile::tempdir().unwrap();
     let (running, partial) = slow_download(&served, dir.path());
     // What Ctrl-C sends.
-    support::interrupt(&running.child);
+    live::interrupt(&running.child);
     let finished = running.finish_within(CHILD_DEADLINE);
     finished.expect_code(130);
     assert_eq!(

@@ -5,11 +5,11 @@
 //! timeout; the forms of `--server`; and names that would mislead a terminal are shown
 //! escaped everywhere.
 
-mod support;
+mod live;
 
+use live::{closed_port, run, run_with_input, udpft, Served};
 use std::fs;
 use std::time::{Duration, Instant};
-use support::{closed_port, run, run_with_input, udpft, Served};
 use udpft::client::{Client, ClientError, ClientOptions};
 
 /// One row of the table: the arguments (`{server}`, `{closed}` and `{tmp}` are filled in),
@@ -160,10 +160,10 @@ fn every_error_names_what_failed_and_exits_with_its_code() {
         );
     }
     // Nothing was written anywhere but where the rows asked.
-    let mut left = support::names_in(tmp.path());
+    let mut left = live::names_in(tmp.path());
     left.sort();
     assert_eq!(left, ["file", "up.txt"]);
-    assert_eq!(support::names_in(served.library.path()), ["a.txt", "b.txt"]);
+    assert_eq!(live::names_in(served.library.path()), ["a.txt", "b.txt"]);
 }
 
 #[test]
@@ -211,7 +211,7 @@ fn a_name_with_several_addresses_moves_on_while_nothing_listens() {
 
 #[test]
 fn a_silent_server_still_takes_the_timeout() {
-    let silent = support::Silent::new();
+    let silent = live::Silent::new();
     let finished = run(&mut udpft([
         "ls",
         "--timeout",
@@ -242,7 +242,7 @@ fn server_names_and_addresses_resolve_with_or_without_port() {
         );
     }
     let Ok(v6) = Served::bound("[::1]:0".parse().unwrap(), &[("six.txt", b"6")]) else {
-        eprintln!("SKIPPED (IPv6 part): no IPv6 loopback here");
+        live::skip("the IPv6 part: no IPv6 loopback here");
         return;
     };
     let port = v6.addr().port();

@@ -4,12 +4,13 @@
 //! `put -` uploads standard input. Also the documentation commands (`completions`, `man`)
 //! and what `serve` says when it starts.
 
-mod support;
+mod live;
 
+use live::{assert_file_eq, names_in, run, run_with_input, udpft, Served};
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
-use support::{assert_file_eq, names_in, random_bytes, run, run_with_input, udpft, Served};
+use udpft::link::seeded_bytes;
 
 fn server(served: &Served) -> [String; 2] {
     ["--server".into(), served.addr().to_string()]
@@ -18,9 +19,9 @@ fn server(served: &Served) -> [String; 2] {
 #[test]
 fn get_of_several_files_saves_each_and_closes_with_a_total() {
     let files = [
-        ("a.bin", random_bytes(1000, 1)),
-        ("b.bin", random_bytes(20_000, 2)),
-        ("c.bin", random_bytes(0, 3)),
+        ("a.bin", seeded_bytes(1, 1000)),
+        ("b.bin", seeded_bytes(2, 20_000)),
+        ("c.bin", seeded_bytes(3, 0)),
     ];
     let listed: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (*n, b.as_slice())).collect();
     let served = Served::with_files(&listed);
@@ -131,7 +132,7 @@ fn put_of_several_files_uploads_each_and_reports_refusals() {
 #[test]
 fn put_dash_uploads_standard_input_under_the_given_name() {
     let served = Served::with_files(&[]);
-    let bytes = random_bytes(100_000, 4);
+    let bytes = seeded_bytes(4, 100_000);
     let finished = run_with_input(
         udpft(["put", "-", "--as", "from-stdin.bin"]).args(server(&served)),
         &bytes,
@@ -192,14 +193,14 @@ fn first_serve_line(args: &[&str], cwd: &std::path::Path) -> String {
         // Drain the rest, so the server never blocks on a full pipe.
         for _ in lines {}
     });
-    let first = rx.recv_timeout(support::CHILD_DEADLINE);
-    support::interrupt(&child);
+    let first = rx.recv_timeout(live::CHILD_DEADLINE);
+    live::interrupt(&child);
     let started = std::time::Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        if started.elapsed() > support::CHILD_DEADLINE {
+        if started.elapsed() > live::CHILD_DEADLINE {
             let _ = child.kill();
             panic!(
                 "udpft serve (pid {}) did not stop on SIGINT: killed",

@@ -6,14 +6,15 @@
 //!
 //! Every wait is a deadline on the expected text (expectrl), never a fixed sleep.
 
-mod support;
+mod live;
 
 use expectrl::process::unix::{PtyStream, UnixProcess, WaitStatus};
 use expectrl::{Eof, Expect};
+use live::{wait_for, Served, CHILD_DEADLINE};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use support::{random_bytes, wait_for, Served, CHILD_DEADLINE};
+use udpft::link::seeded_bytes;
 
 /// A program on a pseudo-terminal.
 type Session = expectrl::Session<UnixProcess, PtyStream>;
@@ -129,7 +130,7 @@ fn tab_completes_commands_remote_names_and_local_paths_and_a_download_leaves_a_s
     let line = until(&mut session, " in ");
     assert!(line.contains("saved résumé 2026.pdf  9 B"), "{line:?}");
     until(&mut session, PROMPT);
-    support::assert_file_eq(&cwd.path().join("résumé 2026.pdf"), b"pdf bytes");
+    live::assert_file_eq(&cwd.path().join("résumé 2026.pdf"), b"pdf bytes");
 
     // `put` completes local paths; what it uploaded is then completed for `get`.
     std::fs::write(cwd.path().join("upload-me.txt"), b"up").unwrap();
@@ -143,13 +144,13 @@ fn tab_completes_commands_remote_names_and_local_paths_and_a_download_leaves_a_s
     session.send(" -o again.txt\r").unwrap();
     until(&mut session, "saved again.txt");
     until(&mut session, PROMPT);
-    support::assert_file_eq(&cwd.path().join("again.txt"), b"up");
+    live::assert_file_eq(&cwd.path().join("again.txt"), b"up");
     leave(session);
 }
 
 #[test]
 fn ctrl_c_cancels_a_transfer_keeps_its_partial_file_and_the_shell_goes_on() {
-    let served = Served::with_files(&[("big.bin", &random_bytes(32 << 20, 5)), ("small", b"s")]);
+    let served = Served::with_files(&[("big.bin", &seeded_bytes(5, 32 << 20)), ("small", b"s")]);
     let cwd = tempfile::tempdir().unwrap();
     let home = tempfile::tempdir().unwrap();
     // Small chunks keep the download running for seconds.
@@ -173,7 +174,7 @@ fn ctrl_c_cancels_a_transfer_keeps_its_partial_file_and_the_shell_goes_on() {
     session.send("get small\r").unwrap();
     until(&mut session, "saved small");
     until(&mut session, PROMPT);
-    support::assert_file_eq(&cwd.path().join("small"), b"s");
+    live::assert_file_eq(&cwd.path().join("small"), b"s");
     leave(session);
 }
 
@@ -204,5 +205,5 @@ fn on_a_terminal_quiet_leaves_nothing_but_errors() {
     );
     let status = quiet.get_process().wait().unwrap();
     assert!(matches!(status, WaitStatus::Exited(_, 0)), "{status:?}");
-    support::assert_file_eq(&cwd.path().join("b.txt"), b"a");
+    live::assert_file_eq(&cwd.path().join("b.txt"), b"a");
 }

@@ -4,13 +4,14 @@
 //! uploads at the chunk-size edges and of a 5 MiB file, eight clients at once, symlinks
 //! leading out of the library, and the server's answers to raw malformed datagrams.
 
-mod support;
+mod live;
 
+use live::{assert_file_eq, names_in, run, udpft, Served, CHUNK};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::time::Duration;
-use support::{assert_file_eq, names_in, random_bytes, run, udpft, Served, CHUNK};
 use udpft::client::{Client, ClientError, ClientOptions, Destination};
+use udpft::link::seeded_bytes;
 use udpft::proto::wire::{Kind, MAGIC, VERSION};
 use udpft::proto::{DecodeError, ErrorCode, Message};
 
@@ -33,7 +34,7 @@ fn client_put(client: &mut Client, path: &Path, name: &str) -> Result<(), Client
 /// Downloads and uploads a file of `size` bytes with the CLI, then with [`Client`], and
 /// checks every copy is byte-identical.
 fn round_trip_of_size(size: usize) {
-    let original = random_bytes(size, size as u64 + 1);
+    let original = seeded_bytes(size as u64 + 1, size);
     let mut served = Served::with_files(&[("file.bin", &original)]);
     let server = served.addr().to_string();
     let local = tempfile::tempdir().expect("local folder");
@@ -117,7 +118,7 @@ fn eight_clients_at_once_download_and_upload_byte_identical() {
     const CLIENTS: usize = 8;
     const SIZE: usize = 300_000;
     let originals: Vec<Vec<u8>> = (0..CLIENTS)
-        .map(|i| random_bytes(SIZE + i * 997, 100 + i as u64))
+        .map(|i| seeded_bytes(100 + i as u64, SIZE + i * 997))
         .collect();
     let names: Vec<String> = (0..CLIENTS).map(|i| format!("file-{i}.bin")).collect();
     let files: Vec<(&str, &[u8])> = names
@@ -212,7 +213,7 @@ fn symlink_out_of_the_library_is_neither_listed_nor_served_nor_overwritten() {
 
 #[test]
 fn server_on_ipv6_loopback_serves_a_download() {
-    let original = random_bytes(10_000, 6);
+    let original = seeded_bytes(6, 10_000);
     let served = match Served::bound(
         "[::1]:0".parse().expect("address"),
         &[("v6.bin", &original)],
@@ -296,8 +297,8 @@ fn another_protocol_version_is_answered_with_unsupported_version() {
     assert_eq!(VERSION, 1);
     let served = Served::with_files(&[]);
     let socket = raw_socket(served.addr());
-    // A List request of version 2: the chunk size is its whole payload.
-    let datagram = hand_built(2, Kind::List as u8, 0x1234_5678, 0, &1430u16.to_be_bytes());
+    // A List request of version 3 (no such version): the chunk size is its whole payload.
+    let datagram = hand_built(3, Kind::List as u8, 0x1234_5678, 0, &1430u16.to_be_bytes());
     expect_error(
         &exchange(&socket, &datagram),
         0x1234_5678,

@@ -4,22 +4,24 @@
 //! they are sent, stale temporary files, read-only and size-capped libraries, and a
 //! graceful shutdown with transfers in flight. Every server runs in-process on 127.0.0.1:0.
 
+mod live;
+
 use std::fs;
 use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, FileTypeExt, PermissionsExt};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 use udpft::client::{sanitize, Client, ClientError, ClientOptions, Destination, Report};
 use udpft::library::{check_name, Library, LibraryOptions, TEMP_PREFIX};
-use udpft::link::Rng;
+use udpft::link::{seeded_bytes, Rng};
 use udpft::proto::stats::ServerStats;
-use udpft::proto::wire::{Kind, DEFAULT_CHUNK, MAX_DATAGRAM};
+use udpft::proto::wire::{Kind, Rule, DEFAULT_CHUNK, MAX_DATAGRAM};
 use udpft::proto::{Config, DecodeError, ErrorCode, Message};
 use udpft::server::{self, Model, ServerConfig, ServerHandle};
 
@@ -29,17 +31,8 @@ const MIB: usize = 1 << 20;
 // Helpers
 // ---------------------------------------------------------------------------------------
 
-fn random_bytes(rng: &mut Rng, len: usize) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        bytes.extend_from_slice(&rng.next_u64().to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
-}
-
 fn write_random(path: &Path, seed: u64, len: usize) -> Vec<u8> {
-    let bytes = random_bytes(&mut Rng::new(seed), len);
+    let bytes = seeded_bytes(seed, len);
     fs::write(path, &bytes).expect("write test file");
     bytes
 }
@@ -178,6 +171,7 @@ fn exchange(server: SocketAddr, request: &Message<'_>, barrier: bool) -> Answer 
         let barrier = Message::Get {
             token: barrier_token,
             chunk: DEFAULT_CHUNK,
+            window: 1,
             offset: 0,
             name: b"barrier-not-in-library",
         };
@@ -225,7 +219,7 @@ fn stray_message(rng: &mut Rng) -> Vec<u8> {
     let seq = 1 + rng.below(1 << 20);
     let payload = {
         let len = 1 + rng.below(200) as usize;
-        random_bytes(rng, len)
+        rng.bytes(len)
     };
     match rng.below(4) {
         0 => encode(&Message::Ack { session, seq }),
@@ -255,16 +249,16 @@ fn hostile(rng: &mut Rng, i: u64) -> (Vec<u8>, Option<DecodeError>) {
     if i % 500 == 250 {
         // A few datagrams near the largest UDP payload.
         let len = 65_000 + rng.below(508) as usize;
-        return (random_bytes(rng, len), None);
+        return (rng.bytes(len), None);
     }
     match i % 11 {
         0 => {
             let len = rng.below(1500) as usize;
-            (random_bytes(rng, len), None)
+            (rng.bytes(len), None)
         }
         1 => {
             let len = rng.below(22) as usize;
-            (random_bytes(rng, len), Some(DecodeError::TooShort))
+            (rng.bytes(len), Some(DecodeError::TooShort))
         }
         2 => {
             // A valid datagram cut short: too short, or a CRC over the wrong bytes.
@@ -294,9 +288,9 @@ fn hostile(rng: &mut Rng, i: u64) -> (Vec<u8>, Option<DecodeError>) {
         4 => (stray_message(rng), None),
         5 => {
             let mut d = stray_message(rng);
-            d[2] = 2;
+            d[2] = 3;
             fix_crc(&mut d);
-            (d, Some(DecodeError::UnsupportedVersion(2)))
+            (d, Some(DecodeError::UnsupportedVersion(3)))
         }
         6 => {
             // A length field claiming more than the datagram holds, up to absurd.
@@ -311,7 +305,7 @@ fn hostile(rng: &mut Rng, i: u64) -> (Vec<u8>, Option<DecodeError>) {
             // A length field claiming less than the datagram holds.
             let payload = {
                 let len = 1 + rng.below(200) as usize;
-                random_bytes(rng, len)
+                rng.bytes(len)
             };
             let mut d = encode(&Message::Data {
                 session: rng.next_u64() as u32,
@@ -342,7 +336,7 @@ fn hostile(rng: &mut Rng, i: u64) -> (Vec<u8>, Option<DecodeError>) {
                 seq: 0,
                 payload: b"x",
             });
-            (d, Some(DecodeError::BadPayload(Kind::Data)))
+            (d, Some(DecodeError::BadPayload(Kind::Data, Rule::ZeroSeq)))
         }
     }
 }
@@ -572,12 +566,14 @@ fn names_that_escape_or_hide_are_refused_and_never_listed() {
         let get = Message::Get {
             token: ids.next_id() | 1,
             chunk: DEFAULT_CHUNK,
+            window: 1,
             offset: 0,
             name,
         };
         let put = Message::Put {
             token: ids.next_id() | 1,
             chunk: DEFAULT_CHUNK,
+            window: 1,
             size: 10,
             overwrite: true,
             name,
@@ -629,7 +625,9 @@ fn names_that_escape_or_hide_are_refused_and_never_listed() {
         "only the listing opens a session: {}",
         stats.summary()
     );
-    assert!(stats.rejected[DecodeError::BadPayload(Kind::Get).index()] >= malformed);
+    assert!(
+        stats.rejected[DecodeError::BadPayload(Kind::Get, Rule::EmptyName).index()] >= malformed
+    );
     assert_eq!(fs::read(&secret).unwrap(), b"outside the library");
     assert_eq!(
         fs::read(root.join("target.txt")).unwrap(),
@@ -664,6 +662,7 @@ fn names_with_control_characters_are_never_listed_nor_served() {
     let get = Message::Get {
         token: 77,
         chunk: DEFAULT_CHUNK,
+        window: 1,
         offset: 0,
         name: b"evil\x1b[2Jname",
     };
@@ -726,40 +725,13 @@ fn sanitize_removes_terminal_escapes() {
 // 4. File-system faults
 // ---------------------------------------------------------------------------------------
 
-/// A small tmpfs mounted for one test, unmounted when dropped.
-struct TmpfsMount {
-    path: PathBuf,
-}
-
-impl TmpfsMount {
-    /// Mounts a tmpfs with `options` (`size=1m`) on `path`; `None` if this
-    /// process may not mount (not root, or no such capability in the container).
-    fn new(path: &Path, options: &str) -> Option<Self> {
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(path)
-            .stderr(Stdio::null())
-            .status()
-            .ok()?;
-        status.success().then(|| Self {
-            path: path.to_owned(),
-        })
-    }
-}
-
-impl Drop for TmpfsMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
-}
-
 #[test]
 fn uploads_that_fill_the_disk_fail_with_io_and_leave_the_library_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("library");
     fs::create_dir(&root).unwrap();
-    let Some(_mount) = TmpfsMount::new(&root, "size=1m") else {
-        eprintln!("note: cannot mount a tmpfs here (needs root); full-disk test skipped");
+    let Some(_mount) = live::Tmpfs::mount(&root, "1m") else {
+        live::skip("cannot mount a tmpfs here (needs root)");
         return;
     };
     let local = tempfile::tempdir().unwrap();
@@ -824,10 +796,8 @@ fn uploads_into_an_unwritable_library_fail_with_io_and_change_nothing() {
     if can_write(&root) {
         // Root ignores permissions; a read-only file system stops everyone.
         fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
-        let Some(mount) = TmpfsMount::new(&root, "size=1m") else {
-            eprintln!(
-                "note: permissions do not stop this user and no tmpfs can be mounted; skipped"
-            );
+        let Some(mount) = live::Tmpfs::mount(&root, "1m") else {
+            live::skip("permissions do not stop this user and no tmpfs can be mounted");
             return;
         };
         _mount = Some(mount);
@@ -957,6 +927,25 @@ fn a_file_rewritten_in_place_during_a_download_fails_it_with_file_changed() {
 }
 
 #[test]
+fn a_file_rewritten_in_place_with_its_mtime_restored_fails_the_download() {
+    // What `rsync --inplace -t` does: same size, new bytes, the old modification time put
+    // back. The change time (which nobody can set back) reveals it.
+    let (result, appeared) = download_while(|path| {
+        let mtime = fs::metadata(path).unwrap().modified().unwrap();
+        let file = fs::OpenOptions::new().write(true).open(path).unwrap();
+        file.write_all_at(&[0u8; 4096], 7 * MIB as u64).unwrap();
+        file.set_modified(mtime).unwrap();
+        assert_eq!(fs::metadata(path).unwrap().modified().unwrap(), mtime);
+    });
+    let error = result.expect_err("the file changed (same size and mtime, new bytes)");
+    assert_eq!(code_of(&error), Some(ErrorCode::FileChanged), "{error:?}");
+    assert!(
+        !appeared,
+        "a failed download left a file under its final name"
+    );
+}
+
+#[test]
 fn stale_temporary_files_are_removed_at_start_and_never_listed() {
     let library = tempfile::tempdir().unwrap();
     let root = library.path();
@@ -973,6 +962,7 @@ fn stale_temporary_files_are_removed_at_start_and_never_listed() {
     let get = Message::Get {
         token: 99,
         chunk: DEFAULT_CHUNK,
+        window: 1,
         offset: 0,
         name,
     };
@@ -1106,6 +1096,7 @@ fn stop_during_transfers(model: Model) {
         let probe = Message::Get {
             token: token << 1,
             chunk: DEFAULT_CHUNK,
+            window: 1,
             offset: 0,
             name: b"down.bin",
         };

@@ -9,592 +9,35 @@
 //! condition. Children stay in the test's process group (a Ctrl-C of the test run stops
 //! them too), except where a test signals a server's whole group.
 
-use nix::sys::signal::{kill, killpg, Signal};
-use nix::unistd::Pid;
+#[macro_use]
+mod live;
+
+use live::servers::*;
+use nix::sys::signal::{killpg, Signal};
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
-use std::os::unix::process::CommandExt;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use udpft::client::{Client, ClientOptions, Destination, Event};
-use udpft::library::TEMP_PREFIX;
-use udpft::link::Rng;
-use udpft::net;
-use udpft::proto::client::{ClientSession, Request};
+use udpft::client::{Destination, Event};
+use udpft::link::seeded_bytes;
+use udpft::proto::client::Request;
 use udpft::proto::session::{MemSink, MemSource};
-use udpft::proto::wire::MAX_DATAGRAM;
-use udpft::proto::{Config, ErrorCode, Failure, Message, Outcome};
+use udpft::proto::{ErrorCode, Failure, Outcome};
 
-const UDPFT: &str = env!("CARGO_BIN_EXE_udpft");
 const LOSSY_PROXY: &str = env!("CARGO_BIN_EXE_lossy-proxy");
-
-/// Every model, by its command-line name.
-const MODELS: [&str; 4] = ["loop", "table", "threads", "fork"];
-
-/// Generous bound for anything that should take milliseconds on loopback.
-const PROMPT: Duration = Duration::from_secs(10);
-
-// ---------------------------------------------------------------------------------------
-// Child processes
-// ---------------------------------------------------------------------------------------
-
-/// A child process whose stderr is read line by line on a thread. Dropped before it was
-/// reaped, it gets SIGTERM, then (past a deadline) SIGKILL, for its whole process group if
-/// it leads one.
-struct Proc {
-    child: Child,
-    lines: Receiver<String>,
-    stderr: Vec<String>,
-    reaped: bool,
-    own_group: bool,
-}
-
-impl Proc {
-    /// Spawns `command` with stdin and stdout null and stderr piped; with `own_group`, as
-    /// the leader of a new process group.
-    fn spawn(command: &mut Command, own_group: bool) -> Self {
-        if own_group {
-            command.process_group(0);
-        }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn child process");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stderr);
-            let mut line = Vec::new();
-            // Ends at EOF: when the process and every child of it closed stderr.
-            while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-                let text = String::from_utf8_lossy(&line).trim_end().to_owned();
-                if tx.send(text).is_err() {
-                    break;
-                }
-                line.clear();
-            }
-        });
-        Self {
-            child,
-            lines,
-            stderr: Vec::new(),
-            reaped: false,
-            own_group,
-        }
-    }
-
-    fn pid(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits i32"))
-    }
-
-    fn signal(&self, signal: Signal) {
-        kill(self.pid(), signal).expect("signal own child");
-    }
-
-    /// The next stderr line, if one comes within `within`.
-    fn next_line(&mut self, within: Duration) -> Option<String> {
-        let line = self.lines.recv_timeout(within).ok()?;
-        self.stderr.push(line.clone());
-        Some(line)
-    }
-
-    /// Waits until the process exited and its stderr is closed, at most `within`.
-    fn wait(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.stderr.push(line),
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => return None,
-            }
-        }
-        let status = poll_until(deadline, || self.child.try_wait().expect("try_wait"))?;
-        self.reaped = true;
-        Some(status)
-    }
-
-    /// Everything read from stderr so far.
-    fn stderr_text(&self) -> String {
-        self.stderr.join("\n")
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.reaped {
-            return;
-        }
-        let _ = kill(self.pid(), Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let exited = poll_until(deadline, || self.child.try_wait().ok().flatten());
-        if exited.is_none() {
-            if self.own_group {
-                // Not reaped yet, so the group id is still this child's: its session
-                // processes (fork model) go with it.
-                let _ = killpg(self.pid(), Signal::SIGKILL);
-            } else {
-                let _ = kill(self.pid(), Signal::SIGKILL);
-            }
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Polls `check` until it yields a value or `deadline` passes.
-fn poll_until<T>(deadline: Instant, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    loop {
-        if let Some(value) = check() {
-            return Some(value);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-/// A `udpft serve` process on a free loopback port.
-struct Server {
-    proc: Proc,
-    addr: SocketAddr,
-    model: String,
-}
-
-impl Server {
-    /// Starts `udpft serve --model MODEL` on `root` with `extra` arguments and reads the
-    /// address it bound from its first stderr line.
-    fn start(model: &str, root: &Path, extra: &[&str]) -> Self {
-        Self::start_with(model, root, extra, false)
-    }
-
-    /// [`Server::start`], optionally as the leader of its own process group.
-    fn start_with(model: &str, root: &Path, extra: &[&str], own_group: bool) -> Self {
-        let mut proc = Proc::spawn(
-            Command::new(UDPFT)
-                .args(["serve", "--bind", "127.0.0.1:0", "--model", model, "--root"])
-                .arg(root)
-                .args(extra),
-            own_group,
-        );
-        let line = proc.next_line(PROMPT).unwrap_or_else(|| {
-            panic!(
-                "udpft serve --model {model} printed nothing: {}",
-                proc.stderr_text()
-            )
-        });
-        // udpft: serving ROOT on ADDR (model M, Ctrl-C to stop)
-        let marker = format!(" (model {model}");
-        let addr = line
-            .starts_with("udpft: serving ")
-            .then(|| line.split_once(&marker))
-            .flatten()
-            .and_then(|(head, _)| head.rsplit_once(" on "))
-            .and_then(|(_, addr)| addr.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected first line from udpft serve: {line:?}"));
-        Self {
-            proc,
-            addr,
-            model: model.to_owned(),
-        }
-    }
-
-    fn pid(&self) -> Pid {
-        self.proc.pid()
-    }
-
-    /// Sends SIGTERM and returns the `stopped;` line after checking the exit status.
-    fn stop(mut self) -> String {
-        self.proc.signal(Signal::SIGTERM);
-        self.expect_exit()
-    }
-
-    /// Waits for a clean exit (a stop was already asked for) and returns the stats line.
-    fn expect_exit(&mut self) -> String {
-        let status = self.proc.wait(Duration::from_secs(20)).unwrap_or_else(|| {
-            panic!(
-                "{} server did not exit; stderr: {}",
-                self.model,
-                self.proc.stderr_text()
-            )
-        });
-        let stderr = self.proc.stderr_text();
-        assert!(
-            status.success(),
-            "{} server exited with {status}; stderr: {stderr}",
-            self.model
-        );
-        stderr
-            .lines()
-            .find(|l| l.starts_with("udpft: stopped; "))
-            .unwrap_or_else(|| panic!("no `stopped;` line from {}: {stderr}", self.model))
-            .to_owned()
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Files and clients
-// ---------------------------------------------------------------------------------------
-
-/// Deterministic pseudo-random bytes.
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut rng = Rng::new(seed);
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        bytes.extend_from_slice(&rng.next_u64().to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
-}
-
-/// Asserts equality of file contents without printing megabytes on failure.
-fn assert_same(what: &str, got: &[u8], want: &[u8]) {
-    let first_difference = got.iter().zip(want).position(|(a, b)| a != b);
-    assert!(
-        got == want,
-        "{what}: got {} bytes, want {}; first difference at {first_difference:?}",
-        got.len(),
-        want.len()
-    );
-}
-
-fn options() -> ClientOptions {
-    ClientOptions {
-        config: Config {
-            timeout: Duration::from_secs(10),
-            ..Config::default()
-        },
-        // The loop model serves one client at a time: the others wait their turn.
-        busy_patience: Duration::from_secs(60),
-    }
-}
-
-fn client(addr: SocketAddr) -> Client {
-    Client::new(addr, options()).expect("client socket")
-}
-
-/// Downloads `name` into `dir` and returns its bytes.
-fn download(addr: SocketAddr, name: &str, dir: &Path, local: &str) -> Result<Vec<u8>, String> {
-    let path = dir.join(local);
-    client(addr)
-        .get(name, &Destination::File(path.clone()), false, &mut |_| {})
-        .map_err(|e| format!("get {name}: {e}"))?;
-    fs::read(&path).map_err(|e| format!("read {}: {e}", path.display()))
-}
-
-/// Uploads `bytes` (written to a file in `dir` first) as `name`.
-fn upload(addr: SocketAddr, name: &str, bytes: &[u8], dir: &Path) -> Result<(), String> {
-    let path = dir.join(format!("local-{name}"));
-    fs::write(&path, bytes).map_err(|e| format!("write {}: {e}", path.display()))?;
-    client(addr)
-        .put(&path, name, false, &mut |_| {})
-        .map(|_| ())
-        .map_err(|e| format!("put {name}: {e}"))
-}
-
-/// The library's hidden temporary files (uploads in progress or left behind).
-fn temp_files(root: &Path) -> Vec<PathBuf> {
-    fs::read_dir(root)
-        .expect("read library")
-        .map(|entry| entry.expect("library entry").path())
-        .filter(|path| {
-            path.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(TEMP_PREFIX))
-        })
-        .collect()
-}
-
-/// A library folder and a scratch folder for the client side.
-struct Dirs {
-    library: tempfile::TempDir,
-    scratch: tempfile::TempDir,
-}
-
-impl Dirs {
-    /// A library holding `files`.
-    fn with(files: &[(&str, &[u8])]) -> Self {
-        let dirs = Self {
-            library: tempfile::tempdir().expect("library dir"),
-            scratch: tempfile::tempdir().expect("scratch dir"),
-        };
-        for (name, bytes) in files {
-            fs::write(dirs.library.path().join(name), bytes).expect("write library file");
-        }
-        dirs
-    }
-
-    fn root(&self) -> &Path {
-        self.library.path()
-    }
-
-    fn scratch(&self) -> &Path {
-        self.scratch.path()
-    }
-
-    fn read(&self, name: &str) -> Vec<u8> {
-        fs::read(self.root().join(name)).unwrap_or_else(|e| panic!("library file {name}: {e}"))
-    }
-}
-
-/// `clients` threads at once, even ones downloading `shared` (whose bytes are `want`),
-/// odd ones uploading a file of their own; every transfer must arrive byte-identical.
-fn concurrent_clients(addr: SocketAddr, dirs: &Dirs, clients: usize, shared: &str, want: &[u8]) {
-    let uploads: Vec<Vec<u8>> = (0..clients)
-        .map(|i| random_bytes(100 + i as u64, (256 << 10) + 97 * i))
-        .collect();
-    let results: Vec<Result<(), String>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..clients)
-            .map(|i| {
-                let upload_bytes = &uploads[i];
-                scope.spawn(move || {
-                    if i % 2 == 0 {
-                        let got = download(addr, shared, dirs.scratch(), &format!("conc-{i}"))?;
-                        (got == want)
-                            .then_some(())
-                            .ok_or_else(|| format!("client {i}: download differs"))
-                    } else {
-                        upload(addr, &format!("conc-{i}"), upload_bytes, dirs.scratch())
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("client thread"))
-            .collect()
-    });
-    for (i, result) in results.into_iter().enumerate() {
-        result.unwrap_or_else(|e| panic!("concurrent client {i}: {e}"));
-    }
-    for i in (1..clients).step_by(2) {
-        assert_same(
-            &format!("uploaded conc-{i}"),
-            &dirs.read(&format!("conc-{i}")),
-            &uploads[i],
-        );
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Raw datagrams and a stepped client
-// ---------------------------------------------------------------------------------------
-
-/// A fresh loopback socket connected to `server`.
-fn raw_socket(server: SocketAddr) -> UdpSocket {
-    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind raw socket");
-    socket.connect(server).expect("connect raw socket");
-    socket
-}
-
-/// Sends one datagram. A failure (an ICMP error from a server that has exited) is the
-/// same as a loss to the caller.
-fn send_message(socket: &UdpSocket, message: &Message<'_>) {
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    let len = message.encode(&mut buf);
-    let _ = socket.send(&buf[..len]);
-}
-
-fn get_request(token: u32, name: &[u8]) -> Message<'_> {
-    Message::Get {
-        token,
-        chunk: 1430,
-        offset: 0,
-        name,
-    }
-}
-
-/// What a server answered a request with.
-#[derive(Debug, PartialEq, Eq)]
-enum Answer {
-    /// Accepted, opening this session id.
-    Accepted(u32),
-    Refused(ErrorCode),
-}
-
-/// Sends a Get for `name` with `token` (repeated every 200 ms) until an Accept or Error
-/// naming `token` arrives; the socket is left as it is (the session, if any, unacknowledged).
-fn request(socket: &UdpSocket, token: u32, name: &[u8], within: Duration) -> Option<Answer> {
-    let deadline = Instant::now() + within;
-    let mut receiver = net::Receiver::new();
-    let mut buf = vec![0u8; MAX_DATAGRAM];
-    while Instant::now() < deadline {
-        send_message(socket, &get_request(token, name));
-        let resend = (Instant::now() + Duration::from_millis(200)).min(deadline);
-        while let Some((len, _)) = receiver
-            .recv_until(socket, &mut buf, Some(resend))
-            .expect("receive")
-        {
-            match Message::decode(&buf[..len]) {
-                Ok(Message::Accept {
-                    token: t, session, ..
-                }) if t == token => return Some(Answer::Accepted(session)),
-                Ok(Message::Error { session, code, .. }) if session == token => {
-                    return Some(Answer::Refused(code))
-                }
-                _ => {}
-            }
-        }
-    }
-    None
-}
-
-/// Opens a download of `name`, proves this socket's address (Ack 0, so the server opens
-/// the session) and never acknowledges a chunk: the server holds the session until its
-/// `--timeout`. The returned socket keeps the peer's port.
-fn hold_session(server: SocketAddr, token: u32, name: &[u8]) -> UdpSocket {
-    let socket = raw_socket(server);
-    let Some(Answer::Accepted(session)) = request(&socket, token, name, PROMPT) else {
-        panic!("held session {token} not accepted");
-    };
-    send_message(&socket, &Message::Ack { session, seq: 0 });
-    socket
-}
-
-/// Asks for a file that does not exist until the server answers with `ShuttingDown` or
-/// exits (proof that it noticed a stop request), accepting `NotFound` meanwhile.
-fn await_shutting_down(server: &Server, also_fine: Option<ErrorCode>) {
-    let socket = raw_socket(server.addr);
-    let deadline = Instant::now() + PROMPT;
-    for token in 0x5000_0000u32.. {
-        if has_exited(server.pid()) {
-            return;
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        assert!(!left.is_zero(), "server never said it is shutting down");
-        match request(
-            &socket,
-            token,
-            b"no-such-file",
-            left.min(Duration::from_millis(500)),
-        ) {
-            Some(Answer::Refused(ErrorCode::ShuttingDown)) => return,
-            Some(Answer::Refused(code)) if Some(code) == also_fine => return,
-            Some(Answer::Refused(ErrorCode::NotFound)) | None => {}
-            Some(other) => panic!("unexpected answer while stopping: {other:?}"),
-        }
-    }
-}
-
-/// A client request driven step by step over a real socket, so a test can pause it.
-struct Stepper {
-    socket: UdpSocket,
-    session: ClientSession,
-    receiver: net::Receiver,
-    inbuf: Vec<u8>,
-    outbuf: Vec<u8>,
-}
-
-impl Stepper {
-    fn new(server: SocketAddr, token: u32, request: Request) -> Self {
-        let config = Config {
-            timeout: Duration::from_secs(10),
-            ..Config::default()
-        };
-        Self {
-            socket: raw_socket(server),
-            session: ClientSession::new(Instant::now(), &config, token, request),
-            receiver: net::Receiver::new(),
-            inbuf: vec![0; MAX_DATAGRAM],
-            outbuf: vec![0; MAX_DATAGRAM],
-        }
-    }
-
-    /// Drives the session until `pause` holds, it finishes, or `within` passes; returns
-    /// whether it paused or finished.
-    fn run_until(&mut self, within: Duration, pause: impl Fn(&ClientSession) -> bool) -> bool {
-        let deadline = Instant::now() + within;
-        loop {
-            let now = Instant::now();
-            self.session.handle_timeout(now);
-            while let Some(len) = self.session.poll_transmit(now, &mut self.outbuf) {
-                let _ = self.socket.send(&self.outbuf[..len]);
-            }
-            if pause(&self.session) || self.session.is_finished() {
-                return true;
-            }
-            if now >= deadline {
-                return false;
-            }
-            let until = self
-                .session
-                .poll_timeout()
-                .map_or(deadline, |t| t.min(deadline));
-            if let Some((len, _)) = self
-                .receiver
-                .recv_until(&self.socket, &mut self.inbuf, Some(until))
-                .expect("receive")
-            {
-                self.session
-                    .handle_datagram(Instant::now(), &self.inbuf[..len]);
-            }
-        }
-    }
-
-    /// Drives the session to its end and returns its outcome.
-    fn finish(&mut self) -> Outcome {
-        assert!(
-            self.run_until(Duration::from_secs(30), |_| false),
-            "transfer did not end"
-        );
-        self.session
-            .outcome()
-            .expect("finished session has an outcome")
-    }
-}
-
-/// Whether some bytes of the transfer were acknowledged (upload) or received (download).
-fn under_way(session: &ClientSession) -> bool {
-    session.progress().0 > 0
-}
-
-// ---------------------------------------------------------------------------------------
-// Processes under a server
-// ---------------------------------------------------------------------------------------
-
-/// Whether our child `pid` has exited (it is a zombie until we reap it).
-fn has_exited(pid: Pid) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| Some(stat[stat.rfind(')')? + 1..].trim_start().starts_with('Z')))
-        .unwrap_or(true)
-}
-
-/// The children of `parent` and their states (`Z` is a zombie), from /proc/*/stat.
-fn children_of(parent: Pid) -> Vec<(i32, char)> {
-    let Ok(entries) = fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| {
-            let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
-            // A process may exit while we look: then it is not a child any more.
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            // pid (comm) state ppid ...; comm may hold spaces and parentheses.
-            let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
-            let state = fields.next()?.chars().next()?;
-            let ppid: i32 = fields.next()?.parse().ok()?;
-            (ppid == parent.as_raw()).then_some((pid, state))
-        })
-        .collect()
-}
 
 // ---------------------------------------------------------------------------------------
 // 1. The end-to-end suite, against every model
 // ---------------------------------------------------------------------------------------
 
-/// The suite every model passes, the server started with `extra` arguments.
-fn end_to_end_suite(model: &str, extra: &[&str]) {
-    let big = random_bytes(1, 1 << 20);
+/// The suite every model passes.
+fn end_to_end_suite(model: &str) {
+    let big = seeded_bytes(1, 1 << 20);
     let small = b"a small text file\n".to_vec();
     let dirs = Dirs::with(&[("big.bin", &big), ("empty", b""), ("small.txt", &small)]);
-    let server = Server::start(model, dirs.root(), extra);
+    let server = Server::start(model, dirs.root(), &[]);
     let addr = server.addr;
 
     let mut entries = client(addr).list().expect("list");
@@ -619,7 +62,7 @@ fn end_to_end_suite(model: &str, extra: &[&str]) {
         assert_same(&format!("{model}: get {name}"), &got, want);
     }
 
-    let up_big = random_bytes(2, 1 << 20);
+    let up_big = seeded_bytes(2, 1 << 20);
     upload(addr, "up-big.bin", &up_big, dirs.scratch()).expect("upload 1 MiB");
     upload(addr, "up-empty", b"", dirs.scratch()).expect("upload empty file");
     assert_same(
@@ -644,29 +87,7 @@ fn end_to_end_suite(model: &str, extra: &[&str]) {
     assert!(stopped.contains(" failed=0 "), "{model}: {stopped}");
 }
 
-#[test]
-fn loop_model_passes_the_end_to_end_suite() {
-    // A server lingers after a completed upload for its --timeout (to answer a repeated
-    // Done), and the loop serves no one else meanwhile; waiting clients retry in lockstep
-    // every 2 s (no jitter in the client's backoff). A short timeout keeps the turn-taking
-    // of the concurrent clients to one round each.
-    end_to_end_suite("loop", &["--timeout", "1"]);
-}
-
-#[test]
-fn table_model_passes_the_end_to_end_suite() {
-    end_to_end_suite("table", &[]);
-}
-
-#[test]
-fn threads_model_passes_the_end_to_end_suite() {
-    end_to_end_suite("threads", &[]);
-}
-
-#[test]
-fn fork_model_passes_the_end_to_end_suite() {
-    end_to_end_suite("fork", &[]);
-}
+for_models!(end_to_end_suite);
 
 // ---------------------------------------------------------------------------------------
 // 2. The loop answers busy
@@ -674,7 +95,7 @@ fn fork_model_passes_the_end_to_end_suite() {
 
 #[test]
 fn loop_model_answers_busy_while_serving_and_serves_the_waiting_client_after() {
-    let content = random_bytes(3, 256 << 10);
+    let content = seeded_bytes(3, 256 << 10);
     let dirs = Dirs::with(&[("file", b"held"), ("wanted.bin", &content)]);
     let server = Server::start("loop", dirs.root(), &["--timeout", "2"]);
     let addr = server.addr;
@@ -732,7 +153,7 @@ fn loop_model_answers_busy_while_serving_and_serves_the_waiting_client_after() {
 
 #[test]
 fn fork_model_reaps_every_session_process() {
-    let content = random_bytes(4, 64 << 10);
+    let content = seeded_bytes(4, 64 << 10);
     let dirs = Dirs::with(&[("file", b"held"), ("data.bin", &content)]);
     let server = Server::start("fork", dirs.root(), &["--timeout", "2"]);
     let addr = server.addr;
@@ -803,15 +224,7 @@ fn refuses_sessions_past_the_limit(model: &str) {
     server.stop();
 }
 
-#[test]
-fn threads_model_refuses_sessions_past_max_sessions() {
-    refuses_sessions_past_the_limit("threads");
-}
-
-#[test]
-fn fork_model_refuses_sessions_past_max_sessions() {
-    refuses_sessions_past_the_limit("fork");
-}
+for_models!(refuses_sessions_past_the_limit: table "table", threads "threads", fork "fork");
 
 // ---------------------------------------------------------------------------------------
 // 5. Table workers
@@ -819,7 +232,7 @@ fn fork_model_refuses_sessions_past_max_sessions() {
 
 #[test]
 fn table_model_with_two_workers_serves_eight_concurrent_clients() {
-    let shared = random_bytes(5, 512 << 10);
+    let shared = seeded_bytes(5, 512 << 10);
     let dirs = Dirs::with(&[("shared.bin", &shared)]);
     let server = Server::start("table", dirs.root(), &["--workers", "2"]);
     concurrent_clients(server.addr, &dirs, 8, "shared.bin", &shared);
@@ -853,7 +266,7 @@ fn send_stop(server: &Server, stop: Stop) {
 }
 
 fn sigterm_lets_a_running_download_finish(model: &str, stop: Stop) {
-    let content = random_bytes(6, 256 << 10);
+    let content = seeded_bytes(6, 256 << 10);
     let dirs = Dirs::with(&[("movie.bin", &content)]);
     let mut server = start_for_stop(model, dirs.root(), &["--grace", "10"], stop);
 
@@ -895,7 +308,7 @@ fn sigterm_abandons_a_running_upload(model: &str, stop: Stop) {
     let dirs = Dirs::with(&[]);
     let mut server = start_for_stop(model, dirs.root(), &["--grace", "10"], stop);
 
-    let content = random_bytes(7, 256 << 10);
+    let content = seeded_bytes(7, 256 << 10);
     let mut upload = Stepper::new(
         server.addr,
         0x4301,
@@ -934,47 +347,15 @@ fn sigterm_abandons_a_running_upload(model: &str, stop: Stop) {
     );
 }
 
-#[test]
-fn loop_model_on_sigterm_finishes_the_running_download() {
-    sigterm_lets_a_running_download_finish("loop", Stop::Process);
+fn download_finishes_on_sigterm(model: &str) {
+    sigterm_lets_a_running_download_finish(model, Stop::Process);
 }
+for_models!(download_finishes_on_sigterm);
 
-#[test]
-fn table_model_on_sigterm_finishes_the_running_download() {
-    sigterm_lets_a_running_download_finish("table", Stop::Process);
+fn upload_is_abandoned_on_sigterm(model: &str) {
+    sigterm_abandons_a_running_upload(model, Stop::Process);
 }
-
-#[test]
-fn threads_model_on_sigterm_finishes_the_running_download() {
-    sigterm_lets_a_running_download_finish("threads", Stop::Process);
-}
-
-#[test]
-fn fork_model_on_sigterm_finishes_the_running_download() {
-    sigterm_lets_a_running_download_finish("fork", Stop::Process);
-}
-
-#[test]
-fn loop_model_on_sigterm_abandons_the_running_upload() {
-    sigterm_abandons_a_running_upload("loop", Stop::Process);
-}
-
-#[test]
-fn table_model_on_sigterm_abandons_the_running_upload() {
-    sigterm_abandons_a_running_upload("table", Stop::Process);
-}
-
-#[test]
-fn threads_model_on_sigterm_abandons_the_running_upload() {
-    sigterm_abandons_a_running_upload("threads", Stop::Process);
-}
-
-/// A `kill PID` reaches only the fork model's parent, which must pass the stop on to its
-/// session processes (the test after this one signals the whole group instead).
-#[test]
-fn fork_model_on_sigterm_abandons_the_running_upload() {
-    sigterm_abandons_a_running_upload("fork", Stop::Process);
-}
+for_models!(upload_is_abandoned_on_sigterm);
 
 #[test]
 fn fork_model_on_sigterm_to_its_group_abandons_the_running_upload() {
@@ -985,7 +366,7 @@ fn fork_model_on_sigterm_to_its_group_abandons_the_running_upload() {
 fn stalled_upload_leaves_nothing_after_the_grace_period(model: &str, stop: Stop) {
     let dirs = Dirs::with(&[]);
     let mut server = start_for_stop(model, dirs.root(), &["--grace", "1"], stop);
-    let content = random_bytes(9, 256 << 10);
+    let content = seeded_bytes(9, 256 << 10);
     let mut upload = Stepper::new(
         server.addr,
         0x4401,
@@ -1014,21 +395,14 @@ fn stalled_upload_leaves_nothing_after_the_grace_period(model: &str, stop: Stop)
     );
 }
 
-#[test]
-fn table_model_on_sigterm_leaves_no_temporary_file_of_a_stalled_upload() {
-    stalled_upload_leaves_nothing_after_the_grace_period("table", Stop::Process);
+fn stalled_upload_leaves_nothing_on_sigterm(model: &str) {
+    stalled_upload_leaves_nothing_after_the_grace_period(model, Stop::Process);
 }
+for_models!(stalled_upload_leaves_nothing_on_sigterm);
 
 #[test]
 fn fork_model_on_sigterm_to_its_group_leaves_no_temporary_file_of_a_stalled_upload() {
     stalled_upload_leaves_nothing_after_the_grace_period("fork", Stop::Group);
-}
-
-/// A session process that never heard of the stop would be SIGKILLed by the parent at the
-/// end of the grace period, and nothing would remove its temporary file.
-#[test]
-fn fork_model_on_sigterm_leaves_no_temporary_file_of_a_stalled_upload() {
-    stalled_upload_leaves_nothing_after_the_grace_period("fork", Stop::Process);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1084,7 +458,7 @@ fn move_files_through_loss(model: &str, seed: u64, content: &[u8]) {
 
 #[test]
 fn every_model_moves_files_through_ten_percent_loss_each_way() {
-    let content = random_bytes(8, 256 << 10);
+    let content = seeded_bytes(8, 256 << 10);
     let seeds = [11, 12, 13, 15];
     std::thread::scope(|scope| {
         for (model, seed) in MODELS.into_iter().zip(seeds) {
@@ -1100,5 +474,42 @@ fn every_model_moves_files_through_ten_percent_loss_each_way() {
 /// Data 1 arrives, or both ends wait until they time out (a stall once seen here).
 #[test]
 fn a_download_survives_losing_the_acks_of_the_accept() {
-    move_files_through_loss("table", 14, &random_bytes(8, 256 << 10));
+    move_files_through_loss("table", 14, &seeded_bytes(8, 256 << 10));
 }
+
+// ---------------------------------------------------------------------------------------
+// 7. One client socket, one command after another
+// ---------------------------------------------------------------------------------------
+
+/// A shell's pattern: one client (one socket) uploads, then lists, then downloads. An
+/// upload's session ends once committed (a tombstone, not a lingering session, answers a
+/// repeated Done), so in the fork model no child's connected socket is left to capture the
+/// same client's next request; a client that gives up after 1 s would fail if one were.
+fn one_socket_serves_command_after_command(model: &str) {
+    let dirs = Dirs::with(&[("file", b"contents")]);
+    let server = Server::start(model, dirs.root(), &[]);
+    let mut client = udpft::client::Client::new(
+        server.addr,
+        udpft::client::ClientOptions {
+            config: udpft::proto::Config {
+                timeout: Duration::from_secs(1),
+                ..udpft::proto::Config::default()
+            },
+            ..options()
+        },
+    )
+    .expect("client socket");
+    let local = dirs.scratch().join("up.bin");
+    fs::write(&local, seeded_bytes(30, 5000)).expect("local file");
+    for round in 0..3 {
+        let name = format!("up-{round}.bin");
+        client.put(&local, &name, false, &mut |_| {}).expect("put");
+        let listed = client.list().expect("list right after put");
+        assert!(listed.iter().any(|e| e.name == name.as_bytes()), "{model}");
+        let dest = Destination::File(dirs.scratch().join(format!("down-{round}")));
+        client
+            .get(&name, &dest, false, &mut |_| {})
+            .expect("get right after list");
+    }
+}
+for_models!(one_socket_serves_command_after_command);

@@ -331,6 +331,85 @@ fn each_client_reaches_the_server_from_its_own_port_and_gets_its_own_replies() -
     Ok(())
 }
 
+/// A burst far larger than the bottleneck's queue: the datagrams that get through arrive in
+/// the order sent, no sooner than the rate allows, and the rest are counted as queue drops
+/// (not as random loss).
+#[test]
+fn a_burst_through_the_bottleneck_keeps_its_order_and_loses_the_overflow() -> TestResult {
+    const BURST: u32 = 300;
+    const LEN: usize = 1000;
+    let dir = tempfile::tempdir()?;
+    let stats_file = dir.path().join("proxy.stats");
+    let stats_arg = stats_file.to_str().expect("UTF-8 temp path");
+    let upstream = UdpSocket::bind("127.0.0.1:0")?;
+    // 1000-byte datagrams at 1 MB/s: one per millisecond, ten queued behind it.
+    let proxy = Proxy::start(
+        upstream.local_addr()?,
+        &[
+            "--rate-up",
+            "1MB/s",
+            "--queue-up",
+            "10",
+            "--stats-file",
+            stats_arg,
+        ],
+    )?;
+    assert!(
+        proxy
+            .start_line
+            .contains("up: bottleneck 1 MB/s, queue 10; down: none"),
+        "{}",
+        proxy.start_line
+    );
+    let client = UdpSocket::bind("127.0.0.1:0")?;
+    client.connect(proxy.addr)?;
+    let started = Instant::now();
+    let mut datagram = [0u8; LEN];
+    for seq in 0..BURST {
+        datagram[..4].copy_from_slice(&seq.to_be_bytes());
+        client.send(&datagram)?;
+    }
+    // Whatever got through has arrived once the upstream socket stays quiet for a while
+    // (the bottleneck empties within 11 ms of the last send).
+    upstream.set_read_timeout(Some(Duration::from_millis(300)))?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2 * LEN];
+    let deadline = Instant::now() + WAIT;
+    let mut last_arrival = Duration::ZERO;
+    while let Ok(len) = upstream.recv(&mut buf) {
+        last_arrival = started.elapsed();
+        assert_eq!(len, LEN);
+        got.push(u32::from_be_bytes(buf[..4].try_into()?));
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+    proxy.stop()?;
+    let stats = parse_stats(&std::fs::read_to_string(&stats_file)?);
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "out of order: {got:?}");
+    assert_eq!(stats["up.offered"], u64::from(BURST));
+    assert_eq!(stats["up.forwarded"], got.len() as u64);
+    assert_eq!(
+        stats["up.forwarded"] + stats["up.queue_dropped"],
+        u64::from(BURST)
+    );
+    assert_eq!(stats["up.dropped"], 0, "a full queue is not random loss");
+    assert!(
+        stats["up.queue_dropped"] > 0,
+        "the burst overflowed: {stats:?}"
+    );
+    assert_eq!(stats["up.queue_peak"], 10);
+    // The n-th datagram through cannot leave before n × 1 ms after the first was sent
+    // (lateness of a loaded machine only adds to this).
+    let paced = Duration::from_millis(got.len() as u64);
+    assert!(
+        last_arrival >= paced,
+        "{} through in {last_arrival:?}",
+        got.len()
+    );
+    Ok(())
+}
+
 #[test]
 fn idle_client_is_forgotten_and_comes_back_on_a_new_upstream_port() -> TestResult {
     let upstream = UdpSocket::bind("127.0.0.1:0")?;
@@ -343,12 +422,18 @@ fn idle_client_is_forgotten_and_comes_back_on_a_new_upstream_port() -> TestResul
     client.send(b"first")?;
     let (_, first_port) = upstream.recv_from(&mut buf)?;
 
-    // Stay silent past the idle timeout, then speak again; a datagram that still finds the
-    // old slot (the expiry not yet run on a loaded machine) refreshes it, so wait again.
+    // Stay silent past the idle timeout (a wait on the client's own socket, during which
+    // nothing may arrive: the silence is the condition under test), then speak again; a
+    // datagram that still finds the old slot (the expiry not yet run on a loaded machine)
+    // refreshes it, so be silent again.
     let deadline = Instant::now() + WAIT;
     let mut waits = 0;
     loop {
-        std::thread::sleep(idle * 2);
+        client.set_read_timeout(Some(idle * 2))?;
+        assert!(
+            client.recv(&mut buf).is_err(),
+            "a datagram during the silence"
+        );
         waits += 1;
         client.send(b"again")?;
         let (len, port) = upstream.recv_from(&mut buf)?;
@@ -436,7 +521,7 @@ fn help_documents_every_knob_and_bad_probabilities_are_refused() -> TestResult {
     assert!(help.status.success());
     let help = String::from_utf8(help.stdout)?;
     for knob in [
-        "loss", "dup", "reorder", "corrupt", "truncate", "delay", "jitter",
+        "loss", "dup", "reorder", "corrupt", "truncate", "delay", "jitter", "rate", "queue",
     ] {
         for flag in [
             format!("--{knob} "),

@@ -442,6 +442,7 @@ fn sweep_impairments(seed: u64, loss: f64) -> Impairments {
         delay: Duration::from_micros(300),
         jitter: Duration::from_micros(400),
         reorder_hold: Duration::from_millis(1),
+        ..Impairments::default()
     }
 }
 
@@ -664,6 +665,34 @@ fn download_retransmissions_stay_within_a_bound_of_the_loss_rate() {
             "loss {loss}: {retransmitted} retransmissions, expected about {expected_extra:.0}"
         );
     }
+}
+
+/// The simulated links carry the shared bottleneck model: a download through a 1 MB/s
+/// bottleneck takes at least its bytes over the rate of virtual time, and stop-and-wait,
+/// with one datagram in flight, never fills the queue.
+#[test]
+fn a_download_through_a_bottleneck_is_paced_by_its_rate() {
+    let rate = 1_000_000;
+    let mut sim = Sim::new(
+        23,
+        Impairments {
+            rate,
+            queue: 4,
+            ..lan()
+        },
+    );
+    let (c, bytes) = download(&mut sim, 200 * 1430);
+    sim.run();
+    assert_downloaded(&sim, c, &bytes);
+    let at_least = Duration::from_secs_f64(bytes.len() as f64 / rate as f64);
+    assert!(
+        sim.elapsed() >= at_least,
+        "{:?} < {at_least:?}",
+        sim.elapsed()
+    );
+    let (up, down) = sim.link_stats(c);
+    assert_eq!((up.queue_dropped, down.queue_dropped), (0, 0));
+    assert!(down.queue_peak <= 1, "{down:?}");
 }
 
 #[test]
@@ -1015,4 +1044,525 @@ fn a_resume_past_the_end_is_restarted_by_the_server_and_refused_by_the_client() 
     }
     // The client closed the session the server opened, which ends at once.
     assert!(sim.table.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// protocol.md gaps an independent implementation found (issue 9 §6)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn a_listing_chunk_shorter_than_the_chunk_size_fails_the_listing() {
+    // §11: a listing's chunks follow §7.1 like a file's: all but the last exactly `chunk`.
+    let mut sim = Sim::new(30, lan());
+    for i in 0..200 {
+        sim.add_file(&format!("file-{i:03}.dat"), vec![0; i]);
+    }
+    sim.set_hook(drop_nth(SERVER, Kind::Data, 0));
+    let c = sim.list();
+    let client = sim.clients[c].addr;
+    assert!(sim.run_until(1_000, |s| s.sends(SERVER, Kind::Data).count() == 1));
+    let session = sim.sends(SERVER, Kind::Data).next().unwrap().session;
+    let mut buf = vec![0u8; 2048];
+    let n = Message::Data {
+        session,
+        seq: 1,
+        payload: &[0; 100],
+    }
+    .encode(&mut buf);
+    sim.inject(SERVER, client, buf[..n].to_vec(), Duration::from_micros(10));
+    sim.run();
+    match sim.outcome(c) {
+        Some(Outcome::Failed(Failure::Local { code, text })) => {
+            assert_eq!(code, ErrorCode::BadRequest, "{text}");
+            assert!(text.contains("chunk 1 has 100 bytes"), "{text}");
+        }
+        other => panic!("expected the listing to fail, got {other:?}"),
+    }
+    assert!(!sim.received(c).1);
+}
+
+#[test]
+fn transfers_survive_timers_that_fire_late() {
+    // §9.4: timers fire up to TIMER_SLACK (10 ms) late on a loaded machine; every margin of
+    // the protocol (the 20 ms linger above all) allows it.
+    for seed in 0..30 {
+        for direction in [Direction::Download, Direction::Upload] {
+            let mut sim = Sim::new(seed, sweep_impairments(seed, 0.1));
+            sim.timer_slack = Duration::from_millis(10);
+            let bytes = random_bytes(seed, 30_000);
+            let c = match direction {
+                Direction::Download => {
+                    sim.add_file("late.bin", bytes.clone());
+                    sim.get("late.bin")
+                }
+                Direction::Upload => sim.put("late.bin", bytes.clone(), false),
+            };
+            sim.run();
+            match direction {
+                Direction::Download => assert_downloaded(&sim, c, &bytes),
+                Direction::Upload => assert_uploaded(&sim, c, "late.bin", &bytes),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_second_accept_for_the_same_request_is_closed_and_ignored() {
+    // §6.2: the first Accept for a token opens the session; another one naming another
+    // session (a duplicate the server opened) is answered with one Error Cancelled, so that
+    // session stops, and changes nothing else.
+    let mut sim = Sim::new(31, lan());
+    let (c, bytes) = download(&mut sim, 20 * CHUNK);
+    let client = sim.clients[c].addr;
+    assert!(sim.run_until(10_000, |s| s.sends(SERVER, Kind::Data).count() >= 3));
+    let accept = sim.sends(SERVER, Kind::Accept).next().unwrap().clone();
+    let token = 0x7000_0001;
+    let Ok(Message::Accept { session, .. }) = Message::decode(&accept.bytes) else {
+        unreachable!()
+    };
+    let other = session ^ 0x0F0F_0F0F;
+    let mut buf = vec![0u8; 256];
+    for (id, after) in [(other, 10), (session, 20), (other, 30)] {
+        let n = Message::Accept {
+            session: id,
+            token,
+            chunk: DEFAULT_CHUNK,
+            window: 1,
+            size: bytes.len() as u64,
+            offset: 0,
+        }
+        .encode(&mut buf);
+        sim.inject(
+            SERVER,
+            client,
+            buf[..n].to_vec(),
+            Duration::from_micros(after),
+        );
+    }
+    sim.run();
+    assert_downloaded(&sim, c, &bytes);
+    let closes: Vec<_> = sim
+        .sends(client, Kind::Error)
+        .map(|s| Message::decode(&s.bytes).unwrap())
+        .collect();
+    assert_eq!(closes.len(), 2, "one Error per stray Accept: {closes:?}");
+    for close in closes {
+        assert!(matches!(
+            close,
+            Message::Error { session: s, code: ErrorCode::Cancelled, .. } if s == other
+        ));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Windows (protocol.md §20)
+// ---------------------------------------------------------------------------------------
+
+/// The version byte of every datagram `from` sent to `to`, after its first `skip`.
+fn versions(sim: &Sim, from: std::net::SocketAddr, skip: usize) -> Vec<u8> {
+    sim.sent
+        .iter()
+        .filter(|s| s.from == from && !s.injected)
+        .skip(skip)
+        .map(|s| s.bytes[2])
+        .collect()
+}
+
+#[test]
+fn windowed_transfers_of_every_edge_size_are_byte_identical_and_need_no_retransmission() {
+    for window in [2u16, 8, 64] {
+        for len in SIZES {
+            let mut sim = Sim::new(40, lan());
+            sim.client_config.window = window;
+            let (c, bytes) = download(&mut sim, len);
+            sim.run();
+            assert_downloaded(&sim, c, &bytes);
+            assert_server_clean(&sim);
+            assert_eq!(sim.sends(SERVER, Kind::Data).count() as u64, chunks(len));
+
+            let mut sim = Sim::new(41, lan());
+            sim.client_config.window = window;
+            let bytes = random_bytes(len as u64 + 9, len);
+            let c = sim.put("up.bin", bytes.clone(), false);
+            sim.run();
+            assert_uploaded(&sim, c, "up.bin", &bytes);
+            assert_server_clean(&sim);
+            assert_eq!(
+                sim.stats(c).retransmitted,
+                0,
+                "window {window}, {len} bytes"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_windowed_listing_spans_several_chunks() {
+    let mut sim = Sim::new(42, lan());
+    sim.client_config.window = 16;
+    for i in 0..300 {
+        sim.add_file(&format!("file-{i:03}.dat"), vec![0; i]);
+    }
+    let c = sim.list();
+    sim.run();
+    assert_eq!(sim.outcome(c), Some(Outcome::Complete));
+    let entries = listing::decode(&sim.received(c).0).expect("listing parses");
+    assert_eq!(entries.len(), 300);
+}
+
+#[test]
+fn a_windowed_download_is_faster_than_stop_and_wait_by_about_the_window() {
+    // 1 ms of round trip, 200 chunks: stop-and-wait needs ~200 round trips, window 16 ~13.
+    let time = |window| {
+        let mut sim = Sim::new(43, lan());
+        sim.client_config.window = window;
+        let (c, bytes) = download(&mut sim, 200 * CHUNK);
+        sim.run();
+        assert_downloaded(&sim, c, &bytes);
+        sim.clients[c].ended.unwrap()
+    };
+    let (one, sixteen) = (time(1), time(16));
+    assert!(one > Duration::from_millis(200), "{one:?}");
+    assert!(
+        sixteen * 10 < one,
+        "window 16 took {sixteen:?}, stop-and-wait {one:?}"
+    );
+}
+
+#[test]
+fn a_version_1_request_gets_a_version_1_session_from_a_windowed_server() {
+    // The bytes of protocol.md §18.2, from a peer that knows nothing of windows.
+    const GET: [u8; 37] = [
+        0x55, 0x46, 0x01, 0x02, 0x00, 0x00, 0xbe, 0xef, 0, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x0f, 0x05,
+        0x96, 0, 0, 0, 0, 0, 0, 0, 0, 0x61, 0x2e, 0x74, 0x78, 0x74, 0xe4, 0xba, 0x44, 0xe8,
+    ];
+    let mut sim = Sim::new(44, lan());
+    sim.add_file("a.txt", random_bytes(44, 1000));
+    let old = "10.0.7.7:4444".parse().unwrap();
+    sim.inject(old, SERVER, GET.to_vec(), Duration::ZERO);
+    assert!(sim.run_until(100, |s| !s.strays.is_empty()));
+    let (to, accept) = &sim.strays[0];
+    assert_eq!(*to, old);
+    // The Accept of §18.3 but for its session id: version 1, 22-byte payload, no window.
+    assert_eq!(accept.len(), 44);
+    assert_eq!(&accept[..4], &[0x55, 0x46, 0x01, 0x04]);
+    assert_eq!(
+        &accept[16..40],
+        &[
+            0x00, 0x16, 0x00, 0x00, 0xbe, 0xef, 0x05, 0x96, 0, 0, 0, 0, 0, 0, 0x03, 0xe8, 0, 0, 0,
+            0, 0, 0, 0, 0
+        ]
+    );
+}
+
+#[test]
+fn a_windowed_client_falls_back_to_stop_and_wait_against_a_version_1_server() {
+    for direction in [Direction::Download, Direction::Upload] {
+        let mut sim = Sim::new(45, lan());
+        sim.version_1_server = true;
+        sim.client_config.window = 32;
+        let bytes = random_bytes(45, 10 * CHUNK);
+        let c = match direction {
+            Direction::Download => {
+                sim.add_file("old.bin", bytes.clone());
+                sim.get("old.bin")
+            }
+            Direction::Upload => sim.put("old.bin", bytes.clone(), false),
+        };
+        let client = sim.clients[c].addr;
+        sim.run();
+        match direction {
+            Direction::Download => assert_downloaded(&sim, c, &bytes),
+            Direction::Upload => assert_uploaded(&sim, c, "old.bin", &bytes),
+        }
+        // One windowed request, refused; everything after it is version 1.
+        assert_eq!(versions(&sim, client, 0)[0], 2);
+        assert!(versions(&sim, client, 1).iter().all(|&v| v == 1));
+        assert!(versions(&sim, SERVER, 0).iter().all(|&v| v == 1));
+        let refusal = sim.sends(SERVER, Kind::Error).next().expect("the refusal");
+        assert_eq!(refusal.index, 1, "{}", sim.transcript(0));
+    }
+}
+
+#[test]
+fn a_server_granting_window_1_answers_in_version_1() {
+    let config = Config {
+        window: 1,
+        ..Config::for_server()
+    };
+    let mut sim = Sim::with_server(46, lan(), config, Default::default());
+    sim.client_config.window = 16;
+    let (c, bytes) = download(&mut sim, 10 * CHUNK);
+    let client = sim.clients[c].addr;
+    sim.run();
+    assert_downloaded(&sim, c, &bytes);
+    assert_eq!(versions(&sim, client, 0)[0], 2, "the request asks for 16");
+    assert!(versions(&sim, client, 1).iter().all(|&v| v == 1));
+    assert!(versions(&sim, SERVER, 0).iter().all(|&v| v == 1));
+}
+
+#[test]
+fn a_windowed_session_sends_windowed_acks_and_version_1_data() {
+    let mut sim = Sim::new(47, lan());
+    sim.client_config.window = 8;
+    let (c, bytes) = download(&mut sim, 20 * CHUNK);
+    let client = sim.clients[c].addr;
+    sim.run();
+    assert_downloaded(&sim, c, &bytes);
+    assert!(
+        versions(&sim, client, 0).iter().all(|&v| v == 2),
+        "request and acks"
+    );
+    for s in sim.sent.iter().filter(|s| s.from == SERVER) {
+        let want = if s.kind == Some(Kind::Accept) { 2 } else { 1 };
+        assert_eq!(s.bytes[2], want, "{:?}", s.kind);
+    }
+}
+
+#[test]
+fn a_client_refuses_a_window_it_did_not_ask_for() {
+    let mut sim = Sim::new(48, lan());
+    sim.client_config.window = 8;
+    sim.set_hook(drop_nth(SERVER, Kind::Accept, 0));
+    sim.add_file("f", random_bytes(48, 100));
+    let c = sim.get("f");
+    let client = sim.clients[c].addr;
+    let mut buf = vec![0u8; 256];
+    let n = Message::Accept {
+        session: 77,
+        token: 0x7000_0001,
+        chunk: DEFAULT_CHUNK,
+        window: 64,
+        size: 100,
+        offset: 0,
+    }
+    .encode(&mut buf);
+    sim.inject(
+        SERVER,
+        client,
+        buf[..n].to_vec(),
+        Duration::from_micros(100),
+    );
+    assert!(sim.run_until(100, |s| s.outcome(c).is_some()));
+    match sim.outcome(c) {
+        Some(Outcome::Failed(Failure::Local { code, text })) => {
+            assert_eq!(code, ErrorCode::BadRequest);
+            assert!(text.contains("window 64"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    sim.step();
+    let close = sim
+        .sends(client, Kind::Error)
+        .next()
+        .expect("the session is closed");
+    assert_eq!(close.session, 77);
+}
+
+#[test]
+fn the_granted_window_shrinks_for_large_chunks() {
+    let server = Config {
+        window: 256,
+        ..Config::for_server()
+    };
+    assert_eq!(server.negotiate_window(256, 1430), 256);
+    assert_eq!(server.negotiate_window(256, 65485), 64);
+    assert_eq!(server.negotiate_window(256, 16384), 255);
+    assert_eq!(Config::for_server().negotiate_window(256, 1430), 64);
+    assert_eq!(Config::for_server().negotiate_window(0, 1430), 1);
+    let mut sim = Sim::with_server(49, lan(), server, Default::default());
+    sim.client_config.window = 256;
+    sim.client_config.chunk = 65485;
+    let (c, bytes) = download(&mut sim, 1 << 20);
+    sim.run();
+    assert_downloaded(&sim, c, &bytes);
+    let accept = sim.sends(SERVER, Kind::Accept).next().unwrap();
+    match Message::decode(&accept.bytes) {
+        Ok(Message::Accept { window, chunk, .. }) => assert_eq!((window, chunk), (64, 65485)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn windowed_resumed_downloads_complete_byte_identical_under_loss() {
+    let file = random_bytes(50, 3 << 20);
+    let held = (3 << 20) / 2;
+    for seed in 0..6 {
+        let mut sim = Sim::new(seed, sweep_impairments(seed, 0.05));
+        sim.client_config.window = 32;
+        sim.add_file("file.bin", file.clone());
+        let c = sim.get_resumed("file.bin", &file[..held]);
+        sim.run();
+        assert_downloaded(&sim, c, &file);
+        assert_eq!(sim.stats(c).bytes, (file.len() - held) as u64);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Congestion control (protocol.md §21), through a simulated bottleneck
+// ---------------------------------------------------------------------------------------
+
+/// 10 MB/s: a 1452-byte datagram takes 145 µs to cross.
+const RATE: u64 = 10_000_000;
+
+/// File bytes per second of client `c`, from its start to its end.
+fn goodput(sim: &Sim, c: usize, len: usize) -> f64 {
+    let took = sim.clients[c].ended.unwrap() - sim.clients[c].started;
+    len as f64 / took.as_secs_f64()
+}
+
+/// Jain's fairness index of `rates`: 1 when all are equal, 1/n when one has everything.
+fn jain(rates: &[f64]) -> f64 {
+    let sum: f64 = rates.iter().sum();
+    let squares: f64 = rates.iter().map(|r| r * r).sum();
+    sum * sum / (rates.len() as f64 * squares)
+}
+
+#[test]
+fn a_window_256_transfer_fills_a_bottleneck_and_causes_little_loss() {
+    for direction in [Direction::Upload, Direction::Download] {
+        let server = Config {
+            window: 256,
+            ..Config::for_server()
+        };
+        let mut sim = Sim::with_server(60, lan(), server, Default::default());
+        sim.client_config.window = 256;
+        let bottleneck = common::bottleneck(RATE, 32);
+        let len = 8 << 20;
+        let bytes = random_bytes(60, len);
+        let c = match direction {
+            Direction::Upload => {
+                sim.bottleneck_up = Some(bottleneck);
+                sim.put("big", bytes.clone(), false)
+            }
+            Direction::Download => {
+                sim.bottleneck_down = Some(bottleneck);
+                sim.add_file("big", bytes.clone());
+                sim.get("big")
+            }
+        };
+        sim.run();
+        match direction {
+            Direction::Upload => assert_uploaded(&sim, c, "big", &bytes),
+            Direction::Download => assert_downloaded(&sim, c, &bytes),
+        }
+        let b = sim
+            .bottleneck_up
+            .as_ref()
+            .or(sim.bottleneck_down.as_ref())
+            .unwrap()
+            .stats();
+        let share = goodput(&sim, c, len) / RATE as f64;
+        let loss = b.queue_dropped as f64 / b.offered as f64;
+        assert!(share >= 0.85, "{direction:?}: {share:.3} of the bottleneck");
+        assert!(
+            loss <= 0.02,
+            "{direction:?}: {:.2} % dropped at the queue",
+            loss * 100.0
+        );
+    }
+}
+
+#[test]
+fn four_windowed_transfers_share_a_bottleneck_fairly() {
+    let mut sim = Sim::with_server(
+        61,
+        lan(),
+        Config {
+            window: 256,
+            ..Config::for_server()
+        },
+        Default::default(),
+    );
+    sim.client_config.window = 256;
+    sim.bottleneck_up = Some(common::bottleneck(RATE, 32));
+    let len = 4 << 20;
+    for i in 0..4 {
+        sim.put(&format!("up-{i}"), random_bytes(61 + i, len), false);
+    }
+    // Shares while all four run: the bytes each moved when the first finished.
+    assert!(sim.run_until(5_000_000, |s| (0..4).any(|c| s.outcome(c).is_some())));
+    let moved: Vec<f64> = (0..4)
+        .map(|c| sim.clients[c].session.progress().0 as f64)
+        .collect();
+    assert!(jain(&moved) >= 0.9, "Jain {:.3} of {moved:?}", jain(&moved));
+    sim.run();
+    for i in 0..4 {
+        assert_uploaded(
+            &sim,
+            i,
+            &format!("up-{i}"),
+            &random_bytes(61 + i as u64, len),
+        );
+    }
+    let b = sim.bottleneck_up.as_ref().unwrap().stats();
+    assert!(b.queue_dropped * 50 <= b.offered, "{}", b.summary());
+    assert!(
+        b.dropped * 50 <= b.forwarded,
+        "{} dropped of {}",
+        b.dropped,
+        b.forwarded
+    );
+}
+
+#[test]
+fn random_loss_does_not_collapse_the_window() {
+    // A 20 MB/s path with a deep queue (nothing is dropped there) that loses 5 % at random
+    // each way: a loss-based window would collapse to a few chunks.
+    let run = |loss| {
+        let mut sim = Sim::new(62, Impairments { loss, ..lan() });
+        sim.client_config.window = 64;
+        sim.bottleneck_up = Some(common::bottleneck(2 * RATE, 1000));
+        let len = 8 << 20;
+        let bytes = random_bytes(62, len);
+        let c = sim.put("lossy", bytes.clone(), false);
+        sim.run();
+        assert_uploaded(&sim, c, "lossy", &bytes);
+        (goodput(&sim, c, len), sim.stats(c))
+    };
+    let (clean, clean_stats) = run(0.0);
+    let (lossy, stats) = run(0.05);
+    assert!(
+        lossy >= 0.5 * clean,
+        "{lossy:.0} B/s against {clean:.0} B/s: {stats:?}"
+    );
+    assert!(
+        stats.cwnd * 2 >= clean_stats.cwnd,
+        "the window collapsed: {stats:?}, without loss {clean_stats:?}"
+    );
+}
+
+#[test]
+fn a_window_shrinks_under_a_bottleneck_and_regrows_when_it_clears() {
+    let mut sim = Sim::with_server(
+        63,
+        lan(),
+        Config {
+            window: 256,
+            ..Config::for_server()
+        },
+        Default::default(),
+    );
+    sim.client_config.window = 256;
+    sim.bottleneck_up = Some(common::bottleneck(RATE, 64));
+    let long = sim.put("long", random_bytes(63, 24 << 20), false);
+    let at = |sim: &mut Sim, t: Duration| {
+        assert!(sim.run_until(10_000_000, |s| s.elapsed() >= t));
+        sim.stats(long).cwnd
+    };
+    let alone = at(&mut sim, Duration::from_millis(400));
+    for i in 0..3 {
+        sim.put(&format!("short-{i}"), random_bytes(64 + i, 2 << 20), false);
+    }
+    let shared = at(&mut sim, Duration::from_millis(900));
+    assert!(sim.run_until(10_000_000, |s| (1..4).all(|c| s.outcome(c).is_some())));
+    let later = sim.elapsed() + Duration::from_millis(300);
+    let regrown = at(&mut sim, later);
+    assert!(shared * 10 <= alone * 6, "alone {alone}, shared {shared}");
+    assert!(
+        regrown * 10 >= alone * 8,
+        "alone {alone}, regrown {regrown}"
+    );
+    sim.run();
+    assert_eq!(sim.outcome(long), Some(Outcome::Complete));
 }

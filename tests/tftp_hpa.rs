@@ -4,65 +4,19 @@
 //! RFC 1350), and block-number rollover. Skipped with a printed reason where tftpd-hpa is
 //! not installed, and failed under CI.
 
-mod support;
+mod live;
 mod tftp_support;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tempfile::TempDir;
+use tftp_support::tftpd::Tftpd;
+use udpft::link::seeded_bytes;
 use udpft::proto::session::{MemSink, MemSource};
 use udpft::proto::{Outcome, Stats};
 use udpft::tftp::client::{ClientConfig, ClientSession};
 use udpft::tftp::wire::MAX_PACKET;
-
-/// A running `in.tftpd`, killed (by its PID) when dropped.
-struct Tftpd {
-    child: Child,
-    addr: SocketAddr,
-    root: TempDir,
-}
-
-impl Tftpd {
-    /// Starts `in.tftpd` on a free loopback port with `extra` arguments, or `None` if it is
-    /// not installed (outside CI).
-    fn start(extra: &[&str]) -> Option<Self> {
-        let program = tftp_support::tools::find("in.tftpd", "tftpd-hpa")?;
-        let root = tempfile::tempdir().unwrap();
-        // A free port: bound and released just before tftpd binds it.
-        let port = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let child = Command::new(program)
-            .args(["-L", "-a", &addr.to_string(), "-u", "root", "-c", "-p"])
-            .args(extra)
-            .arg("-s")
-            .arg(root.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("in.tftpd starts");
-        Some(Self { child, addr, root })
-    }
-
-    fn path(&self, name: &str) -> std::path::PathBuf {
-        self.root.path().join(name)
-    }
-}
-
-impl Drop for Tftpd {
-    fn drop(&mut self) {
-        // `Child::kill` signals exactly this PID.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Drives `session` on a real socket until it finishes (at most 60 s); returns its outcome
 /// and statistics.
@@ -123,7 +77,7 @@ fn downloads_from_tftpd_hpa_with_options() {
     let Some(server) = Tftpd::start(&[]) else {
         return;
     };
-    let bytes = support::random_bytes(5 << 20, 1);
+    let bytes = seeded_bytes(1, 5 << 20);
     write(&server.path("five.bin"), &bytes);
     let (outcome, got, stats, session) =
         download(&server, "five.bin", ClientConfig::for_server(server.addr));
@@ -145,7 +99,7 @@ fn uploads_to_tftpd_hpa() {
     let Some(server) = Tftpd::start(&[]) else {
         return;
     };
-    let bytes = support::random_bytes(1 << 20, 2);
+    let bytes = seeded_bytes(2, 1 << 20);
     let session = ClientSession::upload(
         Instant::now(),
         ClientConfig::for_server(server.addr),
@@ -164,7 +118,7 @@ fn a_refused_option_is_left_out_and_all_refused_falls_back_to_rfc_1350() {
     let Some(server) = Tftpd::start(&["-r", "blksize"]) else {
         return;
     };
-    let bytes = support::random_bytes(100_000, 3);
+    let bytes = seeded_bytes(3, 100_000);
     write(&server.path("f"), &bytes);
     let (outcome, got, stats, session) =
         download(&server, "f", ClientConfig::for_server(server.addr));
@@ -193,7 +147,7 @@ fn block_numbers_roll_over_against_tftpd_hpa() {
         return;
     };
     // 65,600 blocks of 512 bytes.
-    let bytes = support::random_bytes(65_600 * 512 + 1, 4);
+    let bytes = seeded_bytes(4, 65_600 * 512 + 1);
     write(&server.path("big"), &bytes);
     let config = ClientConfig {
         blksize: None,

@@ -3,7 +3,7 @@
 //! byte-identical file, because udpft's server retransmits on its adaptive timer whatever
 //! the client's own timer would have taken seconds to recover.
 
-mod support;
+mod live;
 mod tftp_support;
 
 use std::io::{BufRead, BufReader};
@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use tftp_support::driver::Driver;
 use tftp_support::tools;
+use udpft::link::seeded_bytes;
 use udpft::tftp::ServerConfig;
 
 /// A `lossy-proxy` process in front of `upstream`, killed by its PID when dropped.
@@ -77,7 +78,7 @@ type ClientRun<'a> = (&'a str, &'a str, &'a str, Vec<&'a str>, Vec<&'a str>);
 fn real_clients_finish_byte_identical_through_5_percent_loss() {
     let library = tempfile::tempdir().unwrap();
     let local = tempfile::tempdir().unwrap();
-    let bytes = support::random_bytes(1 << 20, 21);
+    let bytes = seeded_bytes(21, 1 << 20);
     std::fs::write(library.path().join("f.bin"), &bytes).unwrap();
     let server = Driver::spawn(library.path(), ServerConfig::default());
     let proxy = Proxy::start(server.addr());
@@ -147,7 +148,7 @@ fn real_clients_finish_byte_identical_through_5_percent_loss() {
         runs.push((what, path, c));
     }
     for (what, path, mut command) in runs {
-        let done = support::run_within(&mut command, b"", Duration::from_secs(90));
+        let done = live::run_within(&mut command, b"", Duration::from_secs(90));
         assert_eq!(done.code, 0, "{what}: {}{}", done.out(), done.stderr);
         let got = std::fs::read(&path).unwrap_or_default();
         assert!(

@@ -3,6 +3,8 @@
 //! here), and keeps the confinement the service depends on. Skipped, with a printed reason,
 //! where systemd-analyze is not installed.
 
+mod live;
+
 use std::process::Command;
 
 const UNIT: &str = include_str!("../contrib/udpft.service");
@@ -25,7 +27,7 @@ fn the_unit_keeps_its_confinement() {
 #[test]
 fn systemd_analyze_verifies_the_unit() {
     let Ok(found) = Command::new("systemd-analyze").arg("--version").output() else {
-        eprintln!("SKIPPED: systemd-analyze is not installed (Debian package systemd)");
+        live::skip("systemd-analyze is not installed (Debian package systemd)");
         return;
     };
     assert!(found.status.success());

@@ -8,7 +8,8 @@ use byteorder::{ByteOrder, NetworkEndian};
 use proptest::prelude::*;
 use udpft::link::Rng;
 use udpft::proto::wire::{
-    Kind, HEADER_LEN, MAX_CHUNK, MAX_DATAGRAM, MAX_ERROR_TEXT, MAX_NAME_LEN, OVERHEAD,
+    Kind, Rule, HEADER_LEN, MAX_BITMAP, MAX_CHUNK, MAX_DATAGRAM, MAX_ERROR_TEXT, MAX_NAME_LEN,
+    MAX_WINDOW, OVERHEAD, VERSION_WINDOWED,
 };
 use udpft::proto::{DecodeError, ErrorCode, Message};
 
@@ -101,6 +102,84 @@ const PUT: &[u8] = &[
     0x5d, 0x75, 0xd2, 0x19,
 ];
 
+/// Version 2 (windowed, protocol.md §20.1): Get, token 0xBEEF, chunk 1430, window 64,
+/// offset 0, name "a.txt".
+const GET_WINDOWED: &[u8] = &[
+    b'U', b'F', 2, 2, //
+    0, 0, 0xBE, 0xEF, //
+    0, 0, 0, 0, 0, 0, 0, 0, //
+    0, 17, //
+    0x05, 0x96, // chunk 1430
+    0, 64, // window
+    0, 0, 0, 0, 0, 0, 0, 0, // offset
+    b'a', b'.', b't', b'x', b't', //
+    0x6d, 0x60, 0x2f, 0x1d,
+];
+
+/// Version 2: Accept, session 0x11223344, token 0xBEEF, chunk 1430, window 64, size 1000.
+const ACCEPT_WINDOWED: &[u8] = &[
+    b'U', b'F', 2, 4, //
+    0x11, 0x22, 0x33, 0x44, //
+    0, 0, 0, 0, 0, 0, 0, 0, //
+    0, 24, //
+    0, 0, 0xBE, 0xEF, // token
+    0x05, 0x96, // chunk
+    0, 64, // window
+    0, 0, 0, 0, 0, 0, 0x03, 0xE8, // size
+    0, 0, 0, 0, 0, 0, 0, 0, // offset
+    0x28, 0x8b, 0x12, 0x4a,
+];
+
+/// Version 2: the selective Ack, session 0x01020304: everything up to 7, and 9 and 11.
+const SACK: &[u8] = &[
+    b'U',
+    b'F',
+    2,
+    6, //
+    0x01,
+    0x02,
+    0x03,
+    0x04, //
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    7, // cumulative
+    0,
+    1,           //
+    0b1010_0000, // bit 7: message 9, bit 5: message 11
+    0x3d,
+    0xd7,
+    0x44,
+    0xd5,
+];
+
+/// Version 2: List, token 9, chunk 512, window 8.
+const LIST_WINDOWED: &[u8] = &[
+    b'U', b'F', 2, 1, //
+    0, 0, 0, 9, //
+    0, 0, 0, 0, 0, 0, 0, 0, //
+    0, 4, //
+    0x02, 0x00, 0, 8, //
+    0xb8, 0xc9, 0x60, 0x53,
+];
+
+/// Version 2: Put, token 0x10, chunk 64, window 16, size 65536, overwrite, name "up.bin".
+const PUT_WINDOWED: &[u8] = &[
+    b'U', b'F', 2, 3, //
+    0, 0, 0, 0x10, //
+    0, 0, 0, 0, 0, 0, 0, 0, //
+    0, 19, //
+    0, 64, 0, 16, // chunk, window
+    0, 0, 0, 0, 0, 1, 0, 0, // size
+    1, // flags: overwrite
+    b'u', b'p', b'.', b'b', b'i', b'n', //
+    0xb5, 0x08, 0x6d, 0x9f,
+];
+
 /// Every golden datagram with the message it stands for.
 fn golden() -> Vec<(&'static [u8], Message<'static>)> {
     vec![
@@ -124,6 +203,7 @@ fn golden() -> Vec<(&'static [u8], Message<'static>)> {
             Message::Get {
                 token: 0xBEEF,
                 chunk: 1430,
+                window: 1,
                 offset: 0,
                 name: b"a.txt",
             },
@@ -134,6 +214,7 @@ fn golden() -> Vec<(&'static [u8], Message<'static>)> {
                 session: 0x1122_3344,
                 token: 0xBEEF,
                 chunk: 1430,
+                window: 1,
                 size: 1000,
                 offset: 0,
             },
@@ -160,6 +241,7 @@ fn golden() -> Vec<(&'static [u8], Message<'static>)> {
             Message::List {
                 token: 9,
                 chunk: 512,
+                window: 1,
             },
         ),
         (
@@ -167,6 +249,55 @@ fn golden() -> Vec<(&'static [u8], Message<'static>)> {
             Message::Put {
                 token: 0x10,
                 chunk: 64,
+                window: 1,
+                size: 65536,
+                overwrite: true,
+                name: b"up.bin",
+            },
+        ),
+        (
+            GET_WINDOWED,
+            Message::Get {
+                token: 0xBEEF,
+                chunk: 1430,
+                window: 64,
+                offset: 0,
+                name: b"a.txt",
+            },
+        ),
+        (
+            ACCEPT_WINDOWED,
+            Message::Accept {
+                session: 0x1122_3344,
+                token: 0xBEEF,
+                chunk: 1430,
+                window: 64,
+                size: 1000,
+                offset: 0,
+            },
+        ),
+        (
+            SACK,
+            Message::Sack {
+                session: 0x0102_0304,
+                seq: 7,
+                bitmap: &[0b1010_0000],
+            },
+        ),
+        (
+            LIST_WINDOWED,
+            Message::List {
+                token: 9,
+                chunk: 512,
+                window: 8,
+            },
+        ),
+        (
+            PUT_WINDOWED,
+            Message::Put {
+                token: 0x10,
+                chunk: 64,
+                window: 16,
                 size: 65536,
                 overwrite: true,
                 name: b"up.bin",
@@ -251,22 +382,26 @@ fn samples() -> Vec<Message<'static>> {
         Message::List {
             token: u32::MAX,
             chunk: 0,
+            window: 1,
         },
         Message::Get {
             token: 1,
             chunk: u16::MAX,
+            window: 1,
             offset: u64::MAX,
             name: &NAME,
         },
         Message::Get {
             token: 2,
             chunk: 64,
+            window: 1,
             offset: 12,
             name: b"x",
         },
         Message::Put {
             token: 3,
             chunk: 1430,
+            window: 1,
             size: 0,
             overwrite: false,
             name: b"empty",
@@ -274,6 +409,7 @@ fn samples() -> Vec<Message<'static>> {
         Message::Put {
             token: 4,
             chunk: 1430,
+            window: 1,
             size: u64::MAX,
             overwrite: true,
             name: &NAME,
@@ -282,6 +418,7 @@ fn samples() -> Vec<Message<'static>> {
             session: 0,
             token: 0,
             chunk: 0,
+            window: 1,
             size: 0,
             offset: 0,
         },
@@ -289,6 +426,7 @@ fn samples() -> Vec<Message<'static>> {
             session: u32::MAX,
             token: u32::MAX,
             chunk: MAX_CHUNK,
+            window: 1,
             size: u64::MAX,
             offset: u64::MAX,
         },
@@ -322,6 +460,44 @@ fn samples() -> Vec<Message<'static>> {
             session: 9,
             code: ErrorCode::Cancelled,
             text: &TEXT,
+        },
+        Message::List {
+            token: 1,
+            chunk: 1430,
+            window: MAX_WINDOW,
+        },
+        Message::Get {
+            token: 2,
+            chunk: 64,
+            window: 2,
+            offset: u64::MAX,
+            name: &NAME,
+        },
+        Message::Put {
+            token: 3,
+            chunk: MAX_CHUNK,
+            window: 200,
+            size: 0,
+            overwrite: false,
+            name: b"w",
+        },
+        Message::Accept {
+            session: u32::MAX,
+            token: 1,
+            chunk: 64,
+            window: 2,
+            size: u64::MAX,
+            offset: 3,
+        },
+        Message::Sack {
+            session: 5,
+            seq: 0,
+            bitmap: &[],
+        },
+        Message::Sack {
+            session: 5,
+            seq: u64::MAX,
+            bitmap: &[0xFF; MAX_BITMAP],
         },
     ]
 }
@@ -385,11 +561,11 @@ fn bad_magic_is_rejected() {
 #[test]
 fn unsupported_version_is_rejected() {
     let mut bytes = ACK.to_vec();
-    bytes[2] = 2;
+    bytes[2] = 3;
     reseal(&mut bytes);
     assert_eq!(
         Message::decode(&bytes),
-        Err(DecodeError::UnsupportedVersion(2))
+        Err(DecodeError::UnsupportedVersion(3))
     );
 }
 
@@ -432,7 +608,7 @@ fn get_with_empty_name_is_rejected() {
     let bytes = raw(Kind::Get as u8, 1, 0, &[0x05, 0x96, 0, 0, 0, 0, 0, 0, 0, 0]);
     assert_eq!(
         Message::decode(&bytes),
-        Err(DecodeError::BadPayload(Kind::Get))
+        Err(DecodeError::BadPayload(Kind::Get, Rule::EmptyName))
     );
 }
 
@@ -442,7 +618,7 @@ fn get_with_over_long_name_is_rejected() {
     payload.extend(std::iter::repeat_n(b'n', MAX_NAME_LEN + 1));
     assert_eq!(
         Message::decode(&raw(Kind::Get as u8, 1, 0, &payload)),
-        Err(DecodeError::BadPayload(Kind::Get))
+        Err(DecodeError::BadPayload(Kind::Get, Rule::LongName))
     );
 }
 
@@ -453,7 +629,7 @@ fn put_with_unknown_flag_bits_is_rejected() {
         payload.extend_from_slice(b"f");
         assert_eq!(
             Message::decode(&raw(Kind::Put as u8, 1, 0, &payload)),
-            Err(DecodeError::BadPayload(Kind::Put)),
+            Err(DecodeError::BadPayload(Kind::Put, Rule::UnknownFlags)),
             "flags {flags:#x}"
         );
     }
@@ -463,7 +639,7 @@ fn put_with_unknown_flag_bits_is_rejected() {
 fn data_numbered_zero_is_rejected() {
     assert_eq!(
         Message::decode(&raw(Kind::Data as u8, 1, 0, b"x")),
-        Err(DecodeError::BadPayload(Kind::Data))
+        Err(DecodeError::BadPayload(Kind::Data, Rule::ZeroSeq))
     );
 }
 
@@ -471,7 +647,7 @@ fn data_numbered_zero_is_rejected() {
 fn empty_data_is_rejected() {
     assert_eq!(
         Message::decode(&raw(Kind::Data as u8, 1, 1, b"")),
-        Err(DecodeError::BadPayload(Kind::Data))
+        Err(DecodeError::BadPayload(Kind::Data, Rule::EmptyData))
     );
 }
 
@@ -481,7 +657,7 @@ fn short_accept_is_rejected() {
     for cut in 0..full.len() {
         assert_eq!(
             Message::decode(&raw(Kind::Accept as u8, 1, 0, &full[..cut])),
-            Err(DecodeError::BadPayload(Kind::Accept)),
+            Err(DecodeError::BadPayload(Kind::Accept, Rule::Short)),
             "accept payload of {cut} bytes"
         );
     }
@@ -501,7 +677,7 @@ fn over_long_fixed_payloads_are_rejected() {
         let seq = NetworkEndian::read_u64(&bytes[8..16]);
         assert_eq!(
             Message::decode(&raw(kind as u8, 1, seq, &payload)),
-            Err(DecodeError::BadPayload(kind)),
+            Err(DecodeError::BadPayload(kind, Rule::Long)),
             "{kind:?}"
         );
     }
@@ -520,7 +696,7 @@ fn nonzero_seq_on_a_request_or_accept_or_error_is_rejected() {
         let payload = &bytes[HEADER_LEN..bytes.len() - 4];
         assert_eq!(
             Message::decode(&raw(kind as u8, 1, 1, payload)),
-            Err(DecodeError::BadPayload(kind)),
+            Err(DecodeError::BadPayload(kind, Rule::NonZeroSeq)),
             "{kind:?}"
         );
     }
@@ -532,7 +708,7 @@ fn error_text_longer_than_the_limit_is_rejected() {
     payload.extend(std::iter::repeat_n(b'e', MAX_ERROR_TEXT + 1));
     assert_eq!(
         Message::decode(&raw(Kind::Error as u8, 1, 0, &payload)),
-        Err(DecodeError::BadPayload(Kind::Error))
+        Err(DecodeError::BadPayload(Kind::Error, Rule::LongText))
     );
     payload.pop();
     assert!(Message::decode(&raw(Kind::Error as u8, 1, 0, &payload)).is_ok());
@@ -542,7 +718,7 @@ fn error_text_longer_than_the_limit_is_rejected() {
 fn error_without_code_is_rejected() {
     assert_eq!(
         Message::decode(&raw(Kind::Error as u8, 1, 0, &[0])),
-        Err(DecodeError::BadPayload(Kind::Error))
+        Err(DecodeError::BadPayload(Kind::Error, Rule::Short))
     );
 }
 
@@ -550,7 +726,7 @@ fn error_without_code_is_rejected() {
 fn done_short_is_rejected() {
     assert_eq!(
         Message::decode(&raw(Kind::Done as u8, 1, 2, &[0; 11])),
-        Err(DecodeError::BadPayload(Kind::Done))
+        Err(DecodeError::BadPayload(Kind::Done, Rule::Short))
     );
 }
 
@@ -701,8 +877,132 @@ proptest! {
         overwrite in any::<bool>(),
         name in proptest::collection::vec(any::<u8>(), 1..=MAX_NAME_LEN),
     ) {
-        let message = Message::Put { token, chunk, size, overwrite, name: &name };
+        let message = Message::Put { token, chunk, window: 1, size, overwrite, name: &name };
         let bytes = encode(&message);
         prop_assert_eq!(Message::decode(&bytes), Ok(message));
+    }
+}
+
+#[test]
+fn bad_payload_names_the_rule_it_broke() {
+    let error = Message::decode(&raw(
+        Kind::Put as u8,
+        1,
+        0,
+        &[0, 64, 0, 0, 0, 0, 0, 0, 0, 1, 0x04, b'f'],
+    ))
+    .unwrap_err();
+    assert_eq!(
+        error,
+        DecodeError::BadPayload(Kind::Put, Rule::UnknownFlags)
+    );
+    assert_eq!(
+        error.to_string(),
+        "malformed put payload: undefined flag bits set"
+    );
+}
+
+#[test]
+fn kind_and_error_code_tables_agree_with_protocol_md() {
+    let kinds: Vec<(u8, &str)> = Kind::ALL.iter().map(|k| (*k as u8, k.name())).collect();
+    assert_eq!(
+        kinds,
+        [
+            (1, "list"),
+            (2, "get"),
+            (3, "put"),
+            (4, "accept"),
+            (5, "data"),
+            (6, "ack"),
+            (7, "done"),
+            (8, "error")
+        ]
+    );
+    let codes: Vec<u16> = ErrorCode::ALL.iter().map(|c| c.to_u16()).collect();
+    assert_eq!(codes, (0..=15).collect::<Vec<u16>>());
+    assert_eq!(ErrorCode::ChecksumMismatch.to_string(), "checksum mismatch");
+}
+
+// Version 2: the windowed layouts (protocol.md §20.1).
+
+/// A datagram of version 2 from raw parts with a correct CRC.
+fn raw_windowed(type_byte: u8, session: u32, seq: u64, payload: &[u8]) -> Vec<u8> {
+    let mut bytes = raw(type_byte, session, seq, payload);
+    bytes[2] = VERSION_WINDOWED;
+    reseal(&mut bytes);
+    bytes
+}
+
+#[test]
+fn a_window_of_one_is_encoded_as_version_1_byte_for_byte() {
+    let get = Message::Get {
+        token: 0xBEEF,
+        chunk: 1430,
+        window: 1,
+        offset: 0,
+        name: b"a.txt",
+    };
+    assert_eq!(encode(&get), GET);
+    assert_eq!(get.version(), 1);
+    let accept = Message::Accept {
+        session: 0x1122_3344,
+        token: 0xBEEF,
+        chunk: 1430,
+        window: 1,
+        size: 1000,
+        offset: 0,
+    };
+    assert_eq!(encode(&accept), ACCEPT);
+}
+
+#[test]
+fn a_windowed_datagram_with_a_window_outside_2_to_256_is_rejected() {
+    for window in [0u16, 1, MAX_WINDOW + 1, u16::MAX] {
+        let mut payload = vec![0x05, 0x96];
+        payload.extend_from_slice(&window.to_be_bytes());
+        assert_eq!(
+            Message::decode(&raw_windowed(Kind::List as u8, 9, 0, &payload)),
+            Err(DecodeError::BadPayload(Kind::List, Rule::BadWindow)),
+            "window {window}"
+        );
+    }
+}
+
+#[test]
+fn a_windowed_request_of_the_version_1_layout_is_rejected() {
+    // A version-1 List payload (2 bytes) under version 2 lacks the window.
+    assert_eq!(
+        Message::decode(&raw_windowed(Kind::List as u8, 9, 0, &[0x05, 0x96])),
+        Err(DecodeError::BadPayload(Kind::List, Rule::Short))
+    );
+}
+
+#[test]
+fn a_sack_bitmap_is_at_most_32_bytes_without_a_trailing_zero() {
+    assert_eq!(
+        Message::decode(&raw_windowed(
+            Kind::Ack as u8,
+            1,
+            3,
+            &[0xFF; MAX_BITMAP + 1]
+        )),
+        Err(DecodeError::BadPayload(Kind::Ack, Rule::LongBitmap))
+    );
+    assert_eq!(
+        Message::decode(&raw_windowed(Kind::Ack as u8, 1, 3, &[0x80, 0])),
+        Err(DecodeError::BadPayload(Kind::Ack, Rule::PaddedBitmap))
+    );
+    assert!(Message::decode(&raw_windowed(Kind::Ack as u8, 1, 3, &[0, 0x80])).is_ok());
+}
+
+#[test]
+fn version_2_defines_no_data_done_or_error() {
+    for kind in [Kind::Data, Kind::Done, Kind::Error] {
+        let bytes = raw_windowed(kind as u8, 1, 1, &[0; 12]);
+        assert_eq!(
+            Message::decode(&bytes),
+            Err(DecodeError::UnknownType(kind as u8)),
+            "{kind:?}"
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! `lossy-proxy`: a UDP relay between any number of clients and one server that impairs the
-//! traffic (loss, duplication, reordering, bit flips, truncation, delay, jitter) with the
-//! seeded [`udpft::link`] model, one independent [`Link`] per direction.
+//! traffic (a bottleneck with a drop-tail queue, loss, duplication, reordering, bit flips,
+//! truncation, delay, jitter) with the seeded [`udpft::link`] model, one independent
+//! [`Link`] per direction. All clients share each direction's link, so they share its
+//! bottleneck as flows through one router port do.
 //!
 //! Each client gets its own upstream socket (same address family as the server, port 0,
 //! connected to it), so the server sees every client as a distinct peer and its replies map
@@ -31,6 +33,11 @@
 
 #![forbid(unsafe_code)]
 
+// The proxy parses rates and probabilities, not sizes.
+#[allow(dead_code)]
+#[path = "bench/units.rs"]
+mod units;
+
 use clap::Parser;
 use std::cmp::{Ordering as CmpOrdering, Reverse};
 use std::collections::{BinaryHeap, HashMap};
@@ -45,6 +52,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use udpft::link::{Damage, Delivery, Impairments, Link, LinkStats};
 use udpft::net;
+use units::{parse_byte_rate, parse_probability as probability};
 
 /// Most bytes of datagrams held in the timer queue at once.
 const QUEUE_BYTES: usize = 64 << 20;
@@ -54,6 +62,12 @@ const DATAGRAM_BUFFER: usize = 65_536;
 
 /// Stack of a per-client thread: it keeps its buffers on the heap.
 const CLIENT_STACK: usize = 256 << 10;
+
+/// Datagrams a bottleneck buffers unless `--queue` says otherwise: a modest router port.
+const DEFAULT_QUEUE: u32 = 100;
+
+/// The most `--queue` accepts (the timer queue's byte bound applies as well).
+const MAX_QUEUE: i64 = 1_000_000;
 
 /// XORed into `--seed` for the down direction, so the two links make independent choices.
 const DOWN_SEED_MIX: u64 = 0xD0E5_D0E5_5EED_F00D;
@@ -66,6 +80,10 @@ Probabilities are numbers in 0..=1 or percentages (\"0.05\" and \"5%\" are the s
 Example: 10% loss each way, 5% duplicates and reordering, 2 ms delay to the server only:
   lossy-proxy --listen 127.0.0.1:7000 --upstream 127.0.0.1:6969 \\
               --loss 10% --dup 0.05 --reorder 0.05 --delay-up 2
+
+Example: a 100 Mbit/s bottleneck towards the clients with room for 32 datagrams:
+  lossy-proxy --listen 127.0.0.1:7000 --upstream 127.0.0.1:6969 \\
+              --rate-down 100Mbit/s --queue-down 32
 
 At stop (Ctrl-C, SIGTERM or --duration) the per-direction counters are printed to stderr
 and, with --stats-file, written as key=value lines.";
@@ -111,6 +129,14 @@ struct Cli {
     /// How long a datagram picked by --reorder is held back, in milliseconds.
     #[arg(long, value_name = "MS", default_value = "1", value_parser = millis, help_heading = "Impairments (both directions)")]
     reorder_hold: Duration,
+    /// A bottleneck of this many bytes per second (0: none), shared by all clients: each
+    /// datagram occupies it for its length / RATE.
+    #[arg(long, value_name = "RATE", default_value = "0", value_parser = parse_byte_rate, help_heading = "Impairments (both directions)")]
+    rate: u64,
+    /// Datagrams the bottleneck buffers behind the one it is sending; past that, arrivals
+    /// are dropped (drop-tail).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_QUEUE, value_parser = clap::value_parser!(u32).range(0..=MAX_QUEUE), help_heading = "Impairments (both directions)")]
+    queue: u32,
 
     /// --loss for client -> server only.
     #[arg(long, value_name = "P", value_parser = probability, help_heading = "Per-direction overrides")]
@@ -160,6 +186,18 @@ struct Cli {
     /// --reorder-hold for server -> client only.
     #[arg(long, value_name = "MS", value_parser = millis, help_heading = "Per-direction overrides")]
     reorder_hold_down: Option<Duration>,
+    /// --rate for client -> server only.
+    #[arg(long, value_name = "RATE", value_parser = parse_byte_rate, help_heading = "Per-direction overrides")]
+    rate_up: Option<u64>,
+    /// --rate for server -> client only.
+    #[arg(long, value_name = "RATE", value_parser = parse_byte_rate, help_heading = "Per-direction overrides")]
+    rate_down: Option<u64>,
+    /// --queue for client -> server only.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=MAX_QUEUE), help_heading = "Per-direction overrides")]
+    queue_up: Option<u32>,
+    /// --queue for server -> client only.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=MAX_QUEUE), help_heading = "Per-direction overrides")]
+    queue_down: Option<u32>,
 
     /// Seed of the impairment choices (the down direction uses a value derived from it), so
     /// a run's pattern of losses can be repeated.
@@ -178,21 +216,6 @@ struct Cli {
     /// datagram in either direction.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = seconds)]
     idle_timeout: Duration,
-}
-
-/// Parses a probability: `0.05` or `5%`, within `0..=1`.
-fn probability(text: &str) -> Result<f64, String> {
-    let text = text.trim();
-    let value = match text.strip_suffix('%') {
-        Some(percent) => percent.trim().parse::<f64>().map(|p| p / 100.0),
-        None => text.parse::<f64>(),
-    }
-    .map_err(|_| format!("`{text}` is not a probability (e.g. 0.05 or 5%)"))?;
-    if (0.0..=1.0).contains(&value) {
-        Ok(value)
-    } else {
-        Err(format!("`{text}` is outside 0..=1 (0%..=100%)"))
-    }
 }
 
 /// Parses a non-negative number of milliseconds.
@@ -234,6 +257,8 @@ impl Cli {
             jitter: pick(direction, self.jitter_up, self.jitter_down).unwrap_or(self.jitter),
             reorder_hold: pick(direction, self.reorder_hold_up, self.reorder_hold_down)
                 .unwrap_or(self.reorder_hold),
+            rate: pick(direction, self.rate_up, self.rate_down).unwrap_or(self.rate),
+            queue: pick(direction, self.queue_up, self.queue_down).unwrap_or(self.queue) as usize,
         }
     }
 }
@@ -561,22 +586,23 @@ impl Relay {
                 }
                 Err(e) if is_transient(&e) => {
                     let mut clients = lock(&self.clients);
-                    let idle = self
-                        .elapsed_ms()
-                        .saturating_sub(slot.last_active_ms.load(Ordering::Relaxed));
-                    if idle >= idle_ms {
-                        if clients.get(&client).is_some_and(|s| Arc::ptr_eq(s, slot)) {
-                            clients.remove(&client);
+                    let last = slot.last_active_ms.load(Ordering::Relaxed);
+                    match idle_left(self.elapsed_ms(), last, idle_ms) {
+                        None => {
+                            if clients.get(&client).is_some_and(|s| Arc::ptr_eq(s, slot)) {
+                                clients.remove(&client);
+                            }
+                            self.counters
+                                .clients_expired
+                                .fetch_add(1, Ordering::Relaxed);
+                            return;
                         }
-                        self.counters
-                            .clients_expired
-                            .fetch_add(1, Ordering::Relaxed);
-                        return;
+                        // Wake up again exactly when the client would be idle long enough.
+                        Some(left) => {
+                            drop(clients);
+                            let _ = slot.socket.set_read_timeout(Some(left));
+                        }
                     }
-                    drop(clients);
-                    // Wake up again exactly when the client would be idle long enough.
-                    let left = Duration::from_millis((idle_ms - idle).max(1));
-                    let _ = slot.socket.set_read_timeout(Some(left));
                 }
                 Err(e) => {
                     eprintln!("lossy-proxy: upstream socket of {client} failed: {e}");
@@ -596,6 +622,8 @@ impl Relay {
                 ("offered", s.offered),
                 ("forwarded", s.forwarded),
                 ("dropped", s.dropped),
+                ("queue_dropped", s.queue_dropped),
+                ("queue_peak", s.queue_peak),
                 ("duplicated", s.duplicated),
                 ("reordered", s.reordered),
                 ("corrupted", s.corrupted),
@@ -647,8 +675,15 @@ fn describe(imp: &Impairments) -> String {
     if imp.reorder > 0.0 {
         parts.push(format!("hold {}", ms(imp.reorder_hold)));
     }
+    if imp.rate > 0 {
+        parts.push(format!(
+            "bottleneck {} MB/s, queue {}",
+            imp.rate as f64 / 1e6,
+            imp.queue
+        ));
+    }
     if parts.is_empty() {
-        // Only a reorder hold was set, which changes nothing without --reorder.
+        // Only a reorder hold or a queue was set, which change nothing alone.
         return "none".into();
     }
     parts.join(", ")
@@ -791,36 +826,50 @@ fn main() -> ExitCode {
     }
 }
 
+/// How much longer a client last active at `last_ms` (milliseconds since the start) may
+/// stay silent at `now_ms` before it is forgotten, or `None` if its `idle_ms` ran out.
+fn idle_left(now_ms: u64, last_ms: u64, idle_ms: u64) -> Option<Duration> {
+    let idle = now_ms.saturating_sub(last_ms);
+    (idle < idle_ms).then(|| Duration::from_millis((idle_ms - idle).max(1)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn probabilities_accept_fractions_and_percentages() {
-        assert_eq!(probability("0.05"), Ok(0.05));
-        assert_eq!(probability("5%"), Ok(0.05));
-        assert_eq!(probability("100%"), Ok(1.0));
-        assert!(probability("1.5").is_err());
-        assert!(probability("-1%").is_err());
-        assert!(probability("lots").is_err());
+    fn a_client_is_forgotten_once_its_idle_time_ran_out() {
+        assert_eq!(
+            idle_left(1_000, 1_000, 200),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(
+            idle_left(1_150, 1_000, 200),
+            Some(Duration::from_millis(50))
+        );
+        assert_eq!(idle_left(1_199, 1_000, 200), Some(Duration::from_millis(1)));
+        assert_eq!(idle_left(1_200, 1_000, 200), None);
+        assert_eq!(idle_left(5_000, 1_000, 200), None);
+        // A clock read before the last activity (threads) is no idleness at all.
+        assert_eq!(idle_left(900, 1_000, 200), Some(Duration::from_millis(200)));
     }
 
-    #[test]
-    fn per_direction_values_override_both_ways_ones() {
-        let cli = Cli::try_parse_from([
+    /// The command line with a listen and an upstream address and then `knobs`.
+    fn parse(knobs: &[&str]) -> Result<Cli, clap::Error> {
+        let fixed = [
             "lossy-proxy",
             "--listen",
             "127.0.0.1:0",
             "--upstream",
             "127.0.0.1:9",
-            "--loss",
-            "10%",
-            "--loss-down",
-            "0.2",
-            "--delay-up",
-            "2.5",
-        ])
-        .expect("valid arguments");
+        ];
+        Cli::try_parse_from(fixed.iter().chain(knobs))
+    }
+
+    #[test]
+    fn per_direction_values_override_both_ways_ones() {
+        let cli = parse(&["--loss", "10%", "--loss-down", "0.2", "--delay-up", "2.5"])
+            .expect("valid arguments");
         let (up, down) = (
             cli.impairments(Direction::Up),
             cli.impairments(Direction::Down),
@@ -828,6 +877,30 @@ mod tests {
         assert_eq!((up.loss, down.loss), (0.1, 0.2));
         assert_eq!(up.delay, Duration::from_micros(2500));
         assert_eq!(down.delay, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_bottleneck_is_set_per_direction_with_units() {
+        let cli = parse(&[
+            "--rate",
+            "12.5MB/s",
+            "--rate-up",
+            "100Mbit/s",
+            "--queue-down",
+            "8",
+        ])
+        .expect("valid arguments");
+        let (up, down) = (
+            cli.impairments(Direction::Up),
+            cli.impairments(Direction::Down),
+        );
+        assert_eq!((up.rate, down.rate), (12_500_000, 12_500_000));
+        assert_eq!((up.queue, down.queue), (DEFAULT_QUEUE as usize, 8));
+        assert_eq!(describe(&down), "bottleneck 12.5 MB/s, queue 8");
+        let plain = parse(&[]).expect("valid arguments");
+        assert_eq!(describe(&plain.impairments(Direction::Up)), "none");
+        assert!(parse(&["--rate", "fast"]).is_err());
+        assert!(parse(&["--queue", "-1"]).is_err());
     }
 
     #[test]

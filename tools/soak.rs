@@ -608,6 +608,7 @@ impl Worker {
                         ..Config::default()
                     },
                     busy_patience: BUSY_PATIENCE,
+                    ..ClientOptions::default()
                 },
             )?);
         }

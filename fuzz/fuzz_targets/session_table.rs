@@ -99,6 +99,7 @@ fuzz_target!(|data: &[u8]| {
             let n = Message::Get {
                 token: u32::from(*len),
                 chunk: 4,
+                window: 1,
                 offset: 0,
                 name: b"f",
             }

@@ -1,5 +1,6 @@
 //! `--server` and `--bind` values: `HOST`, `HOST:PORT`, an IPv4 address, an IPv6 address
-//! with or without brackets (`::1`, `[::1]`, `[::1]:7000`). A missing port is 6969. The
+//! with or without brackets (`::1`, `[::1]`, `[::1]:7000`). A missing port is 6969 (69 in
+//! a `tftp://` URL, see `url.rs`). The
 //! syntax is checked while the command line is parsed (a bad value is a usage error,
 //! exit 2); host names are resolved when the client or server starts.
 
@@ -23,6 +24,16 @@ impl FromStr for ServerAddr {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
+        Self::parse(text, DEFAULT_PORT)
+    }
+}
+
+impl ServerAddr {
+    /// Parses `text`, taking `default_port` when it names none.
+    ///
+    /// # Errors
+    /// A message for the user when `text` is not one of the accepted forms.
+    pub(crate) fn parse(text: &str, default_port: u16) -> Result<Self, String> {
         let invalid = || format!("{text:?} is not HOST, HOST:PORT, an IP address or [IPv6]:PORT");
         let (host, port) = if let Some(rest) = text.strip_prefix('[') {
             // [v6] or [v6]:port
@@ -51,7 +62,7 @@ impl FromStr for ServerAddr {
             return Err(invalid());
         }
         let port = match port {
-            None => DEFAULT_PORT,
+            None => default_port,
             Some(port) => port
                 .parse()
                 .map_err(|_| format!("{port:?} is not a port number (0 to 65535)"))?,

@@ -3,7 +3,9 @@
 //!
 //! * [`args`]: the clap definitions, shared by the command line and the shell.
 //! * [`address`]: `--server` and `--bind` values (`HOST[:PORT]`, IPv6).
-//! * [`commands`]: `ls`, `get` and `put` against one client, for one file or several.
+//! * [`url`]: `tftp://HOST[:PORT]/NAME` arguments (files on a TFTP server).
+//! * [`commands`]: `ls`, `get` and `put` against the udpft server or TFTP servers, for one
+//!   file or several.
 //! * [`shell`] and [`complete`]: the interactive shell and its Tab completion.
 //! * [`serve`]: `udpft serve`.
 //! * [`progress`] and [`output`]: what is shown on standard error and standard output.
@@ -21,3 +23,4 @@ pub(crate) mod output;
 pub(crate) mod progress;
 pub(crate) mod serve;
 pub(crate) mod shell;
+pub(crate) mod url;

@@ -11,10 +11,12 @@ use std::io;
 use std::path::PathBuf;
 use udpft::client::ClientError;
 use udpft::library::{Library, LibraryOptions};
+use udpft::privileges;
 use udpft::proto::access::AccessList;
 use udpft::proto::admission::{Limits, Policy};
 use udpft::proto::Config;
 use udpft::server::{self, ServerConfig, Shutdown};
+use udpft::tftp::admit::TftpPolicy;
 
 /// The folder served when `--root` is not given.
 const DEFAULT_ROOT: &str = "library";
@@ -37,6 +39,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), Failure> {
     let sockets = server::bind_for(bind, &config)
         .map_err(|e| ClientError::local(format!("cannot listen on {bind}"), e))?;
     let local = sockets[0].local_addr().unwrap_or(bind);
+    drop_privileges(args)?;
     let shutdown = Shutdown::new();
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, shutdown.flag())
@@ -58,6 +61,29 @@ pub(crate) fn run(args: &ServeArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Drops root after binding (`--user`), and refuses to take TFTP uploads as root unless
+/// told to (`--allow-root`).
+fn drop_privileges(args: &ServeArgs) -> Result<(), Failure> {
+    let failed = |e: udpft::privileges::PrivilegeError| {
+        ClientError::local(
+            "cannot drop privileges",
+            std::io::Error::other(e.to_string()),
+        )
+    };
+    let user = args.user.as_deref();
+    if let Some(target) =
+        privileges::drop_privileges(user, args.group.as_deref()).map_err(failed)?
+    {
+        eprintln!(
+            "udpft: running as {} (uid {}, gid {})",
+            target.user, target.uid, target.gid
+        );
+    }
+    // TFTP uploads have no address proof and no checksum: as root they are refused.
+    privileges::refuse_root_with_uploads(args.tftp_write, args.allow_root).map_err(failed)?;
+    Ok(())
+}
+
 /// What the server decides by, from its options.
 fn server_config(args: &ServeArgs) -> ServerConfig {
     let timeout = args.timeout;
@@ -65,6 +91,7 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
         policy: Policy {
             session: Config {
                 chunk: args.max_chunk,
+                window: args.max_window,
                 timeout,
                 // Remember a completed upload as long as a client would retry a lost final
                 // Ack.
@@ -81,11 +108,22 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
             read_only: args.read_only,
             max_upload: args.max_upload,
             grace: args.grace,
+            tftp: args.tftp.then(|| TftpPolicy {
+                options: udpft::tftp::options::Policy {
+                    max_window: args.max_window,
+                    ..udpft::tftp::options::Policy::default()
+                },
+                write: args.tftp_write,
+                overwrite: args.tftp_overwrite,
+                unproven_rate: args.tftp_unproven_rate,
+                unproven_prefix_rate: args.tftp_unproven_prefix_rate,
+            }),
         },
         model: args.model,
         workers: usize::from(args.workers),
         stats_every: args.stats_every,
         log: args.log_format,
+        busy_poll: args.busy_poll,
     }
 }
 

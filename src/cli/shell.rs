@@ -40,6 +40,8 @@ enum Next {
 
 /// Runs the shell until `quit`, the end of input, or (fed by a pipe) a Ctrl-C.
 pub(crate) fn run(ctx: &mut Context) -> Result<(), Failure> {
+    // The shell is a client of the udpft server first: a name that does not resolve ends it.
+    ctx.client()?;
     if io::stdin().is_terminal() {
         interactive(ctx)
     } else {
@@ -72,10 +74,10 @@ fn batch(ctx: &mut Context) -> Result<(), Failure> {
 }
 
 fn interactive(ctx: &mut Context) -> Result<(), Failure> {
-    print!("{}", menu(ctx.client.server()));
+    print!("{}", menu(ctx.client()?.server()));
     let names: Names = Rc::default();
     // The names for completion: a failure here is shown, and the prompt still comes.
-    match ctx.client.list() {
+    match ctx.client()?.list() {
         Ok(entries) => *names.borrow_mut() = names_of(&entries),
         Err(e) => Failure::from(e).show(),
     }
@@ -97,7 +99,7 @@ fn interactive(ctx: &mut Context) -> Result<(), Failure> {
     loop {
         // A download's receiver lingers a few round trips after its result was shown;
         // that ends before the prompt waits on the user.
-        ctx.client.finish_lingering();
+        ctx.finish_lingering();
         let line = editor.readline(PROMPT);
         // A Ctrl-C that cancelled the previous command (or came between commands) is
         // spent: it must not cancel the next one.
@@ -194,7 +196,7 @@ fn execute(ctx: &mut Context, line: &str, names: &Names) -> Result<Next, Failure
             known.sort();
             uploaded?;
         }
-        ShellCommand::Help => super::output::print_out(menu(ctx.client.server()))?,
+        ShellCommand::Help => super::output::print_out(menu(ctx.client()?.server()))?,
         ShellCommand::Quit => return Ok(Next::Quit),
     }
     Ok(Next::Continue)
@@ -217,6 +219,7 @@ fn menu(server: SocketAddr) -> String {
         "list [-l]                  show the files in the library",
         "get NAME… [-o PATH] [-n]   download (NAME may be a quoted '*.pattern')",
         "put PATH… [--as NAME]      upload local files (--force replaces)",
+        "get/put … tftp://HOST/NAME the same with a TFTP server (no list, no resume)",
         "COMMAND --help             every option of a command",
         "help                       show this menu",
         "quit                       leave (also Ctrl-D)",

@@ -5,7 +5,9 @@
 //! * a symbolic link is followed: the download lands at its target, beside which the
 //!   partial file lives, and the link stays a link;
 //! * a regular file is replaced atomically (partial file, then rename) and the new file
-//!   keeps the old one's permission bits and owner; with `--no-clobber` it is kept;
+//!   keeps the old one's permission bits and owner; one with other names (hard links) is
+//!   written into once the download is verified, so every name sees it; with
+//!   `--no-clobber` it is kept;
 //! * anything else that exists (a character device such as `/dev/null`, a FIFO, a Unix
 //!   socket) is written into, as a stream, never replaced;
 //! * a destination that cannot be written (missing or read-only folder, a file we may not
@@ -29,6 +31,20 @@ pub enum Destination {
     File(PathBuf),
     /// Standard output.
     Stdout,
+}
+
+impl Destination {
+    /// Whether the download goes inside it under the file's own name: a folder, or a path
+    /// ending in `/`.
+    pub fn takes_name(&self) -> bool {
+        match self {
+            Self::Stdout => false,
+            Self::File(path) => {
+                path.as_os_str().as_bytes().ends_with(b"/")
+                    || fs::metadata(path).is_ok_and(|m| m.is_dir())
+            }
+        }
+    }
 }
 
 /// How a download treats its destination.
@@ -79,9 +95,7 @@ pub(crate) fn resolve(
         Destination::Stdout => return Ok(Target::Stream(Stream::stdout())),
         Destination::File(path) => path,
     };
-    let into_folder =
-        path.as_os_str().as_bytes().ends_with(b"/") || fs::metadata(path).is_ok_and(|m| m.is_dir());
-    let path = if into_folder {
+    let path = if dest.takes_name() {
         path.join(name)
     } else {
         path.clone()

@@ -72,6 +72,29 @@ impl ClientError {
         }
     }
 
+    /// `server` stopped answering: `tries` sends of the last message over `elapsed`.
+    pub fn silent(server: SocketAddr, tries: u32, elapsed: Duration) -> Self {
+        Self::NotResponding {
+            server,
+            tries,
+            elapsed,
+            port_closed: false,
+            hint: None,
+        }
+    }
+
+    /// Nothing listens at `server` (its host answered the `sent` datagrams with an ICMP
+    /// port-unreachable).
+    pub fn port_closed(server: SocketAddr, sent: u64) -> Self {
+        Self::NotResponding {
+            server,
+            tries: u32::try_from(sent).unwrap_or(u32::MAX).max(1),
+            elapsed: Duration::ZERO,
+            port_closed: true,
+            hint: None,
+        }
+    }
+
     /// A local error with what was being done.
     pub fn local(context: impl Into<String>, source: io::Error) -> Self {
         Self::Local {

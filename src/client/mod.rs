@@ -13,15 +13,21 @@
 //!   whose host answers that nothing listens on the port (ICMP) fails at once.
 //! * An interrupt flag (set by Ctrl-C) cancels the running transfer: the server is told
 //!   (Error `Cancelled`) and a partial file is kept for resume.
+//! * [`TftpClient`] (`tftp.rs`) does the same against any TFTP server, for `tftp://` URLs,
+//!   with the same destinations, events and errors; what TFTP cannot do (resume, list,
+//!   check the file) it says there.
 
 mod destination;
 mod error;
+mod icmp;
 mod partial;
 mod stream;
+mod tftp;
 
 pub use self::destination::{Destination, GetOptions};
 pub use self::error::{ClientError, EXIT_INTERRUPTED};
 pub use self::partial::partial_path;
+pub use self::tftp::{TftpClient, TftpFile, TftpOptions};
 /// Kept here for the callers that used them from the client; they live in [`crate::text`].
 pub use crate::text::{sanitize, sanitize_bytes};
 
@@ -101,6 +107,8 @@ pub struct ClientOptions {
     pub config: Config,
     /// How long to keep retrying a busy server.
     pub busy_patience: Duration,
+    /// Longest adaptive spin before a blocking receive; zero: never spin.
+    pub busy_poll: Duration,
 }
 
 impl Default for ClientOptions {
@@ -108,6 +116,7 @@ impl Default for ClientOptions {
         Self {
             config: Config::default(),
             busy_patience: Duration::from_secs(30),
+            busy_poll: net::DEFAULT_BUSY_POLL,
         }
     }
 }
@@ -129,8 +138,9 @@ pub struct Client {
     fallbacks: Vec<SocketAddr>,
 }
 
-/// Why the driver loop stopped before the request's result was known.
-enum Stop {
+/// Why a driver loop stopped before the request's result was known (the TFTP driver's
+/// too).
+pub(crate) enum Stop {
     /// The server's host reported its port closed (ICMP port-unreachable).
     PortClosed {
         /// The server had accepted the request (it was there, and is gone).
@@ -142,7 +152,8 @@ enum Stop {
     Error(ClientError),
 }
 
-type EventFn<'e> = dyn FnMut(Event<'_>) + 'e;
+/// What a transfer calls with its [`Event`]s.
+pub(crate) type EventFn<'e> = dyn FnMut(Event<'_>) + 'e;
 
 /// The longest single sleep of a busy back-off, so an interrupt is noticed promptly.
 const SLEEP_SLICE: Duration = Duration::from_millis(20);
@@ -153,6 +164,7 @@ impl Client {
     /// # Errors
     /// If no socket can be bound or connected.
     pub fn new(server: SocketAddr, options: ClientOptions) -> Result<Self, ClientError> {
+        let receiver = net::Receiver::connected().busy_poll(options.busy_poll);
         Ok(Self {
             server,
             socket: connected_socket(server)?,
@@ -160,7 +172,7 @@ impl Client {
             ids: crate::ids::IdSource::new(),
             inbuf: vec![0; MAX_DATAGRAM],
             outbuf: vec![0; MAX_DATAGRAM],
-            receiver: net::Receiver::connected(),
+            receiver,
             lingering: Vec::new(),
             interrupt: None,
             fallbacks: Vec::new(),
@@ -192,7 +204,7 @@ impl Client {
         let server = self.fallbacks.remove(0);
         self.socket = connected_socket(server)?;
         self.server = server;
-        self.receiver = net::Receiver::connected();
+        self.receiver = net::Receiver::connected().busy_poll(self.options.busy_poll);
         self.lingering.clear();
         Ok(true)
     }
@@ -210,9 +222,7 @@ impl Client {
     }
 
     fn interrupted(&self) -> bool {
-        self.interrupt
-            .as_ref()
-            .is_some_and(|flag| flag.load(Ordering::Relaxed))
+        is_set(self.interrupt.as_ref())
     }
 
     /// The library's files.
@@ -304,13 +314,7 @@ impl Client {
             },
             name,
         );
-        match (result, stream.fault()) {
-            (Err(_), Some(fault)) => Err(ClientError::local(
-                format!("cannot write {}", stream.shown),
-                fault,
-            )),
-            (result, _) => result,
-        }
+        stream.blame(result)
     }
 
     fn get_file(
@@ -326,12 +330,7 @@ impl Client {
                 report.saved_as = Some(shown);
                 return Ok(report);
             }
-            // A local write or commit failure names the destination, not the protocol's
-            // "write error".
-            Err(error) => match partial.fault() {
-                Some(fault) => ClientError::local(format!("cannot write {shown}"), fault),
-                None => error,
-            },
+            Err(error) => partial.blame(&shown, error),
         };
         let checksum = matches!(
             error,
@@ -415,16 +414,8 @@ impl Client {
         overwrite: bool,
         events: &mut EventFn<'_>,
     ) -> Result<Report, ClientError> {
-        let shown = path.display().to_string();
-        let cannot = |e| ClientError::local(format!("cannot read {shown}"), e);
-        let file = File::open(path).map_err(cannot)?;
-        if !file.metadata().map_err(cannot)?.is_file() {
-            return Err(ClientError::local(
-                format!("cannot upload {shown}"),
-                io::Error::other("not a regular file"),
-            ));
-        }
-        self.put_file(&file, &shown, name, overwrite, events)
+        let file = open_upload(path)?;
+        self.put_file(&file, &path.display().to_string(), name, overwrite, events)
     }
 
     /// Uploads the open regular file `file` (named `shown` in messages) as `name`.
@@ -550,13 +541,7 @@ impl Client {
 
     fn error_of(&self, failure: Failure, what: &str) -> ClientError {
         match failure {
-            Failure::Timeout { tries, elapsed } => ClientError::NotResponding {
-                server: self.server,
-                tries,
-                elapsed,
-                port_closed: false,
-                hint: None,
-            },
+            Failure::Timeout { tries, elapsed } => ClientError::silent(self.server, tries, elapsed),
             Failure::Peer { code, text } => {
                 let text = match code {
                     ErrorCode::NotFound if !what.is_empty() => {
@@ -666,13 +651,7 @@ impl Client {
     /// if the request had been accepted). Lingering sessions have nobody left to answer.
     fn port_closed(&mut self, sent: u64) -> ClientError {
         self.lingering.clear();
-        ClientError::NotResponding {
-            server: self.server,
-            tries: u32::try_from(sent).unwrap_or(u32::MAX).max(1),
-            elapsed: Duration::ZERO,
-            port_closed: true,
-            hint: None,
-        }
+        ClientError::port_closed(self.server, sent)
     }
 
     /// Serves the lingering sessions until each has ended (a few round trips at most).
@@ -716,6 +695,29 @@ impl Stop {
             sent: session.stats().sent,
         }
     }
+}
+
+/// Whether an interrupt `flag` (see [`Client::set_interrupt`]) is set.
+fn is_set(flag: Option<&Arc<AtomicBool>>) -> bool {
+    flag.is_some_and(|flag| flag.load(Ordering::Relaxed))
+}
+
+/// Opens the local file at `path` for an upload: a regular file (an upload announces its
+/// size before its first byte).
+///
+/// # Errors
+/// A local error naming the path if it cannot be opened or is not a regular file.
+pub fn open_upload(path: &Path) -> Result<File, ClientError> {
+    let shown = path.display();
+    let cannot = |e| ClientError::local(format!("cannot read {shown}"), e);
+    let file = File::open(path).map_err(cannot)?;
+    if !file.metadata().map_err(cannot)?.is_file() {
+        return Err(ClientError::local(
+            format!("cannot upload {shown}"),
+            io::Error::other("not a regular file"),
+        ));
+    }
+    Ok(file)
 }
 
 /// A UDP socket connected to `server`, so that only its datagrams arrive and its host's

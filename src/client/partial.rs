@@ -54,6 +54,8 @@ pub(crate) struct Replaced {
     pub(crate) mode: u32,
     pub(crate) uid: u32,
     pub(crate) gid: u32,
+    /// Its names (hard links): with others, it is written into, not replaced.
+    pub(crate) links: u64,
 }
 
 impl Replaced {
@@ -64,6 +66,7 @@ impl Replaced {
             mode: meta.mode() & 0o1777,
             uid: meta.uid(),
             gid: meta.gid(),
+            links: meta.nlink(),
         }
     }
 }
@@ -160,6 +163,15 @@ impl PartialFile {
         take_fault(&self.fault)
     }
 
+    /// A download's `error`, or, if a local write or commit caused it, that error naming
+    /// the destination (`shown`) rather than the protocol's "write error".
+    pub(crate) fn blame(&self, shown: &str, error: ClientError) -> ClientError {
+        match self.fault() {
+            Some(fault) => ClientError::local(format!("cannot write {shown}"), fault),
+            None => error,
+        }
+    }
+
     /// Removes the partial file: its bytes cannot be trusted, or there are none.
     pub(crate) fn discard(self) {
         let _ = fs::remove_file(&self.path);
@@ -195,6 +207,20 @@ impl PartialSink {
         // to every program. Unlike the server's uploads it is not fsynced (nor are curl's
         // or scp's downloads): a sync of a large file costs more than the transfer.
         let file = file.into_inner().map_err(|e| e.into_error())?;
+        if self.landing.replaces.is_some_and(|old| old.links > 1) {
+            // A file with other names (hard links): a rename would leave those names with
+            // the old bytes. The verified bytes are written into it instead, as cp and curl
+            // do (this one step is not atomic; the file keeps its inode, mode and owner).
+            drop(file);
+            let mut verified = File::open(&self.path)?;
+            let mut dest = OpenOptions::new()
+                .write(true)
+                .truncate(true)
+                .open(&self.landing.dest)?;
+            io::copy(&mut verified, &mut dest)?;
+            drop(dest);
+            return fs::remove_file(&self.path);
+        }
         if let Some(old) = self.landing.replaces {
             // The replaced file's owner first (only root may give a file away; anyone
             // else keeps their own), then its mode, which a change of owner may clear.

@@ -5,6 +5,7 @@
 //! whole-file checksum still fails the command if the bytes were wrong.
 
 use super::partial::{record, take_fault, Fault};
+use super::{ClientError, Report};
 use crate::proto::session::Sink;
 use std::io::{self, BufWriter, Write};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -42,6 +43,18 @@ impl Stream {
     /// The error a write met, if any.
     pub(crate) fn fault(&self) -> Option<io::Error> {
         take_fault(&self.fault)
+    }
+
+    /// A download's `result`, with a failure that a write into the stream caused named
+    /// as such (the protocol core only knows "write error").
+    pub(crate) fn blame(&self, result: Result<Report, ClientError>) -> Result<Report, ClientError> {
+        match (result, self.fault()) {
+            (Err(_), Some(fault)) => Err(ClientError::local(
+                format!("cannot write {}", self.shown),
+                fault,
+            )),
+            (result, _) => result,
+        }
     }
 
     fn with<T>(

@@ -15,6 +15,7 @@ use super::refusal::Refusal;
 use super::session::Config;
 use super::store::Store;
 use super::wire::{ErrorCode, Message};
+use crate::tftp::admit::TftpPolicy;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -67,6 +68,8 @@ pub struct Policy {
     pub max_upload: Option<u64>,
     /// After a stop request, how long running downloads may take to finish.
     pub grace: Duration,
+    /// TFTP on the same socket (`--tftp`), and what it allows; `None`: udpft only.
+    pub tftp: Option<TftpPolicy>,
 }
 
 impl Default for Policy {
@@ -79,6 +82,7 @@ impl Default for Policy {
             read_only: false,
             max_upload: None,
             grace: Duration::from_secs(10),
+            tftp: None,
         }
     }
 }
@@ -100,10 +104,15 @@ impl Policy {
         request: &Message<'_>,
     ) -> Result<Grant, Refusal> {
         match *request {
-            Message::List { token, chunk } => {
+            Message::List {
+                token,
+                chunk,
+                window,
+            } => {
                 let listing = store.listing()?;
                 let mut grant = Grant::new(peer, session, token, Op::List, b"");
                 grant.chunk = self.session.negotiate_chunk(chunk);
+                grant.window = self.session.negotiate_window(window, grant.chunk);
                 grant.size = listing.len() as u64;
                 grant.listing = Some(listing);
                 Ok(grant)
@@ -111,12 +120,14 @@ impl Policy {
             Message::Get {
                 token,
                 chunk,
+                window,
                 offset,
                 name,
             } => {
                 let file = store.inspect(name)?;
                 let mut grant = Grant::new(peer, session, token, Op::Get, name);
                 grant.chunk = self.session.negotiate_chunk(chunk);
+                grant.window = self.session.negotiate_window(window, grant.chunk);
                 grant.size = file.size;
                 // A resume point past the end means the file changed: start over.
                 grant.offset = if offset > file.size { 0 } else { offset };
@@ -126,6 +137,7 @@ impl Policy {
             Message::Put {
                 token,
                 chunk,
+                window,
                 size,
                 overwrite,
                 name,
@@ -134,6 +146,7 @@ impl Policy {
                 store.check_upload(name, overwrite)?;
                 let mut grant = Grant::new(peer, session, token, Op::Put, name);
                 grant.chunk = self.session.negotiate_chunk(chunk);
+                grant.window = self.session.negotiate_window(window, grant.chunk);
                 grant.size = size;
                 grant.overwrite = overwrite;
                 Ok(grant)

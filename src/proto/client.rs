@@ -7,7 +7,7 @@
 use super::rtt::Rtt;
 use super::session::{deadline, Config, Failure, Outcome, Sink, Source, Stats};
 use super::transfer::{Opening, Plan, Transfer};
-use super::wire::{DecodeError, ErrorCode, Message, MIN_CHUNK};
+use super::wire::{DecodeError, ErrorCode, Message, MAX_WINDOW, MIN_CHUNK};
 use std::time::Instant;
 
 /// What the client asks for.
@@ -49,6 +49,8 @@ enum Phase {
         resend_at: Option<Instant>,
         pending: bool,
         tries: u32,
+        /// When the request was first sent: its Accept is the session's first round trip.
+        first_sent: Option<Instant>,
     },
     /// The server accepted: the transfer runs (boxed: a transfer is far larger than the
     /// other phases, and it is made once per session).
@@ -96,6 +98,9 @@ pub struct ClientSession {
     accepted_size: Option<u64>,
     /// An Error to send once to a session the client will not use.
     farewell: Option<(u32, ErrorCode)>,
+    /// The window asked for: the config's, until a server that does not speak windows
+    /// refuses it (protocol.md §20.2); then 1.
+    window: u16,
 }
 
 impl ClientSession {
@@ -110,12 +115,14 @@ impl ClientSession {
                 resend_at: None,
                 pending: true,
                 tries: 0,
+                first_sent: None,
             },
             rtt: Rtt::new(config),
             started: now,
             rejected: [0; DecodeError::COUNT],
             accepted_size: None,
             farewell: None,
+            window: config.window.clamp(1, MAX_WINDOW),
         }
     }
 
@@ -134,6 +141,14 @@ impl ClientSession {
             Phase::Transfer(transfer) if message.session() == transfer.session() => {
                 transfer.handle_message(now, message)
             }
+            Phase::Transfer(_) => match *message {
+                // Another session opened for this very request (protocol.md §6.2): never
+                // used; closed at once so the server stops retransmitting its Accept.
+                Message::Accept { session, token, .. } if token == self.token => {
+                    self.farewell = Some((session, ErrorCode::Cancelled));
+                }
+                _ => {}
+            },
             _ => {}
         }
     }
@@ -144,18 +159,62 @@ impl ClientSession {
                 session,
                 token,
                 chunk,
+                window,
                 size,
                 offset,
             } if token == self.token => {
-                // Never trust a chunk size we did not ask for: it sizes our buffers.
-                if (MIN_CHUNK..=self.config.chunk.max(MIN_CHUNK)).contains(&chunk) {
-                    self.open(now, session, chunk, size, offset);
+                // Never trust a chunk or window we did not ask for: they size our buffers.
+                let unasked = if !(MIN_CHUNK..=self.config.chunk.max(MIN_CHUNK)).contains(&chunk) {
+                    Some(format!(
+                        "server granted chunk size {chunk}, which was not asked for"
+                    ))
+                } else if window > self.window {
+                    Some(format!(
+                        "server granted window {window}, which was not asked for"
+                    ))
                 } else {
-                    self.farewell = Some((session, ErrorCode::BadRequest));
-                    self.phase = Phase::Ended(Failure::Local {
-                        code: ErrorCode::BadRequest,
-                        text: format!("server granted chunk size {chunk}, which was not asked for"),
-                    });
+                    None
+                };
+                match unasked {
+                    None => {
+                        // Karn: the request's round trip counts only if it went out once.
+                        let handshake = match self.phase {
+                            Phase::Requesting {
+                                tries: 1,
+                                first_sent: Some(sent),
+                                ..
+                            } => Some(now.saturating_duration_since(sent)),
+                            _ => None,
+                        };
+                        self.open(now, session, chunk, window, size, offset);
+                        if let (Phase::Transfer(transfer), Some(rtt)) = (&mut self.phase, handshake)
+                        {
+                            transfer.seed_rtt(rtt);
+                        }
+                    }
+                    Some(text) => {
+                        self.farewell = Some((session, ErrorCode::BadRequest));
+                        self.phase = Phase::Ended(Failure::Local {
+                            code: ErrorCode::BadRequest,
+                            text,
+                        });
+                    }
+                }
+            }
+            Message::Error {
+                session,
+                code: ErrorCode::UnsupportedVersion,
+                ..
+            } if session == self.token && self.window > 1 => {
+                // A server of version 1 does not speak windows: ask again, stop-and-wait,
+                // at once (the same token: no session was opened for it, §20.2).
+                self.window = 1;
+                if let Phase::Requesting {
+                    resend_at, pending, ..
+                } = &mut self.phase
+                {
+                    *resend_at = None;
+                    *pending = true;
                 }
             }
             Message::Error {
@@ -169,7 +228,15 @@ impl ClientSession {
         }
     }
 
-    fn open(&mut self, now: Instant, session: u32, chunk: u16, size: u64, offset: u64) {
+    fn open(
+        &mut self,
+        now: Instant,
+        session: u32,
+        chunk: u16,
+        window: u16,
+        size: u64,
+        offset: u64,
+    ) {
         let Phase::Requesting { request, .. } = std::mem::replace(
             &mut self.phase,
             Phase::Ended(Failure::Local {
@@ -191,6 +258,7 @@ impl ClientSession {
             size,
             offset,
             chunk,
+            window,
             opening,
             prefix_crc,
         };
@@ -264,18 +332,21 @@ impl ClientSession {
         }
         let token = self.token;
         let chunk = self.config.chunk;
+        let window = self.window;
         match &mut self.phase {
             Phase::Requesting {
                 request,
                 resend_at,
                 pending,
                 tries,
+                first_sent,
             } => {
                 if !*pending {
                     return None;
                 }
                 *pending = false;
                 *tries += 1;
+                first_sent.get_or_insert(now);
                 // The last try waits out the rest of the give-up time.
                 let remaining = self
                     .config
@@ -283,10 +354,15 @@ impl ClientSession {
                     .saturating_sub(now.saturating_duration_since(self.started));
                 *resend_at = Some(deadline(now, self.rtt.rto().min(remaining)));
                 let message = match request {
-                    Request::List { .. } => Message::List { token, chunk },
+                    Request::List { .. } => Message::List {
+                        token,
+                        chunk,
+                        window,
+                    },
                     Request::Get { name, offset, .. } => Message::Get {
                         token,
                         chunk,
+                        window,
                         offset: *offset,
                         name,
                     },
@@ -298,6 +374,7 @@ impl ClientSession {
                     } => Message::Put {
                         token,
                         chunk,
+                        window,
                         size: *size,
                         overwrite: *overwrite,
                         name,
@@ -334,7 +411,7 @@ impl ClientSession {
     pub fn is_finished(&self) -> bool {
         match &self.phase {
             Phase::Requesting { .. } => false,
-            Phase::Transfer(transfer) => transfer.is_finished(),
+            Phase::Transfer(transfer) => transfer.is_finished() && self.farewell.is_none(),
             Phase::Ended(_) => self.farewell.is_none(),
         }
     }

@@ -28,11 +28,14 @@ use super::admission::Policy;
 use super::grant::{Grant, Op};
 use super::pending::Pending;
 use super::refusal::{clip_error_text, Refusal, AMPLIFICATION_FACTOR};
+use super::server_session::{End, Input, ServerSession};
 use super::stats::ServerStats;
 use super::store::Store;
-use super::transfer::Transfer;
 use super::wire::{is_request_type, peek_session, DecodeError, ErrorCode, Kind, Message};
 use super::{Failure, Outcome};
+use crate::tftp::admit::judge as judge_tftp;
+use crate::tftp::blocks::wire as block_number;
+use crate::tftp::{Packet, TftpCode, TftpError};
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -75,11 +78,11 @@ pub enum Event<'a> {
     /// that with [`Endpoint::poll_transmit`]).
     Nothing,
     /// A peer proved its address: start the session of `grant` ([`Endpoint::start`], or
-    /// [`Grant::start`] in a process with its own store) and hand it `message`, the datagram
-    /// that proved it.
-    Open(Box<Grant>, Message<'a>),
+    /// [`Grant::start`] in a process with its own store) and hand it the datagram that
+    /// proved it.
+    Open(Box<Grant>, Input<'a>),
     /// For the live session `key`.
-    Deliver(Key, Message<'a>),
+    Deliver(Key, Input<'a>),
 }
 
 /// Something the endpoint asks the driver to do to a live session.
@@ -110,6 +113,8 @@ pub struct Record {
     pub bytes: u64,
     /// From the proof to the end.
     pub duration: Duration,
+    /// The session spoke TFTP.
+    pub tftp: bool,
     /// `None` if complete, else why it failed.
     pub failure: Option<Failure>,
 }
@@ -132,6 +137,7 @@ pub const YIELDED: &str =
 struct Live {
     token: u32,
     op: Op,
+    tftp: bool,
     name: Box<[u8]>,
     started: Instant,
     done_seq: u64,
@@ -165,7 +171,10 @@ fn per_second(bytes: u64, over: Duration) -> u64 {
 }
 
 struct Tomb {
+    /// The final sequence number (udpft Done) or block index (TFTP DATA) whose
+    /// acknowledgement a repeat asks for.
     seq: u64,
+    tftp: bool,
     until: Instant,
 }
 
@@ -178,6 +187,8 @@ enum Body {
         received: usize,
     },
     Ack(u64),
+    /// A TFTP packet, encoded already.
+    Raw(Vec<u8>),
 }
 
 struct Reply {
@@ -195,17 +206,26 @@ struct Bucket {
 
 impl Bucket {
     fn take(&mut self, now: Instant, rate: f64, burst: f64) -> bool {
+        self.take_n(now, rate, burst, 1.0)
+    }
+
+    /// Whether `cost` tokens are there now (refilling, taking none).
+    fn can(&mut self, now: Instant, rate: f64, burst: f64, cost: f64) -> bool {
         let refill = self.last.map_or(burst, |t| {
             now.saturating_duration_since(t).as_secs_f64() * rate
         });
         self.tokens = (self.tokens + refill).min(burst);
         self.last = Some(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
+        self.tokens >= cost
+    }
+
+    /// Takes `cost` tokens if there are that many.
+    fn take_n(&mut self, now: Instant, rate: f64, burst: f64, cost: f64) -> bool {
+        let there = self.can(now, rate, burst, cost);
+        if there {
+            self.tokens -= cost;
         }
+        there
     }
 }
 
@@ -224,6 +244,9 @@ pub struct Endpoint {
     actions: VecDeque<Action>,
     strangers: Bucket,
     buckets: [Bucket; BUCKETS],
+    /// Bytes to unproven TFTP peers, in all and per source prefix.
+    tftp_bytes: Bucket,
+    tftp_prefixes: [Bucket; BUCKETS],
     /// When the grace period of a stop ends; `None` while serving.
     draining: Option<Instant>,
     grace_over: bool,
@@ -251,6 +274,8 @@ impl Endpoint {
             actions: VecDeque::new(),
             strangers: Bucket::default(),
             buckets: [Bucket::default(); BUCKETS],
+            tftp_bytes: Bucket::default(),
+            tftp_prefixes: [Bucket::default(); BUCKETS],
             draining: None,
             grace_over: false,
             next_sweep: None,
@@ -270,6 +295,9 @@ impl Endpoint {
         if !self.policy.access.permits(peer.ip()) {
             self.stats.denied += 1;
             return Event::Nothing;
+        }
+        if self.policy.tftp.is_some() && crate::tftp::is_tftp(datagram) {
+            return self.handle_tftp(now, peer, datagram);
         }
         let message = match Message::decode(datagram) {
             Ok(message) => message,
@@ -329,13 +357,15 @@ impl Endpoint {
                 Some(refusal) => Err(refusal),
                 None => Ok(grant),
             });
-        let grant = match judged {
+        let mut grant = match judged {
             Ok(grant) => grant,
             Err(refusal) => {
                 self.refuse_request(peer, token, refusal, len);
                 return;
             }
         };
+        // Karn: the Accept → proof round trip counts only if this is the only Accept.
+        grant.accepted_at = (!self.pending.contains(peer, session, now)).then_some(now);
         // One Accept per request: 44 bytes, within 3× of the smallest request (24).
         self.queue(Reply {
             peer,
@@ -374,15 +404,15 @@ impl Endpoint {
     ) -> Event<'a> {
         let key = (peer, message.session());
         if self.live.contains_key(&key) {
-            return Event::Deliver(key, message);
+            return Event::Deliver(key, Input::Udpft(message));
         }
         if let Some(grant) = self.pending.take(peer, key.1, now) {
             if message.kind() == Kind::Error {
                 return Event::Nothing; // the client gave up before it began
             }
-            return self.prove(now, grant, message);
+            return self.prove(now, grant, Input::Udpft(message));
         }
-        if let Some(tomb) = self.tombs.get(&key) {
+        if let Some(tomb) = self.tombs.get(&key).filter(|t| !t.tftp) {
             // A completed upload's Ack of Done was lost: say it again.
             if let Message::Done { seq, .. } = message {
                 if seq == tomb.seq && now < tomb.until {
@@ -402,9 +432,9 @@ impl Endpoint {
         Event::Nothing
     }
 
-    /// The peer of `grant` proved its address with `message`: admit its session, unless the
+    /// The peer of `grant` proved its address with `input`: admit its session, unless the
     /// server is stopping or full (a slow session may yield its slot).
-    fn prove<'a>(&mut self, now: Instant, grant: Grant, message: Message<'a>) -> Event<'a> {
+    fn prove<'a>(&mut self, now: Instant, grant: Grant, input: Input<'a>) -> Event<'a> {
         self.stats.proven += 1;
         let key = (grant.peer, grant.session);
         let refusal = if self.draining.is_some() {
@@ -414,7 +444,12 @@ impl Endpoint {
         };
         if let Some(refusal) = refusal {
             self.stats.refused += 1;
-            self.refuse_proven(key, refusal);
+            if grant.tftp.is_some() {
+                let error = TftpError::new(TftpCode::from_udpft(refusal.code), refusal.text);
+                self.queue_tftp(key.0, &error);
+            } else {
+                self.refuse_proven(key, refusal);
+            }
             return Event::Nothing;
         }
         self.live.insert(
@@ -422,6 +457,7 @@ impl Endpoint {
             Live {
                 token: grant.token,
                 op: grant.op,
+                tftp: grant.tftp.is_some(),
                 name: grant.name().into(),
                 started: now,
                 done_seq: grant.done_seq(),
@@ -432,7 +468,7 @@ impl Endpoint {
             },
         );
         *self.per_address.entry(grant.peer.ip()).or_insert(0) += 1;
-        Event::Open(Box::new(grant), message)
+        Event::Open(Box::new(grant), input)
     }
 
     /// Whether a session from `ip` may start now: `None` if so, else the refusal. With
@@ -480,12 +516,17 @@ impl Endpoint {
     }
 
     /// Starts the session of a proven `grant` against this endpoint's store; `None` if the
-    /// store refused (the peer is told, under the session id, and the slot is freed).
-    pub fn start(&mut self, now: Instant, grant: &Grant) -> Option<Transfer> {
+    /// store refused (the peer is told, and the slot is freed).
+    pub fn start(&mut self, now: Instant, grant: &Grant) -> Option<ServerSession> {
         match grant.start(now, &self.policy.session, self.store.as_mut()) {
-            Ok(transfer) => {
+            Ok(session) => {
                 self.stats.opened += 1;
-                Some(transfer)
+                Some(session)
+            }
+            Err(refusal) if grant.tftp.is_some() => {
+                self.open_failed((grant.peer, grant.session), None);
+                self.queue_tftp(grant.peer, &TftpError::from_refusal(&refusal));
+                None
             }
             Err(refusal) => {
                 self.open_failed((grant.peer, grant.session), Some(refusal));
@@ -523,28 +564,28 @@ impl Endpoint {
         }
     }
 
-    /// The live session `key` is over (see [`server_done`]) with `outcome` after moving
-    /// `bytes`: frees its slot, keeps a tombstone for a completed upload (to answer a
-    /// repeated Done), and returns its log record.
-    pub fn ended(
-        &mut self,
-        key: Key,
-        outcome: Option<&Outcome>,
-        bytes: u64,
-        now: Instant,
-    ) -> Option<Record> {
+    /// The live session `key` is over (see [`super::server_session::server_done`]), as
+    /// `end` says: frees its slot, keeps a tombstone for a completed upload (to answer a
+    /// repeated Done, or a repeated last TFTP block), and returns its log record.
+    pub fn ended(&mut self, key: Key, end: &End, now: Instant) -> Option<Record> {
+        let outcome = end.outcome.as_ref();
         let live = self.forget_live(key)?;
         self.stats.count_outcome(outcome);
         let complete = matches!(outcome, Some(Outcome::Complete));
         if complete && live.op == Op::Put {
-            self.bury(key, live.done_seq, now);
+            match (live.tftp, end.final_block) {
+                (false, _) => self.bury(key, live.done_seq, false, now),
+                (true, Some(block)) => self.bury(key, block, true, now),
+                (true, None) => {}
+            }
         }
         Some(Record {
             peer: key.0,
             op: live.op,
             name: live.name.into_vec(),
-            bytes,
+            bytes: end.bytes,
             duration: now.saturating_duration_since(live.started),
+            tftp: live.tftp,
             failure: match outcome {
                 Some(Outcome::Complete) => None,
                 Some(Outcome::Failed(failure)) => Some(failure.clone()),
@@ -570,14 +611,14 @@ impl Endpoint {
         Some(live)
     }
 
-    fn bury(&mut self, key: Key, seq: u64, now: Instant) {
+    fn bury(&mut self, key: Key, seq: u64, tftp: bool, now: Instant) {
         if self.tombs.len() >= MAX_TOMBS {
             if let Some(oldest) = self.tomb_order.pop_front() {
                 self.tombs.remove(&oldest);
             }
         }
         let until = now + self.policy.session.linger_min;
-        self.tombs.insert(key, Tomb { seq, until });
+        self.tombs.insert(key, Tomb { seq, tftp, until });
         self.tomb_order.push_back(key);
         self.next_sweep.get_or_insert(now + SWEEP_EVERY);
     }
@@ -697,6 +738,10 @@ impl Endpoint {
         let len = match &reply.body {
             Body::Accept(accept) => accept.encode(buf),
             Body::Ack(seq) => Message::Ack { session, seq: *seq }.encode(buf),
+            Body::Raw(bytes) => {
+                buf[..bytes.len()].copy_from_slice(bytes);
+                bytes.len()
+            }
             Body::Error {
                 code,
                 text,
@@ -757,6 +802,18 @@ impl Endpoint {
         });
     }
 
+    /// Whether one more error may go to a stranger at `ip` now (the rate limits of
+    /// protocol.md §17.4); counts one that may not.
+    fn stranger_allowed(&mut self, now: Instant, ip: IpAddr) -> bool {
+        let bucket = address_bucket(ip);
+        let ok = self.strangers.take(now, STRANGER_RATE, STRANGER_BURST)
+            && self.buckets[bucket].take(now, PER_ADDRESS_RATE, PER_ADDRESS_BURST);
+        if !ok {
+            self.stats.rate_limited += 1;
+        }
+        ok
+    }
+
     /// Queues an Error for a peer that has not proven its address, in answer to a datagram
     /// of `received` bytes: clipped to the amplification limit, and rate-limited in all and
     /// per address.
@@ -768,11 +825,7 @@ impl Endpoint {
         refusal: Refusal,
         received: usize,
     ) {
-        let bucket = address_bucket(peer.ip());
-        if !self.strangers.take(now, STRANGER_RATE, STRANGER_BURST)
-            || !self.buckets[bucket].take(now, PER_ADDRESS_RATE, PER_ADDRESS_BURST)
-        {
-            self.stats.rate_limited += 1;
+        if !self.stranger_allowed(now, peer.ip()) {
             return;
         }
         self.queue(Reply {
@@ -784,6 +837,224 @@ impl Endpoint {
                 received,
             },
         });
+    }
+}
+
+impl Endpoint {
+    /// The key of the TFTP session with `peer` (TFTP knows no session id: a peer's address
+    /// and port are its session; the id only indexes it, keyed like udpft's).
+    fn tftp_key(&self, peer: SocketAddr) -> Key {
+        (peer, (self.mac)(peer, 0, u32::MAX) | 1)
+    }
+
+    /// A TFTP datagram (the server speaks TFTP on this socket too).
+    fn handle_tftp<'a>(&mut self, now: Instant, peer: SocketAddr, datagram: &'a [u8]) -> Event<'a> {
+        let Ok(packet) = Packet::decode(datagram) else {
+            self.stats.tftp_malformed += 1;
+            return Event::Nothing;
+        };
+        let key = self.tftp_key(peer);
+        if matches!(packet, Packet::Rrq(_) | Packet::Wrq(_)) {
+            self.tftp_request(now, key, &packet);
+            return Event::Nothing;
+        }
+        if self.live.contains_key(&key) {
+            return Event::Deliver(key, Input::Tftp(datagram));
+        }
+        if let Some(grant) = self.pending.get(peer, key.1, now) {
+            let terms = grant.tftp.as_deref();
+            if terms.is_some_and(|t| t.is_proof(&packet)) {
+                let grant = self.pending.take(peer, key.1, now).expect("just found");
+                return self.prove(now, grant, Input::Tftp(datagram));
+            }
+            if matches!(packet, Packet::Error { .. }) {
+                // The client refused the OACK (ERROR 8) or gave up: nothing opens.
+                self.pending.take(peer, key.1, now);
+            }
+            return Event::Nothing;
+        }
+        if let Some(tomb) = self.tombs.get(&key).filter(|t| t.tftp) {
+            // A completed upload's last ACK was lost: the client repeats its last block.
+            if let Packet::Data { block, .. } = packet {
+                if block == block_number(tomb.seq) && now < tomb.until {
+                    let ack = Packet::Ack { block };
+                    let mut bytes = vec![0u8; ack.encoded_len()];
+                    let n = ack.encode(&mut bytes);
+                    bytes.truncate(n);
+                    self.queue(Reply {
+                        peer,
+                        session: key.1,
+                        body: Body::Raw(bytes),
+                    });
+                }
+            }
+            return Event::Nothing;
+        }
+        self.stats.unknown_session += 1;
+        // Only a stray DATA is answered (ERROR 5); a stray ACK or ERROR (one that answers an
+        // ERROR, or comes after the end) changes nothing and is not answered.
+        if matches!(packet, Packet::Data { .. }) {
+            let error = TftpError::new(TftpCode::UnknownTid, "unknown transfer ID");
+            let bytes = tftp_bytes(&error);
+            let (ip, len) = (peer.ip(), datagram.len());
+            if self.stranger_allowed(now, ip) && bytes.len() <= AMPLIFICATION_FACTOR * len {
+                self.queue(Reply {
+                    peer,
+                    session: key.1,
+                    body: Body::Raw(bytes),
+                });
+            }
+        }
+        Event::Nothing
+    }
+
+    /// A TFTP read or write request: judged by the same rules as udpft's, answered with its
+    /// first packet within the byte budget of unproven TFTP peers, and kept as a grant.
+    fn tftp_request(&mut self, now: Instant, key: Key, packet: &Packet<'_>) {
+        let peer = key.0;
+        if self.live.contains_key(&key) {
+            // A repeat of the request of a running session (boot ROMs send two): nothing
+            // opens twice, nothing is answered.
+            return;
+        }
+        let Some(tftp) = self.policy.tftp.clone() else {
+            return;
+        };
+        let mut reply = Vec::new();
+        let judged = if self.draining.is_some() {
+            Err(Some(TftpError::new(
+                TftpCode::Undefined,
+                "server shutting down",
+            )))
+        } else {
+            let store = self.store.as_mut();
+            judge_tftp(
+                now,
+                &tftp,
+                &self.policy,
+                store,
+                peer.ip(),
+                packet,
+                &mut reply,
+            )
+        };
+        let mut judged = match judged {
+            Ok(judged) => judged,
+            Err(None) => return,
+            Err(Some(error)) => {
+                self.stats.refused += 1;
+                let bytes = tftp_bytes(&error);
+                if self.tftp_budget(now, peer.ip(), bytes.len(), &tftp) {
+                    self.queue(Reply {
+                        peer,
+                        session: key.1,
+                        body: Body::Raw(bytes),
+                    });
+                }
+                return;
+            }
+        };
+        if let Some(refusal) = self.capacity(now, peer.ip(), false) {
+            self.stats.refused += 1;
+            let error = TftpError::new(TftpCode::Undefined, refusal.text);
+            let bytes = tftp_bytes(&error);
+            if self.tftp_budget(now, peer.ip(), bytes.len(), &tftp) {
+                self.queue(Reply {
+                    peer,
+                    session: key.1,
+                    body: Body::Raw(bytes),
+                });
+            }
+            return;
+        }
+        if !self.tftp_budget(now, peer.ip(), reply.len(), &tftp) {
+            return;
+        }
+        // A repeated request (its answer was lost) is answered again; the first send's time
+        // stays, and Karn's rule knows it was sent more than once.
+        if let Some(earlier) = self
+            .pending
+            .get(peer, key.1, now)
+            .and_then(|g| g.tftp.as_deref())
+        {
+            judged.terms.first_sent = earlier.first_sent;
+            judged.terms.first_sends = earlier.first_sends + 1;
+        }
+        let op = if judged.terms.write { Op::Put } else { Op::Get };
+        let mut grant = Grant::new(peer, key.1, 0, op, judged.name.as_bytes());
+        grant.size = judged
+            .file
+            .map_or(judged.terms.granted.tsize.unwrap_or(0), |f| f.size);
+        grant.file = judged.file;
+        grant.tftp = Some(Box::new(judged.terms));
+        self.queue(Reply {
+            peer,
+            session: key.1,
+            body: Body::Raw(reply),
+        });
+        let expires = now + self.policy.session.timeout * 3;
+        if self.pending.insert(grant, expires, now) {
+            self.stats.unproven_forgotten += 1;
+        }
+        self.next_sweep.get_or_insert(now + SWEEP_EVERY);
+    }
+
+    /// Whether `bytes` more may go to an unproven TFTP peer at `ip` now, within the byte
+    /// budgets in all and of its source prefix; counts what may not.
+    fn tftp_budget(
+        &mut self,
+        now: Instant,
+        ip: IpAddr,
+        bytes: usize,
+        tftp: &crate::tftp::admit::TftpPolicy,
+    ) -> bool {
+        let cost = bytes as f64;
+        let total = tftp.unproven_rate as f64;
+        let prefix = tftp.unproven_prefix_rate as f64;
+        let bucket = prefix_bucket(ip);
+        // Both budgets must allow it before either is spent: a prefix over its own budget
+        // must not use up the budget of everyone else.
+        let ok = self.tftp_prefixes[bucket].can(now, prefix, prefix, cost)
+            && self.tftp_bytes.can(now, total, total, cost);
+        if ok {
+            self.tftp_prefixes[bucket].take_n(now, prefix, prefix, cost);
+            self.tftp_bytes.take_n(now, total, total, cost);
+        } else {
+            self.stats.tftp_over_budget += 1;
+        }
+        ok
+    }
+
+    /// Queues a TFTP error for a peer that proved its address.
+    fn queue_tftp(&mut self, peer: SocketAddr, error: &TftpError) {
+        let key = self.tftp_key(peer);
+        self.queue(Reply {
+            peer,
+            session: key.1,
+            body: Body::Raw(tftp_bytes(error)),
+        });
+    }
+}
+
+fn tftp_bytes(error: &TftpError) -> Vec<u8> {
+    let mut bytes = vec![0u8; 4 + error.text.len() + 1];
+    let n = error.encode(&mut bytes);
+    bytes.truncate(n);
+    bytes
+}
+
+/// Which TFTP byte budget an address's source prefix (IPv4 /24, IPv6 /56) draws from.
+fn prefix_bucket(ip: IpAddr) -> usize {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            address_bucket(IpAddr::from([o[0], o[1], o[2], 0]))
+        }
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            o[7..].fill(0);
+            address_bucket(IpAddr::from(o))
+        }
     }
 }
 
@@ -800,11 +1071,4 @@ fn address_bucket(ip: IpAddr) -> usize {
         IpAddr::V6(v6) => fnv(&v6.octets()),
     };
     hash as usize % BUCKETS
-}
-
-/// Whether a server session is over: it has an outcome and nothing left to send. A completed
-/// upload does not linger (its Ack of Done is out; the endpoint's tombstone answers a
-/// repeated Done), so its thread, process or slot is free at once.
-pub fn server_done(transfer: &Transfer) -> bool {
-    transfer.outcome().is_some() && !transfer.wants_transmit()
 }

@@ -8,10 +8,13 @@
 //! forked child with its own store.
 
 use super::refusal::Refusal;
+use super::server_session::ServerSession;
 use super::session::{chunk_count, Config, MemSource};
 use super::store::{FileInfo, Store};
 use super::transfer::{Opening, Plan, Transfer};
 use super::wire::{Message, MAX_NAME_LEN};
+use crate::tftp::admit::TftpTerms;
+use crate::tftp::ServerSession as TftpSession;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,6 +63,8 @@ pub struct Grant {
     name_len: u8,
     /// The granted chunk size.
     pub chunk: u16,
+    /// The granted window (1: stop-and-wait, answered in version 1).
+    pub window: u16,
     /// The size the Accept announced.
     pub size: u64,
     /// The first byte sent (a resumed download), 0 otherwise.
@@ -70,6 +75,11 @@ pub struct Grant {
     pub file: Option<FileInfo>,
     /// The listing snapshot a List's Accept described.
     pub listing: Option<Arc<[u8]>>,
+    /// When the Accept went out, if it went out once: the proof that answers it measures
+    /// the session's first round trip.
+    pub accepted_at: Option<Instant>,
+    /// The terms of a TFTP request (`None`: the udpft protocol).
+    pub tftp: Option<Box<TftpTerms>>,
 }
 
 impl fmt::Debug for Grant {
@@ -100,11 +110,14 @@ impl Grant {
             name: inline,
             name_len: name_len as u8,
             chunk: 0,
+            window: 1,
             size: 0,
             offset: 0,
             overwrite: false,
             file: None,
             listing: None,
+            accepted_at: None,
+            tftp: None,
         }
     }
 
@@ -119,6 +132,7 @@ impl Grant {
             session: self.session,
             token: self.token,
             chunk: self.chunk,
+            window: self.window,
             size: self.size,
             offset: self.offset,
         }
@@ -135,7 +149,8 @@ impl Grant {
     ///
     /// The Accept went out already and the peer's datagram acknowledged it, so a download
     /// starts at Data 1; an upload's receiver starts waiting for Data 1 (the proving
-    /// datagram, which the caller hands it next).
+    /// datagram, which the caller hands it next). A TFTP session goes on from the packet the
+    /// front door sent first.
     ///
     /// # Errors
     /// The store's refusal, to send to the peer under the session id.
@@ -144,16 +159,20 @@ impl Grant {
         now: Instant,
         config: &Config,
         store: &mut dyn Store,
-    ) -> Result<Transfer, Refusal> {
+    ) -> Result<ServerSession, Refusal> {
+        if let Some(terms) = &self.tftp {
+            return self.start_tftp(now, config, store, terms);
+        }
         let plan = |opening| Plan {
             session: self.session,
             size: self.size,
             offset: self.offset,
             chunk: self.chunk,
+            window: self.window,
             opening,
             prefix_crc: 0,
         };
-        Ok(match self.op {
+        let mut transfer = match self.op {
             Op::List => {
                 let listing = self.listing.clone().unwrap_or_else(|| Arc::from(&[][..]));
                 Transfer::send(
@@ -164,11 +183,7 @@ impl Grant {
                 )
             }
             Op::Get => {
-                let info = self.file.unwrap_or(FileInfo {
-                    size: self.size,
-                    version: 0,
-                });
-                let source = store.open(self.name(), &info)?;
+                let source = store.open(self.name(), &self.file_info())?;
                 Transfer::send(now, config, plan(Opening::Data), source)
             }
             Op::Put => {
@@ -176,6 +191,36 @@ impl Grant {
                 let opening = Opening::Accept { token: self.token };
                 Transfer::receive(now, config, plan(opening), sink)
             }
+        };
+        // The proof answered the Accept: the first round trip of a windowed download's
+        // sender, taken before any data of its own is queued (protocol.md §21.2).
+        if let (Some(sent), true) = (self.accepted_at, self.window > 1) {
+            transfer.seed_rtt(now.saturating_duration_since(sent));
+        }
+        Ok(ServerSession::Udpft(transfer))
+    }
+
+    fn start_tftp(
+        &self,
+        now: Instant,
+        config: &Config,
+        store: &mut dyn Store,
+        terms: &TftpTerms,
+    ) -> Result<ServerSession, Refusal> {
+        let session = if terms.write {
+            let sink = store.create(self.name(), self.size, terms.overwrite)?;
+            TftpSession::proven_write(now, config, terms, sink, terms.max_upload)
+        } else {
+            let source = store.open(self.name(), &self.file_info())?;
+            TftpSession::proven_read(now, config, terms, source)
+        };
+        Ok(ServerSession::Tftp(Box::new(session)))
+    }
+
+    fn file_info(&self) -> FileInfo {
+        self.file.unwrap_or(FileInfo {
+            size: self.size,
+            version: 0,
         })
     }
 }

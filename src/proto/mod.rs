@@ -11,7 +11,9 @@
 //! * [`session`]: configuration, statistics, outcomes, `Source`/`Sink`.
 //! * [`rtt`]: the RFC 6298 round-trip estimator and retransmission timeout.
 //! * [`transfer`]: the plan of a transfer and the one type that drives either half.
-//! * [`sender`] / [`receiver`]: the two halves of a stop-and-wait transfer.
+//! * [`sender`] / [`receiver`]: the two halves of a transfer; `flight` is what a sender has
+//!   in flight, `reorder` what a receiver holds ahead of a hole, `congestion` the sender's
+//!   congestion window, `buffers` their datagram buffers, allocated as they are needed.
 //! * [`client`]: a client request and the transfer it opens.
 //! * [`listing`]: the bytes of a library listing.
 //!
@@ -20,6 +22,7 @@
 //!   routing, tombstones, shutdown, slow sessions yielding.
 //! * [`admission`]: the policy and the order of its rules; [`access`]: access lists.
 //! * [`grant`]: what an accepted request was promised, and how its session starts.
+//! * [`server_session`]: a server's session, udpft or TFTP, as every model drives it.
 //! * [`pending`]: the bounded cache of grants whose peers have not proven their address.
 //! * [`refusal`]: refusals and the amplification limit of replies.
 //! * [`store`]: what the server serves, as requests see it.
@@ -28,15 +31,20 @@
 
 pub mod access;
 pub mod admission;
+mod buffers;
 pub mod client;
+mod congestion;
 pub mod endpoint;
+mod flight;
 pub mod grant;
 pub mod listing;
 pub mod pending;
 pub mod receiver;
 pub mod refusal;
+mod reorder;
 pub mod rtt;
 pub mod sender;
+pub mod server_session;
 pub mod session;
 pub mod stats;
 pub mod store;

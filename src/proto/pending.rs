@@ -122,6 +122,12 @@ impl Pending {
         self.find(peer, session, now).is_some()
     }
 
+    /// The unexpired grant of (peer, session), if there is one.
+    pub fn get(&self, peer: SocketAddr, session: u32, now: Instant) -> Option<&Grant> {
+        let index = self.find(peer, session, now)?;
+        self.slot(index).map(|s| &s.grant)
+    }
+
     /// Takes the unexpired grant of (peer, session), if there is one.
     pub fn take(&mut self, peer: SocketAddr, session: u32, now: Instant) -> Option<Grant> {
         let index = self.find(peer, session, now)?;

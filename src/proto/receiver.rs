@@ -1,24 +1,29 @@
-//! The receiving half of a transfer: writes each chunk once, in order, and acknowledges it.
+//! The receiving half of a transfer: writes each chunk once, in order, and acknowledges
+//! what it holds.
 //!
 //! A [`Receiver`] expects Data 1..=n then Done n+1. A chunk it already has is acknowledged
-//! again and never written twice; a chunk from the future is dropped (stop-and-wait never
-//! sends one, so it can only be a stray). On Done it checks the whole-file size and CRC32,
-//! commits the sink, acknowledges, and then *lingers* a while to acknowledge a repeated
-//! Done in case its Ack was lost. The receiver sends only in answer to what it receives,
-//! except for its greeting, which it repeats on a timer until Data 1 arrives: the server's
-//! Accept of an upload, or the client's Ack 0 of a download (which proves the client's
-//! address, so the server's anti-amplification budget cannot stall the start). See
-//! `protocol.md`, "Stop-and-wait".
+//! again and never written twice; a chunk from beyond its window is dropped (the sender
+//! cannot have sent it yet, so it can only be a stray). With a window above 1, chunks that
+//! arrive ahead of a missing one wait in a [`Reorder`] buffer until it arrives, and every
+//! acknowledgment says which of them are held (selective acknowledgment). On Done it checks
+//! the whole-file size and CRC32, commits the sink, acknowledges, and then *lingers* a while
+//! to acknowledge a repeated Done in case its Ack was lost. The receiver sends only in
+//! answer to what it receives, except for its greeting, which it repeats on a timer until
+//! Data 1 arrives: the server's Accept of an upload, or the client's Ack 0 of a download
+//! (which proves the client's address, so the server's anti-amplification budget cannot
+//! stall the start). See `protocol.md`, "Stop-and-wait".
 //!
 //! The Ack of a chunk goes out before the chunk is written: the chunk is kept in a buffer
 //! and written (and hashed) on the driver's next `poll_transmit` call, while the sender is
 //! already busy with the next one. Acknowledging early is safe because nothing is committed
 //! until the whole-file checksum matches; a failed write fails the transfer.
 
+use super::reorder::{Place, Reorder};
 use super::rtt::Rtt;
 use super::session::{chunk_count, deadline, Config, Failure, Outcome, Sink, Stats};
 use super::transfer::{Opening, Plan};
-use super::wire::{clip_text, ErrorCode, Message};
+use super::wire::{clip_text, ErrorCode, Message, MAX_BITMAP};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 /// How a receiver opens its side of the transfer.
@@ -56,26 +61,35 @@ pub struct Receiver {
     offset: u64,
     chunk: u16,
     chunks: u64,
-    /// The next message number wanted.
+    /// The granted window: 1 is stop-and-wait (version 1, each Ack names one message);
+    /// above, every acknowledgment is selective ([`Message::Sack`]).
+    window: u64,
+    /// The next message number wanted in order.
     expected: u64,
+    /// Chunks held above a hole (window > 1).
+    reorder: Reorder,
+    /// The Done's size and CRC, when it arrived ahead of a hole.
+    early_done: Option<(u64, u32)>,
     hasher: crc32fast::Hasher,
     state: State,
+    /// The acknowledgment to send: the number of the message it answers.
     ack_pending: Option<u64>,
-    /// The newest chunk, acknowledged but not yet written: `pending[..pending_len]`.
-    pending: Vec<u8>,
-    pending_len: usize,
+    /// Chunks acknowledged but not yet written, in order.
+    unwritten: VecDeque<(Vec<u8>, usize)>,
     greet_pending: bool,
     greet_at: Option<Instant>,
     error_pending: Option<(ErrorCode, String)>,
     outcome: Option<Outcome>,
     config: Config,
     /// Estimates the round trip from "Ack k sent" to "Data k+1 arrived", to size the
-    /// linger and the Accept retransmission.
+    /// linger and the greeting's retransmission.
     rtt: Rtt,
     /// When the Ack of `expected - 1` was sent, if sent exactly once (Karn).
     ack_sent_at: Option<Instant>,
     ack_tries: u32,
-    heard_at: Instant,
+    /// When the peer last sent something new (protocol.md §9.3): a chunk not held before,
+    /// or the Done. Duplicates, stale or stray datagrams do not keep a stalled transfer alive.
+    progress_at: Instant,
     stats: Stats,
 }
 
@@ -89,6 +103,7 @@ impl Receiver {
             session,
             size,
             chunk,
+            window,
             prefix_crc: resume_crc,
             ..
         } = plan;
@@ -97,6 +112,7 @@ impl Receiver {
             Opening::Accept { token } => Greeting::Accept { token },
             Opening::AckAccept | Opening::Data => Greeting::AckAccept,
         };
+        let window = u64::from(window.max(1));
         Self {
             session,
             greeting,
@@ -105,12 +121,14 @@ impl Receiver {
             offset,
             chunk,
             chunks: chunk_count(size - offset, chunk),
+            window,
             expected: 1,
+            reorder: Reorder::new(window, usize::from(chunk)),
+            early_done: None,
             hasher: crc32fast::Hasher::new_with_initial_len(resume_crc, offset),
             state: State::Receiving,
             ack_pending: None,
-            pending: vec![0; usize::from(chunk)],
-            pending_len: 0,
+            unwritten: VecDeque::new(),
             greet_pending: true,
             greet_at: None,
             error_pending: None,
@@ -119,7 +137,7 @@ impl Receiver {
             rtt: Rtt::new(config),
             ack_sent_at: None,
             ack_tries: 0,
-            heard_at: now,
+            progress_at: now,
             stats: Stats::default(),
         }
     }
@@ -129,7 +147,7 @@ impl Receiver {
         self.session
     }
 
-    /// Bytes of the file held so far, counting a resumed prefix (for progress bars).
+    /// Bytes of the file held in order so far, counting a resumed prefix (for progress bars).
     pub fn received_bytes(&self) -> u64 {
         let chunks_done = (self.expected - 1).min(self.chunks);
         (self.offset + chunks_done * u64::from(self.chunk)).min(self.size)
@@ -141,7 +159,6 @@ impl Receiver {
         if self.state == State::Failed || self.state == State::Done {
             return;
         }
-        self.heard_at = now;
         match *message {
             Message::Data { seq, payload, .. } => self.handle_data(now, seq, payload),
             Message::Done { seq, size, crc, .. } => self.handle_done(now, seq, size, crc),
@@ -173,19 +190,42 @@ impl Receiver {
         }
     }
 
+    /// The length chunk `seq` must have: the whole chunk, or what is left for the last.
+    fn chunk_len(&self, seq: u64) -> u64 {
+        let at = self.offset + (seq - 1) * u64::from(self.chunk);
+        (self.size - at).min(u64::from(self.chunk))
+    }
+
     fn handle_data(&mut self, now: Instant, seq: u64, payload: &[u8]) {
+        if seq > self.chunks {
+            // Beyond the file: no sender sent it, lingering or not (protocol.md §8.3).
+            self.stats.duplicates += 1;
+            return;
+        }
         if self.state != State::Receiving || seq < self.expected {
             // Already written: acknowledge again, write nothing.
             self.stats.duplicates += 1;
             self.send_ack(seq, true);
             return;
         }
-        if seq > self.expected || seq > self.chunks {
-            self.stats.duplicates += 1;
-            return;
+        let place = if seq == self.expected {
+            None
+        } else {
+            Some(self.reorder.place(self.expected, seq))
+        };
+        match place {
+            Some(Place::Future) => {
+                self.stats.duplicates += 1;
+                return;
+            }
+            Some(Place::Held) => {
+                self.stats.duplicates += 1;
+                self.send_ack(seq, true);
+                return;
+            }
+            Some(Place::Ahead) | None => {}
         }
-        let at = self.offset + (seq - 1) * u64::from(self.chunk);
-        let want = (self.size - at).min(u64::from(self.chunk));
+        let want = self.chunk_len(seq);
         if payload.len() as u64 != want {
             self.fail(
                 ErrorCode::BadRequest,
@@ -193,11 +233,13 @@ impl Receiver {
             );
             return;
         }
-        if !self.write_pending() {
+        self.stats.bytes += payload.len() as u64;
+        self.progress_at = now;
+        if place == Some(Place::Ahead) {
+            self.reorder.hold(self.expected, seq, payload);
+            self.send_ack(seq, true);
             return;
         }
-        self.pending[..payload.len()].copy_from_slice(payload);
-        self.pending_len = payload.len();
         if let Some(sent) = self.ack_sent_at.take() {
             self.rtt.sample(now.saturating_duration_since(sent));
         }
@@ -205,10 +247,28 @@ impl Receiver {
             self.greet_pending = false;
             self.greet_at = None;
         }
-        self.stats.bytes += payload.len() as u64;
-        self.expected = seq + 1;
+        let mut buf = self.reorder.buffer();
+        buf[..payload.len()].copy_from_slice(payload);
+        self.unwritten.push_back((buf, payload.len()));
+        self.advance();
         self.ack_tries = 0;
-        self.send_ack(seq, false);
+        let acked = self.expected - 1;
+        self.send_ack(acked, false);
+        if self.expected == self.chunks + 1 {
+            if let Some((size, crc)) = self.early_done.take() {
+                self.finish(now, size, crc);
+            }
+        }
+    }
+
+    /// Message `expected` arrived in order: moves past it, and past every held message that
+    /// follows it without a gap (queuing their bytes to be written, in order).
+    fn advance(&mut self) {
+        self.expected += 1;
+        while let (Some(held), _) = self.reorder.shift() {
+            self.unwritten.push_back(held);
+            self.expected += 1;
+        }
     }
 
     fn handle_done(&mut self, now: Instant, seq: u64, size: u64, crc: u32) {
@@ -224,9 +284,29 @@ impl Receiver {
             return;
         }
         if self.expected != done_seq {
-            self.stats.duplicates += 1;
+            if self.reorder.place(self.expected, seq) == Place::Ahead {
+                // Data is missing, but the Done is within the window: keep it.
+                self.progress_at = now;
+                self.early_done = Some((size, crc));
+                self.reorder.hold_done(self.expected, seq);
+                self.send_ack(seq, true);
+            } else {
+                self.stats.duplicates += 1;
+            }
             return;
         }
+        // The Done answers the Ack of the last chunk (or Ack 0): a round trip, if that Ack
+        // went out once.
+        if let Some(sent) = self.ack_sent_at.take() {
+            self.rtt.sample(now.saturating_duration_since(sent));
+        }
+        self.progress_at = now;
+        self.finish(now, size, crc);
+    }
+
+    /// Every chunk is here and so is the Done: verify, commit, acknowledge, linger.
+    fn finish(&mut self, now: Instant, size: u64, crc: u32) {
+        let done_seq = self.chunks + 1;
         if !self.write_pending() {
             return;
         }
@@ -248,7 +328,7 @@ impl Receiver {
             return;
         }
         self.expected = done_seq + 1;
-        self.send_ack(seq, false);
+        self.send_ack(done_seq, false);
         self.outcome = Some(Outcome::Complete);
         self.state = State::Linger {
             until: deadline(now, self.linger()),
@@ -256,31 +336,33 @@ impl Receiver {
     }
 
     /// How long to keep answering a repeated Done: several retransmission timeouts of the
-    /// round trip seen so far, at least `linger_min`, at most the give-up time.
+    /// round trip seen so far (without the backoff of the greeting; `rto_initial` if no
+    /// round trip was measured), at least `linger_min`, at most the give-up time.
     fn linger(&self) -> Duration {
-        (self.rtt.rto() * 8)
+        (self.rtt.settled_rto() * 8)
             .max(self.config.linger_min)
             .min(self.config.timeout)
     }
 
-    /// Writes and hashes the chunk waiting in the buffer, if any; `false` if that failed
+    /// Writes and hashes the chunks waiting to be written, in order; `false` if that failed
     /// (the transfer has then failed).
     fn write_pending(&mut self) -> bool {
-        if self.pending_len == 0 {
-            return true;
+        while let Some((buf, len)) = self.unwritten.pop_front() {
+            let written = self.sink.write(&buf[..len]);
+            if written.is_ok() {
+                self.hasher.update(&buf[..len]);
+            }
+            self.reorder.recycle(buf);
+            if let Err(e) = written {
+                self.fail(ErrorCode::Io, format!("write error: {e}"));
+                return false;
+            }
         }
-        let chunk = &self.pending[..self.pending_len];
-        self.pending_len = 0;
-        if let Err(e) = self.sink.write(chunk) {
-            self.fail(ErrorCode::Io, format!("write error: {e}"));
-            return false;
-        }
-        self.hasher.update(chunk);
         true
     }
 
     fn fail(&mut self, code: ErrorCode, text: String) {
-        self.pending_len = 0;
+        self.unwritten.clear();
         self.error_pending = Some((code, text.clone()));
         self.state = State::Failed;
         self.ack_pending = None;
@@ -298,13 +380,13 @@ impl Receiver {
         }
     }
 
-    /// Fires whatever timer is due (Accept retransmission, end of linger, give-up); does
+    /// Fires whatever timer is due (greeting retransmission, end of linger, give-up); does
     /// nothing otherwise, so spurious calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         match self.state {
             State::Linger { until } if now >= until => self.state = State::Done,
             State::Receiving => {
-                let silent = now.saturating_duration_since(self.heard_at);
+                let silent = now.saturating_duration_since(self.progress_at);
                 if silent >= self.config.timeout {
                     let tries = self.ack_tries.max(1);
                     self.fail(ErrorCode::Timeout, "timed out".into());
@@ -343,12 +425,15 @@ impl Receiver {
             self.greet_pending = false;
             self.greet_at = Some(deadline(now, self.rtt.rto()));
             if let Greeting::Accept { token } = self.greeting {
+                // Data 1 answers the Accept: a round trip, if the Accept went out once.
+                self.ack_sent_at = (self.stats.retransmitted == 0).then_some(now);
                 self.stats.sent += 1;
                 return Some(
                     Message::Accept {
                         session: self.session,
                         token,
                         chunk: self.chunk,
+                        window: self.window as u16,
                         size: self.size,
                         offset: self.offset,
                     }
@@ -361,21 +446,40 @@ impl Receiver {
             self.ack_pending = Some(0);
         }
         let Some(seq) = self.ack_pending.take() else {
-            // Everything is sent: write the chunk acknowledged last, while the sender works.
+            // Everything is sent: write the chunks acknowledged last, while the sender works.
             if !self.write_pending() {
                 return self.poll_transmit(now, buf);
             }
             return None;
         };
-        if seq + 1 == self.expected && self.ack_tries == 0 && self.state == State::Receiving {
+        // The next chunk answers this Ack only in stop-and-wait (or the greeting, Ack 0): a
+        // windowed sender does not wait for each Ack, so those are no round trips.
+        let answered = self.window == 1 || seq == 0;
+        if seq + 1 == self.expected
+            && self.ack_tries == 0
+            && self.state == State::Receiving
+            && answered
+        {
             self.ack_sent_at = Some(now);
         }
         self.ack_tries += 1;
         self.stats.sent += 1;
+        if self.window == 1 {
+            return Some(
+                Message::Ack {
+                    session: self.session,
+                    seq,
+                }
+                .encode(buf),
+            );
+        }
+        let mut bitmap = [0u8; MAX_BITMAP];
+        let len = self.reorder.bitmap(&mut bitmap);
         Some(
-            Message::Ack {
+            Message::Sack {
                 session: self.session,
-                seq,
+                seq: self.expected - 1,
+                bitmap: &bitmap[..len],
             }
             .encode(buf),
         )
@@ -386,7 +490,7 @@ impl Receiver {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             State::Receiving => {
-                let give_up = deadline(self.heard_at, self.config.timeout);
+                let give_up = deadline(self.progress_at, self.config.timeout);
                 Some(self.greet_at.map_or(give_up, |at| at.min(give_up)))
             }
             State::Linger { until } => Some(until),
@@ -399,7 +503,7 @@ impl Receiver {
         self.ack_pending.is_some()
             || self.greet_pending
             || self.error_pending.is_some()
-            || self.pending_len > 0
+            || !self.unwritten.is_empty()
     }
 
     /// How the transfer ended, once it has (a complete receiver may still be lingering).

@@ -55,8 +55,9 @@ impl Refusal {
         Self::new(
             ErrorCode::UnsupportedVersion,
             format!(
-                "protocol version {version} is not supported; this server speaks version {}",
-                super::wire::VERSION
+                "protocol version {version} is not supported; this server speaks versions {} and {}",
+                super::wire::VERSION,
+                super::wire::VERSION_WINDOWED
             ),
         )
     }

@@ -13,9 +13,12 @@ use std::time::Duration;
 pub struct Rtt {
     srtt: Option<Duration>,
     rttvar: Duration,
+    min_rtt: Option<Duration>,
     rto: Duration,
     min: Duration,
     max: Duration,
+    /// `rto_initial`, clamped.
+    initial: Duration,
 }
 
 impl Rtt {
@@ -24,14 +27,17 @@ impl Rtt {
         Self {
             srtt: None,
             rttvar: Duration::ZERO,
+            min_rtt: None,
             rto: config.rto_initial.clamp(config.rto_min, config.rto_max),
             min: config.rto_min,
             max: config.rto_max,
+            initial: config.rto_initial.clamp(config.rto_min, config.rto_max),
         }
     }
 
     /// Folds in one measured round trip (RFC 6298 §2.2–2.3, alpha 1/8, beta 1/4, K 4).
     pub fn sample(&mut self, rtt: Duration) {
+        self.min_rtt = Some(self.min_rtt.map_or(rtt, |min| min.min(rtt)));
         match self.srtt {
             None => {
                 self.srtt = Some(rtt);
@@ -52,9 +58,25 @@ impl Rtt {
         self.rto = (self.rto * 2).min(self.max);
     }
 
+    /// The timeout the samples alone give (RFC 6298 §2), without the backoff of
+    /// retransmissions since: `rto_initial` (clamped) until a round trip is measured. A
+    /// receiver sizes its linger with it (protocol.md §8.3.1): backoff answers loss, and must
+    /// not stretch how long a complete receiver waits.
+    pub fn settled_rto(&self) -> Duration {
+        match self.srtt {
+            Some(srtt) => (srtt + self.rttvar * 4).clamp(self.min, self.max),
+            None => self.initial,
+        }
+    }
+
     /// The current retransmission timeout.
     pub fn rto(&self) -> Duration {
         self.rto
+    }
+
+    /// The smallest round trip measured.
+    pub fn min_rtt(&self) -> Option<Duration> {
+        self.min_rtt
     }
 
     /// The smoothed round trip, once one has been measured.

@@ -1,15 +1,16 @@
-//! The sending half of a transfer: stop-and-wait, one message in flight.
+//! The sending half of a transfer: it numbers its messages, keeps them in a [`Flight`] until
+//! they are acknowledged, and retransmits only what is missing.
 //!
-//! A [`Sender`] numbers its messages: 0 is the server's Accept (when the sender is the
-//! server answering a download), 1..=n are the Data chunks and n+1 is Done with the
-//! whole-file CRC32. It sends message `k`, waits for Ack `k`, then sends `k+1`. Only its
-//! timer retransmits; a duplicate Ack never causes a send (no Sorcerer's Apprentice).
-//! See `protocol.md`, "Stop-and-wait".
+//! Message 0 is the server's Accept (when the sender is the server answering a download),
+//! 1..=n are the Data chunks and n+1 is Done with the whole-file CRC32. Up to the plan's
+//! window of message numbers are open at once; window 1 is stop-and-wait (protocol.md §8),
+//! where message `k+1` goes out only once Ack `k` arrived. A duplicate or late Ack never
+//! causes a send (no Sorcerer's Apprentice): only the retransmission timer and evidence of a
+//! hole (a later message delivered, [`Flight::detect_losses`]) do.
 //!
-//! Stop-and-wait leaves the link idle while the next chunk is read, so the sender reads
-//! *ahead*: right after Data `k` goes out (on the driver's next `poll_transmit` call) it
-//! reads chunk `k+1` straight into a second datagram buffer and seals it (header and CRC),
-//! so that when Ack `k` arrives, Data `k+1` is one copy away from the wire.
+//! The sender reads *ahead*: right after a message goes out (on the driver's next
+//! `poll_transmit` call) it reads the next chunk straight into a datagram buffer and seals it
+//! (header and CRC), so that when the window opens, that Data is ready for the wire.
 //!
 //! Done carries the whole file's CRC32. A sender computes it as it reads, unless its
 //! [`Source`] remembers it for this version of the file ([`Source::file_crc`]); a resumed
@@ -17,6 +18,8 @@
 //! hashes the whole file once (in steps, after the peer proved its address) and the source
 //! remembers it for every later resume of that version.
 
+use super::congestion::Congestion;
+use super::flight::Flight;
 use super::rtt::Rtt;
 use super::session::{chunk_count, deadline, Config, Failure, FileCrc, Outcome, Source, Stats};
 use super::transfer::{Opening, Plan};
@@ -27,23 +30,42 @@ use std::time::{Duration, Instant};
 /// hashed in steps, so one resume cannot stall a loop that serves other sessions.
 const HASH_STEP: u64 = 1 << 20;
 
+/// Windows' worth of deliveries without a spurious retransmission after which the
+/// reordering window narrows by a quarter round trip again.
+const REORDER_CALM: u64 = 16;
+
+/// The widest reordering window, in quarters of the smallest round trip (it is also capped
+/// at the smoothed round trip).
+const MAX_REORDER_QUARTERS: u32 = 16;
+
 /// How often a resume whose file CRC another transfer is computing asks again.
 const CRC_POLL: Duration = Duration::from_millis(2);
 
-#[derive(Debug)]
-enum State {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Message 0, the Accept, is in flight (the server of a download or listing).
+    Opening,
     /// Hashing the whole file for a resumed download whose CRC nobody remembers, after the
     /// peer acknowledged the Accept (so a spoofed request makes the server read nothing) and
     /// before Data 1.
     Hashing { done: u64 },
     /// Waiting for another transfer that is computing the file's CRC (resume).
     AwaitCrc,
-    /// Message `seq` is (or is about to be) in flight.
-    AwaitAck { seq: u64 },
+    /// Data and Done flow, within the window.
+    Sending,
     /// Ack of Done arrived.
     Done,
     /// Gave up, or the peer sent an error.
     Failed,
+}
+
+/// Where the datagram a `prepare` call produced lies.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Out {
+    /// In the caller's buffer, this many bytes.
+    Buf(usize),
+    /// In the flight: the kept datagram of this Data message.
+    Kept(u64),
 }
 
 /// Sends one file (or listing) to one peer.
@@ -55,22 +77,21 @@ pub struct Sender {
     size: u64,
     offset: u64,
     chunk: u16,
+    /// The granted window (for the Accept).
+    window: u16,
     chunks: u64,
     /// The whole file's CRC32 once known (remembered by the source, or hashed in full);
     /// until then `hasher` takes every byte read, in order.
     file_crc: Option<u32>,
     hasher: crc32fast::Hasher,
-    /// The sealed Data datagram in flight, read once and kept for retransmission.
-    current: Vec<u8>,
-    current_len: usize,
-    /// The next Data datagram, read and sealed ahead while `current` is in flight.
-    ahead: Vec<u8>,
-    ahead_len: usize,
-    ahead_seq: Option<u64>,
+    phase: Phase,
+    flight: Flight,
+    /// The congestion window of a windowed session (none for stop-and-wait).
+    congestion: Option<Congestion>,
+    /// The next new Data datagram, read and sealed ahead: (message, buffer, length).
+    ready: Option<(u64, Vec<u8>, usize)>,
     /// Reading ahead is due on the next `poll_transmit` call (after the send).
     read_ahead_due: bool,
-    state: State,
-    transmit_pending: bool,
     /// An error to tell the peer, sent once.
     error_pending: Option<(ErrorCode, String)>,
     /// Whether the Accept went out: before it, the client knows only its request token,
@@ -79,23 +100,36 @@ pub struct Sender {
     outcome: Option<Outcome>,
     config: Config,
     rtt: Rtt,
-    /// When the message in flight was first sent (for an RTT sample) and its send count.
-    first_sent: Option<Instant>,
-    tries: u32,
-    retransmit_at: Option<Instant>,
+    /// The retransmission timer of the oldest unacknowledged message (RFC 6298).
+    rto_at: Option<Instant>,
+    /// The timer expired: the oldest message goes again whatever the congestion window
+    /// (which may have shrunk below what is still counted in flight).
+    rto_due: bool,
+    /// When a message waiting out its reordering window would be presumed lost.
+    reorder_at: Option<Instant>,
+    /// When the next step of hashing (or of asking for the file's CRC) is due.
+    step_at: Option<Instant>,
+    /// How many quarters of the smallest round trip a message may trail one sent after it
+    /// before it is presumed lost: 1, plus one for each retransmission found spurious, and
+    /// back down one after each [`REORDER_CALM`] windows' worth of deliveries without one
+    /// (RFC 8985 §6.2.1, which does the same with D-SACK).
+    reorder_quarters: u32,
+    /// Messages delivered since a retransmission was last found spurious.
+    calm: u64,
     progress_at: Instant,
     stats: Stats,
 }
 
 impl Sender {
-    /// A sender of the bytes `plan.offset..plan.size` of `source`. With
-    /// [`Opening::Accept`], message 0 is an Accept (the server's side of a download);
-    /// otherwise the first message is Data 1 (the client's side of an upload).
+    /// A sender of the bytes `plan.offset..plan.size` of `source`, with up to `plan.window`
+    /// messages in flight. With [`Opening::Accept`], message 0 is an Accept (the server's side
+    /// of a download); otherwise the first message is Data 1 (the client's side of an upload).
     pub fn new(now: Instant, config: &Config, plan: Plan, source: Box<dyn Source>) -> Self {
         let Plan {
             session,
             size,
             chunk,
+            window,
             ..
         } = plan;
         let offset = plan.offset.min(size);
@@ -103,6 +137,7 @@ impl Sender {
             Opening::Accept { token } => Some(token),
             Opening::AckAccept | Opening::Data => None,
         };
+        let first = u64::from(accept.is_none());
         let mut sender = Self {
             session,
             accept,
@@ -110,25 +145,26 @@ impl Sender {
             size,
             offset,
             chunk,
+            window,
             chunks: chunk_count(size - offset, chunk),
             file_crc: None,
             hasher: crc32fast::Hasher::new(),
-            current: vec![0; usize::from(chunk) + OVERHEAD],
-            current_len: 0,
-            ahead: vec![0; usize::from(chunk) + OVERHEAD],
-            ahead_len: 0,
-            ahead_seq: None,
+            phase: Phase::Opening,
+            flight: Flight::new(first, u64::from(window), usize::from(chunk) + OVERHEAD),
+            congestion: (window > 1).then(|| Congestion::new(window)),
+            ready: None,
             read_ahead_due: false,
-            state: State::AwaitAck { seq: 0 },
-            transmit_pending: true,
             error_pending: None,
             accept_sent: false,
             outcome: None,
             config: config.clone(),
             rtt: Rtt::new(config),
-            first_sent: None,
-            tries: 0,
-            retransmit_at: None,
+            rto_at: None,
+            rto_due: false,
+            reorder_at: None,
+            step_at: None,
+            reorder_quarters: 1,
+            calm: 0,
             progress_at: now,
             stats: Stats::default(),
         };
@@ -138,23 +174,12 @@ impl Sender {
         sender
     }
 
-    /// Feeds up to [`HASH_STEP`] more bytes of the file to the whole-file CRC; returns how
-    /// many bytes are hashed so far.
-    fn hash_step(&mut self, mut done: u64) -> Result<u64, Failure> {
-        let stop = (done + HASH_STEP).min(self.size);
-        while done < stop {
-            let want = (stop - done).min(self.ahead.len() as u64) as usize;
-            let n = self
-                .source
-                .read_at(done, &mut self.ahead[..want])
-                .map_err(|e| local(ErrorCode::Io, format!("read error: {e}")))?;
-            if n == 0 {
-                return Err(local(ErrorCode::FileChanged, "file shrank".into()));
-            }
-            self.hasher.update(&self.ahead[..n]);
-            done += n as u64;
+    /// Takes a round trip measured before the transfer (see [`super::Transfer::seed_rtt`]).
+    pub fn seed_rtt(&mut self, rtt: Duration) {
+        self.rtt.sample(rtt);
+        if let Some(congestion) = &mut self.congestion {
+            congestion.seed_base(rtt);
         }
-        Ok(done)
     }
 
     /// The session this sender belongs to.
@@ -164,13 +189,13 @@ impl Sender {
 
     /// Bytes of the file acknowledged so far, counting a resumed prefix (for progress bars).
     pub fn acked_bytes(&self) -> u64 {
-        match self.state {
-            State::AwaitAck { seq } => {
-                let chunks_done = seq.saturating_sub(1).min(self.chunks);
+        match self.phase {
+            Phase::Sending => {
+                let chunks_done = self.flight.base().saturating_sub(1).min(self.chunks);
                 (self.offset + chunks_done * u64::from(self.chunk)).min(self.size)
             }
-            State::Done => self.size,
-            State::Hashing { .. } | State::AwaitCrc | State::Failed => self.offset,
+            Phase::Done => self.size,
+            Phase::Opening | Phase::Hashing { .. } | Phase::AwaitCrc | Phase::Failed => self.offset,
         }
     }
 
@@ -178,14 +203,11 @@ impl Sender {
     pub fn handle_message(&mut self, now: Instant, message: &Message<'_>) {
         self.stats.received += 1;
         match *message {
-            Message::Ack { seq, .. } => self.handle_ack(now, seq),
+            Message::Ack { seq, .. } => self.handle_ack(now, seq, None),
+            Message::Sack { seq, bitmap, .. } => self.handle_ack(now, seq, Some(bitmap)),
             Message::Error { code, text, .. } => {
                 if self.outcome.is_none() {
-                    self.state = State::Failed;
-                    self.transmit_pending = false;
-                    self.read_ahead_due = false;
-                    self.retransmit_at = None;
-                    self.outcome = Some(Outcome::Failed(Failure::from_peer(code, text)));
+                    self.stop(Outcome::Failed(Failure::from_peer(code, text)));
                 }
             }
             // A repeated Accept (client upload) or anything else is not for a sender.
@@ -193,34 +215,90 @@ impl Sender {
         }
     }
 
-    fn handle_ack(&mut self, now: Instant, acked: u64) {
-        let State::AwaitAck { seq } = self.state else {
+    /// An acknowledgment: every message up to `cumulative` arrived, and in a windowed
+    /// session, so did those the `bitmap` names (bit 7 of byte 0 is `cumulative + 2`).
+    fn handle_ack(&mut self, now: Instant, cumulative: u64, bitmap: Option<&[u8]>) {
+        if !matches!(self.phase, Phase::Opening | Phase::Sending) {
             self.stats.duplicates += 1;
             return;
-        };
-        if acked != seq || self.transmit_pending && self.first_sent.is_none() {
+        }
+        let selective = bitmap
+            .into_iter()
+            .flat_map(|bits| bits.iter().enumerate())
+            .flat_map(|(byte, bits)| {
+                (0..8)
+                    .filter(move |bit| bits & (0x80 >> bit) != 0)
+                    .map(move |bit| byte as u64 * 8 + bit)
+            })
+            .map(|i| cumulative + 2 + i);
+        let acked = self
+            .flight
+            .ack(now, cumulative, selective, self.rtt.min_rtt());
+        if acked.delivered == 0 {
             // An old Ack (a duplicate or a late one), or one for a message not yet sent.
             self.stats.duplicates += 1;
             return;
         }
-        if self.tries == 1 {
-            if let Some(sent) = self.first_sent {
-                // Karn: only messages sent exactly once give a sample.
-                self.rtt.sample(now.saturating_duration_since(sent));
-            }
+        if let Some(rtt) = acked.sample {
+            self.rtt.sample(rtt);
         }
+        let next_tx = self.flight.next_tx();
+        if let Some(congestion) = &mut self.congestion {
+            congestion.on_ack(acked.delivered, acked.sample, acked.newest_tx, next_tx);
+        }
+        self.adapt_reordering(acked.spurious, acked.delivered);
         self.progress_at = now;
-        if seq == self.chunks + 1 {
-            self.state = State::Done;
-            self.retransmit_at = None;
-            self.outcome = Some(Outcome::Complete);
+        if acked.advanced {
+            // RFC 6298 (5.2, 5.3): stop the timer when nothing is outstanding, else restart it.
+            self.rto_at = (!self.flight.is_empty()).then(|| deadline(now, self.rtt.rto()));
+        }
+        if self.flight.base() > self.chunks + 1 {
+            self.stop(Outcome::Complete);
+            self.phase = Phase::Done;
             return;
         }
-        if seq == 0 {
+        if self.phase == Phase::Opening && self.flight.base() == 1 {
             self.start_data(now);
             return;
         }
-        self.advance_to(seq + 1);
+        self.look_for_losses(now);
+    }
+
+    /// Marks lost what the latest deliveries show missing, and arms the reordering timer
+    /// for what they may soon show.
+    fn look_for_losses(&mut self, now: Instant) {
+        let (lost, wake) = self.flight.detect_losses(now, self.reorder_window());
+        self.reorder_at = wake;
+        let next_tx = self.flight.next_tx();
+        if let (Some(lost), Some(congestion)) = (lost, &mut self.congestion) {
+            congestion.on_loss(lost, next_tx);
+        }
+    }
+
+    /// How long a message may trail one sent after it before it is presumed lost: a
+    /// quarter of the smallest round trip (RFC 8985 §6.2) times `reorder_quarters`, at most
+    /// the smoothed round trip.
+    fn reorder_window(&self) -> Duration {
+        let (Some(min), Some(srtt)) = (self.rtt.min_rtt(), self.rtt.srtt()) else {
+            return Duration::ZERO;
+        };
+        (min / 4 * self.reorder_quarters).min(srtt)
+    }
+
+    /// Widens the reordering window when retransmissions turn out spurious (the path
+    /// reorders more than it allowed), and narrows it again after a calm stretch.
+    fn adapt_reordering(&mut self, spurious: u64, delivered: u64) {
+        self.stats.spurious += spurious;
+        if spurious > 0 {
+            self.reorder_quarters = (self.reorder_quarters + 1).min(MAX_REORDER_QUARTERS);
+            self.calm = 0;
+            return;
+        }
+        self.calm += delivered;
+        if self.calm >= REORDER_CALM * u64::from(self.window) && self.reorder_quarters > 1 {
+            self.reorder_quarters -= 1;
+            self.calm = 0;
+        }
     }
 
     /// Moves on to Data 1. A resumed download needs the whole file's CRC first: remembered
@@ -231,78 +309,75 @@ impl Sender {
         match self.source.file_crc(resuming) {
             FileCrc::Known(crc) => {
                 self.file_crc = Some(crc);
-                self.advance_to(1);
+                self.phase = Phase::Sending;
             }
-            FileCrc::Unknown if !resuming => self.advance_to(1),
-            FileCrc::Unknown => self.wait(State::Hashing { done: 0 }, now),
-            FileCrc::Pending => self.wait(State::AwaitCrc, deadline(now, CRC_POLL)),
+            FileCrc::Unknown if !resuming => self.phase = Phase::Sending,
+            FileCrc::Unknown => self.wait(Phase::Hashing { done: 0 }, now),
+            FileCrc::Pending => self.wait(Phase::AwaitCrc, deadline(now, CRC_POLL)),
         }
     }
 
-    /// Enters a state that sends nothing until the timer fires at `at`.
-    fn wait(&mut self, state: State, at: Instant) {
-        self.state = state;
-        self.transmit_pending = false;
-        self.first_sent = None;
-        self.tries = 0;
-        self.retransmit_at = Some(at);
+    /// Enters a phase that sends nothing until the step timer fires at `at`.
+    fn wait(&mut self, phase: Phase, at: Instant) {
+        self.phase = phase;
+        self.step_at = Some(at);
     }
 
-    /// Prepares message `seq` (a Data chunk or Done) for sending.
-    fn advance_to(&mut self, seq: u64) {
-        self.state = State::AwaitAck { seq };
-        self.first_sent = None;
-        self.tries = 0;
-        self.retransmit_at = None;
-        if seq <= self.chunks {
-            if self.ahead_seq != Some(seq) {
-                if let Err(failure) = self.read_ahead(seq) {
-                    self.fail(failure);
-                    return;
+    /// Feeds up to [`HASH_STEP`] more bytes of the file to the whole-file CRC; returns how
+    /// many bytes are hashed so far.
+    fn hash_step(&mut self, mut done: u64) -> Result<u64, Failure> {
+        let stop = (done + HASH_STEP).min(self.size);
+        let mut buf = self.flight.buffer();
+        let result = loop {
+            if done >= stop {
+                break Ok(done);
+            }
+            let want = (stop - done).min(buf.len() as u64) as usize;
+            match self.source.read_at(done, &mut buf[..want]) {
+                Err(e) => break Err(local(ErrorCode::Io, format!("read error: {e}"))),
+                Ok(0) => break Err(local(ErrorCode::FileChanged, "file shrank".into())),
+                Ok(n) => {
+                    self.hasher.update(&buf[..n]);
+                    done += n as u64;
                 }
             }
-            std::mem::swap(&mut self.current, &mut self.ahead);
-            self.current_len = self.ahead_len;
-            self.ahead_seq = None;
-            self.read_ahead_due = seq < self.chunks;
-        } else if let Err(failure) = self.check_unchanged() {
-            self.fail(failure);
-            return;
-        } else if self.file_crc.is_none() {
-            // Every byte was read and the file did not change: remember its CRC.
-            let crc = self.hasher.clone().finalize();
-            self.source.remember_crc(crc);
-            self.file_crc = Some(crc);
-        }
-        self.transmit_pending = true;
+        };
+        self.flight.recycle(buf);
+        result
     }
 
-    /// Reads chunk `seq` into the `ahead` buffer, feeds it to the whole-file CRC (chunks are
-    /// read in order, once each) and seals it as a Data datagram.
-    fn read_ahead(&mut self, seq: u64) -> Result<(), Failure> {
+    /// Reads Data `seq` into a buffer, feeds it to the whole-file CRC (chunks are read in
+    /// order, once each) and seals it as a datagram.
+    fn read_chunk(&mut self, seq: u64) -> Result<(Vec<u8>, usize), Failure> {
         let at = self.offset + (seq - 1) * u64::from(self.chunk);
         let want = (self.size - at).min(u64::from(self.chunk)) as usize;
-        let payload = &mut self.ahead[HEADER_LEN..HEADER_LEN + want];
+        let mut buf = self.flight.buffer();
+        let payload = &mut buf[HEADER_LEN..HEADER_LEN + want];
         let mut filled = 0;
         while filled < want {
-            let n = self
+            match self
                 .source
                 .read_at(at + filled as u64, &mut payload[filled..])
-                .map_err(|e| local(ErrorCode::Io, format!("read error: {e}")))?;
-            if n == 0 {
-                return Err(local(
-                    ErrorCode::FileChanged,
-                    "file shrank during transfer".into(),
-                ));
+            {
+                Ok(0) => {
+                    self.flight.recycle(buf);
+                    return Err(local(
+                        ErrorCode::FileChanged,
+                        "file shrank during transfer".into(),
+                    ));
+                }
+                Ok(n) => filled += n,
+                Err(e) => {
+                    self.flight.recycle(buf);
+                    return Err(local(ErrorCode::Io, format!("read error: {e}")));
+                }
             }
-            filled += n;
         }
         if self.file_crc.is_none() {
             self.hasher.update(payload);
         }
-        self.ahead_len = seal_data(&mut self.ahead, self.session, seq, want);
-        self.ahead_seq = Some(seq);
-        Ok(())
+        let len = seal_data(&mut buf, self.session, seq, want);
+        Ok((buf, len))
     }
 
     fn check_unchanged(&mut self) -> Result<(), Failure> {
@@ -316,15 +391,24 @@ impl Sender {
         }
     }
 
+    /// Ends the transfer with `outcome`: nothing more is sent but a pending error.
+    fn stop(&mut self, outcome: Outcome) {
+        self.phase = Phase::Failed;
+        self.read_ahead_due = false;
+        self.rto_at = None;
+        self.reorder_at = None;
+        self.step_at = None;
+        if let Some((_, buf, _)) = self.ready.take() {
+            self.flight.recycle(buf);
+        }
+        self.outcome = Some(outcome);
+    }
+
     fn fail(&mut self, failure: Failure) {
         if let Failure::Local { code, text } = &failure {
             self.error_pending = Some((*code, text.clone()));
         }
-        self.state = State::Failed;
-        self.transmit_pending = false;
-        self.read_ahead_due = false;
-        self.retransmit_at = None;
-        self.outcome = Some(Outcome::Failed(failure));
+        self.stop(Outcome::Failed(failure));
     }
 
     /// Ends the transfer from this side, telling the peer why (cancel, shutdown).
@@ -334,21 +418,52 @@ impl Sender {
         }
     }
 
-    /// Fires the retransmission timer if it is due; does nothing otherwise, so spurious
-    /// calls are harmless. Gives up once the peer has made no progress for `timeout`.
+    /// Fires whichever timer is due (hashing step, reordering, retransmission); does nothing
+    /// otherwise, so spurious calls are harmless. Gives up once the peer has made no progress
+    /// for `timeout`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let Some(at) = self.retransmit_at else { return };
-        if now < at || self.outcome.is_some() {
+        if self.outcome.is_some() {
             return;
         }
-        if let State::Hashing { done } = self.state {
-            match self.hash_step(done) {
+        if self.step_at.is_some_and(|at| now >= at) {
+            self.step_at = None;
+            self.step(now);
+            return;
+        }
+        if self.reorder_at.is_some_and(|at| now >= at) {
+            self.look_for_losses(now);
+        }
+        if self.rto_at.is_none_or(|at| now < at) {
+            return;
+        }
+        let elapsed = now.saturating_duration_since(self.progress_at);
+        if elapsed >= self.config.timeout {
+            let tries = self.flight.tries(self.flight.base());
+            self.fail(Failure::Timeout { tries, elapsed });
+            // The peer is presumed gone; tell it anyway in case only its sends are lost.
+            self.error_pending = Some((ErrorCode::Timeout, "timed out".into()));
+            return;
+        }
+        self.rtt.back_off();
+        self.rto_at = None;
+        self.rto_due = true;
+        let next_tx = self.flight.next_tx();
+        if let (Some(lost), Some(congestion)) =
+            (self.flight.mark_oldest_lost(), &mut self.congestion)
+        {
+            congestion.on_timeout(lost, next_tx);
+        }
+    }
+
+    /// One step of the phases that wait on the file's CRC.
+    fn step(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Hashing { done } => match self.hash_step(done) {
                 Err(failure) => self.fail(failure),
                 Ok(done) if done < self.size => {
-                    self.state = State::Hashing { done };
                     // Due again at once; drivers fire each session once per round, so
                     // other sessions are served between steps.
-                    self.retransmit_at = Some(now);
+                    self.wait(Phase::Hashing { done }, now);
                 }
                 Ok(_) => match self.check_unchanged() {
                     Err(failure) => self.fail(failure),
@@ -357,34 +472,44 @@ impl Sender {
                         self.source.remember_crc(crc);
                         self.file_crc = Some(crc);
                         self.progress_at = now;
-                        self.advance_to(1);
+                        self.phase = Phase::Sending;
                     }
                 },
+            },
+            Phase::AwaitCrc => {
+                let elapsed = now.saturating_duration_since(self.progress_at);
+                if elapsed >= self.config.timeout {
+                    self.fail(local(
+                        ErrorCode::Busy,
+                        "the file's checksum is still being computed".into(),
+                    ));
+                } else {
+                    self.start_data(now);
+                }
             }
-            return;
+            _ => {}
         }
-        let elapsed = now.saturating_duration_since(self.progress_at);
-        if matches!(self.state, State::AwaitCrc) {
-            if elapsed >= self.config.timeout {
-                self.fail(local(
-                    ErrorCode::Busy,
-                    "the file's checksum is still being computed".into(),
-                ));
-            } else {
-                self.start_data(now);
+    }
+
+    /// The congestion window: how many messages may be in the network at once.
+    fn cwnd(&self) -> usize {
+        self.congestion
+            .as_ref()
+            .map_or(usize::MAX, Congestion::window)
+    }
+
+    /// Whether message `next` may go out for the first time now.
+    fn may_send_new(&self) -> bool {
+        let next = self.flight.next();
+        match self.phase {
+            Phase::Opening => next == 0,
+            Phase::Sending => {
+                next <= self.chunks + 1
+                    && self.flight.has_room()
+                    && self.flight.in_flight() < self.cwnd()
             }
-            return;
+            _ => false,
         }
-        if elapsed >= self.config.timeout {
-            let tries = self.tries;
-            self.fail(Failure::Timeout { tries, elapsed });
-            // The peer is presumed gone; tell it anyway in case only its sends are lost.
-            self.error_pending = Some((ErrorCode::Timeout, "timed out".into()));
-            return;
-        }
-        self.rtt.back_off();
-        self.retransmit_at = None;
-        self.transmit_pending = true;
     }
 
     /// Writes the next datagram to send into `buf` (at least [`super::wire::MAX_DATAGRAM`]
@@ -392,65 +517,134 @@ impl Sender {
     /// every `handle_*` call.
     #[must_use]
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<usize> {
+        match self.prepare(now, buf)? {
+            Out::Buf(len) => Some(len),
+            Out::Kept(seq) => {
+                let datagram = self.flight.datagram(seq)?;
+                buf[..datagram.len()].copy_from_slice(datagram);
+                Some(datagram.len())
+            }
+        }
+    }
+
+    /// Decides the next datagram to send: an error, a retransmission, a new message; and when
+    /// there is none, reads the next chunk ahead.
+    pub(crate) fn prepare(&mut self, now: Instant, buf: &mut [u8]) -> Option<Out> {
         if let Some((code, text)) = self.error_pending.take() {
             self.stats.sent += 1;
             let session = match self.accept {
                 Some(token) if !self.accept_sent => token,
                 _ => self.session,
             };
-            return Some(
+            return Some(Out::Buf(
                 Message::Error {
                     session,
                     code,
                     text: clip_text(&text).as_bytes(),
                 }
                 .encode(buf),
-            );
+            ));
         }
-        let State::AwaitAck { seq } = self.state else {
+        if !matches!(self.phase, Phase::Opening | Phase::Sending) {
             return None;
-        };
-        if !self.transmit_pending {
-            // The message in flight is out: use the wait to prepare the next one.
-            if self.read_ahead_due {
-                self.read_ahead_due = false;
-                if let Err(failure) = self.read_ahead(seq + 1) {
-                    self.fail(failure);
-                    return self.poll_transmit(now, buf);
+        }
+        if let Some(seq) = self
+            .flight
+            .next_lost()
+            .filter(|_| self.rto_due || self.flight.in_flight() < self.cwnd())
+        {
+            self.rto_due = false;
+            self.flight.resend(now, seq);
+            self.stats.retransmitted += 1;
+            if seq == self.flight.base() {
+                // The oldest message went again: its timer counts from now, or it would expire
+                // just before this copy could be acknowledged (as Linux re-arms it).
+                self.rto_at = Some(deadline(now, self.rtt.rto()));
+            }
+            return Some(self.emit(now, seq, buf));
+        }
+        if self.may_send_new() {
+            let seq = self.flight.next();
+            if seq >= 1 && seq <= self.chunks {
+                let datagram = match self.ready.take() {
+                    Some((ready, ready_buf, len)) if ready == seq => (ready_buf, len),
+                    other => {
+                        if let Some((_, stale, _)) = other {
+                            self.flight.recycle(stale);
+                        }
+                        match self.read_chunk(seq) {
+                            Ok(datagram) => datagram,
+                            Err(failure) => {
+                                self.fail(failure);
+                                return self.prepare(now, buf);
+                            }
+                        }
+                    }
+                };
+                self.stats.bytes += (datagram.1 - OVERHEAD) as u64;
+                self.flight.send_new(now, Some(datagram));
+            } else {
+                if seq > self.chunks {
+                    if let Err(failure) = self.finish_reading() {
+                        self.fail(failure);
+                        return self.prepare(now, buf);
+                    }
+                }
+                self.flight.send_new(now, None);
+            }
+            self.read_ahead_due = true;
+            return Some(self.emit(now, seq, buf));
+        }
+        if self.read_ahead_due {
+            // The message just sent is out: use the wait to prepare the next one.
+            self.read_ahead_due = false;
+            let next = self.flight.next();
+            if self.phase == Phase::Sending
+                && next >= 1
+                && next <= self.chunks
+                && self.ready.is_none()
+            {
+                match self.read_chunk(next) {
+                    Ok((ready, len)) => self.ready = Some((next, ready, len)),
+                    Err(failure) => {
+                        self.fail(failure);
+                        return self.prepare(now, buf);
+                    }
                 }
             }
-            return None;
         }
-        self.transmit_pending = false;
-        let len = if seq >= 1 && seq <= self.chunks {
-            buf[..self.current_len].copy_from_slice(&self.current[..self.current_len]);
-            self.current_len
-        } else {
-            self.encode_control(seq, buf)
-        };
-        if self.tries == 0 {
-            self.first_sent = Some(now);
-            if seq >= 1 && seq <= self.chunks {
-                self.stats.bytes += (self.current_len - OVERHEAD) as u64;
-            }
-        } else {
-            self.stats.retransmitted += 1;
-        }
-        self.tries += 1;
-        self.stats.sent += 1;
-        self.retransmit_at = Some(deadline(now, self.rtt.rto()));
-        Some(len)
+        None
     }
 
-    /// Encodes message `seq` when it is not Data: the Accept (0) or Done (n+1).
-    fn encode_control(&mut self, seq: u64, buf: &mut [u8]) -> usize {
+    /// Every byte has been read: checks the file did not change and settles its CRC.
+    fn finish_reading(&mut self) -> Result<(), Failure> {
+        self.check_unchanged()?;
+        if self.file_crc.is_none() {
+            // Every byte was read and the file did not change: remember its CRC.
+            let crc = self.hasher.clone().finalize();
+            self.source.remember_crc(crc);
+            self.file_crc = Some(crc);
+        }
+        Ok(())
+    }
+
+    /// Counts a send of message `seq`, arms the retransmission timer if it is not running
+    /// (RFC 6298 5.1), and says where its datagram is.
+    fn emit(&mut self, now: Instant, seq: u64, buf: &mut [u8]) -> Out {
+        self.stats.sent += 1;
+        if self.rto_at.is_none() {
+            self.rto_at = Some(deadline(now, self.rtt.rto()));
+        }
+        if seq >= 1 && seq <= self.chunks {
+            return Out::Kept(seq);
+        }
         let message = if seq == 0 {
             self.accept_sent = true;
-            let token = self.accept.unwrap_or(0);
             Message::Accept {
                 session: self.session,
-                token,
+                token: self.accept.unwrap_or(0),
                 chunk: self.chunk,
+                window: self.window,
                 size: self.size,
                 offset: self.offset,
             }
@@ -464,19 +658,27 @@ impl Sender {
                     .unwrap_or_else(|| self.hasher.clone().finalize()),
             }
         };
-        message.encode(buf)
+        Out::Buf(message.encode(buf))
     }
 
     /// When [`Sender::handle_timeout`] should next be called, or `None` if no timer runs.
     /// Valid after `poll_transmit` has returned `None`.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.retransmit_at
+        [self.rto_at, self.reorder_at, self.step_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Whether a datagram is waiting for [`Sender::poll_transmit`].
     pub fn wants_transmit(&self) -> bool {
-        self.transmit_pending || self.error_pending.is_some() || self.read_ahead_due
+        self.error_pending.is_some()
+            || self.read_ahead_due
+            || matches!(self.phase, Phase::Opening | Phase::Sending)
+                && (self.flight.next_lost().is_some()
+                    && (self.rto_due || self.flight.in_flight() < self.cwnd())
+                    || self.may_send_new())
     }
 
     /// How the transfer ended, once it has.
@@ -493,6 +695,7 @@ impl Sender {
     pub fn stats(&self) -> Stats {
         Stats {
             srtt: self.rtt.srtt(),
+            cwnd: self.cwnd().min(usize::from(self.window)) as u64,
             ..self.stats.clone()
         }
     }
@@ -501,7 +704,6 @@ impl Sender {
 fn local(code: ErrorCode, text: String) -> Failure {
     Failure::Local { code, text }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,6 +752,7 @@ mod tests {
             size: len as u64,
             offset,
             chunk: 1024,
+            window: 1,
             opening: Opening::Accept { token: 1 },
             prefix_crc: 0,
         };

@@ -3,7 +3,7 @@
 //!
 //! Nothing here reads a clock: every time is an [`Instant`] handed in by the driver.
 
-use super::wire::{ErrorCode, DEFAULT_CHUNK, MAX_CHUNK, MIN_CHUNK};
+use super::wire::{ErrorCode, DEFAULT_CHUNK, MAX_CHUNK, MAX_WINDOW, MIN_CHUNK, OVERHEAD};
 use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 pub struct Config {
     /// The chunk size a client asks for, or the largest a server grants.
     pub chunk: u16,
+    /// The window a client asks for (1: stop-and-wait, the protocol of version 1), or the
+    /// largest a server grants (protocol.md §20.2).
+    pub window: u16,
     /// Retransmission timeout before any round trip has been measured.
     pub rto_initial: Duration,
     /// The floor of the retransmission timeout. LAN round trips are tens of microseconds to a
@@ -34,6 +37,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             chunk: DEFAULT_CHUNK,
+            window: 1,
             rto_initial: Duration::from_millis(100),
             rto_min: Duration::from_micros(100),
             rto_max: Duration::from_millis(250),
@@ -50,6 +54,7 @@ impl Config {
         let client = Self::default();
         Self {
             chunk: MAX_CHUNK,
+            window: DEFAULT_MAX_WINDOW,
             linger_min: client.timeout,
             ..client
         }
@@ -60,7 +65,24 @@ impl Config {
     pub fn negotiate_chunk(&self, asked: u16) -> u16 {
         asked.min(self.chunk).clamp(MIN_CHUNK, MAX_CHUNK)
     }
+
+    /// The window a server grants for a request of `asked` with the granted `chunk`: at most
+    /// this config's `window` and [`MAX_WINDOW`], and small enough that the chunks one
+    /// session holds in flight stay within [`MAX_WINDOW_BYTES`]; at least 1 (protocol.md
+    /// §20.2).
+    pub fn negotiate_window(&self, asked: u16, chunk: u16) -> u16 {
+        let datagram = u64::from(chunk) + OVERHEAD as u64;
+        let by_memory = u16::try_from(MAX_WINDOW_BYTES / datagram).unwrap_or(u16::MAX);
+        asked.min(self.window).min(by_memory).clamp(1, MAX_WINDOW)
+    }
 }
+
+/// The window a server grants at most by default (`udpft serve --max-window`).
+pub const DEFAULT_MAX_WINDOW: u16 = 64;
+
+/// The most bytes of datagrams one session keeps in flight: a server shrinks the window it
+/// grants for large chunks to stay within it (64 chunks of 65,485 bytes).
+pub const MAX_WINDOW_BYTES: u64 = 4 << 20;
 
 /// Counters of one transfer, as seen from one end.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -69,6 +91,9 @@ pub struct Stats {
     pub sent: u64,
     /// Of those, retransmissions.
     pub retransmitted: u64,
+    /// Of those, retransmissions found spurious: the original copy was acknowledged sooner
+    /// after the retransmission than any round trip (a sender's count).
+    pub spurious: u64,
     /// Valid datagrams received.
     pub received: u64,
     /// Received datagrams that repeated one already handled.
@@ -80,6 +105,8 @@ pub struct Stats {
     pub bytes: u64,
     /// The smoothed round trip at the end, if measured.
     pub srtt: Option<Duration>,
+    /// A sender's congestion window now, in messages (1 in stop-and-wait; 0 for a receiver).
+    pub cwnd: u64,
 }
 
 /// How a transfer ended, from this end's point of view.

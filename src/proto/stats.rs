@@ -40,6 +40,11 @@ pub struct ServerStats {
     pub yielded: u64,
     /// Replies to strangers not sent because they came too fast.
     pub rate_limited: u64,
+    /// TFTP datagrams that did not decode.
+    pub tftp_malformed: u64,
+    /// Replies to unproven TFTP peers not sent: over the byte budget of their prefix or of
+    /// the server.
+    pub tftp_over_budget: u64,
 }
 
 impl ServerStats {
@@ -68,6 +73,8 @@ impl ServerStats {
             ("unproven_forgotten", self.unproven_forgotten),
             ("yielded", self.yielded),
             ("rate_limited", self.rate_limited),
+            ("tftp_malformed", self.tftp_malformed),
+            ("tftp_over_budget", self.tftp_over_budget),
             ("replies_dropped", self.replies_dropped),
         ] {
             if n > 0 {
@@ -102,6 +109,8 @@ impl ServerStats {
         self.unproven_forgotten += other.unproven_forgotten;
         self.yielded += other.yielded;
         self.rate_limited += other.rate_limited;
+        self.tftp_malformed += other.tftp_malformed;
+        self.tftp_over_budget += other.tftp_over_budget;
     }
 
     /// Counts a finished session by its outcome.

@@ -8,10 +8,10 @@
 
 use super::admission::Policy;
 use super::endpoint::PROGRESS_EVERY;
-use super::endpoint::{server_done, Action, Endpoint, Event, Key, LiveCounts, Record, SessionMac};
+use super::endpoint::{Action, Endpoint, Event, Key, LiveCounts, Record, SessionMac};
+use super::server_session::{server_done, End, ServerSession};
 use super::stats::ServerStats;
 use super::store::Store;
-use super::transfer::Transfer;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -21,7 +21,7 @@ use std::time::Instant;
 pub const MAX_RECORDS: usize = 1024;
 
 struct Entry {
-    transfer: Transfer,
+    transfer: ServerSession,
     /// The deadline last pushed onto the timer heap, to tell live heap entries from stale.
     armed: Option<Instant>,
     queued: bool,
@@ -63,7 +63,7 @@ impl SessionTable {
             Event::Nothing => {}
             Event::Open(grant, message) => {
                 if let Some(mut transfer) = self.endpoint.start(now, &grant) {
-                    transfer.handle_message(now, &message);
+                    transfer.handle(now, &message);
                     let key = (grant.peer, grant.session);
                     self.sessions.insert(
                         key,
@@ -79,7 +79,7 @@ impl SessionTable {
             }
             Event::Deliver(key, message) => {
                 if let Some(entry) = self.sessions.get_mut(&key) {
-                    entry.transfer.handle_message(now, &message);
+                    entry.transfer.handle(now, &message);
                     self.after_activity(key, now);
                 }
             }
@@ -129,10 +129,7 @@ impl SessionTable {
 
     fn retire(&mut self, key: Key, now: Instant) {
         if let Some(entry) = self.sessions.remove(&key) {
-            let bytes = entry.transfer.stats().bytes;
-            let record = self
-                .endpoint
-                .ended(key, entry.transfer.outcome(), bytes, now);
+            let record = self.endpoint.ended(key, &End::of(&entry.transfer), now);
             if let Some(record) = record {
                 if self.records.len() < MAX_RECORDS {
                     self.records.push_back(record);

@@ -42,6 +42,8 @@ pub struct Plan {
     pub offset: u64,
     /// The negotiated chunk size.
     pub chunk: u16,
+    /// The granted window: how many message numbers may be open at once (1: stop-and-wait).
+    pub window: u16,
     /// How this end opens the transfer.
     pub opening: Opening,
     /// For a receiver that resumes: the CRC32 of the bytes before `offset` it already holds
@@ -73,6 +75,17 @@ impl Transfer {
         match self {
             Self::Sending(s) => s.handle_message(now, message),
             Self::Receiving(r) => r.handle_message(now, message),
+        }
+    }
+
+    /// Feeds a round trip measured before the transfer began (the client's request and its
+    /// Accept) to a sending half's estimator: its first retransmission timer then follows the
+    /// path instead of `rto_initial`, and a windowed sender takes it as the path's base round
+    /// trip, measured before any data of its own was queued (protocol.md §21). A receiving
+    /// half ignores it: its greeting keeps the timers of §8.3.
+    pub fn seed_rtt(&mut self, rtt: std::time::Duration) {
+        if let Self::Sending(s) = self {
+            s.seed_rtt(rtt);
         }
     }
 

@@ -3,18 +3,11 @@
 //! busy (its client waits and retries). The front door is the same as every model's, with
 //! room for one session; the whole state of the loop is that one session.
 
-use super::log::Logger;
-use super::{
-    earliest, flush_endpoint, flush_session, ProgressClock, ServerConfig, Shutdown, StatsLine,
-    Stopping,
-};
-use crate::ids::SessionKey;
+use super::{earliest, flush_session, Driver, ProgressClock, ServerConfig, Shutdown};
 use crate::library::Library;
-use crate::net;
-use crate::proto::endpoint::{server_done, Action, Endpoint, Event, Key};
+use crate::proto::endpoint::{Action, Event, Key};
+use crate::proto::server_session::{server_done, End, ServerSession};
 use crate::proto::stats::ServerStats;
-use crate::proto::transfer::Transfer;
-use crate::proto::wire::MAX_DATAGRAM;
 use std::io;
 use std::net::UdpSocket;
 use std::time::Instant;
@@ -32,19 +25,12 @@ pub fn run(
     let mut policy = config.policy.clone();
     policy.limits.max_sessions = 1;
     policy.limits.full = "serving another client (iterative server)";
-    let mut endpoint = Endpoint::new(policy, Box::new(library), SessionKey::boxed());
-    let log = Logger::new(config.log);
-    let mut current: Option<(Key, Transfer, ProgressClock)> = None;
-    let mut inbuf = vec![0u8; MAX_DATAGRAM];
-    let mut outbuf = vec![0u8; MAX_DATAGRAM];
-    let mut receiver = net::Receiver::new();
-    let mut stopping = Stopping::default();
-    let mut stats_line = StatsLine::new(config.stats_every, Instant::now());
+    let mut endpoint = Driver::endpoint(policy, library);
+    let mut driver = Driver::new(config);
+    let mut current: Option<(Key, ServerSession, ProgressClock)> = None;
     loop {
         let now = Instant::now();
-        stopping.poll(shutdown, &mut endpoint, now);
-        stats_line.tick(now, endpoint.live(), endpoint.stats(), &log);
-        endpoint.handle_timeout(now);
+        driver.tick(shutdown, &mut endpoint, now);
         while let Some(Action::Abort { key, code, text }) = endpoint.poll_action() {
             match &mut current {
                 Some((k, transfer, _)) if *k == key => transfer.abort(code, text),
@@ -53,19 +39,19 @@ pub fn run(
         }
         if let Some((key, transfer, progress)) = &mut current {
             transfer.handle_timeout(now);
-            endpoint.stats_mut().sent += flush_session(socket, transfer, key.0, now, &mut outbuf);
+            let sent = flush_session(socket, transfer, key.0, now, &mut driver.outbuf);
+            endpoint.stats_mut().sent += sent;
             if progress.due(now) {
                 endpoint.progress(*key, transfer.progress(), now);
             }
             if server_done(transfer) {
-                let bytes = transfer.stats().bytes;
-                if let Some(record) = endpoint.ended(*key, transfer.outcome(), bytes, now) {
-                    log.session(&record);
+                if let Some(record) = endpoint.ended(*key, &End::of(transfer), now) {
+                    driver.log.session(&record);
                 }
                 current = None;
             }
         }
-        flush_endpoint(socket, &mut endpoint, &mut outbuf);
+        driver.flush(socket, &mut endpoint);
         if endpoint.is_drained() {
             break;
         }
@@ -74,15 +60,27 @@ pub fn run(
             current.as_ref().and_then(|(_, t, _)| t.poll_timeout()),
             current.as_ref().map(|(_, _, p)| p.at()),
         ]);
-        let Some((len, peer)) = receiver.recv_until(socket, &mut inbuf, deadline)? else {
+        let Some((peer, len)) = driver.recv(socket, deadline, endpoint.live())? else {
             continue;
         };
         let now = Instant::now();
-        match endpoint.handle(now, peer, &inbuf[..len]) {
+        match endpoint.handle(now, peer, &driver.inbuf[..len]) {
             Event::Nothing => {}
             Event::Open(grant, message) => {
+                // The one slot is taken only by a slow session the front door just asked to
+                // yield it: it ends now, telling its peer, before the new one starts.
+                if let Some((key, mut transfer, _)) = current.take() {
+                    while let Some(Action::Abort { code, text, .. }) = endpoint.poll_action() {
+                        transfer.abort(code, text);
+                    }
+                    let sent = flush_session(socket, &mut transfer, key.0, now, &mut driver.outbuf);
+                    endpoint.stats_mut().sent += sent;
+                    if let Some(record) = endpoint.ended(key, &End::of(&transfer), now) {
+                        driver.log.session(&record);
+                    }
+                }
                 if let Some(mut transfer) = endpoint.start(now, &grant) {
-                    transfer.handle_message(now, &message);
+                    transfer.handle(now, &message);
                     let key = (grant.peer, grant.session);
                     current = Some((key, transfer, ProgressClock::new(now)));
                 }
@@ -90,15 +88,16 @@ pub fn run(
             Event::Deliver(key, message) => {
                 if let Some((k, transfer, _)) = &mut current {
                     if *k == key {
-                        transfer.handle_message(now, &message);
+                        transfer.handle(now, &message);
                     }
                 }
             }
         }
         if let Some((key, transfer, _)) = &mut current {
-            endpoint.stats_mut().sent += flush_session(socket, transfer, key.0, now, &mut outbuf);
+            let sent = flush_session(socket, transfer, key.0, now, &mut driver.outbuf);
+            endpoint.stats_mut().sent += sent;
         }
-        flush_endpoint(socket, &mut endpoint, &mut outbuf);
+        driver.flush(socket, &mut endpoint);
     }
     Ok(endpoint.stats().clone())
 }

@@ -1,5 +1,5 @@
 //! The server's log on stderr: one timestamped line per session when it ends (peer,
-//! operation, file name, bytes, duration, outcome), the `--stats-every` line, as text for
+//! operation, `tftp-` before it for a TFTP session, file name, bytes, duration, outcome), the `--stats-every` line, as text for
 //! people or as JSON lines (`--log-format json`) for machines. Names and failure texts came
 //! from the network and are shown safely ([`crate::text`]).
 
@@ -66,10 +66,12 @@ impl Logger {
             sanitize_bytes(&record.name)
         };
         let failure = record.failure.as_ref().map(ToString::to_string);
+        let protocol = if record.tftp { "tftp" } else { "udpft" };
         match self.format {
             LogFormat::Text => format!(
-                "{time} {} {} {name} {} {} {}",
+                "{time} {} {}{} {name} {} {} {}",
                 record.peer,
+                if record.tftp { "tftp-" } else { "" },
                 record.op,
                 HumanBytes(record.bytes),
                 duration(record.duration),
@@ -79,7 +81,7 @@ impl Logger {
                 }
             ),
             LogFormat::Json => format!(
-                "{{\"time\":\"{time}\",\"peer\":\"{}\",\"op\":\"{}\",\"name\":{},\"bytes\":{},\"seconds\":{:.6},\"outcome\":\"{}\"{}}}",
+                "{{\"time\":\"{time}\",\"peer\":\"{}\",\"protocol\":\"{protocol}\",\"op\":\"{}\",\"name\":{},\"bytes\":{},\"seconds\":{:.6},\"outcome\":\"{}\"{}}}",
                 record.peer,
                 record.op,
                 json_string(&String::from_utf8_lossy(&record.name)),
@@ -117,6 +119,7 @@ mod tests {
             name: b"report\x1b.pdf".to_vec(),
             bytes: 13_002_342,
             duration: Duration::from_millis(910),
+            tftp: false,
             failure,
         }
     }
@@ -147,7 +150,7 @@ mod tests {
         let line = Logger::new(LogFormat::Json).session_line(&failed, at);
         assert_eq!(
             line,
-            "{\"time\":\"2026-11-18T11:06:40Z\",\"peer\":\"127.0.0.1:50122\",\"op\":\"get\",\"name\":\"report\\u001b.pdf\",\"bytes\":13002342,\"seconds\":0.910000,\"outcome\":\"failed\",\"reason\":\"disk \\\"full\\\"\"}"
+            "{\"time\":\"2026-11-18T11:06:40Z\",\"peer\":\"127.0.0.1:50122\",\"protocol\":\"udpft\",\"op\":\"get\",\"name\":\"report\\u001b.pdf\",\"bytes\":13002342,\"seconds\":0.910000,\"outcome\":\"failed\",\"reason\":\"disk \\\"full\\\"\"}"
         );
     }
 }

@@ -13,121 +13,32 @@
 //!   that session's own thread.
 //! * [`Model::Fork`] ([`fork`]): a child process per session.
 //!
-//! What they share lives here: configuration, the stop request, sending, the log.
+//! Here: the models and their configuration, binding, serving, and a server on a thread of
+//! this process (tests, benchmarks); what the loops share is in `driver` and `stop`, the
+//! log in [`log`].
 
+mod driver;
 pub mod fork;
 pub mod iterative;
 pub mod log;
+mod stop;
 pub mod table;
 pub mod threads;
+
+pub(crate) use driver::{earliest, flush_session, send, Driver, ProgressClock};
+pub use stop::Shutdown;
 
 use crate::library::Library;
 use crate::net;
 use crate::proto::admission::Policy;
-use crate::proto::endpoint::{Endpoint, LiveCounts, PROGRESS_EVERY};
 use crate::proto::stats::ServerStats;
-use crate::proto::transfer::Transfer;
-use log::{LogFormat, Logger};
+use log::LogFormat;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-/// How a running server is asked to stop. The first request (Ctrl-C, SIGTERM, or
-/// [`Shutdown::request`]) begins a graceful stop; a second one stops at once.
-#[derive(Clone, Debug, Default)]
-pub struct Shutdown {
-    /// Raised by a signal handler or [`Shutdown::request`]; a loop takes it down.
-    requested: Arc<AtomicBool>,
-    /// 0 serving, 1 stopping gracefully, 2 stopping now.
-    stage: Arc<AtomicU8>,
-}
-
-impl Shutdown {
-    /// A flag nobody has raised yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Asks the server to stop (again: to stop now); it notices within [`net::MAX_WAIT`].
-    pub fn request(&self) {
-        self.requested.store(true, Ordering::SeqCst);
-    }
-    /// Whether a stop was asked for.
-    pub fn is_requested(&self) -> bool {
-        self.requested.load(Ordering::SeqCst) || self.stage.load(Ordering::SeqCst) > 0
-    }
-    /// The flag signal handlers raise.
-    pub fn flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.requested)
-    }
-    /// Takes down a raised flag, moving the stop one stage on; `true` if this call did.
-    fn advance(&self) -> bool {
-        if !self.requested.swap(false, Ordering::SeqCst) {
-            return false;
-        }
-        let _ = self
-            .stage
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| Some((s + 1).min(2)));
-        true
-    }
-}
-
-/// One loop's view of the stop: which stage it has applied.
-#[derive(Debug, Default)]
-pub(crate) struct Stopping {
-    applied: u8,
-}
-
-impl Stopping {
-    /// Applies a stop request to `endpoint`: a graceful stop begins (uploads abandoned,
-    /// downloads given the grace period) or, on a second request, everything stops now. The
-    /// loop that took the request says so on stderr.
-    pub(crate) fn poll(&mut self, shutdown: &Shutdown, endpoint: &mut Endpoint, now: Instant) {
-        let announce = shutdown.advance();
-        let stage = shutdown.stage.load(Ordering::SeqCst);
-        if stage <= self.applied {
-            return;
-        }
-        let counts = endpoint.live_counts();
-        if stage == 1 {
-            if announce {
-                announce_stop(counts, endpoint.policy().grace);
-            }
-            endpoint.shutdown(now);
-        } else {
-            if announce {
-                let n = counts.downloads + counts.uploads;
-                eprintln!("udpft: stopping now ({n} sessions abandoned)");
-            }
-            endpoint.stop_now(now);
-        }
-        self.applied = stage;
-    }
-}
-
-fn announce_stop(counts: LiveCounts, grace: Duration) {
-    let plural = |n: usize, what: &str| match n {
-        1 => format!("1 {what}"),
-        n => format!("{n} {what}s"),
-    };
-    let mut line = String::from("udpft: stopping");
-    if counts.downloads > 0 {
-        line.push_str(&format!(
-            ": {} finishing, up to {} s",
-            plural(counts.downloads, "download"),
-            grace.as_secs_f64()
-        ));
-    }
-    if counts.uploads > 0 {
-        line.push_str(&format!("; {} abandoned", plural(counts.uploads, "upload")));
-    }
-    line.push_str("; Ctrl-C again to stop now");
-    eprintln!("{line}");
-}
+use std::time::Duration;
 
 /// The server models users can compare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -187,6 +98,9 @@ pub struct ServerConfig {
     pub stats_every: Option<Duration>,
     /// How session log lines are written.
     pub log: LogFormat,
+    /// Longest adaptive spin before a blocking receive (see [`net::Receiver::busy_poll`]);
+    /// zero: never spin.
+    pub busy_poll: Duration,
 }
 
 impl Default for ServerConfig {
@@ -197,6 +111,7 @@ impl Default for ServerConfig {
             workers: 1,
             stats_every: None,
             log: LogFormat::Text,
+            busy_poll: net::DEFAULT_BUSY_POLL,
         }
     }
 }
@@ -295,95 +210,6 @@ fn run_workers(
         total.add(&stats);
     }
     Ok(total)
-}
-
-/// Sends one datagram. A failure is the same as a loss to the protocol (the timer
-/// retransmits), so it is not an error of the loop.
-pub fn send(socket: &UdpSocket, datagram: &[u8], peer: SocketAddr) {
-    let _ = socket.send_to(datagram, peer);
-}
-
-/// Sends every reply the front door has queued.
-pub(crate) fn flush_endpoint(socket: &UdpSocket, endpoint: &mut Endpoint, buf: &mut [u8]) {
-    while let Some((peer, len)) = endpoint.poll_transmit(buf) {
-        send(socket, &buf[..len], peer);
-    }
-}
-
-/// Sends everything one session has queued to its peer; returns how many datagrams.
-pub(crate) fn flush_session(
-    socket: &UdpSocket,
-    transfer: &mut Transfer,
-    peer: SocketAddr,
-    now: Instant,
-    buf: &mut [u8],
-) -> u64 {
-    let mut sent = 0;
-    while let Some(len) = transfer.poll_transmit(now, buf) {
-        sent += 1;
-        send(socket, &buf[..len], peer);
-    }
-    sent
-}
-
-/// When a driver that runs sessions itself next reports their progress.
-#[derive(Debug)]
-pub(crate) struct ProgressClock(Instant);
-
-impl ProgressClock {
-    pub(crate) fn new(now: Instant) -> Self {
-        Self(now + PROGRESS_EVERY)
-    }
-    /// Whether a report is due at `now` (then the next one is set).
-    pub(crate) fn due(&mut self, now: Instant) -> bool {
-        let due = now >= self.0;
-        if due {
-            self.0 = now + PROGRESS_EVERY;
-        }
-        due
-    }
-    /// When the next report is due.
-    pub(crate) fn at(&self) -> Instant {
-        self.0
-    }
-}
-
-/// The earliest of some deadlines.
-pub(crate) fn earliest(deadlines: impl IntoIterator<Item = Option<Instant>>) -> Option<Instant> {
-    deadlines.into_iter().flatten().min()
-}
-
-/// The statistics line of `--stats-every`: printed at most that often, and only when a
-/// counter changed since the last one.
-#[derive(Debug)]
-pub(crate) struct StatsLine {
-    every: Option<Duration>,
-    next: Option<Instant>,
-    last: String,
-}
-
-impl StatsLine {
-    pub(crate) fn new(every: Option<Duration>, now: Instant) -> Self {
-        Self {
-            every,
-            next: every.map(|e| now + e),
-            last: String::new(),
-        }
-    }
-    pub(crate) fn tick(&mut self, now: Instant, live: usize, stats: &ServerStats, log: &Logger) {
-        let (Some(every), Some(next)) = (self.every, self.next) else {
-            return;
-        };
-        if now < next {
-            return;
-        }
-        self.next = Some(now + every);
-        let line = format!("live={live} {}", stats.summary());
-        if line != self.last {
-            log.stats(&line);
-            self.last = line;
-        }
-    }
 }
 
 /// A server running on threads of this process (tests, benchmarks). Not for the fork model,

@@ -498,6 +498,7 @@ impl ClientSession {
             corrupted: self.stats.corrupted + transfer.corrupted,
             bytes: transfer.bytes,
             srtt: transfer.srtt,
+            ..transfer
         }
     }
 }

@@ -6,15 +6,17 @@
 //! the udpft front door, not a second server. See protocol.md, "TFTP".
 //!
 //! * [`wire`]: the packet codec, and [`wire::is_tftp`], the classifier of a shared socket.
+//! * [`admit`]: a request at the front door: judged, answered once, kept as a grant.
 //! * [`options`]: what is granted (server) or accepted (client) of the options asked.
 //! * [`netascii`]: streaming LF ↔ CR LF conversion.
 //! * [`blocks`]: block numbers and their rollover past 65535.
 //! * [`codes`]: TFTP error codes and their mapping to udpft's.
 //! * [`names`]: request file names under the library's rules.
 //! * [`send`] / [`recv`]: the two halves of a transfer (fixed window, adaptive timer).
-//! * [`server`]: the server's read and write sessions, without amplification.
+//! * [`server`]: the server's read and write sessions, once the front door has proven the peer.
 //! * [`client`]: a client session against any TFTP server.
 
+pub mod admit;
 pub mod blocks;
 pub mod client;
 pub mod codes;

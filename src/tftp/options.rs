@@ -11,7 +11,7 @@ use super::codes::{TftpCode, TftpError};
 use super::wire::{push_option, Options, DEFAULT_BLKSIZE, MAX_BLKSIZE, MIN_BLKSIZE};
 
 /// The largest window a server grants unless configured otherwise.
-pub const DEFAULT_MAX_WINDOW: u16 = 32;
+pub const DEFAULT_MAX_WINDOW: u16 = crate::proto::session::DEFAULT_MAX_WINDOW;
 /// The timeout option's range, in seconds (RFC 2349).
 pub const TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 1..=255;
 
@@ -162,7 +162,9 @@ pub fn negotiate(
                 size
             }
             Known::Windowsize if asked >= 1 && policy.max_window >= 1 => {
-                let window = asked.min(u64::from(policy.max_window));
+                let window = asked
+                    .min(u64::from(policy.max_window))
+                    .min(window_by_memory(options, policy));
                 granted.windowsize = window as u16;
                 window
             }
@@ -199,6 +201,23 @@ pub fn negotiate(
         push_option(&mut granted.oack, known.name(), answer);
     }
     Ok(granted)
+}
+
+/// The most blocks in flight that keep one session's window within
+/// [`MAX_WINDOW_BYTES`](crate::proto::session::MAX_WINDOW_BYTES) at the block size this
+/// request will be granted (the same cap as the udpft protocol's window), at least 1.
+fn window_by_memory(options: Options<'_>, policy: &Policy) -> u64 {
+    let asked = options
+        .iter()
+        .find(|(name, _)| Known::parse(name) == Some(Known::Blksize))
+        .and_then(|(_, value)| number(value))
+        .filter(|&size| size >= u64::from(MIN_BLKSIZE));
+    let blksize = asked.map_or(u64::from(DEFAULT_BLKSIZE), |size| {
+        size.min(u64::from(
+            policy.max_blksize.clamp(MIN_BLKSIZE, MAX_BLKSIZE),
+        ))
+    });
+    (crate::proto::session::MAX_WINDOW_BYTES / (blksize + 4)).max(1)
 }
 
 /// The client's side: the options it asks for.

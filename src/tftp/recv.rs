@@ -16,7 +16,7 @@ use super::blocks::wire;
 use super::codes::{TftpCode, TftpError};
 use super::netascii::Decoder;
 use super::options::Granted;
-use super::send::{expired, peer_failure};
+use super::send::peer_failure;
 use super::wire::Packet;
 use crate::proto::rtt::Rtt;
 use crate::proto::session::{deadline, Config, Failure, Outcome, Sink, Stats};
@@ -109,6 +109,11 @@ impl BlockReceiver {
         if self.next == 1 && self.outcome.is_none() {
             self.ack_due = true;
         }
+    }
+
+    /// The index of the last block received in order (0: none).
+    pub fn last_block(&self) -> u64 {
+        self.next - 1
     }
 
     /// Counts a datagram the session received and ignored.
@@ -286,16 +291,6 @@ impl BlockReceiver {
         if self.outcome.is_none() {
             self.fail(TftpError::new(code, text));
         }
-    }
-
-    /// Ends the transfer without a word to the peer (a peer never proven to be there).
-    pub fn expire(&mut self, now: Instant) {
-        if self.outcome.is_none() {
-            self.retransmit_at = None;
-            self.outcome = Some(expired(now, self.progress_at));
-        }
-        self.ack_due = false;
-        self.error_pending = None;
     }
 
     /// The next deadline, if a timer runs (the linger, once complete).

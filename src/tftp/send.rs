@@ -190,7 +190,9 @@ impl BlockSender {
         self.next = self.acked + 1;
     }
 
-    /// Block 1 is due again at once (the server answering a repeated request).
+    /// The first unacknowledged block is due again at once; sent, it counts as a
+    /// retransmission, so by Karn's rule its ACK gives no round-trip sample (the server
+    /// rebuilding a block 1 the front door sent more than once).
     pub fn resend_first(&mut self) {
         if self.outcome.is_none() {
             self.next = self.acked + 1;
@@ -308,15 +310,6 @@ impl BlockSender {
         }
     }
 
-    /// Ends the transfer without a word to the peer (a peer never proven to be there).
-    pub fn expire(&mut self, now: Instant) {
-        if self.outcome.is_none() {
-            self.retransmit_at = None;
-            self.outcome = Some(expired(now, self.progress_at));
-        }
-        self.error_pending = None;
-    }
-
     /// The next deadline, if a timer runs.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -336,11 +329,6 @@ impl BlockSender {
     /// Whether nothing remains to send: the transfer can be dropped.
     pub fn is_finished(&self) -> bool {
         self.outcome.is_some() && self.error_pending.is_none()
-    }
-
-    /// Blocks acknowledged so far.
-    pub fn acked_blocks(&self) -> u64 {
-        self.acked
     }
 
     /// Counters so far.
@@ -365,14 +353,6 @@ fn read_full(source: &mut dyn Source, offset: u64, buf: &mut [u8]) -> Result<usi
         filled += n;
     }
     Ok(filled)
-}
-
-/// The outcome of a transfer whose peer never showed up after `since`: a silent timeout.
-pub(crate) fn expired(now: Instant, since: Instant) -> Outcome {
-    Outcome::Failed(Failure::Timeout {
-        tries: 1,
-        elapsed: now.saturating_duration_since(since),
-    })
 }
 
 /// The failure of a transfer the peer ended with ERROR `code` saying `text`.

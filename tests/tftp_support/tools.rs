@@ -21,7 +21,7 @@ pub fn find(name: &str, package: &str) -> Option<PathBuf> {
             std::env::var_os("CI").is_none(),
             "{name} (Debian package {package}) is missing; .ci/run installs it"
         );
-        eprintln!("SKIPPED: {name} not installed (apt-get install {package})");
+        crate::live::skip(&format!("{name} not installed (apt-get install {package})"));
     }
     found
 }

@@ -218,6 +218,7 @@ fn wait_until_answering(addr: SocketAddr, guard: &mut ChildGuard) -> io::Result<
             ..Config::default()
         },
         busy_patience: Duration::from_millis(250),
+        ..ClientOptions::default()
     };
     let deadline = Instant::now() + READY_WITHIN;
     loop {

@@ -9,14 +9,15 @@
 //! Done a clean transfer needs.
 
 use crate::children::{locate_bin, start_proxy, start_server, ProxySpec, ServerSpec};
-use crate::download::{parse_chunk, secs};
-use crate::results::{human_bytes, median, micros, Cell, OutputArgs, Table};
+use crate::download::{parse_chunk, secs, Budget};
+use crate::results::{finish, human_bytes, median, micros, Cell, OutputArgs, Table};
 use crate::transfer;
-use crate::workload::{parse_size, Scratch, TestLibrary};
+use crate::units::{parse_probability, parse_size};
+use crate::workload::{Scratch, TestLibrary};
 use clap::Args;
 use std::io;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use udpft::proto::wire::DEFAULT_CHUNK;
 
 /// Arguments of `loss`.
@@ -63,18 +64,11 @@ pub struct LossArgs {
     pub output: OutputArgs,
 }
 
-/// Parses a loss rate: `0.05` or `5%`, within 0..=1.
+/// Parses a loss rate: `0.05` or `5%`, within 0..1 (a link that loses everything moves nothing).
 pub fn parse_rate(text: &str) -> Result<f64, String> {
-    let t = text.trim();
-    let value = match t.strip_suffix('%') {
-        Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
-        None => t.parse::<f64>(),
-    }
-    .map_err(|_| format!("`{text}` is not a rate (e.g. 0.05 or 5%)"))?;
-    if (0.0..1.0).contains(&value) {
-        Ok(value)
-    } else {
-        Err(format!("`{text}` is outside 0..1"))
+    match parse_probability(text)? {
+        value if value < 1.0 => Ok(value),
+        _ => Err(format!("`{text}` is outside 0..1")),
     }
 }
 
@@ -93,8 +87,7 @@ struct Run {
 /// # Errors
 /// If a child cannot be started, a download fails, or a file cannot be written.
 pub fn run(args: &LossArgs) -> io::Result<()> {
-    let started = Instant::now();
-    let budget = secs(args.max_seconds, "--max-seconds")?;
+    let budget = Budget::new(args.max_seconds)?;
     let timeout = secs(args.timeout, "--timeout")?;
     let server_bin = locate_bin("udpft", args.server_bin.as_deref())?;
     let proxy_bin = locate_bin("lossy-proxy", args.proxy_bin.as_deref())?;
@@ -138,12 +131,8 @@ pub fn run(args: &LossArgs) -> io::Result<()> {
     'rates: for &rate in &rates {
         let mut runs: Vec<Run> = Vec::new();
         for round in 0..args.rounds {
-            let left = budget.saturating_sub(started.elapsed());
+            let left = budget.left();
             if left.is_zero() {
-                eprintln!(
-                    "udpft-bench: --max-seconds {} reached; reporting the rounds done",
-                    args.max_seconds
-                );
                 if runs.is_empty() {
                     break 'rates;
                 }
@@ -161,7 +150,14 @@ pub fn run(args: &LossArgs) -> io::Result<()> {
                 scratch.path(),
                 &format!("{rate}-{round}"),
             )?;
-            let download = transfer::download(proxy.addr, args.chunk, timeout, &library, &dest);
+            let download = transfer::download(
+                proxy.addr,
+                args.chunk,
+                udpft::net::DEFAULT_BUSY_POLL,
+                timeout,
+                &library,
+                &dest,
+            );
             let counters = proxy.stop()?;
             let download = download?;
             let run = Run {
@@ -251,12 +247,7 @@ pub fn run(args: &LossArgs) -> io::Result<()> {
          transfer's {clean_down} (counted by the proxy); dropped = datagrams the proxy \
          dropped, both ways."
     );
-    if args.verbose {
-        println!("\n### Every round\n");
-        print!("{}", every_round.to_markdown());
-    }
-    summary.write_files(args.output.csv.as_deref(), args.output.json.as_deref())?;
-    Ok(())
+    finish(&summary, &every_round, args.verbose, &args.output)
 }
 
 #[cfg(test)]

@@ -1,22 +1,27 @@
 //! `udpft-bench`: benchmarks of udpft on loopback. `ceiling` measures the raw UDP
-//! ping-pong that bounds any stop-and-wait transfer; `download` runs the real server as a
-//! child process and sets the client's goodput against that ceiling; `loss` measures goodput
+//! ping-pong that bounds any stop-and-wait transfer (blocking and spinning) and a one-way
+//! blast of the same datagrams; `download` runs the real server as a child process and sets
+//! the client's goodput against those references; `loss` measures goodput
 //! through `lossy-proxy` at several loss rates; `models` sets the server models against each
-//! other under 1…N concurrent clients; `sessions` measures the memory of N open sessions.
+//! other under 1…N concurrent clients; `sessions` measures the memory of N open sessions;
+//! `tftpd` sets udpft beside tftpd-hpa with curl as its client.
 //!
 //! # Layout
 //! * `children`: finding the binaries, starting and guarding server and proxy children.
-//! * `pingpong`: the raw UDP ping-pong.
-//! * `workload`: the scratch folder, the test file, byte-for-byte checks, size parsing.
+//! * `pingpong`: the raw UDP ping-pong (Data-sized requests, Ack-sized replies).
+//! * `blast`: the one-way UDP blast.
+//! * `workload`: the scratch folder, the test file, byte-for-byte checks.
+//! * `units`: sizes, probabilities and rates on the command line (shared with `lossy-proxy`).
 //! * `transfer`: one verified download with the library client.
 //! * `results`: tables (Markdown, CSV, JSON) and medians.
 //! * `procfs`: a child's CPU time and memory, and the load average, from `/proc`.
 //! * `svg`: a small hand-made SVG line chart.
-//! * `download`, `loss`, `models`, `sessions`: the scenarios, one module each; a new
+//! * `download`, `loss`, `models`, `sessions`, `tftpd`: the scenarios, one module each; a new
 //!   scenario is one more module and one more [`Command`] variant.
 
 #![deny(unsafe_code)]
 
+mod blast;
 mod children;
 mod download;
 mod loss;
@@ -26,14 +31,20 @@ mod procfs;
 mod results;
 mod sessions;
 mod svg;
+mod tftpd;
 mod transfer;
+// parse_byte_rate serves lossy-proxy; no scenario here sets a bottleneck yet.
+#[allow(dead_code)]
+mod units;
 mod workload;
 
+use blast::BlastSpec;
 use clap::{Args, Parser, Subcommand};
-use pingpong::PingPongSpec;
+use pingpong::{PingPongSpec, Waiting};
 use results::{micros, Cell, Table};
 use std::io;
 use std::process::ExitCode;
+use std::time::Duration;
 use udpft::proto::wire::{MAX_CHUNK, OVERHEAD};
 
 const AFTER_HELP: &str = "\
@@ -45,7 +56,8 @@ Examples:
   udpft-bench download --size 64MiB --chunks default,max --rounds 3
   udpft-bench loss --size 16MiB --rates 0,1%,5%,10%
   udpft-bench models --clients 1,4,16,64 --size 4MiB --workers 2 --out docs/bench
-  udpft-bench sessions --count 1000";
+  udpft-bench sessions --count 1000
+  udpft-bench tftpd --size 64MiB --rounds 5";
 
 /// Benchmarks of udpft on loopback.
 #[derive(Parser, Debug)]
@@ -57,11 +69,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Raw UDP ping-pong on loopback: the stop-and-wait ceiling for one chunk size.
+    /// Raw UDP references on loopback for one chunk size: the stop-and-wait ceilings and a
+    /// one-way blast.
     ///
-    /// One echo thread with its own socket answers a pinger that sends datagrams of exactly
-    /// CHUNK + 22 bytes (udpft's per-datagram overhead) and waits for each echo. Prints the
-    /// mean round trip and the ceiling CHUNK / RTT.
+    /// A pinger sends requests of CHUNK + 22 bytes (a Data datagram) to an echo thread that
+    /// answers each with --reply bytes (an Ack, 22), once with blocking receives on both
+    /// sides and once with each side spinning up to --spin µs before blocking; the ceiling
+    /// is CHUNK / mean RTT. The blast sends the same datagrams one way as fast as the
+    /// receiver drains them.
     Ceiling(CeilingArgs),
     /// Download goodput of the real server (a child process) against the ping-pong ceiling
     /// of the same datagram size, measured in alternation.
@@ -74,6 +89,11 @@ enum Command {
     /// Writes NAME.csv, NAME.json, NAME.md and two SVG charts (aggregate goodput and p99
     /// completion time against the client count) to --out.
     Models(models::ModelsArgs),
+    /// udpft beside tftpd-hpa: curl against `in.tftpd` and `udpft get` against `udpft
+    /// serve`, same file, matched block and chunk sizes, alternating rounds.
+    ///
+    /// Needs tftpd-hpa (`in.tftpd`) and curl installed, and root (`in.tftpd -s` chroots).
+    Tftpd(tftpd::TftpdArgs),
     /// Memory of a server holding N open sessions (raw sockets that validate each session
     /// and then stop acking), against the idle server.
     Sessions(sessions::SessionsArgs),
@@ -81,50 +101,86 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct CeilingArgs {
-    /// Chunk size in bytes; datagrams are CHUNK + 22 bytes.
+    /// Chunk size in bytes; requests are CHUNK + 22 bytes.
     #[arg(long, value_parser = download::parse_chunk)]
     chunk: u16,
-    /// Most timed round trips.
+    /// Most timed round trips of each ping-pong, and most datagrams of the blast.
     #[arg(long, default_value_t = 100_000)]
     count: u64,
-    /// Longest run, in seconds.
+    /// Longest run of each measurement, in seconds.
     #[arg(long, default_value_t = 3.0, value_name = "SECS")]
     seconds: f64,
-    /// Echo only this many bytes (as udpft's small acks) instead of the whole datagram.
-    #[arg(long, value_name = "BYTES")]
-    echo_bytes: Option<usize>,
+    /// Bytes of each reply (udpft's Ack is 22).
+    #[arg(long, value_name = "BYTES", default_value_t = OVERHEAD)]
+    reply: usize,
+    /// How long each side spins before blocking in the spinning ping-pong, in µs.
+    #[arg(long, value_name = "MICROS", default_value_t = pingpong::SPIN.as_micros() as u64)]
+    spin: u64,
 }
 
 fn ceiling(args: &CeilingArgs) -> io::Result<()> {
-    let datagram = usize::from(args.chunk) + OVERHEAD;
-    let result = pingpong::measure(PingPongSpec {
-        datagram,
-        echo: args.echo_bytes,
-        count: args.count,
-        max_time: download::secs(args.seconds, "--seconds")?,
-    })?;
+    let payload = usize::from(args.chunk);
+    let request = payload + OVERHEAD;
+    let max_time = download::secs(args.seconds, "--seconds")?;
     let mut table = Table::new(&[
-        "chunk B",
-        "datagram B",
-        "echo B",
-        "round trips",
+        "reference",
+        "request B",
+        "reply B",
+        "count",
         "lost",
         "mean RTT µs",
         "median RTT µs",
-        "ceiling MB/s",
+        "MB/s",
     ]);
+    for waiting in [
+        Waiting::Blocking,
+        Waiting::Spinning(Duration::from_micros(args.spin)),
+    ] {
+        let result = pingpong::measure(PingPongSpec {
+            request,
+            reply: args.reply,
+            waiting,
+            count: args.count,
+            max_time,
+        })?;
+        table.push(vec![
+            Cell::text(format!("ping-pong, {}", waiting.name())),
+            Cell::int(request as u64),
+            Cell::int(args.reply as u64),
+            Cell::int(result.round_trips),
+            Cell::int(result.lost),
+            Cell::num(micros(result.mean_rtt), 2),
+            Cell::num(micros(result.median_rtt), 2),
+            Cell::num(result.ceiling_mb_s(payload), 1),
+        ]);
+    }
+    let blast = blast::measure(BlastSpec {
+        datagram: request,
+        count: args.count,
+        max_time,
+    })?;
     table.push(vec![
-        Cell::int(u64::from(args.chunk)),
-        Cell::int(datagram as u64),
-        Cell::int(args.echo_bytes.map_or(datagram, |n| n.clamp(8, datagram)) as u64),
-        Cell::int(result.round_trips),
-        Cell::int(result.lost),
-        Cell::num(micros(result.mean_rtt), 2),
-        Cell::num(micros(result.median_rtt), 2),
-        Cell::num(result.ceiling_mb_s(usize::from(args.chunk)), 1),
+        Cell::text("one-way blast"),
+        Cell::int(request as u64),
+        Cell::missing(),
+        Cell::int(blast.received),
+        Cell::int(blast.lost()),
+        Cell::missing(),
+        Cell::missing(),
+        Cell::num(blast.mb_s(payload), 1),
     ]);
     print!("{}", table.to_markdown());
-    println!("\nceiling = chunk bytes / mean RTT (MB = 10^6 bytes); max chunk is {MAX_CHUNK}.");
+    println!(
+        "\nBlast: {} sent, {} counted, {} credit stalls (credits that did not come within \
+         100 ms).",
+        blast.sent, blast.received, blast.stalls
+    );
+    println!(
+        "\nMB/s = chunk bytes per mean RTT for the ping-pongs, chunk bytes per second at the \
+         receiver for the blast (MB = 10^6 bytes); spinning = each side spins up to {} µs \
+         before blocking; max chunk is {MAX_CHUNK}.",
+        args.spin
+    );
     Ok(())
 }
 
@@ -136,6 +192,7 @@ fn main() -> ExitCode {
         Command::Loss(args) => loss::run(args),
         Command::Models(args) => models::run(args),
         Command::Sessions(args) => sessions::run(args),
+        Command::Tftpd(args) => tftpd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -8,9 +8,10 @@
 //! model that waited for its turn counts its wait), the busy answers clients retried on,
 //! the server's CPU time and peak RSS, and failures.
 //!
-//! A raw UDP ping-pong of the same datagram size is measured before and after the cells;
-//! its mean gives the stop-and-wait ceiling chunk ÷ RTT against which each model's
-//! single-client goodput is set.
+//! A raw UDP ping-pong of the same round trip (a Data-sized request, an Ack-sized reply) is
+//! measured before and after the cells, with blocking and with spinning receives; its mean
+//! gives the stop-and-wait ceilings chunk ÷ RTT against which each model's single-client
+//! goodput is set.
 //!
 //! Bounded in time: cells stop being started after `--max-seconds`, a client gives up
 //! after `--timeout` without progress, and waits for a busy server only as long as the
@@ -20,11 +21,12 @@
 use crate::children::{locate_bin, start_proxy, start_server, ProxySpec, ServerSpec};
 use crate::download::{parse_chunk, secs};
 use crate::loss::parse_rate;
-use crate::pingpong::{self, PingPong, PingPongSpec};
+use crate::pingpong::{self, PingPong, PingPongSpec, Waiting};
 use crate::procfs::{self, CpuTime, Memory};
 use crate::results::{human_bytes, mb_per_s, median, micros, Cell, Table};
 use crate::svg::{LineChart, Series, YScale};
-use crate::workload::{parse_size, same_bytes, Scratch, TestLibrary};
+use crate::units::parse_size;
+use crate::workload::{same_bytes, Scratch, TestLibrary};
 use clap::{Args, ValueEnum};
 use std::fmt::Write as _;
 use std::io;
@@ -44,6 +46,9 @@ const SERVER_GRACE_SECS: &str = "2";
 /// How long to wait for the fork model's session children to exit before reading the
 /// server's CPU time (a child's time is added to its parent's only once it is reaped).
 const CHILDREN_EXIT_WITHIN: Duration = Duration::from_secs(8);
+
+/// The busy-poll cap of `udpft serve` and the client by default, µs.
+const DEFAULT_BUSY_POLL_MICROS: u64 = udpft::net::DEFAULT_BUSY_POLL.as_micros() as u64;
 
 /// Errors shown per cell at most (the rest are counted).
 const ERRORS_SHOWN: usize = 3;
@@ -131,6 +136,11 @@ pub struct ModelsArgs {
     /// Seed of the file bytes and of the proxy's losses.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Busy-poll caps in microseconds, comma-separated, for the server (`--busy-poll`) and
+    /// its clients alike; with more than one, every model runs once per value (shown as
+    /// `table bp0`, `table bp50`, ...).
+    #[arg(long, default_value = "50", value_delimiter = ',', value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub busy_poll: Vec<u64>,
 }
 
 /// A server set-up under test: a model, and for the table model a worker count.
@@ -139,6 +149,8 @@ struct Variant {
     label: String,
     model: Model,
     workers: u16,
+    /// The busy-poll cap of the server and its clients, µs.
+    busy_poll: u64,
 }
 
 impl Variant {
@@ -148,6 +160,7 @@ impl Variant {
             self.model.name().to_owned(),
             "--grace".to_owned(),
             SERVER_GRACE_SECS.to_owned(),
+            format!("--busy-poll={}", self.busy_poll),
         ];
         if self.workers > 1 {
             args.extend(["--workers".to_owned(), self.workers.to_string()]);
@@ -156,8 +169,34 @@ impl Variant {
     }
 }
 
-/// The variants in the order asked, with `table-wN` right after `table`.
-fn variants(models: &[Model], workers: Option<u16>) -> Vec<Variant> {
+/// The variants in the order asked, with `table-wN` right after `table`, each once per
+/// busy-poll cap (labelled with it when there are several).
+fn variants(models: &[Model], workers: Option<u16>, busy_polls: &[u64]) -> Vec<Variant> {
+    let base = model_variants(models, workers);
+    match busy_polls {
+        [] => base,
+        [only] => base
+            .into_iter()
+            .map(|v| Variant {
+                busy_poll: *only,
+                ..v
+            })
+            .collect(),
+        several => base
+            .iter()
+            .flat_map(|v| {
+                several.iter().map(move |&busy_poll| Variant {
+                    label: format!("{} bp{busy_poll}", v.label),
+                    busy_poll,
+                    ..v.clone()
+                })
+            })
+            .collect(),
+    }
+}
+
+/// The model variants in the order asked, with `table-wN` right after `table`.
+fn model_variants(models: &[Model], workers: Option<u16>) -> Vec<Variant> {
     let mut list: Vec<Variant> = Vec::new();
     for &model in models {
         if list.iter().any(|v| v.model == model && v.workers == 1) {
@@ -167,12 +206,14 @@ fn variants(models: &[Model], workers: Option<u16>) -> Vec<Variant> {
             label: model.name().to_owned(),
             model,
             workers: 1,
+            busy_poll: DEFAULT_BUSY_POLL_MICROS,
         });
         if let (Model::Table, Some(n)) = (model, workers) {
             list.push(Variant {
                 label: format!("table-w{n}"),
                 model,
                 workers: n,
+                busy_poll: DEFAULT_BUSY_POLL_MICROS,
             });
         }
     }
@@ -182,6 +223,7 @@ fn variants(models: &[Model], workers: Option<u16>) -> Vec<Variant> {
                 label: format!("table-w{n}"),
                 model: Model::Table,
                 workers: n,
+                busy_poll: DEFAULT_BUSY_POLL_MICROS,
             });
         }
     }
@@ -298,7 +340,8 @@ impl Bench<'_> {
         };
         let target = proxy.as_ref().map_or(server.addr, |p| p.addr);
 
-        let runs = self.run_clients(target, clients, &tag, patience);
+        let busy_poll = Duration::from_micros(variant.busy_poll);
+        let runs = self.run_clients(target, clients, &tag, patience, busy_poll);
 
         // The fork model's session children are added to its CPU time once reaped.
         let mut children_left = procfs::children(pid).len();
@@ -395,6 +438,7 @@ impl Bench<'_> {
         clients: u32,
         tag: &str,
         patience: Duration,
+        busy_poll: Duration,
     ) -> Vec<ClientRun> {
         let options = ClientOptions {
             config: Config {
@@ -403,6 +447,7 @@ impl Bench<'_> {
                 ..Config::default()
             },
             busy_patience: patience,
+            busy_poll,
         };
         let barrier = Barrier::new(clients as usize);
         std::thread::scope(|scope| {
@@ -574,7 +619,7 @@ pub fn run(args: &ModelsArgs) -> io::Result<()> {
     };
     std::fs::create_dir_all(&args.out)?;
     let load_before = procfs::load_text();
-    let variants = variants(&args.models, args.workers);
+    let variants = variants(&args.models, args.workers, &args.busy_poll);
     let mut clients = args.clients.clone();
     clients.sort_unstable();
     clients.dedup();
@@ -610,13 +655,10 @@ pub fn run(args: &ModelsArgs) -> io::Result<()> {
         timeout,
     };
 
-    let spec = PingPongSpec {
-        datagram: usize::from(args.chunk) + OVERHEAD,
-        echo: None,
-        count: 1_000_000,
-        max_time: ceiling_time,
-    };
-    let ceiling_before = pingpong::measure(spec)?;
+    let spec = |waiting| PingPongSpec::stop_and_wait(args.chunk, waiting, 1_000_000, ceiling_time);
+    let spinning = Waiting::Spinning(pingpong::SPIN);
+    let blocking_before = pingpong::measure(spec(Waiting::Blocking))?;
+    let spinning_before = pingpong::measure(spec(spinning))?;
 
     // Rounds outermost, then client counts, then variants: a drift in the machine's load
     // touches every model alike rather than one model's whole column.
@@ -690,14 +732,19 @@ pub fn run(args: &ModelsArgs) -> io::Result<()> {
             args.max_seconds
         ));
     }
-    let ceiling_after = pingpong::measure(spec)?;
+    let ceilings = Ceilings {
+        blocking: Ceiling::new(
+            blocking_before,
+            pingpong::measure(spec(Waiting::Blocking))?,
+            args.chunk,
+        ),
+        spinning: Ceiling::new(
+            spinning_before,
+            pingpong::measure(spec(spinning))?,
+            args.chunk,
+        ),
+    };
     let load_after = procfs::load_text();
-    let mean_rtt = (ceiling_before.mean_rtt + ceiling_after.mean_rtt) / 2;
-    let ceiling = PingPong {
-        mean_rtt,
-        ..ceiling_before
-    }
-    .ceiling_mb_s(usize::from(args.chunk));
 
     let summaries: Vec<Vec<Option<CellSummary>>> = variants
         .iter()
@@ -715,11 +762,7 @@ pub fn run(args: &ModelsArgs) -> io::Result<()> {
         args,
         &clients,
         &summaries,
-        &Ceilings {
-            before: ceiling_before,
-            after: ceiling_after,
-            ceiling,
-        },
+        &ceilings,
         &skipped,
         &format!("before {load_before}, after {load_after}"),
         started.elapsed(),
@@ -754,12 +797,30 @@ pub fn run(args: &ModelsArgs) -> io::Result<()> {
     Ok(())
 }
 
-/// The ping-pong measurements.
-struct Ceilings {
+/// One stop-and-wait ceiling: a ping-pong measured before and after the cells.
+struct Ceiling {
     before: PingPong,
     after: PingPong,
     /// chunk ÷ mean RTT of both, MB/s.
-    ceiling: f64,
+    mb_s: f64,
+}
+
+impl Ceiling {
+    fn new(before: PingPong, after: PingPong, chunk: u16) -> Self {
+        let mean_rtt = (before.mean_rtt + after.mean_rtt) / 2;
+        let mb_s = PingPong { mean_rtt, ..before }.ceiling_mb_s(usize::from(chunk));
+        Self {
+            before,
+            after,
+            mb_s,
+        }
+    }
+}
+
+/// The ping-pong ceilings with blocking and with spinning receives.
+struct Ceilings {
+    blocking: Ceiling,
+    spinning: Ceiling,
 }
 
 struct Rendered {
@@ -790,7 +851,7 @@ fn render_report(
         "model",
         "clients",
         "goodput MB/s",
-        "÷ ceiling",
+        "÷ blocking ceiling",
         "wall s",
         "p50 s",
         "p99 s",
@@ -812,7 +873,7 @@ fn render_report(
                 Cell::text(&s.variant),
                 Cell::int(u64::from(s.clients)),
                 Cell::num(s.goodput, 1),
-                Cell::num(s.goodput / ceilings.ceiling, 2),
+                Cell::num(s.goodput / ceilings.blocking.mb_s, 2),
                 Cell::num(s.wall, 3),
                 Cell::num(s.p50, 3),
                 Cell::num(s.p99, 3),
@@ -831,8 +892,10 @@ fn render_report(
     let mut single = Table::new(&[
         "model",
         "1-client goodput MB/s",
-        "ceiling MB/s",
-        "fraction of ceiling",
+        "blocking ceiling MB/s",
+        "fraction",
+        "spinning ceiling MB/s",
+        "fraction",
     ]);
     if let Some(c) = clients.iter().position(|&n| n == 1) {
         for per_variant in summaries {
@@ -840,8 +903,10 @@ fn render_report(
                 single.push(vec![
                     Cell::text(&s.variant),
                     Cell::num(s.goodput, 1),
-                    Cell::num(ceilings.ceiling, 1),
-                    Cell::num(s.goodput / ceilings.ceiling, 2),
+                    Cell::num(ceilings.blocking.mb_s, 1),
+                    Cell::num(s.goodput / ceilings.blocking.mb_s, 2),
+                    Cell::num(ceilings.spinning.mb_s, 1),
+                    Cell::num(s.goodput / ceilings.spinning.mb_s, 2),
                 ]);
             }
         }
@@ -870,8 +935,8 @@ fn render_report(
     let _ = writeln!(
         md,
         "\nMB = 10^6 bytes. goodput = all clients' verified bytes / wall time from the first \
-         client's start to the last one's finish. ÷ ceiling = that / the stop-and-wait \
-         ceiling below. p50/p99/max = clients' completion times (nearest rank), counted from \
+         client's start to the last one's finish. ÷ blocking ceiling = that / the \
+         stop-and-wait ceiling with blocking receives below. p50/p99/max = clients' completion times (nearest rank), counted from \
          the common start, so waiting for a busy server is included. busy retries = busy \
          answers the clients backed off on. server CPU = user + system time of the server \
          process and its reaped children (utime+stime+cutime+cstime), read before it was \
@@ -882,17 +947,27 @@ fn render_report(
          the server's own count (busy and other refusals). failed = transfers that errored \
          or whose copy differed (must be 0)."
     );
-    let _ = writeln!(
-        md,
-        "\nPing-pong ceiling: {}-byte datagrams echoed whole, mean RTT {:.1} µs before and \
-         {:.1} µs after the cells → ceiling = {} B / {:.1} µs = {:.1} MB/s.\n",
-        usize::from(args.chunk) + OVERHEAD,
-        micros(ceilings.before.mean_rtt),
-        micros(ceilings.after.mean_rtt),
-        args.chunk,
-        micros((ceilings.before.mean_rtt + ceilings.after.mean_rtt) / 2),
-        ceilings.ceiling
-    );
+    for (name, ceiling) in [
+        ("blocking receives", &ceilings.blocking),
+        (
+            &*format!("each side spinning up to {} µs", pingpong::SPIN.as_micros()),
+            &ceilings.spinning,
+        ),
+    ] {
+        let _ = writeln!(
+            md,
+            "\nPing-pong ceiling, {name}: {}-byte requests, {OVERHEAD}-byte replies (a Data \
+             and its Ack), mean RTT {:.1} µs before and {:.1} µs after the cells → ceiling = \
+             {} B / {:.1} µs = {:.1} MB/s.",
+            usize::from(args.chunk) + OVERHEAD,
+            micros(ceiling.before.mean_rtt),
+            micros(ceiling.after.mean_rtt),
+            args.chunk,
+            micros((ceiling.before.mean_rtt + ceiling.after.mean_rtt) / 2),
+            ceiling.mb_s
+        );
+    }
+    md.push('\n');
     if single.is_empty() {
         md.push_str("(no 1-client cell was run)\n");
     } else {
@@ -1016,16 +1091,34 @@ mod tests {
 
     #[test]
     fn workers_add_a_table_variant_right_after_table() {
-        let labels: Vec<String> = variants(&Model::ALL, Some(2))
+        let labels: Vec<String> = variants(&Model::ALL, Some(2), &[50])
             .into_iter()
             .map(|v| v.label)
             .collect();
         assert_eq!(labels, ["loop", "table", "table-w2", "threads", "fork"]);
-        let plain: Vec<String> = variants(&[Model::Loop, Model::Loop], None)
+        let plain: Vec<String> = variants(&[Model::Loop, Model::Loop], None, &[])
             .into_iter()
             .map(|v| v.label)
             .collect();
         assert_eq!(plain, ["loop"]);
+    }
+
+    #[test]
+    fn several_busy_poll_caps_run_every_model_once_per_cap() {
+        let list = variants(&[Model::Table, Model::Threads], None, &[0, 50]);
+        let labels: Vec<(&str, u64)> = list.iter().map(|v| (&*v.label, v.busy_poll)).collect();
+        assert_eq!(
+            labels,
+            [
+                ("table bp0", 0),
+                ("table bp50", 50),
+                ("threads bp0", 0),
+                ("threads bp50", 50)
+            ]
+        );
+        assert!(list[0].server_args().contains(&"--busy-poll=0".to_owned()));
+        let single = variants(&[Model::Table], None, &[20]);
+        assert_eq!((&*single[0].label, single[0].busy_poll), ("table", 20));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What the benchmarks read about a server child from Linux's `/proc`: its CPU time
 //! (`/proc/PID/stat`), its memory (`VmRSS`, `VmHWM` in `/proc/PID/status`), its live child
-//! processes (`/proc/PID/task/*/children`), and the machine's load average (`/proc/loadavg`).
+//! processes (`/proc/PID/task/*/children`), the machine's load average (`/proc/loadavg`)
+//! and this process's user id; and, from `getrusage(2)`, the CPU time of the children this
+//! process has waited for (a client that ran to its exit, gone from `/proc` by then).
 //!
 //! CPU times in `stat` are in clock ticks (`USER_HZ`); the tick rate is asked of
 //! `getconf CLK_TCK` once (the crate has no safe `sysconf` binding), falling back to 100, the
@@ -142,6 +144,24 @@ pub fn load_text() -> String {
     )
 }
 
+/// The effective user id of this process (`Uid:` in `/proc/self/status`).
+pub fn effective_uid() -> Option<u32> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find_map(|l| l.strip_prefix("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// User plus system CPU seconds of every child this process has waited for so far.
+///
+/// # Errors
+/// If `getrusage` fails.
+pub fn reaped_children_cpu() -> io::Result<f64> {
+    use nix::sys::resource::{getrusage, UsageWho};
+    let usage = getrusage(UsageWho::RUSAGE_CHILDREN)?;
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    Ok(secs(usage.user_time()) + secs(usage.system_time()))
+}
+
 /// How many CPUs this process may run on.
 pub fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
@@ -179,5 +199,7 @@ mod tests {
         assert!(cpu_time(me).is_ok());
         assert!(memory(me).unwrap().rss_kib > 0);
         assert!(load_average().is_some());
+        assert!(effective_uid().is_some());
+        assert!(reaped_children_cpu().is_ok_and(|cpu| cpu >= 0.0));
     }
 }

@@ -217,6 +217,24 @@ fn json_string(s: &str) -> String {
     out
 }
 
+/// The end of a scenario: every round's table printed if `verbose`, and the summary
+/// written as CSV and JSON where `output` asks.
+///
+/// # Errors
+/// If a file cannot be written.
+pub fn finish(
+    summary: &Table,
+    every_round: &Table,
+    verbose: bool,
+    output: &OutputArgs,
+) -> io::Result<()> {
+    if verbose {
+        println!("\n### Every round\n");
+        print!("{}", every_round.to_markdown());
+    }
+    summary.write_files(output.csv.as_deref(), output.json.as_deref())
+}
+
 /// The median of `values` (the mean of the middle two for an even count); NaN if empty.
 pub fn median(values: &[f64]) -> f64 {
     let mut sorted: Vec<f64> = values.iter().copied().filter(|v| !v.is_nan()).collect();

@@ -169,6 +169,7 @@ impl Crowd {
         let len = Message::Get {
             token,
             chunk: DEFAULT_CHUNK,
+            window: 1,
             offset: 0,
             name: &self.name,
         }

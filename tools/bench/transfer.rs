@@ -19,14 +19,15 @@ pub struct Download {
     pub goodput: f64,
 }
 
-/// Downloads the test file from `server` with chunks of `chunk` bytes into `dest`, checks it
-/// equals the library's copy, and removes it again.
+/// Downloads the test file from `server` with chunks of `chunk` bytes, busy-polling up to
+/// `busy_poll`, into `dest`, checks it equals the library's copy, and removes it again.
 ///
 /// # Errors
 /// If the transfer fails or the copy differs.
 pub fn download(
     server: SocketAddr,
     chunk: u16,
+    busy_poll: Duration,
     timeout: Duration,
     library: &TestLibrary,
     dest: &Path,
@@ -37,6 +38,7 @@ pub fn download(
             timeout,
             ..Config::default()
         },
+        busy_poll,
         ..ClientOptions::default()
     };
     let mut client = Client::new(server, options).map_err(io::Error::other)?;

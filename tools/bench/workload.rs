@@ -130,49 +130,9 @@ impl SplitMix64 {
     }
 }
 
-/// Parses a byte size: `64MiB`, `16 MiB`, `500KiB`, `10MB`, `1e6`, `4096`.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| c.is_ascii_alphabetic() && c != 'e')
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let number: f64 = number
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size (e.g. 64MiB, 10MB, 4096)"))?;
-    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "m" | "mb" => 1e6,
-        "g" | "gb" => 1e9,
-        "kib" => 1024.0,
-        "mib" => 1024.0 * 1024.0,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("unknown size unit `{other}` in `{text}`")),
-    };
-    let bytes = number * scale;
-    if (1.0..=1e13).contains(&bytes) {
-        Ok(bytes.round() as u64)
-    } else {
-        Err(format!("`{text}` is outside 1 byte ..= 10 TB"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_take_decimal_and_binary_units() {
-        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
-        assert_eq!(parse_size("16 MiB"), Ok(16 << 20));
-        assert_eq!(parse_size("10MB"), Ok(10_000_000));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("1e6"), Ok(1_000_000));
-        assert!(parse_size("0").is_err());
-        assert!(parse_size("12 parsecs").is_err());
-    }
 
     #[test]
     fn test_file_has_the_size_asked_and_compares_equal_to_a_copy() {

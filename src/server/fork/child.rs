@@ -7,8 +7,9 @@ use super::super::{flush_session, ProgressClock, ServerConfig};
 use super::report::Report;
 use crate::library::Library;
 use crate::net;
-use crate::proto::endpoint::{server_done, SHUTTING_DOWN, YIELDED};
+use crate::proto::endpoint::{SHUTTING_DOWN, YIELDED};
 use crate::proto::grant::Grant;
+use crate::proto::server_session::{server_done, End};
 use crate::proto::wire::{ErrorCode, Message, MAX_DATAGRAM};
 use crate::proto::Outcome;
 use std::net::SocketAddr;
@@ -42,8 +43,11 @@ pub(super) fn serve(
     let peer = grant.peer;
     let Ok(socket) = net::bind(local, true).and_then(|s| s.connect(peer).map(|()| s)) else {
         say(Report::Ended {
-            outcome: None,
-            bytes: 0,
+            end: End {
+                outcome: None,
+                bytes: 0,
+                final_block: None,
+            },
             sent: 0,
         });
         return EXIT_FAILED;
@@ -64,9 +68,7 @@ pub(super) fn serve(
         }
     };
     say(Report::Opened);
-    if let Ok(message) = Message::decode(first) {
-        transfer.handle_message(Instant::now(), &message);
-    }
+    transfer.handle_datagram(Instant::now(), first);
     let mut inbuf = vec![0u8; MAX_DATAGRAM];
     let mut receiver = net::Receiver::new();
     let mut progress = ProgressClock::new(Instant::now());
@@ -82,14 +84,9 @@ pub(super) fn serve(
         transfer.handle_timeout(now);
         sent += flush_session(&socket, &mut transfer, peer, now, &mut buf);
         if server_done(&transfer) {
-            let outcome = transfer.outcome().cloned();
-            let complete = matches!(outcome, Some(Outcome::Complete));
-            let bytes = transfer.stats().bytes;
-            say(Report::Ended {
-                outcome,
-                bytes,
-                sent,
-            });
+            let end = End::of(&transfer);
+            let complete = matches!(end.outcome, Some(Outcome::Complete));
+            say(Report::Ended { end, sent });
             return if complete { EXIT_COMPLETE } else { EXIT_FAILED };
         }
         if progress.due(now) {
@@ -99,13 +96,7 @@ pub(super) fn serve(
             .poll_timeout()
             .map_or(progress.at(), |at| at.min(progress.at()));
         match receiver.recv_until(&socket, &mut inbuf, Some(deadline)) {
-            Ok(Some((len, _))) => {
-                if let Ok(message) = Message::decode(&inbuf[..len]) {
-                    if message.session() == grant.session {
-                        transfer.handle_message(Instant::now(), &message);
-                    }
-                }
-            }
+            Ok(Some((len, _))) => transfer.handle_datagram(Instant::now(), &inbuf[..len]),
             Ok(None) => {}
             Err(_) => transfer.abort(ErrorCode::Io, "the session's socket failed"),
         }

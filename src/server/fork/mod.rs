@@ -17,18 +17,16 @@ mod child;
 mod report;
 
 use super::log::Logger;
-use super::{flush_endpoint, ServerConfig, Shutdown, StatsLine, Stopping};
-use crate::ids::SessionKey;
+use super::{Driver, ServerConfig, Shutdown};
 use crate::library::Library;
-use crate::net;
 use crate::proto::endpoint::{Action, Endpoint, Event, Key};
+use crate::proto::server_session::End;
 use crate::proto::stats::ServerStats;
-use crate::proto::wire::{ErrorCode, MAX_DATAGRAM};
+use crate::proto::wire::ErrorCode;
 use crate::proto::{Failure, Outcome};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use report::Report;
 use std::collections::HashMap;
 use std::io;
 use std::net::UdpSocket;
@@ -58,35 +56,18 @@ pub fn run(
     shutdown: &Shutdown,
 ) -> io::Result<ServerStats> {
     let local = socket.local_addr()?;
-    let mut endpoint = Endpoint::new(
-        config.policy.clone(),
-        Box::new(library.clone()),
-        SessionKey::boxed(),
-    );
-    let log = Logger::new(config.log);
+    let mut endpoint = Driver::endpoint(config.policy.clone(), library.clone());
+    let mut driver = Driver::new(config);
     let (reports, report_tx) = UnixDatagram::pair()?;
     reports.set_nonblocking(true)?;
     let mut children: HashMap<Pid, Child> = HashMap::new();
-    let mut inbuf = vec![0u8; MAX_DATAGRAM];
-    let mut outbuf = vec![0u8; MAX_DATAGRAM];
-    let mut receiver = net::Receiver::new();
-    let mut stopping = Stopping::default();
-    let mut stats_line = StatsLine::new(config.stats_every, Instant::now());
     let mut kill_at: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        read_reports(
-            &reports,
-            &mut children,
-            &mut endpoint,
-            &log,
-            now,
-            &mut inbuf,
-        );
+        let (log, buf) = (driver.log, &mut driver.inbuf);
+        report::apply(&reports, &mut children, &mut endpoint, &log, now, buf);
         reap(&mut children, &mut endpoint, &log, now);
-        stopping.poll(shutdown, &mut endpoint, now);
-        stats_line.tick(now, endpoint.live(), endpoint.stats(), &log);
-        endpoint.handle_timeout(now);
+        driver.tick(shutdown, &mut endpoint, now);
         while let Some(Action::Abort { key, code, .. }) = endpoint.poll_action() {
             let signal = match code {
                 ErrorCode::Busy => Signal::SIGUSR1,
@@ -104,7 +85,7 @@ pub fn run(
                 let _ = kill(*pid, Signal::SIGKILL);
             }
         }
-        flush_endpoint(socket, &mut endpoint, &mut outbuf);
+        driver.flush(socket, &mut endpoint);
         if endpoint.is_drained() && children.is_empty() {
             break;
         }
@@ -113,17 +94,17 @@ pub fn run(
                 .poll_timeout()
                 .map_or(now + REAP_EVERY, |at| at.min(now + REAP_EVERY)),
         );
-        let Some((len, peer)) = receiver.recv_until(socket, &mut inbuf, deadline)? else {
+        let Some((peer, len)) = driver.recv(socket, deadline, endpoint.live())? else {
             continue;
         };
         let now = Instant::now();
         // A datagram for a child's session that reached the parent (before the child
         // connected its socket, or after it exited) is as good as lost: the timers recover.
-        if let Event::Open(grant, _) = endpoint.handle(now, peer, &inbuf[..len]) {
+        if let Event::Open(grant, _) = endpoint.handle(now, peer, &driver.inbuf[..len]) {
             match fork_child()? {
                 Forked::Child => {
                     drop(reports);
-                    let first = inbuf[..len].to_vec();
+                    let first = driver.inbuf[..len].to_vec();
                     let code = child::serve(local, &grant, &first, library, config, &report_tx);
                     std::process::exit(code);
                 }
@@ -133,47 +114,9 @@ pub fn run(
                 }
             }
         }
-        flush_endpoint(socket, &mut endpoint, &mut outbuf);
+        driver.flush(socket, &mut endpoint);
     }
     Ok(endpoint.stats().clone())
-}
-
-/// Applies every report the children sent since the last call.
-fn read_reports(
-    reports: &UnixDatagram,
-    children: &mut HashMap<Pid, Child>,
-    endpoint: &mut Endpoint,
-    log: &Logger,
-    now: Instant,
-    buf: &mut [u8],
-) {
-    while let Ok(n) = reports.recv(buf) {
-        let Some((pid, report)) = Report::decode(&buf[..n]) else {
-            continue;
-        };
-        let Some(child) = children.get_mut(&Pid::from_raw(pid as i32)) else {
-            continue;
-        };
-        match report {
-            Report::Opened => endpoint.opened(),
-            Report::Refused => {
-                child.ended = true;
-                endpoint.open_failed(child.key, None);
-            }
-            Report::Progress(bytes) => endpoint.progress(child.key, bytes, now),
-            Report::Ended {
-                outcome,
-                bytes,
-                sent,
-            } => {
-                child.ended = true;
-                endpoint.stats_mut().sent += sent;
-                if let Some(record) = endpoint.ended(child.key, outcome.as_ref(), bytes, now) {
-                    log.session(&record);
-                }
-            }
-        }
-    }
 }
 
 /// Collects every child that has exited; one that died before reporting its end failed.
@@ -190,7 +133,12 @@ fn reap(children: &mut HashMap<Pid, Child>, endpoint: &mut Endpoint, log: &Logge
                     code: ErrorCode::Other,
                     text: "the session's process died".into(),
                 });
-                if let Some(record) = endpoint.ended(child.key, Some(&died), 0, now) {
+                let end = End {
+                    outcome: Some(died),
+                    bytes: 0,
+                    final_block: None,
+                };
+                if let Some(record) = endpoint.ended(child.key, &end, now) {
                     log.session(&record);
                 }
             }

@@ -4,13 +4,21 @@
 //! child's pid so the parent knows whose it is.
 //!
 //! ```text
-//!  kind u8 | pid u32 | bytes u64 | sent u64 | failure u8 | code u16 | tries u32 | ms u64 | text
+//!  kind u8 | pid u32 | bytes u64 | sent u64 | failure u8 | code u16 | tries u32 | ms u64
+//!  | final block + 1 u64 (0: none) | text
 //! ```
 
+use super::super::log::Logger;
+use super::Child;
+use crate::proto::endpoint::Endpoint;
+use crate::proto::server_session::End;
 use crate::proto::wire::ErrorCode;
 use crate::proto::{Failure, Outcome};
 use byteorder::{ByteOrder, NetworkEndian};
-use std::time::Duration;
+use nix::unistd::Pid;
+use std::collections::HashMap;
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
 
 /// One record from a child.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,14 +30,10 @@ pub(super) enum Report {
     /// Bytes moved so far.
     Progress(u64),
     /// The session is over.
-    Ended {
-        outcome: Option<Outcome>,
-        bytes: u64,
-        sent: u64,
-    },
+    Ended { end: End, sent: u64 },
 }
 
-const HEADER: usize = 1 + 4 + 8 + 8 + 1 + 2 + 4 + 8;
+const HEADER: usize = 1 + 4 + 8 + 8 + 1 + 2 + 4 + 8 + 8;
 
 /// The longest failure text carried.
 const MAX_TEXT: usize = 512;
@@ -38,15 +42,11 @@ impl Report {
     /// Encodes this record of child `pid`.
     pub(super) fn encode(&self, pid: u32) -> Vec<u8> {
         let mut out = vec![0u8; HEADER];
-        let (kind, bytes, sent, outcome) = match self {
-            Self::Opened => (1, 0, 0, None),
-            Self::Refused => (2, 0, 0, None),
-            Self::Progress(bytes) => (3, *bytes, 0, None),
-            Self::Ended {
-                outcome,
-                bytes,
-                sent,
-            } => (4, *bytes, *sent, Some(outcome)),
+        let (kind, bytes, sent, outcome, last) = match self {
+            Self::Opened => (1, 0, 0, None, None),
+            Self::Refused => (2, 0, 0, None, None),
+            Self::Progress(bytes) => (3, *bytes, 0, None, None),
+            Self::Ended { end, sent } => (4, end.bytes, *sent, Some(&end.outcome), end.final_block),
         };
         out[0] = kind;
         NetworkEndian::write_u32(&mut out[1..5], pid);
@@ -69,6 +69,7 @@ impl Report {
         NetworkEndian::write_u16(&mut out[22..24], code);
         NetworkEndian::write_u32(&mut out[24..28], tries);
         NetworkEndian::write_u64(&mut out[28..36], ms);
+        NetworkEndian::write_u64(&mut out[36..44], last.map_or(0, |b| b + 1));
         out.extend_from_slice(crate::proto::wire::clip_to(&text, MAX_TEXT).as_bytes());
         out
     }
@@ -99,13 +100,50 @@ impl Report {
             2 => Self::Refused,
             3 => Self::Progress(moved),
             4 => Self::Ended {
-                outcome: failure,
-                bytes: moved,
+                end: End {
+                    outcome: failure,
+                    bytes: moved,
+                    final_block: NetworkEndian::read_u64(&bytes[36..44]).checked_sub(1),
+                },
                 sent,
             },
             _ => return None,
         };
         Some((pid, report))
+    }
+}
+
+/// Applies every report the children sent since the last call.
+pub(super) fn apply(
+    reports: &UnixDatagram,
+    children: &mut HashMap<Pid, Child>,
+    endpoint: &mut Endpoint,
+    log: &Logger,
+    now: Instant,
+    buf: &mut [u8],
+) {
+    while let Ok(n) = reports.recv(buf) {
+        let Some((pid, report)) = Report::decode(&buf[..n]) else {
+            continue;
+        };
+        let Some(child) = children.get_mut(&Pid::from_raw(pid as i32)) else {
+            continue;
+        };
+        match report {
+            Report::Opened => endpoint.opened(),
+            Report::Refused => {
+                child.ended = true;
+                endpoint.open_failed(child.key, None);
+            }
+            Report::Progress(bytes) => endpoint.progress(child.key, bytes, now),
+            Report::Ended { end, sent } => {
+                child.ended = true;
+                endpoint.stats_mut().sent += sent;
+                if let Some(record) = endpoint.ended(child.key, &end, now) {
+                    log.session(&record);
+                }
+            }
+        }
     }
 }
 
@@ -120,29 +158,41 @@ mod tests {
             Report::Refused,
             Report::Progress(12345),
             Report::Ended {
-                outcome: Some(Outcome::Complete),
-                bytes: 7,
+                end: End {
+                    outcome: Some(Outcome::Complete),
+                    bytes: 7,
+                    final_block: None,
+                },
                 sent: 9,
             },
             Report::Ended {
-                outcome: None,
-                bytes: 0,
+                end: End {
+                    outcome: None,
+                    bytes: 0,
+                    final_block: None,
+                },
                 sent: 1,
             },
             Report::Ended {
-                outcome: Some(Outcome::Failed(Failure::Timeout {
-                    tries: 3,
-                    elapsed: Duration::from_millis(5000),
-                })),
-                bytes: 1,
+                end: End {
+                    outcome: Some(Outcome::Failed(Failure::Timeout {
+                        tries: 3,
+                        elapsed: Duration::from_millis(5000),
+                    })),
+                    bytes: 1,
+                    final_block: None,
+                },
                 sent: 2,
             },
             Report::Ended {
-                outcome: Some(Outcome::Failed(Failure::Peer {
-                    code: ErrorCode::Cancelled,
-                    text: "bye".into(),
-                })),
-                bytes: 1,
+                end: End {
+                    outcome: Some(Outcome::Failed(Failure::Peer {
+                        code: ErrorCode::Cancelled,
+                        text: "bye".into(),
+                    })),
+                    bytes: 1,
+                    final_block: None,
+                },
                 sent: 2,
             },
         ] {

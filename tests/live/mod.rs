@@ -1,9 +1,48 @@
-//! Shared helpers of the end-to-end tests (`tests/e2e.rs`, `tests/cli*.rs`): an in-process
-//! server over a temporary library, the real `udpft` binary run as a child process with a
-//! deadline (it is killed by its PID and the test fails if it overstays), a silent UDP
-//! socket and a closed port to talk to, and seeded pseudo-random file contents.
+//! Live servers and clients on real sockets, for the tests that run them (as opposed to the
+//! simulated network of `tests/common`): an in-process server over a temporary library, the
+//! real `udpft` binary run as a child process with a deadline (it is killed by its PID and
+//! the test fails if it overstays), a silent UDP socket and a closed port to talk to, and
+//! ([`servers`]) `udpft serve` processes of any model with raw protocol sockets.
 
 #![allow(dead_code)] // each test binary uses its own part of the helpers
+
+/// One test per server model for a suite `fn(model: &str)`: a module named for the suite
+/// holding a test per model (`end_to_end_suite::fork`), so every model runs the same code.
+#[allow(unused_macros)] // only the per-model suites use it
+macro_rules! for_models {
+    ($suite:ident) => {
+        for_models!($suite: loop_model "loop", table "table", threads "threads", fork "fork");
+    };
+    ($suite:ident: $($test:ident $model:literal),+) => {
+        mod $suite {
+            $(
+                #[test]
+                fn $test() {
+                    super::$suite($model)
+                }
+            )+
+        }
+    };
+}
+
+pub mod servers;
+
+/// Says that the calling test could not do what it is for here, and why: on stderr, and in
+/// the file `$UDPFT_SKIPPED` names (CI counts its lines as skipped tests, not passes).
+pub fn skip(reason: &str) {
+    let test = std::thread::current().name().unwrap_or("?").to_owned();
+    eprintln!("SKIPPED: {test}: {reason}");
+    if let Some(path) = std::env::var_os("UDPFT_SKIPPED") {
+        use std::io::Write;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path);
+        if let Ok(mut file) = file {
+            let _ = writeln!(file, "{test}: {reason}");
+        }
+    }
+}
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -82,21 +121,6 @@ impl Served {
             .stop()
             .expect("server loop ends cleanly")
     }
-}
-
-/// `len` bytes from a seeded generator (splitmix64): reproducible, incompressible enough.
-pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d1_049b_d11e_b133);
-        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// A command running the real `udpft` binary with `args`, with `UDPFT_SERVER` removed so the

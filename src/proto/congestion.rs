@@ -1,0 +1,377 @@
+//! The sender's congestion window: how many messages of a windowed session may be in the
+//! network at once, between 1 and the granted window (protocol.md §21).
+//!
+//! The controller is delay-based, after TCP Vegas (Brakmo and Peterson, 1995; the variant of
+//! Linux's `tcp_vegas.c`): once per round trip it compares the smallest round trip of that
+//! round with the smallest ever seen (the path's base round trip) and estimates how many of
+//! its messages wait in queues, `backlog = cwnd × (rtt − base) / rtt`. It adds one message
+//! per round trip while fewer than its *target* `α` wait, removes one while more than
+//! `β = 2α` do, and holds otherwise; in slow start it doubles each round trip until
+//! [`GAMMA`] wait. A bottleneck's queue therefore holds a few messages of each flow and does
+//! not overflow, and flows of the same path share it (each keeps the same few queued).
+//!
+//! Loss is classified after TCP Veno (Fu and Liew, 2003): a loss while the flow's backlog
+//! exceeds `β` is congestion (a queue overflowed) and halves the window, once per round
+//! trip; a loss while less waits is most likely random loss of the link, which a smaller
+//! window would not prevent, so the window stays. But a drop-tail queue shared by several
+//! flows overflows while each holds only its share, so a loss while at least `α` of ours
+//! wait also lowers the target `α` (by a quarter, down to [`MIN_TARGET`], once per round
+//! trip), and every loss-free round raises it again (by [`TARGET_STEP`], up to
+//! [`TARGET`]): flows whose queue does not fit shrink their claim on it until it fits, while
+//! on a path that only loses at random the target settles low and the window stays full.
+//! Two timeouts in a row without any delivery between them (a path that stopped delivering)
+//! restart from [`MIN_CWND`] in slow start. Window 1 (stop-and-wait) has no controller.
+
+use std::time::Duration;
+
+/// The queue target `α` a flow starts with and returns to (Vegas's default): fewer queued
+/// messages than `α`, grow by one per round trip; more than `2α`, shrink by one.
+pub(crate) const TARGET: f64 = 2.0;
+/// The smallest target: half a message queued on average still keeps a bottleneck busy.
+pub(crate) const MIN_TARGET: f64 = 0.5;
+/// What each loss-free round trip adds back to the target.
+pub(crate) const TARGET_STEP: f64 = 0.125;
+/// Slow start ends once this many messages wait in queues.
+pub(crate) const GAMMA: f64 = 1.0;
+/// The window a session starts with (at most the granted one): small, so a session that
+/// never gets going holds few buffers.
+pub(crate) const INITIAL_CWND: u32 = 4;
+/// The smallest window the controller goes down to.
+pub(crate) const MIN_CWND: u32 = 1;
+/// Round-trip samples of the current round after which slow start may end early (the
+/// delay test of HyStart: a queue is seen before the round is over).
+pub(crate) const EARLY_EXIT_SAMPLES: u32 = 8;
+
+/// One round trip's worth of measurement.
+#[derive(Clone, Copy, Debug, Default)]
+struct Round {
+    /// The round ends when a message sent at or after this transmission is delivered.
+    end_tx: u64,
+    /// The smallest round trip measured in it.
+    min_rtt: Option<Duration>,
+    /// How many round trips were measured in it.
+    samples: u32,
+}
+
+/// A windowed sender's congestion window.
+#[derive(Clone, Debug)]
+pub(crate) struct Congestion {
+    cwnd: u32,
+    ceiling: u32,
+    slow_start: bool,
+    base_rtt: Option<Duration>,
+    round: Round,
+    /// The queue estimate of the last complete round, in messages.
+    backlog: f64,
+    /// The queue target `α` (and `β = 2α`), in messages.
+    target: f64,
+    /// Whether a loss was seen in the current round.
+    lossy_round: bool,
+    /// Losses of messages sent before this transmission belong to the congestion event the
+    /// window already answered.
+    recovery_end: u64,
+    /// Retransmission timeouts since the last delivery.
+    timeouts: u32,
+}
+
+impl Congestion {
+    /// A controller within the granted `window`.
+    pub(crate) fn new(window: u16) -> Self {
+        let ceiling = u32::from(window.max(1));
+        Self {
+            cwnd: INITIAL_CWND.min(ceiling),
+            ceiling,
+            slow_start: true,
+            base_rtt: None,
+            round: Round::default(),
+            backlog: 0.0,
+            target: TARGET,
+            lossy_round: false,
+            recovery_end: 0,
+            timeouts: 0,
+        }
+    }
+
+    /// How many messages may be in the network.
+    pub(crate) fn window(&self) -> usize {
+        self.cwnd as usize
+    }
+
+    /// The queue estimate of the last round, in messages.
+    #[cfg(test)]
+    pub(crate) fn backlog(&self) -> f64 {
+        self.backlog
+    }
+
+    /// Whether the window still doubles each round trip.
+    #[cfg(test)]
+    pub(crate) fn in_slow_start(&self) -> bool {
+        self.slow_start
+    }
+
+    /// Takes a round trip of the path measured before any data was sent (the handshake) as
+    /// the base round trip: flows that start together would otherwise measure their base
+    /// behind each other's first messages, and each count the others' queue as path.
+    pub(crate) fn seed_base(&mut self, rtt: Duration) {
+        let rtt = rtt.max(Duration::from_nanos(1));
+        self.base_rtt = Some(self.base_rtt.map_or(rtt, |b| b.min(rtt)));
+    }
+
+    /// An acknowledgment delivered `delivered` messages, the latest-sent of them being
+    /// transmission `newest_tx`; `rtt` is its round trip if it was sent once. `next_tx` is the
+    /// order the next transmission will have.
+    pub(crate) fn on_ack(
+        &mut self,
+        delivered: u64,
+        rtt: Option<Duration>,
+        newest_tx: u64,
+        next_tx: u64,
+    ) {
+        if delivered == 0 {
+            return;
+        }
+        self.timeouts = 0;
+        if let Some(rtt) = rtt {
+            let rtt = rtt.max(Duration::from_nanos(1));
+            self.base_rtt = Some(self.base_rtt.map_or(rtt, |b| b.min(rtt)));
+            self.round.min_rtt = Some(self.round.min_rtt.map_or(rtt, |m| m.min(rtt)));
+            self.round.samples += 1;
+        }
+        if self.slow_start {
+            self.cwnd = self.cwnd.saturating_add(delivered as u32);
+            if self.round.samples >= EARLY_EXIT_SAMPLES {
+                // Do not wait for the round to end to see the queue that doubling builds.
+                self.end_slow_start_if_queued();
+            }
+        }
+        if newest_tx >= self.round.end_tx {
+            self.end_round();
+            self.round = Round {
+                end_tx: next_tx,
+                ..Round::default()
+            };
+        }
+        self.cwnd = self.cwnd.clamp(MIN_CWND.min(self.ceiling), self.ceiling);
+    }
+
+    /// The once-per-round-trip adjustment of Vegas.
+    fn end_round(&mut self) {
+        if !std::mem::take(&mut self.lossy_round) {
+            self.target = (self.target + TARGET_STEP).min(TARGET);
+        }
+        let (Some(base), Some(rtt)) = (self.base_rtt, self.round.min_rtt) else {
+            return;
+        };
+        let cwnd = f64::from(self.cwnd);
+        let (base, rtt) = (base.as_secs_f64(), rtt.as_secs_f64());
+        self.backlog = cwnd * (rtt - base) / rtt;
+        if self.slow_start {
+            self.end_slow_start_if_queued();
+        } else if self.backlog > 2.0 * self.target {
+            self.cwnd -= 1;
+        } else if self.backlog < self.target {
+            self.cwnd += 1;
+        }
+    }
+
+    /// Ends slow start once more than [`GAMMA`] messages wait in queues (by this round's
+    /// smallest round trip), setting the window to the rate actually delivered.
+    fn end_slow_start_if_queued(&mut self) {
+        let (Some(base), Some(rtt)) = (self.base_rtt, self.round.min_rtt) else {
+            return;
+        };
+        let cwnd = f64::from(self.cwnd);
+        let (base, rtt) = (base.as_secs_f64(), rtt.as_secs_f64());
+        let backlog = cwnd * (rtt - base) / rtt;
+        if backlog > GAMMA {
+            self.backlog = backlog;
+            self.slow_start = false;
+            let target = (cwnd * base / rtt) as u32 + 1;
+            self.cwnd = self.cwnd.min(target);
+        }
+    }
+
+    /// A message whose latest copy was transmission `lost_tx` is presumed lost.
+    pub(crate) fn on_loss(&mut self, lost_tx: u64, next_tx: u64) {
+        // Whatever the cause, a loss ends the doubling.
+        self.slow_start = false;
+        self.lossy_round = true;
+        if lost_tx < self.recovery_end || self.backlog < self.target {
+            // Part of an event already answered, or random loss: a queue that holds fewer
+            // of our messages than we aim for did not overflow because of us.
+            return;
+        }
+        self.recovery_end = next_tx;
+        if self.backlog > 2.0 * self.target {
+            // Congestion: a queue overflowed while holding many of ours.
+            self.cwnd = (self.cwnd / 2).max(MIN_CWND).min(self.ceiling);
+        }
+        // Perhaps our share of a queue too small for every flow's target: claim less.
+        self.target = (self.target * 0.75).max(MIN_TARGET);
+    }
+
+    /// The retransmission timer expired for a message whose latest copy was `lost_tx`.
+    pub(crate) fn on_timeout(&mut self, lost_tx: u64, next_tx: u64) {
+        self.timeouts += 1;
+        if self.timeouts >= 2 {
+            // Nothing got through for two timeouts: start over, carefully.
+            self.cwnd = MIN_CWND.min(self.ceiling);
+            self.slow_start = true;
+            self.backlog = 0.0;
+            self.recovery_end = next_tx;
+            return;
+        }
+        self.on_loss(lost_tx, next_tx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn us(n: u64) -> Duration {
+        Duration::from_micros(n)
+    }
+
+    /// Runs `rounds` round trips of a flow that keeps its window full, each delivering the
+    /// whole window at round trip `rtt(cwnd)`; returns the windows after each round.
+    /// Transmissions are numbered on from the controller's last round.
+    fn run(c: &mut Congestion, rounds: usize, rtt: impl Fn(u32) -> Duration) -> Vec<usize> {
+        let mut tx = c.round.end_tx.saturating_sub(1);
+        let mut out = Vec::new();
+        for _ in 0..rounds {
+            let sent = c.window() as u64;
+            let first = tx + 1;
+            tx += sent;
+            let r = rtt(c.window() as u32);
+            for t in first..=tx {
+                c.on_ack(1, Some(r), t, tx + 1);
+            }
+            out.push(c.window());
+        }
+        out
+    }
+
+    #[test]
+    fn without_queueing_the_window_grows_to_the_ceiling() {
+        let mut c = Congestion::new(64);
+        assert_eq!(c.window(), 4);
+        let windows = run(&mut c, 10, |_| us(100));
+        assert_eq!(*windows.last().unwrap(), 64);
+        assert!(c.in_slow_start());
+    }
+
+    #[test]
+    fn a_bottleneck_holds_the_window_at_its_rate_plus_a_few_queued() {
+        // 10 messages per 100 µs of base round trip fit the path; more wait in a queue, each
+        // adding 10 µs.
+        let mut c = Congestion::new(256);
+        let windows = run(&mut c, 60, |w| {
+            us(100 + 10 * u64::from(w.saturating_sub(10)))
+        });
+        let last = *windows.last().unwrap();
+        assert!((12..=15).contains(&last), "{windows:?}");
+        assert!(!c.in_slow_start());
+        assert!(
+            c.backlog() >= 1.0 && c.backlog() <= 2.0 * TARGET + 1.0,
+            "{}",
+            c.backlog()
+        );
+    }
+
+    #[test]
+    fn the_window_shrinks_when_the_queue_grows_and_regrows_when_it_drains() {
+        let mut c = Congestion::new(256);
+        run(&mut c, 40, |w| {
+            us(100 + 10 * u64::from(w.saturating_sub(30)))
+        });
+        let wide = c.window();
+        // Another flow takes half the path: the same window now queues.
+        let narrow = run(&mut c, 40, |w| {
+            us(100 + 20 * u64::from(w.saturating_sub(15)))
+        });
+        assert!(
+            *narrow.last().unwrap() < wide - 10,
+            "{wide} then {narrow:?}"
+        );
+        // It leaves again.
+        let regrown = run(&mut c, 40, |w| {
+            us(100 + 10 * u64::from(w.saturating_sub(30)))
+        });
+        assert!(
+            *regrown.last().unwrap() >= wide - 2,
+            "{wide} then {regrown:?}"
+        );
+    }
+
+    #[test]
+    fn random_loss_does_not_shrink_the_window_congestion_halves_it_once_per_event() {
+        let mut c = Congestion::new(64);
+        run(&mut c, 10, |_| us(100));
+        let full = c.window();
+        // Losses with no queue: random.
+        for lost in 1..20 {
+            c.on_loss(lost, 1000);
+        }
+        assert_eq!(c.window(), full);
+        // A queue: the first loss halves, the others of that window do not.
+        let mut c = Congestion::new(256);
+        run(&mut c, 30, |w| {
+            us(100 + 10 * u64::from(w.saturating_sub(10)))
+        });
+        c.backlog = 2.0 * TARGET + 2.0;
+        let before = c.window();
+        c.on_loss(500, 600);
+        c.on_loss(501, 600);
+        assert_eq!(c.window(), (before / 2).max(MIN_CWND as usize));
+        c.on_loss(600, 700);
+        assert_eq!(c.window(), (before / 4).max(MIN_CWND as usize));
+    }
+
+    #[test]
+    fn losses_with_our_share_queued_lower_the_target_and_calm_rounds_raise_it() {
+        let mut c = Congestion::new(256);
+        run(&mut c, 30, |w| {
+            us(100 + 10 * u64::from(w.saturating_sub(10)))
+        });
+        c.backlog = TARGET;
+        let window = c.window();
+        c.on_loss(1_000, 2_000);
+        assert_eq!(c.target, TARGET * 0.75);
+        assert_eq!(
+            c.window(),
+            window,
+            "not halved: the queue held only our target"
+        );
+        c.on_loss(1_001, 2_001);
+        assert_eq!(c.target, TARGET * 0.75, "once per round trip");
+        for round in 0..20 {
+            c.backlog = TARGET;
+            c.on_loss(2_000 + round * 10, 2_010 + round * 10);
+        }
+        assert_eq!(c.target, MIN_TARGET);
+        run(&mut c, 40, |w| {
+            us(100 + 10 * u64::from(w.saturating_sub(10)))
+        });
+        assert_eq!(c.target, TARGET);
+    }
+
+    #[test]
+    fn two_timeouts_in_a_row_start_over() {
+        let mut c = Congestion::new(64);
+        run(&mut c, 10, |_| us(100));
+        c.on_timeout(1, 100);
+        assert_eq!(c.window(), 64, "a random loss of the oldest message");
+        c.on_timeout(100, 101);
+        assert_eq!(c.window(), MIN_CWND as usize);
+        assert!(c.in_slow_start());
+    }
+
+    #[test]
+    fn a_granted_window_below_the_initial_one_is_respected() {
+        let mut c = Congestion::new(2);
+        assert_eq!(c.window(), 2);
+        run(&mut c, 5, |_| us(100));
+        assert_eq!(c.window(), 2);
+    }
+}

@@ -1,0 +1,630 @@
+//! Transcripts of each state machine on its own: the sender, the receiver and the RTT
+//! estimator, fed one datagram (or timer) at a time at explicit times, with the exact
+//! datagrams and deadline that must come out (smoltcp's `recv!` / `send!` tests). Whole
+//! transfers only show that the rules add up; these pin each rule where it lives.
+//!
+//! Unless a test says otherwise the configuration is the default (initial RTO 100 ms, floor
+//! 100 µs, ceiling 250 ms, give-up 5 s, shortest linger 20 ms) and the file is `abcdefghij`
+//! in chunks of 4 bytes: Data 1 `abcd`, Data 2 `efgh`, Data 3 `ij`, Done 4.
+
+mod common;
+
+use common::transcript::{
+    accept, accept_windowed, ack, data, done, plan, sack, Script, SESSION, TOKEN,
+};
+use std::time::Duration;
+use udpft::proto::rtt::Rtt;
+use udpft::proto::{Config, ErrorCode, Failure, Message, Opening, Outcome};
+
+const FILE: &[u8] = b"abcdefghij";
+const CHUNK: u16 = 4;
+
+fn config() -> Config {
+    Config::default()
+}
+
+/// The server's sender of a download of `FILE`, stop-and-wait.
+fn download_sender() -> Script {
+    Script::sender(
+        &config(),
+        plan(
+            FILE.len() as u64,
+            CHUNK,
+            1,
+            Opening::Accept { token: TOKEN },
+        ),
+        FILE.to_vec(),
+    )
+}
+
+/// The client's receiver of a download of `FILE`, stop-and-wait.
+fn download_receiver() -> Script {
+    Script::receiver(
+        &config(),
+        plan(FILE.len() as u64, CHUNK, 1, Opening::AckAccept),
+    )
+}
+
+fn error(code: ErrorCode, text: &str) -> Message<'_> {
+    Message::Error {
+        session: SESSION,
+        code,
+        text: text.as_bytes(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The sender
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn sender_opens_with_the_accept_and_arms_the_initial_rto() {
+    let mut s = download_sender();
+    s.expect(0, &[accept(CHUNK, 10)]);
+    s.expect_deadline(Some(100_000));
+    s.expect_nothing(10);
+}
+
+#[test]
+fn sender_moves_one_message_per_ack_and_ignores_every_other_ack() {
+    let mut s = download_sender();
+    s.expect(0, &[accept(CHUNK, 10)]);
+    // Ack 0 after 500 µs: the first sample (SRTT 500, RTTVAR 250, RTO 1.5 ms).
+    s.recv(500, ack(0));
+    s.expect(500, &[data(1, b"abcd")]);
+    s.expect_deadline(Some(2_000));
+    // A duplicate of Ack 0, and an Ack of a message not yet sent: nothing, no timer change.
+    s.recv(600, ack(0));
+    s.recv(700, ack(3));
+    s.expect_nothing(700);
+    s.expect_deadline(Some(2_000));
+    // Ack 1 after 500 µs (RTTVAR 187.5, RTO 1.25 ms).
+    s.recv(1_000, ack(1));
+    s.expect(1_000, &[data(2, b"efgh")]);
+    s.expect_deadline(Some(2_250));
+    s.recv(1_500, ack(2));
+    s.expect(1_500, &[data(3, b"ij")]);
+    s.recv(2_000, ack(3));
+    s.expect(2_000, &[done(4, FILE)]);
+    s.recv(2_500, ack(4));
+    s.expect_nothing(2_500);
+    assert_eq!(s.outcome(), Some(Outcome::Complete));
+    s.expect_deadline(None);
+    let stats = s.stats();
+    assert_eq!(
+        (stats.sent, stats.retransmitted, stats.duplicates),
+        (5, 0, 2)
+    );
+    assert_eq!(stats.bytes, 10);
+}
+
+#[test]
+fn sender_retransmits_only_on_its_timer_with_backoff_and_karn() {
+    let mut s = download_sender();
+    s.expect(0, &[accept(CHUNK, 10)]);
+    s.recv(500, ack(0));
+    s.expect(500, &[data(1, b"abcd")]);
+    // Nothing until the timer (RTO 1.5 ms); then the same bytes, and the RTO doubles.
+    s.expect_nothing(1_999);
+    s.fire(1_999);
+    s.expect_nothing(1_999);
+    s.fire(2_000);
+    s.expect(2_000, &[data(1, b"abcd")]);
+    s.expect_deadline(Some(5_000));
+    // The Ack of a message sent twice gives no sample (Karn): the backed-off RTO stays.
+    s.recv(2_300, ack(1));
+    s.expect(2_300, &[data(2, b"efgh")]);
+    s.expect_deadline(Some(5_300));
+    assert_eq!(s.stats().retransmitted, 1);
+    assert_eq!(s.stats().srtt, Some(Duration::from_micros(500)));
+}
+
+#[test]
+fn sender_backs_off_to_the_ceiling_and_gives_up_after_the_timeout_telling_the_peer() {
+    let mut s = download_sender();
+    s.expect(0, &[accept(CHUNK, 10)]);
+    // 100 ms, then 200 ms, then 250 ms (the ceiling) between tries.
+    let mut at = 0;
+    let mut tries = 1;
+    for gap in [100_000, 200_000]
+        .into_iter()
+        .chain(std::iter::repeat(250_000))
+    {
+        at += gap;
+        s.fire(at);
+        if at >= 5_000_000 {
+            break;
+        }
+        s.expect(at, &[accept(CHUNK, 10)]);
+        tries += 1;
+    }
+    assert_eq!(at, 5_050_000, "the first deadline at or after 5 s");
+    s.expect(at, &[error(ErrorCode::Timeout, "timed out")]);
+    assert_eq!(
+        s.outcome(),
+        Some(Outcome::Failed(Failure::Timeout {
+            tries,
+            elapsed: Duration::from_micros(at)
+        }))
+    );
+    s.expect_deadline(None);
+}
+
+#[test]
+fn sender_of_an_upload_starts_with_data_1() {
+    let mut s = Script::sender(
+        &config(),
+        plan(FILE.len() as u64, CHUNK, 1, Opening::Data),
+        FILE.to_vec(),
+    );
+    s.expect(0, &[data(1, b"abcd")]);
+    s.expect_deadline(Some(100_000));
+    // A repeated Accept (the server did not hear Data 1 yet) changes nothing.
+    s.recv(50, accept(CHUNK, 10));
+    s.expect_nothing(50);
+}
+
+#[test]
+fn sender_stops_at_an_error_from_the_peer() {
+    let mut s = download_sender();
+    s.expect(0, &[accept(CHUNK, 10)]);
+    s.recv(500, ack(0));
+    s.expect(500, &[data(1, b"abcd")]);
+    s.recv(600, error(ErrorCode::Io, "disk full"));
+    s.expect_nothing(600);
+    s.expect_deadline(None);
+    assert_eq!(
+        s.outcome(),
+        Some(Outcome::Failed(Failure::from_peer(
+            ErrorCode::Io,
+            b"disk full"
+        )))
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The receiver
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn receiver_greets_with_ack_0_and_repeats_it_until_data_1() {
+    let mut r = download_receiver();
+    r.expect(0, &[ack(0)]);
+    r.expect_deadline(Some(100_000));
+    r.fire(100_000);
+    r.expect(100_000, &[ack(0)]);
+    r.expect_deadline(Some(300_000));
+    // A repeated Accept is answered at once.
+    r.recv(150_000, accept(CHUNK, 10));
+    r.expect(150_000, &[ack(0)]);
+    r.recv(200_000, data(1, b"abcd"));
+    r.expect(200_000, &[ack(1)]);
+    // No greeting any more: only the give-up deadline, 5 s after the last datagram.
+    r.expect_deadline(Some(5_200_000));
+    assert_eq!(r.written().0, b"abcd");
+}
+
+#[test]
+fn receiver_writes_each_chunk_once_and_acks_every_copy() {
+    let mut r = download_receiver();
+    r.expect(0, &[ack(0)]);
+    r.recv(500, data(1, b"abcd"));
+    r.expect(500, &[ack(1)]);
+    r.recv(600, data(1, b"abcd"));
+    r.expect(600, &[ack(1)]);
+    r.recv(1_000, data(2, b"efgh"));
+    r.expect(1_000, &[ack(2)]);
+    // An old duplicate is acknowledged by its own number (version 1).
+    r.recv(1_100, data(1, b"abcd"));
+    r.expect(1_100, &[ack(1)]);
+    assert_eq!(r.written().0, b"abcdefgh");
+    assert_eq!(*r.sink.writes.lock().unwrap(), vec![4, 4]);
+    assert_eq!(r.stats().duplicates, 2);
+}
+
+#[test]
+fn receiver_drops_data_from_the_future_and_beyond_the_file() {
+    let mut r = download_receiver();
+    r.expect(0, &[ack(0)]);
+    r.recv(500, data(2, b"efgh"));
+    r.recv(600, data(9, b"zz"));
+    r.expect_nothing(600);
+    assert_eq!(r.written().0, b"");
+}
+
+#[test]
+fn receiver_fails_a_chunk_of_the_wrong_length() {
+    let mut r = download_receiver();
+    r.expect(0, &[ack(0)]);
+    r.recv(500, data(1, b"abc"));
+    r.expect(
+        500,
+        &[error(
+            ErrorCode::BadRequest,
+            "chunk 1 has 3 bytes, expected 4",
+        )],
+    );
+    assert!(matches!(
+        r.outcome(),
+        Some(Outcome::Failed(Failure::Local {
+            code: ErrorCode::BadRequest,
+            ..
+        }))
+    ));
+    r.expect_deadline(None);
+}
+
+#[test]
+fn receiver_verifies_done_commits_and_lingers_acking_repeats() {
+    let mut r = download_receiver();
+    r.expect(0, &[ack(0)]);
+    // A Done before the data is dropped.
+    r.recv(100, done(4, FILE));
+    r.expect_nothing(100);
+    for (at, seq, bytes) in [
+        (500, 1, &b"abcd"[..]),
+        (1_000, 2, b"efgh"),
+        (1_500, 3, b"ij"),
+    ] {
+        r.recv(at, data(seq, bytes));
+        r.expect(at, &[ack(seq)]);
+    }
+    r.recv(2_000, done(4, FILE));
+    r.expect(2_000, &[ack(4)]);
+    assert_eq!(r.written(), (FILE.to_vec(), true));
+    assert_eq!(r.outcome(), Some(Outcome::Complete));
+    // Samples of 500 µs: RTO well under the 20 ms floor of the linger.
+    r.expect_deadline(Some(22_000));
+    r.recv(3_000, done(4, FILE));
+    r.expect(3_000, &[ack(4)]);
+    r.fire(22_000);
+    r.expect_deadline(None);
+    assert!(r.half.is_finished());
+}
+
+#[test]
+fn receiver_refuses_a_wrong_whole_file_checksum_and_commits_nothing() {
+    let mut r = download_receiver();
+    r.expect(0, &[ack(0)]);
+    for (at, seq, bytes) in [
+        (500, 1, &b"abcd"[..]),
+        (1_000, 2, b"efgh"),
+        (1_500, 3, b"ij"),
+    ] {
+        r.recv(at, data(seq, bytes));
+        r.expect(at, &[ack(seq)]);
+    }
+    r.recv(2_000, done(4, b"abcdefghiJ"));
+    r.expect(
+        2_000,
+        &[error(
+            ErrorCode::ChecksumMismatch,
+            "whole-file checksum mismatch: transfer discarded",
+        )],
+    );
+    assert!(!r.written().1, "nothing committed");
+}
+
+#[test]
+fn receiver_of_an_upload_repeats_its_accept_until_data_1() {
+    let mut r = Script::receiver(
+        &config(),
+        plan(
+            FILE.len() as u64,
+            CHUNK,
+            1,
+            Opening::Accept { token: TOKEN },
+        ),
+    );
+    r.expect(0, &[accept(CHUNK, 10)]);
+    r.expect_deadline(Some(100_000));
+    r.fire(100_000);
+    r.expect(100_000, &[accept(CHUNK, 10)]);
+    r.recv(100_500, data(1, b"abcd"));
+    r.expect(100_500, &[ack(1)]);
+    r.expect_deadline(Some(5_100_500));
+}
+
+// ---------------------------------------------------------------------------------------
+// The RTT estimator (RFC 6298)
+// ---------------------------------------------------------------------------------------
+
+fn us(n: u64) -> Duration {
+    Duration::from_micros(n)
+}
+
+#[test]
+fn rtt_starts_at_the_initial_rto_clamped() {
+    let rtt = Rtt::new(&config());
+    assert_eq!(rtt.rto(), Duration::from_millis(100));
+    assert_eq!(rtt.srtt(), None);
+    let tight = Config {
+        rto_initial: Duration::from_secs(9),
+        ..config()
+    };
+    assert_eq!(Rtt::new(&tight).rto(), Duration::from_millis(250));
+}
+
+#[test]
+fn rtt_first_and_later_samples_follow_rfc_6298() {
+    let mut rtt = Rtt::new(&config());
+    // First: SRTT = R, RTTVAR = R/2, RTO = SRTT + 4·RTTVAR.
+    rtt.sample(us(1_000));
+    assert_eq!(rtt.srtt(), Some(us(1_000)));
+    assert_eq!(rtt.rto(), us(3_000));
+    // Later: RTTVAR = 3/4·500 + 1/4·|1000 − 2000| = 625; SRTT = 7/8·1000 + 1/8·2000 = 1125.
+    rtt.sample(us(2_000));
+    assert_eq!(rtt.srtt(), Some(us(1_125)));
+    assert_eq!(rtt.rto(), us(1_125 + 4 * 625));
+    assert_eq!(rtt.min_rtt(), Some(us(1_000)));
+}
+
+#[test]
+fn rtt_backoff_doubles_to_the_ceiling_and_a_sample_undoes_it() {
+    let mut rtt = Rtt::new(&config());
+    rtt.sample(us(1_000));
+    rtt.back_off();
+    assert_eq!(rtt.rto(), us(6_000));
+    for _ in 0..20 {
+        rtt.back_off();
+    }
+    assert_eq!(rtt.rto(), Duration::from_millis(250));
+    rtt.sample(us(1_000));
+    assert!(rtt.rto() < us(3_000), "{:?}", rtt.rto());
+}
+
+#[test]
+fn rtt_never_falls_below_the_floor() {
+    let mut rtt = Rtt::new(&config());
+    for _ in 0..50 {
+        rtt.sample(us(10));
+    }
+    assert_eq!(rtt.rto(), config().rto_min);
+}
+
+// ---------------------------------------------------------------------------------------
+// protocol.md gaps an independent implementation found (issue 9 §6), one test each
+// ---------------------------------------------------------------------------------------
+
+/// The client's receiver of an empty download.
+fn empty_download_receiver() -> Script {
+    Script::receiver(&config(), plan(0, CHUNK, 1, Opening::AckAccept))
+}
+
+#[test]
+fn linger_without_a_round_trip_is_eight_initial_rtos_whatever_the_greeting_backoff() {
+    // §8.3.1: no sample (the only Ack was repeated, so Karn gives none), and the greeting's
+    // backoff (to 200 ms) does not carry into the linger: 8 × 100 ms.
+    let mut r = empty_download_receiver();
+    r.expect(0, &[ack(0)]);
+    r.fire(100_000);
+    r.expect(100_000, &[ack(0)]);
+    r.recv(100_500, done(1, b""));
+    r.expect(100_500, &[ack(1)]);
+    assert_eq!(r.outcome(), Some(Outcome::Complete));
+    r.expect_deadline(Some(100_500 + 800_000));
+}
+
+#[test]
+fn an_empty_download_measures_its_round_trip_on_the_done() {
+    // §9.1: the Done answers Ack 0 (sent once): a sample of 500 µs, RTO 1.5 ms, so the
+    // linger is its floor of 20 ms.
+    let mut r = empty_download_receiver();
+    r.expect(0, &[ack(0)]);
+    r.recv(500, done(1, b""));
+    r.expect(500, &[ack(1)]);
+    assert_eq!(r.stats().srtt, Some(Duration::from_micros(500)));
+    r.expect_deadline(Some(500 + 20_000));
+}
+
+#[test]
+fn duplicates_do_not_keep_a_stalled_upload_alive() {
+    // §9.3: the receiver's give-up clock counts from the last *new* datagram. Data 1 keeps
+    // coming (its Acks are lost) but brings nothing new: the server gives up 5 s after the
+    // first copy, not after the last.
+    let mut r = Script::receiver(
+        &config(),
+        plan(
+            FILE.len() as u64,
+            CHUNK,
+            1,
+            Opening::Accept { token: TOKEN },
+        ),
+    );
+    r.expect(0, &[accept(CHUNK, 10)]);
+    r.recv(500, data(1, b"abcd"));
+    r.expect(500, &[ack(1)]);
+    for at in (100_500..5_000_500).step_by(100_000) {
+        r.recv(at, data(1, b"abcd"));
+        r.expect(at, &[ack(1)]);
+        r.expect_deadline(Some(5_000_500));
+    }
+    r.fire(5_000_500);
+    r.expect(5_000_500, &[error(ErrorCode::Timeout, "timed out")]);
+    assert!(matches!(
+        r.outcome(),
+        Some(Outcome::Failed(Failure::Timeout { elapsed, .. })) if elapsed == Duration::from_secs(5)
+    ));
+    assert!(!r.written().1, "nothing committed");
+}
+
+#[test]
+fn a_lingering_receiver_acks_data_it_holds_and_drops_data_beyond_the_file() {
+    // §8.3: "Data from the future MUST be dropped" holds while lingering too.
+    let mut r = download_receiver();
+    r.expect(0, &[ack(0)]);
+    for (at, seq, bytes) in [
+        (500, 1, &b"abcd"[..]),
+        (1_000, 2, b"efgh"),
+        (1_500, 3, b"ij"),
+    ] {
+        r.recv(at, data(seq, bytes));
+        r.expect(at, &[ack(seq)]);
+    }
+    r.recv(2_000, done(4, FILE));
+    r.expect(2_000, &[ack(4)]);
+    r.recv(2_100, data(9, b"zz"));
+    r.recv(2_200, data(4, b"zz"));
+    r.expect_nothing(2_200);
+    r.recv(2_300, data(2, b"efgh"));
+    r.expect(2_300, &[ack(2)]);
+    assert_eq!(r.written(), (FILE.to_vec(), true));
+}
+
+// ---------------------------------------------------------------------------------------
+// Windows (protocol.md §20): the same file, window 4 (all four messages fit)
+// ---------------------------------------------------------------------------------------
+
+/// The server's sender of a download of `FILE` with window 4, past its Accept and Ack 0
+/// (a round trip of 500 µs: RTO 1.5 ms, reordering window 125 µs).
+fn windowed_sender() -> Script {
+    let mut s = Script::sender(
+        &config(),
+        plan(
+            FILE.len() as u64,
+            CHUNK,
+            4,
+            Opening::Accept { token: TOKEN },
+        ),
+        FILE.to_vec(),
+    );
+    s.expect(0, &[accept_windowed(CHUNK, 4, 10)]);
+    s.recv(500, sack(0, &[]));
+    s.expect(
+        500,
+        &[
+            data(1, b"abcd"),
+            data(2, b"efgh"),
+            data(3, b"ij"),
+            done(4, FILE),
+        ],
+    );
+    s.expect_deadline(Some(2_000));
+    s
+}
+
+#[test]
+fn windowed_sender_fills_its_window_at_once() {
+    let mut s = windowed_sender();
+    s.recv(1_000, sack(4, &[]));
+    s.expect_nothing(1_000);
+    assert_eq!(s.outcome(), Some(Outcome::Complete));
+    assert_eq!(s.stats().retransmitted, 0);
+}
+
+#[test]
+fn a_hole_is_filled_by_one_retransmission() {
+    let mut s = windowed_sender();
+    // 1, 3 and 4 arrived; 2 is missing. Sent together with 4 (which arrived after 500 µs),
+    // 2 is presumed lost once the reordering window (125 µs) has passed as well.
+    s.recv(1_000, sack(1, &[0b1100_0000]));
+    s.expect_nothing(1_000);
+    s.expect_deadline(Some(1_125));
+    s.fire(1_125);
+    s.expect(1_125, &[data(2, b"efgh")]);
+    // The same news again (a duplicated or late Sack) causes nothing.
+    s.recv(1_200, sack(1, &[0b1100_0000]));
+    s.recv(1_300, sack(1, &[0b1100_0000]));
+    s.expect_nothing(1_300);
+    s.recv(1_700, sack(4, &[]));
+    s.expect_nothing(1_700);
+    assert_eq!(s.outcome(), Some(Outcome::Complete));
+    let stats = s.stats();
+    assert_eq!((stats.retransmitted, stats.spurious), (1, 0));
+}
+
+#[test]
+fn reordering_within_the_window_triggers_no_retransmission() {
+    let mut s = windowed_sender();
+    // 3 overtook 2 (and 4): within the reordering window, 2 arrives after all.
+    s.recv(1_000, sack(1, &[0b1000_0000]));
+    s.expect_nothing(1_000);
+    s.recv(1_050, sack(4, &[]));
+    s.expect_nothing(1_050);
+    s.fire(1_125);
+    s.expect_nothing(1_125);
+    assert_eq!(s.outcome(), Some(Outcome::Complete));
+    assert_eq!(s.stats().retransmitted, 0);
+}
+
+#[test]
+fn a_retransmission_found_spurious_widens_the_reordering_window() {
+    let mut s = windowed_sender();
+    s.recv(1_000, sack(1, &[0b1100_0000]));
+    s.fire(1_125);
+    s.expect(1_125, &[data(2, b"efgh")]);
+    // The original 2 was only late: its Ack comes 100 µs after the retransmission, sooner
+    // than any round trip (500 µs).
+    s.recv(1_225, sack(4, &[]));
+    assert_eq!(s.stats().spurious, 1);
+}
+
+#[test]
+fn the_timer_resends_only_the_oldest_missing_message() {
+    let mut s = windowed_sender();
+    // Nothing comes back: at the RTO only Data 1 goes again, not the window.
+    s.fire(2_000);
+    s.expect(2_000, &[data(1, b"abcd")]);
+    s.expect_deadline(Some(5_000));
+}
+
+/// The client's receiver of a download of `FILE` with window 4.
+fn windowed_receiver() -> Script {
+    let mut r = Script::receiver(
+        &config(),
+        plan(FILE.len() as u64, CHUNK, 4, Opening::AckAccept),
+    );
+    r.expect(0, &[sack(0, &[])]);
+    r
+}
+
+#[test]
+fn windowed_receiver_holds_chunks_above_a_hole_and_writes_each_once_in_order() {
+    let mut r = windowed_receiver();
+    r.recv(500, data(1, b"abcd"));
+    r.expect(500, &[sack(1, &[])]);
+    r.recv(510, data(3, b"ij"));
+    r.expect(510, &[sack(1, &[0b1000_0000])]);
+    // The Done ahead of the hole is held too.
+    r.recv(520, done(4, FILE));
+    r.expect(520, &[sack(1, &[0b1100_0000])]);
+    r.recv(530, data(3, b"ij"));
+    r.expect(530, &[sack(1, &[0b1100_0000])]);
+    assert_eq!(r.written(), (b"abcd".to_vec(), false));
+    // The hole fills: 2 and the held 3 are written, the held Done verified, all committed.
+    r.recv(600, data(2, b"efgh"));
+    r.expect(600, &[sack(4, &[])]);
+    assert_eq!(r.written(), (FILE.to_vec(), true));
+    assert_eq!(*r.sink.writes.lock().unwrap(), vec![4, 4, 2]);
+    assert_eq!(r.outcome(), Some(Outcome::Complete));
+}
+
+#[test]
+fn a_lost_final_ack_with_chunks_in_flight_is_answered_while_lingering() {
+    let mut r = windowed_receiver();
+    for (at, seq, bytes) in [(500, 1, &b"abcd"[..]), (510, 2, b"efgh"), (520, 3, b"ij")] {
+        r.recv(at, data(seq, bytes));
+        r.expect(at, &[sack(seq, &[])]);
+    }
+    r.recv(530, done(4, FILE));
+    r.expect(530, &[sack(4, &[])]);
+    // That Sack was lost: the sender's timer resends 2 (still in its flight) and the Done;
+    // the lingering receiver answers both with the whole story, and writes nothing.
+    r.recv(2_000, data(2, b"efgh"));
+    r.expect(2_000, &[sack(4, &[])]);
+    r.recv(2_010, done(4, FILE));
+    r.expect(2_010, &[sack(4, &[])]);
+    assert_eq!(*r.sink.writes.lock().unwrap(), vec![4, 4, 2]);
+}
+
+#[test]
+fn windowed_receiver_drops_data_beyond_its_window() {
+    let bytes = [7u8; 40];
+    let mut r = Script::receiver(&config(), plan(40, CHUNK, 4, Opening::AckAccept));
+    r.expect(0, &[sack(0, &[])]);
+    // Expecting 1, window 4: 2..=4 may be held, 5 and beyond could not have been sent.
+    r.recv(500, data(4, &bytes[12..16]));
+    r.expect(500, &[sack(0, &[0b0010_0000])]);
+    r.recv(510, data(5, &bytes[16..20]));
+    r.expect_nothing(510);
+}
