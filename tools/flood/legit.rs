@@ -55,6 +55,7 @@ impl Legit {
             options: ClientOptions {
                 config: Config::default(),
                 busy_patience: BUSY_PATIENCE,
+                ..ClientOptions::default()
             },
         }
     }

@@ -18,7 +18,7 @@
 //! * `sink`: the control's trivial echo (what a flood costs the machine, not the server).
 //! * `measure`: attacks × models, alternating unloaded and loaded phases, the report.
 //! * shared with `udpft-bench` (`tools/bench/`): `children` (starting and stopping servers),
-//!   `procfs`, `results` (tables), `workload` (test files, sizes).
+//!   `procfs`, `results` (tables), `units` (sizes), `workload` (test files).
 
 #![deny(unsafe_code)]
 
@@ -42,6 +42,9 @@ mod procfs;
 #[allow(dead_code)]
 #[path = "../bench/results.rs"]
 mod results;
+#[allow(dead_code)]
+#[path = "../bench/units.rs"]
+mod units;
 #[allow(dead_code)]
 #[path = "../bench/workload.rs"]
 mod workload;
@@ -117,7 +120,7 @@ fn parse_large(text: &str) -> Result<(String, u64), String> {
     let (name, size) = text
         .rsplit_once(':')
         .ok_or_else(|| format!("{text:?} is not NAME:SIZE"))?;
-    let size = workload::parse_size(size)?;
+    let size = units::parse_size(size)?;
     Ok((name.to_owned(), size))
 }
 

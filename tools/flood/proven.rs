@@ -390,6 +390,7 @@ impl Script for ListChurn {
             let len = Message::Put {
                 token: self.token,
                 chunk: DEFAULT_CHUNK,
+                window: 1,
                 size: 1 << 20,
                 overwrite: false,
                 name: name.as_bytes(),
@@ -477,6 +478,7 @@ mod tests {
             session: 77,
             token,
             chunk: 1430,
+            window: 1,
             size: 1000,
             offset: 1000,
         }
@@ -526,6 +528,7 @@ mod tests {
             session: 9,
             token,
             chunk: 1430,
+            window: 1,
             size: 5000,
             offset: 0,
         }

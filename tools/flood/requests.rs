@@ -84,6 +84,7 @@ impl Requests {
             Kind::List => Message::List {
                 token,
                 chunk: shape.chunk,
+                window: 1,
             }
             .encode(buf),
             Kind::Put => {
@@ -93,6 +94,7 @@ impl Requests {
                 Message::Put {
                     token,
                     chunk: shape.chunk,
+                    window: 1,
                     size: PUT_SIZE,
                     overwrite: false,
                     name: &self.name,
@@ -102,6 +104,7 @@ impl Requests {
             _ => Message::Get {
                 token,
                 chunk: shape.chunk,
+                window: 1,
                 offset: shape.offset,
                 name: &shape.name,
             }
@@ -180,6 +183,7 @@ pub fn get(token: u32, name: &[u8], offset: u64, chunk: Option<u16>, buf: &mut [
     Message::Get {
         token,
         chunk: chunk.unwrap_or(DEFAULT_CHUNK),
+        window: 1,
         offset,
         name,
     }
