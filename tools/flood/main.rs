@@ -17,6 +17,7 @@
 //!   and counters.
 //! * `sink`: the control's trivial echo (what a flood costs the machine, not the server).
 //! * `measure`: attacks × models, alternating unloaded and loaded phases, the report.
+//! * `merge`: a report written by several runs, a few attacks each.
 //! * shared with `udpft-bench` (`tools/bench/`): `children` (starting and stopping servers),
 //!   `procfs`, `results` (tables), `units` (sizes), `workload` (test files).
 
@@ -27,6 +28,7 @@ mod blast;
 mod bounds;
 mod legit;
 mod measure;
+mod merge;
 mod observe;
 mod proven;
 mod requests;

@@ -17,6 +17,7 @@ use crate::blast::{self, Tally};
 use crate::bounds::{Budget, MAX_COUNT};
 use crate::children::{locate_bin, start_server, ServerChild, ServerSpec};
 use crate::legit::{Legit, Op, Timing};
+use crate::merge;
 use crate::observe::{udp_receive_drops, Counters, LogTail, Probe, Sample, StatsSeen, Watch};
 use crate::results::{median, Cell, Table};
 use crate::sink::EchoSink;
@@ -113,6 +114,10 @@ pub struct MeasureArgs {
     /// Extra `udpft serve` arguments.
     #[arg(long = "server-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub server_args: Vec<String>,
+    /// Keep the rows of an earlier report at --out/--name for every (attack, model) this run
+    /// does not measure (so the attacks can be measured a few at a time).
+    #[arg(long)]
+    pub merge: bool,
 }
 
 /// One phase: the client's timings, and what the server did meanwhile.
@@ -142,6 +147,8 @@ struct Run {
     last_counters: Option<Counters>,
     /// The host's load averages when the run began (the machine is shared).
     load: String,
+    /// The command line that measured it.
+    command: String,
 }
 
 /// Runs every (attack, model), prints each row as it comes, writes the report.
@@ -245,6 +252,7 @@ fn run_one(
         after: Sample::default(),
         last_counters: None,
         load: crate::procfs::load_text(),
+        command: command_line(),
     };
     for round in 0..args.rounds {
         run.unloaded.push(phase(
@@ -275,6 +283,13 @@ fn run_one(
     }
     let _ = server.guard.stop();
     Ok(run)
+}
+
+/// This process's command line, its program named as the binary is.
+fn command_line() -> String {
+    let mut words: Vec<String> = std::env::args().skip(1).collect();
+    words.insert(0, "udpft-flood".to_owned());
+    words.join(" ")
 }
 
 /// The program to start the server with: `bin` itself, or, under a descriptor limit, a
@@ -782,71 +797,98 @@ fn notes_text(tally: &Tally) -> String {
 }
 
 /// Writes NAME.csv, NAME.json and NAME.md; the Markdown keeps the notes an earlier report
-/// had after [`NOTES_MARKER`].
+/// had after [`NOTES_MARKER`], and with `--merge` every format keeps the earlier report's
+/// rows of what this run did not measure again.
 fn write_report(runs: &[Run], args: &MeasureArgs) -> io::Result<()> {
-    let full = table(runs, false);
     let stem = args.out.join(&args.name);
-    full.write_files(
-        Some(&stem.with_extension("csv")),
-        Some(&stem.with_extension("json")),
+    let earlier = |ext: &str| -> String {
+        if args.merge {
+            fs::read_to_string(stem.with_extension(ext)).unwrap_or_default()
+        } else {
+            String::new()
+        }
+    };
+    let full = table(runs, false);
+    fs::write(
+        stem.with_extension("csv"),
+        merge::csv(&full.to_csv(), &earlier("csv")),
+    )?;
+    fs::write(
+        stem.with_extension("json"),
+        merge::json(&full.to_json(), &earlier("json")),
     )?;
     let md_path = stem.with_extension("md");
-    let notes = fs::read_to_string(&md_path)
-        .ok()
-        .and_then(|old| {
-            old.split_once(NOTES_MARKER)
-                .map(|(_, rest)| rest.to_owned())
-        })
-        .unwrap_or_else(|| "\n".to_owned());
+    let old_md = fs::read_to_string(&md_path).unwrap_or_default();
+    let notes = old_md
+        .split_once(NOTES_MARKER)
+        .map_or_else(|| "\n".to_owned(), |(_, rest)| rest.to_owned());
+    let old_rows = if args.merge {
+        old_md
+            .split_once(NOTES_MARKER)
+            .map_or(&old_md[..], |(rows, _)| rows)
+    } else {
+        ""
+    };
     let mut md = format!(
         "## Attacks on the front door (issue 9 §2): a legitimate client's ls and {} get during bounded floods at {:.0} datagrams/s (loopback, {} rounds)\n\n",
         crate::results::human_bytes(args.size),
         args.rate,
         args.rounds
     );
-    md.push_str(&table(runs, true).to_markdown());
+    md.push_str(&merge::markdown_table(
+        &table(runs, true).to_markdown(),
+        old_rows,
+    ));
     md.push_str(LEGEND);
     md.push_str(
         "\n### Server counters and flood notes (last stats line after the last loaded phase)\n\n",
     );
-    for run in runs {
-        let f = figures(run);
-        let _ = writeln!(
-            md,
-            "* **{} / {}**{} (load average {}): flood sent {} datagrams ({} answers), received {} ({} bytes); UDP receive-buffer drops on the host: {}; {}. Server: `{}`.",
-            run.attack,
-            run.model,
-            run.fd_limit
-                .map(|l| format!(" (RLIMIT_NOFILE {l})"))
-                .unwrap_or_default(),
-            run.load,
-            f.tally.sent,
-            f.tally.answers,
-            f.tally.received,
-            f.tally.received_bytes,
-            f.drops,
-            match notes_text(&f.tally) {
-                n if n.is_empty() => "no flood notes".to_owned(),
-                n => n,
-            },
-            run.last_counters
-                .as_ref()
-                .map(Counters::text)
-                .unwrap_or_else(|| "no stats line".into())
-        );
-        for failure in failures(&run.loaded) {
-            let _ = writeln!(md, "  * loaded failure: {failure}");
-        }
+    let bullets: Vec<String> = runs.iter().map(notes_bullet).collect();
+    for bullet in merge::bullets(&bullets, old_rows) {
+        md.push_str(&bullet);
     }
     let _ = write!(
         md,
-        "\nRerun: `target/release/udpft-flood measure --rate {:.0} --rounds {} --out {}`\n\n{NOTES_MARKER}",
+        "\nRerun: `target/release/udpft-flood measure --rate {:.0} --rounds {} --out {}` (every row's notes name the command that measured it)\n\n{NOTES_MARKER}",
         args.rate,
         args.rounds,
         args.out.display()
     );
     md.push_str(&notes);
     fs::write(md_path, md)
+}
+
+/// The notes of one row: its conditions, what the flood sent and received, the server's
+/// last counters, the first failures, and the command that measured it.
+fn notes_bullet(run: &Run) -> String {
+    let f = figures(run);
+    let mut bullet = format!(
+        "* **{} / {}**{} (load average {}): flood sent {} datagrams ({} answers), received {} ({} bytes); UDP receive-buffer drops on the host: {}; {}. Server: `{}`.\n",
+        run.attack,
+        run.model,
+        run.fd_limit
+            .map(|l| format!(" (RLIMIT_NOFILE {l})"))
+            .unwrap_or_default(),
+        run.load,
+        f.tally.sent,
+        f.tally.answers,
+        f.tally.received,
+        f.tally.received_bytes,
+        f.drops,
+        match notes_text(&f.tally) {
+            n if n.is_empty() => "no flood notes".to_owned(),
+            n => n,
+        },
+        run.last_counters
+            .as_ref()
+            .map(Counters::text)
+            .unwrap_or_else(|| "no stats line".into())
+    );
+    for failure in failures(&run.loaded) {
+        let _ = writeln!(bullet, "  * loaded failure: {failure}");
+    }
+    let _ = writeln!(bullet, "  * measured by: `{}`", run.command);
+    bullet
 }
 
 const LEGEND: &str = "
