@@ -830,10 +830,9 @@ fn write_report(runs: &[Run], args: &MeasureArgs) -> io::Result<()> {
         ""
     };
     let mut md = format!(
-        "## Attacks on the front door (issue 9 §2): a legitimate client's ls and {} get during bounded floods at {:.0} datagrams/s (loopback, {} rounds)\n\n",
+        "## Attacks on the front door (issue 9 §2): a legitimate client's ls and {} get during bounded floods at {:.0} datagrams/s (loopback; rounds and shape: each row's command, in its notes)\n\n",
         crate::results::human_bytes(args.size),
         args.rate,
-        args.rounds
     );
     md.push_str(&merge::markdown_table(
         &table(runs, true).to_markdown(),
@@ -849,10 +848,7 @@ fn write_report(runs: &[Run], args: &MeasureArgs) -> io::Result<()> {
     }
     let _ = write!(
         md,
-        "\nRerun: `target/release/udpft-flood measure --rate {:.0} --rounds {} --out {}` (every row's notes name the command that measured it)\n\n{NOTES_MARKER}",
-        args.rate,
-        args.rounds,
-        args.out.display()
+        "\nRerun: each row's `measured by` command (with `--merge` it replaces only its own rows).\n\n{NOTES_MARKER}"
     );
     md.push_str(&notes);
     fs::write(md_path, md)
