@@ -1636,17 +1636,145 @@ fn a_single_loss_costs_one_timeout_not_a_backoff_ceiling() {
 }
 
 #[test]
-fn at_ten_percent_loss_no_silence_reaches_the_backoff_ceiling() {
-    // The backoff ceiling is 250 ms; with every timer following the handshake's round trip,
-    // ten seeds of 10 % loss each way never wait that long (protocol.md §9.1).
-    for seed in 0..10 {
-        let mut sim = Sim::new(seed, Impairments { loss: 0.1, ..lan() });
-        let (c, bytes) = download(&mut sim, 200 * CHUNK);
+fn at_ten_percent_loss_a_single_loss_never_costs_more_than_four_round_trips() {
+    // Issue 10 §4: no silence on a live transfer longer than ~4 × SRTT + variance after a
+    // single loss, whatever the seed (main's 250 ms backoff ceiling once made the same
+    // seeds take 0.8 s or 7 s). Every wait of the client for something new in which exactly
+    // one datagram (either way) was lost, after one without loss, stays within 4 round
+    // trips of this 1 ms path (`Sim::single_loss_waits`).
+    for window in [1u16, 8] {
+        for seed in 0..10 {
+            let mut sim = Sim::new(seed, Impairments { loss: 0.1, ..lan() });
+            sim.client_config.window = window;
+            let (c, bytes) = download(&mut sim, 200 * CHUNK);
+            sim.run();
+            assert_downloaded(&sim, c, &bytes);
+            let single = sim.single_loss_waits(c);
+            let worst = single.iter().max().copied().unwrap_or_default();
+            assert!(
+                single.len() > 5,
+                "seed {seed}: too few single losses to judge"
+            );
+            assert!(
+                worst <= Duration::from_millis(4),
+                "window {window}, seed {seed}: {worst:?} after a single loss; {}",
+                sim.describe(c)
+            );
+            let silence = sim.stats(c).longest_silence;
+            assert!(
+                silence < Duration::from_millis(60),
+                "seed {seed}: {silence:?}"
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// No spurious retransmissions (issue 10 §4)
+// ---------------------------------------------------------------------------------------
+
+/// A stop-and-wait download of `len` bytes over a 1 ms LAN whose client stalls (as on a
+/// busy machine) now and then for up to `longest`; `loss` each way.
+fn stalled_download(seed: u64, len: usize, longest: Duration, loss: f64) -> (Sim, usize) {
+    let mut sim = Sim::new(seed, Impairments { loss, ..lan() });
+    sim.set_hook(common::stalls(
+        common::client_addr(0),
+        seed,
+        Duration::from_millis(50),
+        longest,
+        lan().delay,
+    ));
+    let (c, bytes) = download(&mut sim, len);
+    sim.run();
+    assert_downloaded(&sim, c, &bytes);
+    (sim, c)
+}
+
+#[test]
+fn stalls_of_the_receiver_cause_almost_no_spurious_retransmissions() {
+    // The client is descheduled every ~50 ms for up to 4 ms (four round trips): the timer
+    // learns the stalls from the first few (their round trips, and second Acks of needless
+    // retransmissions) and waits them out: at most 0.1 % of the Data is sent twice.
+    for seed in [1, 2, 3] {
+        let len = 8 << 20;
+        let (sim, c) = stalled_download(seed, len, Duration::from_millis(4), 0.0);
+        let server = sim.sends(SERVER, Kind::Data).count() as u64;
+        let resent = server - chunks(len);
+        eprintln!("seed {seed}: {resent} of {} chunks sent twice", chunks(len));
+        assert!(
+            resent * 1000 <= chunks(len),
+            "seed {seed}: {resent} of {} chunks sent twice: {}",
+            chunks(len),
+            sim.describe(c)
+        );
+    }
+}
+
+#[test]
+fn on_a_quiet_path_a_loss_costs_at_most_one_extra_round_trip() {
+    // 1 % loss each way on a 1 ms LAN with up to 100 µs of jitter each way, nothing stalls:
+    // the timer stays tight. A lost datagram costs its sender a timeout (RTO) where the
+    // Ack would have taken a round trip: recovery is the RTO less that round trip, and it
+    // stays within one more round trip (RTO ≤ 2 × SRTT), so a wait with one loss in it
+    // lasts at most 3 × SRTT: the round trip of the message, and two of the timer.
+    for seed in 0..5 {
+        let mut sim = Sim::new(
+            seed,
+            Impairments {
+                loss: 0.01,
+                jitter: Duration::from_micros(100),
+                ..lan()
+            },
+        );
+        let (c, bytes) = download(&mut sim, 2000 * CHUNK);
         sim.run();
         assert_downloaded(&sim, c, &bytes);
-        let silence = sim.stats(c).longest_silence;
+        // RFC 6298's first timeouts are 3 round trips: judged once 20 have gone by.
+        let worst = sim
+            .single_loss_waits_after(c, Duration::from_millis(20))
+            .into_iter()
+            .max()
+            .unwrap_or_default();
+        let resent = sim.sends(SERVER, Kind::Data).count() as u64 - chunks(2000 * CHUNK);
+        let lost = sim.link_stats(c).1.dropped;
+        eprintln!("seed {seed}: worst single-loss wait {worst:?}; {resent} resent, {lost} lost");
+        let srtt = sim.stats(c).srtt.expect("measured");
         assert!(
-            silence < Duration::from_millis(60),
+            worst <= srtt * 3,
+            "seed {seed}: {worst:?} with SRTT {srtt:?}; {}",
+            sim.describe(c)
+        );
+    }
+}
+
+#[test]
+fn duplicated_acks_after_retransmissions_do_not_ratchet_the_timer_up() {
+    // 5 % loss and 5 % duplication each way: a duplicated Ack of a retransmitted message looks
+    // like the receiver's second Ack of a spurious retransmission. Taken as a spike it would
+    // raise the timeout by the previous timeout each time, up to the 250 ms ceiling (the
+    // proxy suite once took 40 s for 1 MiB so); as an inferred sample it fades.
+    for seed in 0..5 {
+        let mut sim = Sim::new(
+            seed,
+            Impairments {
+                loss: 0.05,
+                duplicate: 0.05,
+                ..lan()
+            },
+        );
+        let (c, bytes) = download(&mut sim, 1000 * CHUNK);
+        sim.run();
+        assert_downloaded(&sim, c, &bytes);
+        let took = sim.clients[c].ended.expect("ended") - sim.clients[c].started;
+        let silence = sim.stats(c).longest_silence;
+        eprintln!("seed {seed}: {took:?}, longest silence {silence:?}");
+        assert!(
+            took < Duration::from_secs(3),
+            "seed {seed}: {took:?}: {}",
+            sim.describe(c)
+        );
+        assert!(
+            silence < Duration::from_millis(30),
             "seed {seed}: {silence:?}"
         );
     }

@@ -131,12 +131,38 @@ fn a_timeout_found_spurious_gives_up_its_backoff_and_widens_the_rto() {
     s.expect(2_000, &[data(1, b"abcd")]);
     // Ack 1 comes 100 µs after the retransmission, sooner than any round trip (500 µs): it
     // answers the first copy, which took 1.6 ms (Eifel). That is a sample: SRTT 637.5,
-    // RTTVAR 462.5, RTO 2.4875 ms, and no backoff any more.
+    // RTTVAR 462.5, a spike of 1.1 ms over the old SRTT, RTO = SRTT + 2 × spike = 2.8375 ms
+    // (above SRTT + 4·RTTVAR = 2.4875 ms), and no backoff any more.
     s.recv(2_100, ack(1));
     s.expect(2_100, &[data(2, b"efgh")]);
     assert_eq!(s.stats().spurious, 1);
     assert_eq!(s.stats().srtt, Some(Duration::from_nanos(637_500)));
-    s.expect_deadline(Some(2_100 + 2_487));
+    s.expect_deadline(Some(2_100 + 2_837));
+}
+
+#[test]
+fn a_second_ack_of_a_retransmitted_message_shows_the_timeout_was_spurious() {
+    let mut s = download_sender();
+    s.expect(0, &[accept(CHUNK, 10)]);
+    s.recv(500, ack(0));
+    s.expect(500, &[data(1, b"abcd")]);
+    s.fire(2_000);
+    s.expect(2_000, &[data(1, b"abcd")]);
+    // The receiver was stalled: both copies reach it, and it acknowledges each. The first Ack
+    // (2.6 ms, a round trip after the retransmission: no proof by timing) moves on; the
+    // second shows both copies arrived, so the first Ack answered the first copy, 2.1 ms
+    // after it went out: a sample (SRTT 500 → 700, a spike of 1.6 ms), and nothing is sent.
+    s.recv(2_600, ack(1));
+    s.expect(2_600, &[data(2, b"efgh")]);
+    assert_eq!(s.stats().spurious, 0);
+    s.recv(2_700, ack(1));
+    s.expect_nothing(2_700);
+    assert_eq!(s.stats().spurious, 1);
+    assert_eq!(s.stats().srtt, Some(us(700)));
+    // A third copy of that Ack proves nothing new.
+    s.recv(2_800, ack(1));
+    s.expect_nothing(2_800);
+    assert_eq!(s.stats().spurious, 1);
 }
 
 #[test]
@@ -391,6 +417,34 @@ fn rtt_backoff_doubles_to_the_ceiling_and_a_sample_undoes_it() {
     assert_eq!(rtt.rto(), Duration::from_millis(250));
     rtt.sample(us(1_000));
     assert!(rtt.rto() < us(3_000), "{:?}", rtt.rto());
+}
+
+#[test]
+fn rtt_keeps_its_timeout_above_a_recent_stall_for_about_a_thousand_samples() {
+    // A 100 µs path whose peer once stalls for 1 ms: RFC 6298 alone forgets it within a few
+    // samples (RTTVAR shrinks by a quarter each), and the next stall would fire the timer.
+    let mut rtt = Rtt::new(&config());
+    for _ in 0..50 {
+        rtt.sample(us(100));
+    }
+    let quiet = rtt.rto();
+    assert!(quiet < us(200), "{quiet:?}");
+    rtt.sample(us(1_100));
+    assert_eq!(rtt.spike(), us(1_000));
+    for _ in 0..50 {
+        rtt.sample(us(100));
+    }
+    // Fifty samples later, RTTVAR is back near zero, but the spike (1000 µs × (1 − 1/1024)^50
+    // ≈ 952 µs) keeps RTO = SRTT + 2 × spike above the stall.
+    assert!(rtt.rto() > us(1_100) + us(700), "{:?}", rtt.rto());
+    for _ in 0..5_000 {
+        rtt.sample(us(100));
+    }
+    assert!(
+        rtt.rto() < us(200),
+        "a quiet path's timer tightens again: {:?}",
+        rtt.rto()
+    );
 }
 
 #[test]

@@ -75,6 +75,10 @@ pub(crate) struct Acked {
     /// earlier copy was delivered, so this is what its delivery took (a valid sample despite
     /// Karn's rule).
     pub(crate) spurious_sample: Option<Duration>,
+    /// The newest message delivered that was sent more than once and not found spurious by
+    /// timing, with when its first copy went out: if the receiver later acknowledges it
+    /// again, it had both copies (see `Sender::handle_ack`).
+    pub(crate) retried: Option<(u64, Instant)>,
     /// The transmission order of the latest-sent message delivered (0: none).
     pub(crate) newest_tx: u64,
 }
@@ -228,6 +232,8 @@ impl Flight {
                 let original = now.saturating_duration_since(s.first_sent);
                 acked.spurious_sample =
                     Some(acked.spurious_sample.map_or(original, |o| o.min(original)));
+            } else if s.tries > 1 && acked.retried.is_none_or(|(seq, _)| s.seq > seq) {
+                acked.retried = Some((s.seq, s.first_sent));
             }
             if newest.is_none_or(|(_, tx, _)| s.tx > tx) {
                 newest = Some((s.last_sent, s.tx, s.tries));

@@ -1,9 +1,21 @@
 //! The round-trip estimator and retransmission timeout of RFC 6298, shared by every
 //! sender, receiver and request timer. It reads no clock: round trips are measured by the
 //! caller from the `now`s it is handed.
+//!
+//! Beside RFC 6298's mean deviation it remembers the largest recent *spike*, a round trip's
+//! excess over the smoothed one, and keeps the timeout above `SRTT + 1.5 × spike`
+//! (protocol.md §9.1). On loopback or a LAN the round trip is tens of microseconds but
+//! either end may be descheduled for milliseconds now and then; the mean deviation forgets
+//! such a stall within a few samples, and the next one fires the timer for nothing. The
+//! spike decays by 1/1024 per sample, so it lasts about a thousand round trips: a path
+//! whose ends stall once in that many keeps its timer above them, and a quiet path keeps
+//! a tight one.
 
 use super::session::Config;
 use std::time::Duration;
+
+/// How many samples a spike takes to decay by a factor of e (it loses 1/this per sample).
+const SPIKE_MEMORY: u32 = 1024;
 
 /// Round-trip estimator and retransmission timeout (RFC 6298).
 ///
@@ -13,6 +25,8 @@ use std::time::Duration;
 pub struct Rtt {
     srtt: Option<Duration>,
     rttvar: Duration,
+    /// The largest excess of a recent sample over the smoothed round trip, decaying.
+    spike: Duration,
     min_rtt: Option<Duration>,
     rto: Duration,
     min: Duration,
@@ -27,6 +41,7 @@ impl Rtt {
         Self {
             srtt: None,
             rttvar: Duration::ZERO,
+            spike: Duration::ZERO,
             min_rtt: None,
             rto: config.rto_initial.clamp(config.rto_min, config.rto_max),
             min: config.rto_min,
@@ -47,10 +62,24 @@ impl Rtt {
                 let delta = srtt.abs_diff(rtt);
                 self.rttvar = (self.rttvar * 3 + delta) / 4;
                 self.srtt = Some((srtt * 7 + rtt) / 8);
+                let excess = rtt.saturating_sub(srtt);
+                self.spike = (self.spike - self.spike / SPIKE_MEMORY).max(excess);
             }
         }
-        let srtt = self.srtt.unwrap_or(rtt);
-        self.rto = (srtt + self.rttvar * 4).clamp(self.min, self.max);
+        self.rto = self.settled_rto();
+    }
+
+    /// Folds in a round trip inferred rather than measured (a stop-and-wait sender's second
+    /// Ack of a retransmitted message, which a duplicated Ack imitates): into SRTT and RTTVAR
+    /// as RFC 6298 does, which forget it within a few samples, but not into the spike or the
+    /// smallest round trip — one duplicated Ack after every retransmission would otherwise
+    /// ratchet the timeout up, each inferred round trip being the previous timeout's length.
+    pub fn sample_inferred(&mut self, rtt: Duration) {
+        let (spike, min_rtt) = (self.spike, self.min_rtt);
+        self.sample(rtt);
+        self.spike = spike;
+        self.min_rtt = min_rtt.or(self.min_rtt);
+        self.rto = self.settled_rto();
     }
 
     /// Takes a round trip measured in the handshake as the first timeout's measure: until a
@@ -85,9 +114,18 @@ impl Rtt {
     /// not stretch how long a complete receiver waits.
     pub fn settled_rto(&self) -> Duration {
         match self.srtt {
-            Some(srtt) => (srtt + self.rttvar * 4).clamp(self.min, self.max),
+            Some(srtt) => {
+                let deviation = srtt + self.rttvar * 4;
+                let stall = srtt + self.spike * 2;
+                deviation.max(stall).clamp(self.min, self.max)
+            }
             None => self.initial,
         }
+    }
+
+    /// The largest recent excess of a round trip over the smoothed one (decaying).
+    pub fn spike(&self) -> Duration {
+        self.spike
     }
 
     /// The current retransmission timeout.

@@ -117,6 +117,9 @@ pub struct Sender {
     /// Messages delivered since a retransmission was last found spurious.
     calm: u64,
     progress_at: Instant,
+    /// The last message of a stop-and-wait sender acknowledged after retransmissions: (its
+    /// number, when its first copy went out, when it was acknowledged).
+    retried: Option<(u64, Instant, Instant)>,
     stats: Stats,
 }
 
@@ -166,6 +169,7 @@ impl Sender {
             reorder_quarters: 1,
             calm: 0,
             progress_at: now,
+            retried: None,
             stats: Stats::default(),
         };
         if accept.is_none() {
@@ -237,7 +241,13 @@ impl Sender {
         if acked.delivered == 0 {
             // An old Ack (a duplicate or a late one), or one for a message not yet sent.
             self.stats.duplicates += 1;
+            if bitmap.is_none() {
+                self.second_ack(cumulative);
+            }
             return;
+        }
+        if bitmap.is_none() && acked.advanced {
+            self.retried = acked.retried.map(|(seq, first)| (seq, first, now));
         }
         if let Some(rtt) = acked.sample {
             self.rtt.sample(rtt);
@@ -272,6 +282,23 @@ impl Sender {
             return;
         }
         self.look_for_losses(now);
+    }
+
+    /// A stop-and-wait receiver acknowledges every copy of a message it gets: a second Ack of
+    /// the message just acknowledged after a timeout means both copies arrived, so the
+    /// retransmission was spurious, and the first Ack answered the first copy — its round
+    /// trip is a sample despite Karn's rule (a stall at either end, longer than the RTO,
+    /// which the timer must learn to wait out; protocol.md §9.1). A duplicated Ack reads the
+    /// same, so the sample only enters SRTT and RTTVAR ([`Rtt::sample_inferred`]).
+    fn second_ack(&mut self, seq: u64) {
+        if let Some((retried, first_sent, acked_at)) = self.retried {
+            if retried == seq {
+                self.retried = None;
+                self.stats.spurious += 1;
+                self.rtt
+                    .sample_inferred(acked_at.saturating_duration_since(first_sent));
+            }
+        }
     }
 
     /// Marks lost what the latest deliveries show missing, and arms the reordering timer

@@ -91,8 +91,9 @@ pub struct Stats {
     pub sent: u64,
     /// Of those, retransmissions.
     pub retransmitted: u64,
-    /// Of those, retransmissions found spurious: the original copy was acknowledged sooner
-    /// after the retransmission than any round trip (a sender's count).
+    /// Of those, retransmissions found spurious (a sender's count): the original copy was
+    /// acknowledged sooner after the retransmission than any round trip, or (stop-and-wait)
+    /// the receiver acknowledged both copies.
     pub spurious: u64,
     /// Valid datagrams received.
     pub received: u64,

@@ -234,6 +234,40 @@ pub fn drop_nth(from: SocketAddr, kind: Kind, n: usize) -> Hook {
     })
 }
 
+/// A host at `at` that is descheduled now and then, as a busy machine's processes are: stalls
+/// start a uniform `0..2 × every` after the previous one ended and last a uniform
+/// `0..=longest`, and a datagram that reaches the host (`delay` after it was sent) during a
+/// stall is handled when the stall ends, in order. Everything else is left to the link.
+pub fn stalls(
+    at: SocketAddr,
+    seed: u64,
+    every: Duration,
+    longest: Duration,
+    delay: Duration,
+) -> Hook {
+    let mut rng = Rng::new(seed ^ 0x57A1);
+    let nanos = |d: Duration| d.as_nanos() as u64;
+    let mut stall = (Duration::ZERO, Duration::ZERO);
+    Box::new(move |s: &Sent| {
+        if s.to != at {
+            return Fate::Link;
+        }
+        let arrives = s.at + delay;
+        while stall.1 <= arrives {
+            let start = stall.1 + Duration::from_nanos(rng.below(2 * nanos(every) + 1));
+            stall = (
+                start,
+                start + Duration::from_nanos(rng.below(nanos(longest) + 1)),
+            );
+        }
+        if arrives >= stall.0 {
+            Fate::Deliver(vec![(stall.1 - s.at, Damage::None)])
+        } else {
+            Fate::Link
+        }
+    })
+}
+
 /// What a client asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Ask {
@@ -862,6 +896,64 @@ impl Sim {
             consider(last, until);
         }
         best
+    }
+
+    /// Every wait of `client` for something new from the server (a download's or listing's
+    /// receiver), with how many datagrams between the two (either way) were lost in it:
+    /// (the wait, the losses). A wait with one loss, after one without, is the recovery from
+    /// a single loss ([`Sim::single_loss_waits`]).
+    pub fn waits_with_losses(&self, client: usize) -> Vec<(Duration, usize)> {
+        let addr = self.clients[client].addr;
+        let ours = |s: &Sent| (s.from, s.to) == (SERVER, addr) || (s.from, s.to) == (addr, SERVER);
+        let arrived: HashSet<usize> = self
+            .arrivals
+            .iter()
+            .filter(|a| a.intact)
+            .map(|a| a.sent)
+            .collect();
+        let mut seen = HashSet::new();
+        let mut news = vec![self.clients[client].started];
+        for arrival in self.arrivals.iter().filter(|a| a.intact) {
+            let sent = &self.sent[arrival.sent];
+            if (sent.from, sent.to) == (SERVER, addr)
+                && seen.insert((sent.kind, sent.session, sent.seq))
+            {
+                news.push(arrival.at);
+            }
+        }
+        // Lost sends of ours before each send (the sends are in time order).
+        let mut lost_before = vec![0];
+        for s in &self.sent {
+            let lost = ours(s) && !arrived.contains(&s.index);
+            lost_before.push(lost_before.last().copied().unwrap_or(0) + usize::from(lost));
+        }
+        let at = |t: Duration| self.sent.partition_point(|s| s.at < t);
+        news.windows(2)
+            .map(|w| (w[1] - w[0], lost_before[at(w[1])] - lost_before[at(w[0])]))
+            .collect()
+    }
+
+    /// The recoveries of `client` from single losses: each wait for something new with one
+    /// loss in it that follows a wait without loss (a loss right after another finds its
+    /// timer backed off, and is a run of losses, not a single one). The first wait, for the
+    /// Accept, is left out: a request has no round trip yet and repeats after `rto_initial`.
+    pub fn single_loss_waits(&self, client: usize) -> Vec<Duration> {
+        self.single_loss_waits_after(client, Duration::ZERO)
+    }
+
+    /// [`Sim::single_loss_waits`] that begin `settled` or more after the client started.
+    pub fn single_loss_waits_after(&self, client: usize, settled: Duration) -> Vec<Duration> {
+        let mut begins = self.clients[client].started;
+        let mut out = Vec::new();
+        let waits = self.waits_with_losses(client);
+        for (i, &(wait, lost)) in waits.iter().enumerate() {
+            let calm_before = i > 0 && waits[i - 1].1 == 0;
+            if calm_before && lost == 1 && begins >= self.clients[client].started + settled {
+                out.push(wait);
+            }
+            begins += wait;
+        }
+        out
     }
 
     /// Datagrams other than Errors the server and `client` sent each other in

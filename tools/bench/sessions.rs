@@ -11,6 +11,10 @@
 //!
 //! The server allows at most 256 sessions per IP address, so the sockets are spread over
 //! several loopback addresses (127.0.0.2, 127.0.0.3…; all of 127/8 is loopback on Linux).
+//!
+//! `--window 1,64` measures each window in turn in the same run (a fresh server each): a
+//! windowed session that is never acknowledged past Ack 0 must hold only the buffers of
+//! what it sent, not one per chunk of its window (issue 10 §3: within 2× of window 1).
 
 use crate::children::{locate_bin, start_server, ServerSpec};
 use crate::download::secs;
@@ -45,6 +49,9 @@ pub struct SessionsArgs {
     /// Sessions to hold open at once.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub count: u32,
+    /// Windows each session asks for, measured in turn (comma-separated; 1: stop-and-wait).
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub window: Vec<u16>,
     /// Server model (the fork model's sessions live in child processes, not counted).
     #[arg(long, default_value = "table")]
     pub model: Model,
@@ -85,8 +92,8 @@ pub struct SessionsArgs {
 enum State {
     /// Get sent at this time, no Accept yet.
     Requested(Instant),
-    /// Accepted as this session; Ack 0 sent at this time, no Data yet.
-    Accepted(u32, Instant),
+    /// Accepted as this session (windowed or not); Ack 0 sent at this time, no Data yet.
+    Accepted(u32, bool, Instant),
     /// Data 1 arrived: the session is live and validated.
     Open,
     /// The server answered with an error (busy, too many sessions...).
@@ -116,6 +123,8 @@ struct Crowd {
     holders: Vec<Holder>,
     server: SocketAddr,
     name: Vec<u8>,
+    /// The window every Get asks for.
+    window: u16,
     buf: Vec<u8>,
 }
 
@@ -123,6 +132,7 @@ impl Crowd {
     fn new(
         server: SocketAddr,
         name: &str,
+        window: u16,
         count: u32,
         per_socket: u32,
         per_address: u32,
@@ -161,6 +171,7 @@ impl Crowd {
             holders,
             server,
             name: name.as_bytes().to_vec(),
+            window,
             buf: vec![0; MAX_DATAGRAM],
         })
     }
@@ -169,7 +180,7 @@ impl Crowd {
         let len = Message::Get {
             token,
             chunk: DEFAULT_CHUNK,
-            window: 1,
+            window: self.window,
             offset: 0,
             name: &self.name,
         }
@@ -179,8 +190,17 @@ impl Crowd {
             .send_to(&self.buf[..len], self.server);
     }
 
-    fn send_ack0(&mut self, h: usize, session: u32) {
-        let len = Message::Ack { session, seq: 0 }.encode(&mut self.buf);
+    fn send_ack0(&mut self, h: usize, session: u32, windowed: bool) {
+        let ack = if windowed {
+            Message::Sack {
+                session,
+                seq: 0,
+                bitmap: &[],
+            }
+        } else {
+            Message::Ack { session, seq: 0 }
+        };
+        let len = ack.encode(&mut self.buf);
         let _ = self.holders[h]
             .socket
             .send_to(&self.buf[..len], self.server);
@@ -204,15 +224,22 @@ impl Crowd {
                 };
                 let now = Instant::now();
                 match message {
-                    Message::Accept { session, token, .. } => {
+                    Message::Accept {
+                        session,
+                        token,
+                        window,
+                        ..
+                    } => {
                         let Some(&i) = self.holders[h].by_token.get(&token) else {
                             continue;
                         };
                         match self.holders[h].sessions[i].1 {
                             State::Requested(_) | State::Accepted(..) => {
-                                self.holders[h].sessions[i].1 = State::Accepted(session, now);
+                                let windowed = window > 1;
+                                self.holders[h].sessions[i].1 =
+                                    State::Accepted(session, windowed, now);
                                 self.holders[h].by_session.insert(session, i);
-                                self.send_ack0(h, session);
+                                self.send_ack0(h, session, windowed);
                             }
                             State::Open | State::Refused => {}
                         }
@@ -281,11 +308,12 @@ impl Crowd {
                                 self.send_get(h, token);
                             }
                         }
-                        State::Accepted(session, at) => {
+                        State::Accepted(session, windowed, at) => {
                             pending += 1;
                             if now.duration_since(at) >= RESEND_EVERY {
-                                self.holders[h].sessions[i].1 = State::Accepted(session, now);
-                                self.send_ack0(h, session);
+                                self.holders[h].sessions[i].1 =
+                                    State::Accepted(session, windowed, now);
+                                self.send_ack0(h, session, windowed);
                             }
                         }
                         State::Open | State::Refused => {}
@@ -353,6 +381,120 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
+/// What one server held, measured.
+struct Measured {
+    window: u16,
+    idle: Memory,
+    loaded: Memory,
+    cpu: f64,
+    live: Option<u64>,
+    opened: Opened,
+    sockets: usize,
+    addresses: usize,
+    status: std::process::ExitStatus,
+}
+
+impl Measured {
+    fn per_session_kib(&self) -> f64 {
+        if self.opened.open > 0 {
+            (self.loaded.rss_kib as f64 - self.idle.rss_kib as f64) / f64::from(self.opened.open)
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+/// Starts a server, opens the sessions at `window` and measures it.
+fn measure(
+    args: &SessionsArgs,
+    window: u16,
+    bin: &std::path::Path,
+    library: &TestLibrary,
+    scratch: &Scratch,
+) -> io::Result<Measured> {
+    let open_within = secs(args.open_within, "--open-within")?;
+    let settle = secs(args.settle, "--settle")?;
+    let mut extra_args = vec![
+        "--model".to_owned(),
+        args.model.name().to_owned(),
+        "--timeout".to_owned(),
+        args.server_timeout.to_string(),
+        "--grace".to_owned(),
+        "1".to_owned(),
+        "--stats-every".to_owned(),
+        "1".to_owned(),
+        "--max-sessions".to_owned(),
+        (args.count as usize + 64).max(4096).to_string(),
+        "--max-window".to_owned(),
+        window.to_string(),
+    ];
+    if args.workers > 1 {
+        extra_args.extend(["--workers".to_owned(), args.workers.to_string()]);
+    }
+    extra_args.extend(args.server_args.iter().cloned());
+    let mut server = start_server(
+        &ServerSpec {
+            bin: bin.to_path_buf(),
+            root: library.root.clone(),
+            extra_args,
+        },
+        &scratch.path().join(format!("server-w{window}.log")),
+    )?;
+    let pid = server.guard.pid();
+    std::thread::sleep(IDLE_SETTLE);
+    let idle: Memory = procfs::memory(pid)?;
+    eprintln!(
+        "udpft-bench: {} server pid {pid} on {}: idle RSS {:.1} MiB; opening {} sessions at window {window}",
+        args.model,
+        server.addr,
+        mib(idle.rss_kib),
+        args.count
+    );
+    let mut crowd = Crowd::new(
+        server.addr,
+        &library.name,
+        window,
+        args.count,
+        args.per_socket,
+        args.per_address,
+    )?;
+    let opened = crowd.open_all(open_within);
+    crowd.idle(settle);
+    let loaded: Memory = procfs::memory(pid)?;
+    let cpu = procfs::cpu_time(pid).unwrap_or_default().total();
+    let live = last_live_count(&server.guard.log_text());
+    let alive = server.guard.exited().is_none();
+    eprintln!(
+        "udpft-bench: window {window}: {} open, {} refused in {:.2} s; RSS {:.1} MiB (peak {:.1} MiB)",
+        opened.open,
+        opened.refused,
+        opened.took.as_secs_f64(),
+        mib(loaded.rss_kib),
+        mib(loaded.peak_kib)
+    );
+    let sockets = crowd.holders.len();
+    let addresses = crowd.addresses();
+    drop(crowd);
+    let status = server.guard.stop()?;
+    if !alive {
+        return Err(io::Error::other(format!(
+            "the server exited while holding the sessions ({status}):\n{}",
+            server.guard.log_tail()
+        )));
+    }
+    Ok(Measured {
+        window,
+        idle,
+        loaded,
+        cpu,
+        live,
+        opened,
+        sockets,
+        addresses,
+        status,
+    })
+}
+
 /// Runs the measurement, prints it and writes its files.
 ///
 /// # Errors
@@ -373,80 +515,14 @@ pub fn run(args: &SessionsArgs) -> io::Result<()> {
     let load_before = procfs::load_text();
     let scratch = Scratch::create()?;
     let library = TestLibrary::create(scratch.path(), FILE_SIZE, 1)?;
-    let mut extra_args = vec![
-        "--model".to_owned(),
-        args.model.name().to_owned(),
-        "--timeout".to_owned(),
-        args.server_timeout.to_string(),
-        "--grace".to_owned(),
-        "1".to_owned(),
-        "--stats-every".to_owned(),
-        "1".to_owned(),
-        "--max-sessions".to_owned(),
-        (args.count as usize + 64).max(4096).to_string(),
-    ];
-    if args.workers > 1 {
-        extra_args.extend(["--workers".to_owned(), args.workers.to_string()]);
-    }
-    extra_args.extend(args.server_args.iter().cloned());
-    let mut server = start_server(
-        &ServerSpec {
-            bin,
-            root: library.root.clone(),
-            extra_args,
-        },
-        &scratch.path().join("server.log"),
-    )?;
-    let pid = server.guard.pid();
-    std::thread::sleep(IDLE_SETTLE);
-    let idle: Memory = procfs::memory(pid)?;
-    eprintln!(
-        "udpft-bench: {} server pid {pid} on {}: idle RSS {:.1} MiB; opening {} sessions",
-        args.model,
-        server.addr,
-        mib(idle.rss_kib),
-        args.count
-    );
-
-    let mut crowd = Crowd::new(
-        server.addr,
-        &library.name,
-        args.count,
-        args.per_socket,
-        args.per_address,
-    )?;
-    let opened = crowd.open_all(open_within);
-    crowd.idle(settle);
-    let loaded: Memory = procfs::memory(pid)?;
-    let cpu = procfs::cpu_time(pid).unwrap_or_default();
-    let live = last_live_count(&server.guard.log_text());
-    let alive = server.guard.exited().is_none();
-    eprintln!(
-        "udpft-bench: {} open, {} refused in {:.2} s; RSS {:.1} MiB (peak {:.1} MiB)",
-        opened.open,
-        opened.refused,
-        opened.took.as_secs_f64(),
-        mib(loaded.rss_kib),
-        mib(loaded.peak_kib)
-    );
-    let sockets = crowd.holders.len();
-    let addresses = crowd.addresses();
-    drop(crowd);
-    let status = server.guard.stop()?;
-    if !alive {
-        return Err(io::Error::other(format!(
-            "the server exited while holding the sessions ({status}):\n{}",
-            server.guard.log_tail()
-        )));
+    let mut runs = Vec::new();
+    for &window in &args.window {
+        runs.push(measure(args, window, &bin, &library, &scratch)?);
     }
 
-    let per_session_kib = if opened.open > 0 {
-        (loaded.rss_kib as f64 - idle.rss_kib as f64) / f64::from(opened.open)
-    } else {
-        f64::NAN
-    };
     let mut table = Table::new(&[
         "model",
+        "window",
         "sessions asked",
         "open",
         "refused",
@@ -455,6 +531,7 @@ pub fn run(args: &SessionsArgs) -> io::Result<()> {
         "RSS MiB",
         "peak RSS MiB",
         "per session KiB",
+        "RSS / first window",
         "server CPU s",
         "open time s",
     ]);
@@ -463,19 +540,24 @@ pub fn run(args: &SessionsArgs) -> io::Result<()> {
     } else {
         args.model.to_string()
     };
-    table.push(vec![
-        Cell::text(label),
-        Cell::int(u64::from(args.count)),
-        Cell::int(u64::from(opened.open)),
-        Cell::int(u64::from(opened.refused)),
-        live.map_or_else(Cell::missing, Cell::int),
-        Cell::num(mib(idle.rss_kib), 1),
-        Cell::num(mib(loaded.rss_kib), 1),
-        Cell::num(mib(loaded.peak_kib), 1),
-        Cell::num(per_session_kib, 1),
-        Cell::num(cpu.total(), 2),
-        Cell::num(opened.took.as_secs_f64(), 2),
-    ]);
+    let first_rss = runs.first().map_or(f64::NAN, |m| mib(m.loaded.rss_kib));
+    for m in &runs {
+        table.push(vec![
+            Cell::text(label.clone()),
+            Cell::int(u64::from(m.window)),
+            Cell::int(u64::from(args.count)),
+            Cell::int(u64::from(m.opened.open)),
+            Cell::int(u64::from(m.opened.refused)),
+            m.live.map_or_else(Cell::missing, Cell::int),
+            Cell::num(mib(m.idle.rss_kib), 1),
+            Cell::num(mib(m.loaded.rss_kib), 1),
+            Cell::num(mib(m.loaded.peak_kib), 1),
+            Cell::num(m.per_session_kib(), 1),
+            Cell::num(mib(m.loaded.rss_kib) / first_rss, 2),
+            Cell::num(m.cpu, 2),
+            Cell::num(m.opened.took.as_secs_f64(), 2),
+        ]);
+    }
 
     let mut md = String::new();
     let _ = writeln!(
@@ -484,15 +566,18 @@ pub fn run(args: &SessionsArgs) -> io::Result<()> {
         args.count, args.model
     );
     md.push_str(&table.to_markdown());
+    let (sockets, addresses) = runs.first().map_or((0, 0), |m| (m.sockets, m.addresses));
     let _ = writeln!(
         md,
         "\nEach session is a download of a {} KiB file, validated (Ack 0) and then left \
-         un-acked, so the server holds it retransmitting Data 1 until its --timeout of {} s. \
-         {} raw sockets on {} loopback addresses, up to {} sessions each. RSS = VmRSS of the \
-         server process {:.1} s after the last session opened; idle RSS was read before any \
-         session; per session = (RSS − idle RSS) / open sessions. server live = the live \
-         count of the server's own last statistics line. Load average before: {load_before}; \
-         after: {}.",
+         un-acked, so the server holds it retransmitting what it sent until its --timeout of \
+         {} s. Each window is asked by every Get and granted by a fresh server (--max-window \
+         set to it), one after the other in this run. {} raw sockets on {} loopback \
+         addresses, up to {} sessions each. RSS = VmRSS of the server process {:.1} s after \
+         the last session opened; idle RSS was read before any session; per session = (RSS − \
+         idle RSS) / open sessions; RSS / first window compares each row with the first. \
+         server live = the live count of the server's own last statistics line. Load average \
+         before: {load_before}; after: {}.",
         FILE_SIZE >> 10,
         args.server_timeout,
         sockets,
@@ -507,22 +592,33 @@ pub fn run(args: &SessionsArgs) -> io::Result<()> {
              not in the parent's RSS shown here.\n",
         );
     }
-    let verdict = if mib(loaded.rss_kib) < TARGET_MIB {
-        "met"
-    } else {
-        "NOT met"
-    };
-    let _ = writeln!(
-        md,
-        "\nTarget: RSS with {} open sessions below {TARGET_MIB:.0} MiB: {verdict} ({:.1} MiB).",
-        opened.open,
-        mib(loaded.rss_kib)
-    );
-    for r in &opened.refusals {
-        let _ = writeln!(md, "\nA refusal: {}", udpft::client::sanitize(r));
-    }
-    if !status.success() {
-        let _ = writeln!(md, "\nNote: the server did not exit cleanly ({status}).");
+    for m in &runs {
+        let rss = mib(m.loaded.rss_kib);
+        let verdict = if rss < TARGET_MIB { "met" } else { "NOT met" };
+        let _ = writeln!(
+            md,
+            "\nTarget: RSS with {} open sessions at window {} below {TARGET_MIB:.0} MiB: {verdict} ({rss:.1} MiB).",
+            m.opened.open, m.window,
+        );
+        if m.window != runs[0].window {
+            let ratio = rss / first_rss;
+            let verdict = if ratio <= 2.0 { "met" } else { "NOT met" };
+            let _ = writeln!(
+                md,
+                "Target: window {} within 2× of window {}'s RSS: {verdict} ({ratio:.2}×).",
+                m.window, runs[0].window
+            );
+        }
+        for r in &m.opened.refusals {
+            let _ = writeln!(md, "\nA refusal: {}", udpft::client::sanitize(r));
+        }
+        if !m.status.success() {
+            let _ = writeln!(
+                md,
+                "\nNote: the window-{} server did not exit cleanly ({}).",
+                m.window, m.status
+            );
+        }
     }
     print!("{md}");
     let stem = args.out.join(&args.name);
@@ -531,10 +627,10 @@ pub fn run(args: &SessionsArgs) -> io::Result<()> {
         Some(&stem.with_extension("json")),
     )?;
     std::fs::write(stem.with_extension("md"), &md)?;
-    if opened.open < args.count {
+    if let Some(m) = runs.iter().find(|m| m.opened.open < args.count) {
         return Err(io::Error::other(format!(
-            "only {} of {} sessions opened",
-            opened.open, args.count
+            "only {} of {} sessions opened at window {}",
+            m.opened.open, args.count, m.window
         )));
     }
     Ok(())
@@ -555,7 +651,7 @@ mod tests {
     #[test]
     fn sockets_keep_each_address_within_its_share() {
         let server: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let crowd = Crowd::new(server, "f", 450, 20, 200).unwrap();
+        let crowd = Crowd::new(server, "f", 1, 450, 20, 200).unwrap();
         let total: usize = crowd.holders.iter().map(|h| h.sessions.len()).sum();
         assert_eq!(total, 450);
         assert_eq!(crowd.addresses(), 3);
