@@ -36,10 +36,11 @@ use self::partial::{Landing, PartialFile};
 use self::stream::Stream;
 use crate::library::{check_name, FileSource};
 use crate::net;
+use crate::proto::checksum::Checksum;
 use crate::proto::client::{ClientSession, Request};
 use crate::proto::listing::{self, Entry};
 use crate::proto::session::MemSink;
-use crate::proto::wire::{ErrorCode, Message, MAX_DATAGRAM};
+use crate::proto::wire::{Algo, ErrorCode, Message, MAX_DATAGRAM};
 use crate::proto::{Config, Failure, Outcome, Stats};
 use std::fs::File;
 use std::io;
@@ -155,6 +156,10 @@ pub(crate) enum Stop {
 /// What a transfer calls with its [`Event`]s.
 pub(crate) type EventFn<'e> = dyn FnMut(Event<'_>) + 'e;
 
+/// How long a checksum waits at least for the server's hash (it sends nothing while it
+/// hashes: a large file, or a queue of checksums before it, takes a while).
+pub const SUM_PATIENCE: Duration = Duration::from_secs(60);
+
 /// The longest single sleep of a busy back-off, so an interrupt is noticed promptly.
 const SLEEP_SLICE: Duration = Duration::from_millis(20);
 
@@ -247,6 +252,36 @@ impl Client {
         listing::decode(&bytes).ok_or_else(|| ClientError::Transfer {
             code: ErrorCode::BadRequest,
             text: "the server sent a malformed listing".into(),
+        })
+    }
+
+    /// The checksum of the library's file `name` by `algo`, hashed by the server. The server
+    /// hashes before it sends anything, so once it accepted, the wait for the record is
+    /// given [`SUM_PATIENCE`] (or the `--timeout`, if longer) rather than the timeout alone.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; a file that changed while the server hashed it is
+    /// [`ErrorCode::FileChanged`].
+    pub fn sum(&mut self, name: &str, algo: Algo) -> Result<Checksum, ClientError> {
+        let sink = Arc::new(Mutex::new(MemSink::default()));
+        let for_request = Arc::clone(&sink);
+        self.transfer(
+            &mut |_| {},
+            &mut || {
+                *lock(&for_request) = MemSink::default();
+                Ok(Request::Sum {
+                    name: name.as_bytes().to_vec(),
+                    algo,
+                    sink: Box::new(Arc::clone(&for_request)),
+                    patience: SUM_PATIENCE,
+                })
+            },
+            name,
+        )?;
+        let bytes = std::mem::take(&mut lock(&sink).data);
+        Checksum::decode(algo, &bytes).ok_or_else(|| ClientError::Transfer {
+            code: ErrorCode::BadRequest,
+            text: "the server sent a malformed checksum".into(),
         })
     }
 

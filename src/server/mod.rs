@@ -94,6 +94,9 @@ pub struct ServerConfig {
     pub model: Model,
     /// Loops of the table model, each on its own socket and thread.
     pub workers: usize,
+    /// Threads of each table loop that hash checksums, fed through a bounded queue; 0:
+    /// the loop hashes itself (stalling its other peers meanwhile).
+    pub cpu_workers: usize,
     /// Print a statistics line this often, when something changed.
     pub stats_every: Option<Duration>,
     /// How session log lines are written.
@@ -109,11 +112,17 @@ impl Default for ServerConfig {
             policy: Policy::default(),
             model: Model::Table,
             workers: 1,
+            cpu_workers: 0,
             stats_every: None,
             log: LogFormat::Text,
             busy_poll: net::DEFAULT_BUSY_POLL,
         }
     }
+}
+
+/// The default of `--cpu-workers`: one hashing thread per core.
+pub fn default_cpu_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// Binds the sockets `config.model` needs on `bind` (port 0 picks a free port).
