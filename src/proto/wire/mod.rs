@@ -817,6 +817,49 @@ mod tests {
         );
     }
 
+    /// The worked example of protocol.md §22.1.
+    const SUM_BYTES: [u8; 30] = [
+        0x55, 0x46, 0x01, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x08, 0x05,
+        0x96, 0x01, b'a', b'.', b't', b'x', b't', 0x58, 0xa3, 0x7c, 0x13,
+    ];
+
+    #[test]
+    fn sum_encodes_to_the_golden_bytes_of_protocol_md_and_back() {
+        let sum = Message::Sum {
+            token: 0x0A0B_0C0D,
+            chunk: 1430,
+            algo: Algo::Sha256,
+            name: b"a.txt",
+        };
+        let mut buf = [0u8; 64];
+        let n = sum.encode(&mut buf);
+        assert_eq!(&buf[..n], &SUM_BYTES[..]);
+        assert_eq!(Message::decode(&SUM_BYTES), Ok(sum));
+        assert_eq!(sum.version(), VERSION);
+    }
+
+    #[test]
+    fn a_sum_of_an_unknown_algorithm_decodes_and_one_without_a_name_does_not() {
+        let unknown = Message::Sum {
+            token: 1,
+            chunk: 1430,
+            algo: Algo::Unknown(7),
+            name: b"f",
+        };
+        let mut buf = [0u8; 64];
+        let n = unknown.encode(&mut buf);
+        assert_eq!(Message::decode(&buf[..n]), Ok(unknown));
+        // Cut the name off: the length field and CRC are made right, the payload is short.
+        let mut bytes = buf[..n - TRAILER_LEN - 1].to_vec();
+        NetworkEndian::write_u16(&mut bytes[field::LEN], 3);
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_be_bytes());
+        assert_eq!(
+            Message::decode(&bytes),
+            Err(DecodeError::BadPayload(Kind::Sum, Rule::EmptyName))
+        );
+    }
+
     #[test]
     fn clip_text_respects_char_boundaries() {
         let long = "é".repeat(MAX_ERROR_TEXT);
