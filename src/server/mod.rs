@@ -6,7 +6,8 @@
 //! * [`Model::Table`] ([`table`]): one thread, one UDP socket, one loop over a
 //!   [`crate::proto::table::SessionTable`] that serves every peer at once; with
 //!   `workers > 1`, several such loops, each with its own socket on the same address
-//!   (SO_REUSEPORT).
+//!   (SO_REUSEPORT); with `cpu_workers > 0`, each loop hashes checksums on that many
+//!   threads of its own (`pool`) instead of on itself.
 //! * [`Model::Loop`] ([`iterative`]): serves one session to completion before the next;
 //!   others are told the server is busy.
 //! * [`Model::Threads`] ([`threads`]): a dispatcher thread hands each session's datagrams to
@@ -21,6 +22,7 @@ mod driver;
 pub mod fork;
 pub mod iterative;
 pub mod log;
+mod pool;
 mod stop;
 pub mod table;
 pub mod threads;
