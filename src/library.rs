@@ -647,7 +647,7 @@ mod tests {
 #[cfg(test)]
 mod version_tests {
     use super::*;
-    use crate::proto::checksum::{hash_source, Checksum};
+    use crate::proto::checksum::hash_source;
     use crate::proto::wire::Algo;
     use sha2::Digest;
     use std::time::{Duration, SystemTime};

@@ -136,8 +136,7 @@ fn ls_sum_and_the_shells_sum_show_the_same_checksums_as_sha256sum() {
     let json = run(&mut udpft(["ls", "--sum", "--json", "--server", &addr]));
     json.expect_code(0);
     assert!(
-        json.out()
-            .contains(&format!("\"name\":\"one\",\"size\":1,")),
+        json.out().contains("\"name\":\"one\",\"size\":1,"),
         "{}",
         json.out()
     );
