@@ -44,7 +44,7 @@ use crate::proto::wire::{Algo, ErrorCode, Message, MAX_DATAGRAM};
 use crate::proto::{Config, Failure, Outcome, Stats};
 use std::fs::File;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -182,6 +182,24 @@ impl Client {
             interrupt: None,
             fallbacks: Vec::new(),
         })
+    }
+
+    /// A client of `server` whose socket is bound to the local address `local` (a
+    /// benchmark's clients on distinct loopback addresses, 127.0.0.0/8, are distinct peers
+    /// to the server's per-address limits).
+    ///
+    /// # Errors
+    /// If the socket cannot be bound or connected.
+    pub fn bound(
+        server: SocketAddr,
+        local: IpAddr,
+        options: ClientOptions,
+    ) -> Result<Self, ClientError> {
+        let mut client = Self::new(server, options)?;
+        client.socket = net::bind(SocketAddr::new(local, 0), false)
+            .and_then(|s| s.connect(server).map(|()| s))
+            .map_err(|e| ClientError::local(format!("cannot bind a UDP socket to {local}"), e))?;
+        Ok(client)
     }
 
     /// A client of the first of `addresses` (those of one host name, in the resolver's
