@@ -384,14 +384,21 @@ pub fn run(args: &ModelsArgs, mixed: bool) -> io::Result<()> {
             for &(with_sums, downloads, sum_clients) in cells {
                 let tag = format!("{}-{}-{round}", variant.label, u8::from(with_sums));
                 let run = bench.cell(variant, &tag, downloads, sum_clients)?;
+                let downloads = if mixed {
+                    format!(
+                        "downloads p99 {:.3} s ({} ok, {} failed), ",
+                        percentile(&run.downloads.times, 99.0),
+                        run.downloads.times.len(),
+                        run.downloads.failed
+                    )
+                } else {
+                    String::new()
+                };
                 eprintln!(
-                    "udpft-bench: {} {} round {}: downloads p99 {:.3} s ({} ok, {} failed), checksums {:.1} MB/s ({} ok, {} failed), server CPU {:.2} s, load {:.2}",
+                    "udpft-bench: {} {} round {}: {downloads}checksums {:.1} MB/s ({} ok, {} failed), server CPU {:.2} s, load {:.2}",
                     variant.label,
                     if with_sums { "with checksums" } else { "alone" },
                     round + 1,
-                    percentile(&run.downloads.times, 99.0),
-                    run.downloads.times.len(),
-                    run.downloads.failed,
                     mb_per_s(run.sums.bytes, run.sums.wall),
                     run.sums.times.len(),
                     run.sums.failed,
