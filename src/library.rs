@@ -712,8 +712,9 @@ mod version_tests {
         }
     }
 
-    #[test]
-    fn a_file_that_grows_while_it_is_hashed_gives_file_changed_not_a_checksum() {
+    /// Hashes a 1 MiB library file that `meddle` changes (given its path) right after the
+    /// first read; returns the refusal.
+    fn hash_meddled(meddle: impl FnOnce(&Path) + Send + 'static) -> Refusal {
         let (dir, mut library) = library_with("big", &vec![7u8; 1 << 20]);
         let info = library.inspect(b"big").expect("inspected");
         let inner = library
@@ -723,13 +724,17 @@ mod version_tests {
         let path = dir.path().join("big");
         let mut source = Meddled {
             inner,
-            meddle: Some(Box::new(move || {
-                let file = File::options().append(true).open(&path).expect("open");
-                (&file).write_all(b"more").expect("appended");
-            })),
+            meddle: Some(Box::new(move || meddle(&path))),
         };
-        let refusal =
-            hash_source(&mut source, info.size, Algo::Sha256, "big").expect_err("refused");
+        hash_source(&mut source, info.size, Algo::Sha256, "big").expect_err("refused")
+    }
+
+    #[test]
+    fn a_file_that_grows_while_it_is_hashed_gives_file_changed_not_a_checksum() {
+        let refusal = hash_meddled(|path| {
+            let file = File::options().append(true).open(path).expect("open");
+            (&file).write_all(b"more").expect("appended");
+        });
         assert_eq!(refusal.code, ErrorCode::FileChanged);
         assert_eq!(
             refusal.text,
@@ -739,25 +744,13 @@ mod version_tests {
 
     #[test]
     fn a_file_cut_short_while_it_is_hashed_gives_file_changed_not_a_checksum() {
-        let (dir, mut library) = library_with("big", &vec![7u8; 1 << 20]);
-        let info = library.inspect(b"big").expect("inspected");
-        let inner = library
-            .open(b"big", &info)
-            .map_err(|r| r.text)
-            .expect("opens");
-        let path = dir.path().join("big");
-        let mut source = Meddled {
-            inner,
-            meddle: Some(Box::new(move || {
-                File::options()
-                    .write(true)
-                    .open(&path)
-                    .and_then(|f| f.set_len(1000))
-                    .expect("truncated");
-            })),
-        };
-        let refusal =
-            hash_source(&mut source, info.size, Algo::Sha256, "big").expect_err("refused");
+        let refusal = hash_meddled(|path| {
+            File::options()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_len(1000))
+                .expect("truncated");
+        });
         assert_eq!(refusal.code, ErrorCode::FileChanged);
     }
 

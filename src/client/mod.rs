@@ -253,24 +253,33 @@ impl Client {
     /// # Errors
     /// See [`ClientError`].
     pub fn list(&mut self) -> Result<Vec<Entry>, ClientError> {
+        let bytes = self.fetch_to_memory(&|sink| Request::List { sink }, "")?;
+        listing::decode(&bytes).ok_or_else(|| ClientError::Transfer {
+            code: ErrorCode::BadRequest,
+            text: "the server sent a malformed listing".into(),
+        })
+    }
+
+    /// Runs the request `make` builds around an in-memory sink (a fresh one each try) and
+    /// returns what arrived in it.
+    fn fetch_to_memory(
+        &mut self,
+        make: &dyn Fn(Box<dyn crate::proto::Sink>) -> Request,
+        what: &str,
+    ) -> Result<Vec<u8>, ClientError> {
         let sink = Arc::new(Mutex::new(MemSink::default()));
         let for_request = Arc::clone(&sink);
         self.transfer(
             &mut |_| {},
             &mut || {
-                // Each try starts from an empty listing.
+                // Each try starts from an empty sink.
                 *lock(&for_request) = MemSink::default();
-                Ok(Request::List {
-                    sink: Box::new(Arc::clone(&for_request)),
-                })
+                Ok(make(Box::new(Arc::clone(&for_request))))
             },
-            "",
+            what,
         )?;
         let bytes = std::mem::take(&mut lock(&sink).data);
-        listing::decode(&bytes).ok_or_else(|| ClientError::Transfer {
-            code: ErrorCode::BadRequest,
-            text: "the server sent a malformed listing".into(),
-        })
+        Ok(bytes)
     }
 
     /// The checksum of the library's file `name` by `algo`, hashed by the server. The server
@@ -281,22 +290,13 @@ impl Client {
     /// See [`ClientError`]; a file that changed while the server hashed it is
     /// [`ErrorCode::FileChanged`].
     pub fn sum(&mut self, name: &str, algo: Algo) -> Result<Checksum, ClientError> {
-        let sink = Arc::new(Mutex::new(MemSink::default()));
-        let for_request = Arc::clone(&sink);
-        self.transfer(
-            &mut |_| {},
-            &mut || {
-                *lock(&for_request) = MemSink::default();
-                Ok(Request::Sum {
-                    name: name.as_bytes().to_vec(),
-                    algo,
-                    sink: Box::new(Arc::clone(&for_request)),
-                    patience: SUM_PATIENCE,
-                })
-            },
-            name,
-        )?;
-        let bytes = std::mem::take(&mut lock(&sink).data);
+        let make = |sink| Request::Sum {
+            name: name.as_bytes().to_vec(),
+            algo,
+            sink,
+            patience: SUM_PATIENCE,
+        };
+        let bytes = self.fetch_to_memory(&make, name)?;
         Checksum::decode(algo, &bytes).ok_or_else(|| ClientError::Transfer {
             code: ErrorCode::BadRequest,
             text: "the server sent a malformed checksum".into(),

@@ -83,34 +83,61 @@ fn sum_address(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1 + (i % 250) as u8))
 }
 
-/// What checksum clients did in one cell.
+/// One request a client made: when it started and ended, and whether its answer was right.
+type Timed = (Instant, Instant, Result<(), String>);
+
+/// What the checksum clients, or the download clients, did in one cell.
 #[derive(Clone, Debug, Default)]
-struct Sums {
-    /// Completion time of each checksum that matched.
+struct Requests {
+    /// Completion time of each request that succeeded, sorted.
     times: Vec<f64>,
-    /// Bytes hashed by those.
+    /// Bytes of those (hashed, or downloaded).
     bytes: u64,
-    /// First start to last finish.
+    /// From the first one's start to the last one's end.
     wall: Duration,
     failed: u64,
     errors: Vec<String>,
 }
 
-/// What download clients did in one cell.
-#[derive(Clone, Debug, Default)]
-struct Downloads {
-    times: Vec<f64>,
-    bytes: u64,
-    wall: Duration,
-    failed: u64,
-    errors: Vec<String>,
+impl Requests {
+    /// The tally of the clients' requests, each worth `size` bytes; a client thread that
+    /// panicked counts as one failure.
+    fn of(clients: Vec<std::thread::Result<Vec<Timed>>>, size: u64) -> Self {
+        let mut tally = Self::default();
+        let (mut first, mut last) = (None::<Instant>, None::<Instant>);
+        for client in clients {
+            let Ok(client) = client else {
+                tally.failed += 1;
+                continue;
+            };
+            for (start, end, result) in client {
+                match result {
+                    Ok(()) => {
+                        tally.times.push(end.duration_since(start).as_secs_f64());
+                        tally.bytes += size;
+                        first = Some(first.map_or(start, |f| f.min(start)));
+                        last = Some(last.map_or(end, |l| l.max(end)));
+                    }
+                    Err(e) => {
+                        tally.failed += 1;
+                        tally.errors.push(e);
+                    }
+                }
+            }
+        }
+        if let (Some(a), Some(b)) = (first, last) {
+            tally.wall = b.duration_since(a);
+        }
+        tally.times.sort_by(f64::total_cmp);
+        tally
+    }
 }
 
 /// One cell: a fresh server, what its clients did, its CPU time.
 #[derive(Clone, Debug, Default)]
 struct Run {
-    sums: Sums,
-    downloads: Downloads,
+    sums: Requests,
+    downloads: Requests,
     cpu: CpuTime,
     /// Wall time of the whole cell's client work (for CPU %).
     wall: Duration,
@@ -174,65 +201,12 @@ impl Bench<'_> {
         }
         let cpu = procfs::cpu_time(pid).unwrap_or_default();
         server.guard.stop()?;
-        let mut run = Run {
+        Ok(Run {
+            sums: Requests::of(sums, self.big.size),
+            downloads: Requests::of(fetched, self.small.size),
             cpu,
             wall,
-            ..Run::default()
-        };
-        let mut first = None::<Instant>;
-        let mut last = None::<Instant>;
-        for client in sums {
-            let Ok(client) = client else {
-                run.sums.failed += 1;
-                continue;
-            };
-            for (start, end, result) in client {
-                match result {
-                    Ok(()) => {
-                        run.sums.times.push(end.duration_since(start).as_secs_f64());
-                        run.sums.bytes += self.big.size;
-                        first = Some(first.map_or(start, |f| f.min(start)));
-                        last = Some(last.map_or(end, |l| l.max(end)));
-                    }
-                    Err(e) => {
-                        run.sums.failed += 1;
-                        run.sums.errors.push(e);
-                    }
-                }
-            }
-        }
-        if let (Some(a), Some(b)) = (first, last) {
-            run.sums.wall = b.duration_since(a);
-        }
-        let (mut first, mut last) = (None::<Instant>, None::<Instant>);
-        for client in fetched {
-            let Ok(client) = client else {
-                run.downloads.failed += 1;
-                continue;
-            };
-            for (start, end, result) in client {
-                match result {
-                    Ok(()) => {
-                        run.downloads
-                            .times
-                            .push(end.duration_since(start).as_secs_f64());
-                        run.downloads.bytes += self.small.size;
-                        first = Some(first.map_or(start, |f| f.min(start)));
-                        last = Some(last.map_or(end, |l| l.max(end)));
-                    }
-                    Err(e) => {
-                        run.downloads.failed += 1;
-                        run.downloads.errors.push(e);
-                    }
-                }
-            }
-        }
-        if let (Some(a), Some(b)) = (first, last) {
-            run.downloads.wall = b.duration_since(a);
-        }
-        run.sums.times.sort_by(f64::total_cmp);
-        run.downloads.times.sort_by(f64::total_cmp);
-        Ok(run)
+        })
     }
 
     /// One checksum client: `--sums` checksums, or (`until_done`) as many as fit before
@@ -244,7 +218,7 @@ impl Bench<'_> {
         until_done: bool,
         done: &AtomicBool,
         barrier: &Barrier,
-    ) -> Vec<(Instant, Instant, Result<(), String>)> {
+    ) -> Vec<Timed> {
         let client = Client::bound(addr, sum_address(i), self.options.clone());
         barrier.wait();
         let mut client = match client {
@@ -280,7 +254,7 @@ impl Bench<'_> {
         addr: SocketAddr,
         tag: &str,
         barrier: &Barrier,
-    ) -> Vec<(Instant, Instant, Result<(), String>)> {
+    ) -> Vec<Timed> {
         let client = Client::new(addr, self.options.clone());
         barrier.wait();
         let mut client = match client {
