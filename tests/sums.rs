@@ -9,7 +9,7 @@
 mod live;
 
 use live::servers::{Dirs, Server};
-use live::{run, run_with_input, udpft, Finished};
+use live::{run, run_with_input, udpft, Finished, Silent};
 use std::path::Path;
 use std::process::Command;
 use udpft::link::seeded_bytes;
@@ -151,4 +151,26 @@ fn ls_sum_and_the_shells_sum_show_the_same_checksums_as_sha256sum() {
     shell.expect_code(0);
     assert_eq!(shell.out(), want, "the shell's sum");
     server.stop();
+}
+
+#[test]
+fn a_server_that_never_answers_a_sum_is_said_to_be_perhaps_older_than_checksums() {
+    let silent = Silent::new();
+    let addr = silent.addr();
+    let out = run(&mut udpft([
+        "sum",
+        "--server",
+        &addr,
+        "--timeout",
+        "0.3",
+        "f",
+    ]));
+    out.expect_code(5);
+    assert!(silent.received_anything(), "the request was sent");
+    assert!(
+        out.stderr
+            .contains("a server older than checksums (sum) does not answer them"),
+        "{}",
+        out.stderr
+    );
 }

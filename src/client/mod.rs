@@ -296,7 +296,14 @@ impl Client {
             sink,
             patience: SUM_PATIENCE,
         };
-        let bytes = self.fetch_to_memory(&make, name)?;
+        let bytes = self.fetch_to_memory(&make, name).map_err(|e| match e {
+            // Silence is also what a server that predates checksums gives (protocol.md
+            // §22.3): it drops a request of a type it does not know.
+            ClientError::NotResponding {
+                port_closed: false, ..
+            } => e.with_hint("a server older than checksums (sum) does not answer them".into()),
+            other => other,
+        })?;
         Checksum::decode(algo, &bytes).ok_or_else(|| ClientError::Transfer {
             code: ErrorCode::BadRequest,
             text: "the server sent a malformed checksum".into(),
