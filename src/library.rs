@@ -647,6 +647,9 @@ mod tests {
 #[cfg(test)]
 mod version_tests {
     use super::*;
+    use crate::proto::checksum::hash_source;
+    use crate::proto::wire::Algo;
+    use sha2::Digest;
     use std::time::{Duration, SystemTime};
 
     fn open(library: &mut Library, name: &[u8]) -> Box<dyn Source> {
@@ -687,6 +690,88 @@ mod version_tests {
         assert!(
             !source.unchanged().expect("stat"),
             "ctime must reveal the rewrite"
+        );
+    }
+
+    /// A library file that someone changes right after the hasher's first read.
+    struct Meddled {
+        inner: Box<dyn Source>,
+        meddle: Option<Box<dyn FnOnce() + Send>>,
+    }
+
+    impl Source for Meddled {
+        fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.inner.read_at(offset, buf)?;
+            if let Some(meddle) = self.meddle.take() {
+                meddle();
+            }
+            Ok(n)
+        }
+        fn unchanged(&mut self) -> io::Result<bool> {
+            self.inner.unchanged()
+        }
+    }
+
+    /// Hashes a 1 MiB library file that `meddle` changes (given its path) right after the
+    /// first read; returns the refusal.
+    fn hash_meddled(meddle: impl FnOnce(&Path) + Send + 'static) -> Refusal {
+        let (dir, mut library) = library_with("big", &vec![7u8; 1 << 20]);
+        let info = library.inspect(b"big").expect("inspected");
+        let inner = library
+            .open(b"big", &info)
+            .map_err(|r| r.text)
+            .expect("opens");
+        let path = dir.path().join("big");
+        let mut source = Meddled {
+            inner,
+            meddle: Some(Box::new(move || meddle(&path))),
+        };
+        hash_source(&mut source, info.size, Algo::Sha256, "big").expect_err("refused")
+    }
+
+    #[test]
+    fn a_file_that_grows_while_it_is_hashed_gives_file_changed_not_a_checksum() {
+        let refusal = hash_meddled(|path| {
+            let file = File::options().append(true).open(path).expect("open");
+            (&file).write_all(b"more").expect("appended");
+        });
+        assert_eq!(refusal.code, ErrorCode::FileChanged);
+        assert_eq!(
+            refusal.text,
+            "big changed while it was being hashed; try again"
+        );
+    }
+
+    #[test]
+    fn a_file_cut_short_while_it_is_hashed_gives_file_changed_not_a_checksum() {
+        let refusal = hash_meddled(|path| {
+            File::options()
+                .write(true)
+                .open(path)
+                .and_then(|f| f.set_len(1000))
+                .expect("truncated");
+        });
+        assert_eq!(refusal.code, ErrorCode::FileChanged);
+    }
+
+    #[test]
+    fn a_checksum_of_an_unchanged_file_is_its_sha256_and_a_crc32_is_remembered() {
+        let bytes = vec![7u8; 1 << 20];
+        let (_dir, mut library) = library_with("big", &bytes);
+        let info = library.inspect(b"big").expect("inspected");
+        let sha = library
+            .checksum(b"big", &info, Algo::Sha256)
+            .expect("hashed");
+        assert_eq!(sha.size, 1 << 20);
+        assert_eq!(sha.digest, sha2::Sha256::digest(&bytes).to_vec());
+        let crc = library
+            .checksum(b"big", &info, Algo::Crc32)
+            .expect("hashed");
+        assert_eq!(crc.digest, crc32fast::hash(&bytes).to_be_bytes());
+        assert_eq!(
+            open(&mut library, b"big").file_crc(false),
+            FileCrc::Known(crc32fast::hash(&bytes)),
+            "the CRC32 is remembered for this version"
         );
     }
 

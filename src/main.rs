@@ -1,4 +1,4 @@
-//! `udpft`, the command line: `serve` a library, or `ls`, `get`, `put` and `shell` as a
+//! `udpft`, the command line: `serve` a library, or `ls`, `get`, `put`, `sum` and `shell` as a
 //! client; `completions` and `man` print documentation generated from the same
 //! definitions. The front ends live in `src/cli/`; the work is done by the library crate.
 
@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::Put { args, common } => {
             with_client(&common, |ctx| commands::put(ctx, &args).map(drop))
         }
+        Command::Sum { args, common } => with_client(&common, |ctx| commands::sum(ctx, &args)),
         Command::Shell { common } => with_client(&common, cli::shell::run),
     };
     match result {

@@ -1,7 +1,7 @@
 //! The command line's grammar, as clap definitions. The interactive shell parses its lines
-//! with the same argument structs ([`LsArgs`], [`GetArgs`], [`PutArgs`]), so a flag means
-//! the same thing typed at the prompt as on the command line; the man page and the shell
-//! completion scripts are generated from them too.
+//! with the same argument structs ([`LsArgs`], [`GetArgs`], [`PutArgs`], [`SumArgs`]), so a
+//! flag means the same thing typed at the prompt as on the command line; the man page and
+//! the shell completion scripts are generated from them too.
 
 use super::address::ServerAddr;
 use clap::{Args, Parser, Subcommand};
@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use std::path::PathBuf;
 use std::time::Duration;
 use udpft::proto::access::parse_prefix;
-use udpft::proto::wire::{DEFAULT_CHUNK, MAX_CHUNK, MAX_WINDOW, MIN_CHUNK};
+use udpft::proto::wire::{Algo, DEFAULT_CHUNK, MAX_CHUNK, MAX_WINDOW, MIN_CHUNK};
 use udpft::server;
 use udpft::server::log::LogFormat;
 use udpft::tftp::client::DEFAULT_WINDOW;
@@ -72,6 +72,18 @@ The last argument may be a URL on any TFTP server: `put PATH tftp://HOST[:PORT]/
 URL ending in / (tftp://HOST/ or tftp://HOST/DIR/) to send each file under its own name (or
 --as NAME). TFTP cannot ask to replace a file: the server decides, so --force does not apply.";
 
+pub(crate) const SUM_ABOUT: &str =
+    "Print the checksums of library files, hashed by the server (like sha256sum)";
+pub(crate) const SUM_LONG: &str = "\
+Print the checksums of library files, hashed by the server: one `HEX  NAME` line each, as
+sha256sum prints them, so `sha256sum -c` can check a copy against them. Nothing is
+downloaded: the server reads the file and sends 40 bytes back. NAME may be a quoted
+pattern ('*.iso'), matched against the server's listing.
+
+--algo crc32 prints the CRC32 every udpft transfer ends with (answered at once when the
+server remembers it for that version of the file). A file that changes while the server
+hashes it is an error, never a checksum of mixed bytes; run the command again.";
+
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Serve a folder (the library) to clients until Ctrl-C or SIGTERM.
@@ -97,7 +109,14 @@ pub(crate) enum Command {
         #[command(flatten)]
         common: ClientArgs,
     },
-    /// Interactive session: a menu, then a prompt taking list, get, put (with the same
+    #[command(about = SUM_ABOUT, long_about = SUM_LONG)]
+    Sum {
+        #[command(flatten)]
+        args: SumArgs,
+        #[command(flatten)]
+        common: ClientArgs,
+    },
+    /// Interactive session: a menu, then a prompt taking list, get, put, sum (with the same
     /// options as the commands), help and quit. Fed by a pipe, it runs the commands in order.
     Shell {
         #[command(flatten)]
@@ -125,6 +144,31 @@ pub(crate) struct LsArgs {
     /// cannot list (exit 2).
     #[arg(value_name = "URL")]
     pub(crate) url: Option<String>,
+    /// Show each file's checksum beside it, hashed by the server (--algo chooses which).
+    #[arg(long)]
+    pub(crate) sum: bool,
+    /// With --sum: the checksum algorithm.
+    #[arg(long, default_value = "sha256", value_name = "ALGO", requires = "sum", value_parser = parse_algo)]
+    pub(crate) algo: Algo,
+}
+
+/// The options of `sum`.
+#[derive(Args, Clone, Debug)]
+pub(crate) struct SumArgs {
+    /// Names of files in the library, or quoted patterns ('*.iso').
+    #[arg(required = true, value_name = "NAME")]
+    pub(crate) names: Vec<String>,
+    /// The checksum algorithm: sha256 or crc32.
+    #[arg(long, default_value = "sha256", value_name = "ALGO", value_parser = parse_algo)]
+    pub(crate) algo: Algo,
+    /// Stop at the first file that fails (by default every file is tried).
+    #[arg(long)]
+    pub(crate) fail_fast: bool,
+}
+
+/// Parses `--algo`: sha256 or crc32.
+fn parse_algo(text: &str) -> Result<Algo, String> {
+    text.parse()
 }
 
 /// The options of `get`.
@@ -282,6 +326,14 @@ pub(crate) struct ServeArgs {
     /// Loops of the table model, each on its own socket (SO_REUSEPORT) and core.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub(crate) workers: u16,
+    /// Threads of the table model that hash checksums (sum), so its loop keeps serving
+    /// datagrams meanwhile; 0 hashes on the loop itself [default: the number of cores].
+    /// A full queue (as many checksums waiting as workers) answers busy.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=256))]
+    pub(crate) cpu_workers: Option<u16>,
+    /// The largest file a checksum (sum) may hash, in bytes; larger ones are refused.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 30)]
+    pub(crate) max_sum: u64,
     /// Print a statistics line (live sessions, datagrams, rejects by kind) every this many
     /// seconds, when something changed.
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
@@ -348,6 +400,8 @@ pub(crate) enum ShellCommand {
     Get(GetArgs),
     #[command(about = PUT_ABOUT, long_about = PUT_LONG)]
     Put(PutArgs),
+    #[command(about = SUM_ABOUT, long_about = SUM_LONG)]
+    Sum(SumArgs),
     /// Show the menu.
     #[command(visible_alias = "?")]
     Help,

@@ -1,13 +1,13 @@
-//! The client commands, `ls`, `get` and `put`, run against one [`Client`] (the udpft
+//! The client commands, `ls`, `get`, `put` and `sum`, run against one [`Client`] (the udpft
 //! server `--server` names) and one [`TftpClient`] (for `tftp://` URLs): the same code for
 //! the command line and for each line of the shell. A command over several files tries
 //! every file (unless `--fail-fast`), shows each failure as it happens, and ends with the
 //! exit code of the first.
 
 use super::address::ServerAddr;
-use super::args::{ClientArgs, GetArgs, LsArgs, PutArgs, TftpArgs};
+use super::args::{ClientArgs, GetArgs, LsArgs, PutArgs, SumArgs, TftpArgs};
 use super::failure::Failure;
-use super::output::{listing_json, listing_table, print_out};
+use super::output::{listing_json, listing_table, print_out, sum_line, summed_json, summed_table};
 use super::progress::{Progress, Tally, Voice};
 use super::url::{is_tftp, TftpUrl};
 use std::fs::File;
@@ -21,6 +21,7 @@ use udpft::client::{
     TftpClient, TftpOptions,
 };
 use udpft::library::check_name;
+use udpft::proto::checksum::Checksum;
 use udpft::proto::listing::Entry;
 use udpft::proto::wire::ErrorCode;
 use udpft::proto::Config;
@@ -116,6 +117,9 @@ pub(crate) fn ls(ctx: &mut Context, args: &LsArgs) -> Result<Vec<Entry>, Failure
         }));
     }
     let entries = ctx.client()?.list()?;
+    if args.sum {
+        return ls_sums(ctx, args, entries);
+    }
     let text = if args.json {
         listing_json(&entries)
     } else {
@@ -123,6 +127,63 @@ pub(crate) fn ls(ctx: &mut Context, args: &LsArgs) -> Result<Vec<Entry>, Failure
     };
     print_out(&text)?;
     Ok(entries)
+}
+
+/// `ls --sum`: the listing with each file's checksum, asked one file at a time. A file the
+/// server cannot hash (it changed, it went away) shows its error in that column, and the
+/// command ends with the exit code of the first such failure.
+fn ls_sums(ctx: &mut Context, args: &LsArgs, entries: Vec<Entry>) -> Result<Vec<Entry>, Failure> {
+    let interrupt = Arc::clone(&ctx.interrupt);
+    let client = ctx.client()?;
+    let mut first_failure = None;
+    let mut sums: Vec<Result<Checksum, String>> = Vec::with_capacity(entries.len());
+    for entry in &entries {
+        let name = String::from_utf8_lossy(&entry.name).into_owned();
+        let sum = client.sum(&name, args.algo).map_err(|e| {
+            first_failure.get_or_insert(e.exit_code());
+            e.to_string()
+        });
+        sums.push(sum);
+        if interrupt.load(Ordering::Relaxed) {
+            first_failure.get_or_insert(udpft::client::EXIT_INTERRUPTED);
+            break;
+        }
+    }
+    sums.resize_with(entries.len(), || Err("not asked (interrupted)".into()));
+    let text = if args.json {
+        summed_json(&entries, &sums, args.algo)
+    } else {
+        summed_table(&entries, &sums, args.human)
+    };
+    print_out(&text)?;
+    match first_failure {
+        None => Ok(entries),
+        Some(code) => Err(Failure::Reported(code)),
+    }
+}
+
+/// `sum NAME… [--algo sha256|crc32]`: one `HEX  NAME` line a file, as sha256sum prints
+/// them, each as soon as it is known; a failure is an error line, and the next file is
+/// asked (unless `--fail-fast`).
+pub(crate) fn sum(ctx: &mut Context, args: &SumArgs) -> Result<(), Failure> {
+    let names = expand(ctx, &args.names)?;
+    let mut first_failure = None;
+    for name in &names {
+        match ctx.client()?.sum(name, args.algo) {
+            Ok(sum) => print_out(sum_line(&sum, name))?,
+            Err(e) => {
+                let failure = Failure::from(e).shown();
+                first_failure.get_or_insert(failure.exit_code());
+                if args.fail_fast || ctx.interrupted() {
+                    break;
+                }
+            }
+        }
+    }
+    match first_failure {
+        None => Ok(()),
+        Some(code) => Err(Failure::Reported(code)),
+    }
 }
 
 /// How a command over several files is going: the first failure's exit code.

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use udpft::text::sanitize;
 
 /// The commands the prompt takes, as completed (aliases too).
-const COMMANDS: [&str; 7] = ["exit", "get", "help", "list", "ls", "put", "quit"];
+const COMMANDS: [&str; 8] = ["exit", "get", "help", "list", "ls", "put", "quit", "sum"];
 
 /// The library names known to the shell, shared with the completer.
 pub(crate) type Names = Rc<RefCell<Vec<String>>>;
@@ -81,7 +81,7 @@ impl Completer for ShellHelper {
         let previous = words[words.len() - 2].1.as_str();
         Ok(match (command, previous) {
             (_, "-o" | "--output") => self.files.complete_path(line, pos)?,
-            ("put", "--as") | ("get", _) => self.remote(*start, current),
+            ("put", "--as") | ("get", _) | ("sum", _) => self.remote(*start, current),
             ("put", _) => self.files.complete_path(line, pos)?,
             _ => (pos, Vec::new()),
         })

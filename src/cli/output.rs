@@ -7,7 +7,9 @@ use indicatif::HumanBytes;
 use std::io::{self, Write};
 use std::time::Duration;
 use udpft::client::ClientError;
+use udpft::proto::checksum::Checksum;
 use udpft::proto::listing::Entry;
+use udpft::proto::wire::Algo;
 pub(crate) use udpft::text::duration;
 use udpft::text::{json_string, sanitize_bytes};
 
@@ -54,18 +56,69 @@ pub(crate) fn listing_table(entries: &[Entry], human: bool) -> String {
 
 /// The listing as one JSON array of `{name, size, mtime}`.
 pub(crate) fn listing_json(entries: &[Entry]) -> String {
+    json_array(entries, |_| String::new())
+}
+
+/// The listing as JSON with each file's checksum: `{name, size, mtime, ALGO}`, the
+/// checksum `null` where the server could not give it.
+pub(crate) fn summed_json(
+    entries: &[Entry],
+    sums: &[Result<Checksum, String>],
+    algo: Algo,
+) -> String {
+    json_array(entries, |i| {
+        let value = match sums.get(i) {
+            Some(Ok(sum)) => format!("\"{}\"", sum.hex()),
+            _ => "null".into(),
+        };
+        format!(",\"{}\":{value}", algo.name())
+    })
+}
+
+/// A JSON array of the entries' `{name, size, mtime…}`, `more(i)` adding fields to the
+/// `i`th.
+fn json_array(entries: &[Entry], more: impl Fn(usize) -> String) -> String {
     let items: Vec<String> = entries
         .iter()
-        .map(|e| {
+        .enumerate()
+        .map(|(i, e)| {
             format!(
-                "{{\"name\":{},\"size\":{},\"mtime\":{}}}",
+                "{{\"name\":{},\"size\":{},\"mtime\":{}{}}}",
                 json_string(&String::from_utf8_lossy(&e.name)),
                 e.size,
-                e.mtime
+                e.mtime,
+                more(i)
             )
         })
         .collect();
     format!("[{}]\n", items.join(","))
+}
+
+/// One line of `sum`: `HEX  NAME`, as sha256sum prints it (two spaces: binary and text
+/// mode are the same here), the name made safe to print.
+pub(crate) fn sum_line(sum: &Checksum, name: &str) -> String {
+    format!("{}  {}\n", sum.hex(), sanitize_bytes(name.as_bytes()))
+}
+
+/// The listing as a table with each file's checksum (or why there is none) after its name.
+pub(crate) fn summed_table(
+    entries: &[Entry],
+    sums: &[Result<Checksum, String>],
+    human: bool,
+) -> String {
+    let mut text = String::new();
+    for (entry, sum) in entries.iter().zip(sums) {
+        let line = listing_table(std::slice::from_ref(entry), human);
+        let shown = match sum {
+            Ok(sum) => sum.hex(),
+            Err(why) => format!("({})", why),
+        };
+        text.push_str(&format!("{}  {shown}\n", line.trim_end()));
+    }
+    if entries.is_empty() {
+        text.push_str("(the library is empty)\n");
+    }
+    text
 }
 
 /// `YYYY-MM-DD HH:MM` in UTC for seconds since the Unix epoch (civil-from-days).

@@ -101,6 +101,7 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
             limits: Limits {
                 max_sessions: args.max_sessions,
                 max_per_address: args.max_per_address,
+                max_sum: args.max_sum,
                 ..Limits::default()
             },
             access: AccessList::new(args.allow.clone(), args.deny.clone()),
@@ -121,6 +122,9 @@ fn server_config(args: &ServeArgs) -> ServerConfig {
         },
         model: args.model,
         workers: usize::from(args.workers),
+        cpu_workers: args
+            .cpu_workers
+            .map_or_else(server::default_cpu_workers, usize::from),
         stats_every: args.stats_every,
         log: args.log_format,
         busy_poll: args.busy_poll,

@@ -196,6 +196,7 @@ fn execute(ctx: &mut Context, line: &str, names: &Names) -> Result<Next, Failure
             known.sort();
             uploaded?;
         }
+        ShellCommand::Sum(args) => commands::sum(ctx, &args)?,
         ShellCommand::Help => super::output::print_out(menu(ctx.client()?.server()))?,
         ShellCommand::Quit => return Ok(Next::Quit),
     }
@@ -219,6 +220,7 @@ fn menu(server: SocketAddr) -> String {
         "list [-l]                  show the files in the library",
         "get NAME… [-o PATH] [-n]   download (NAME may be a quoted '*.pattern')",
         "put PATH… [--as NAME]      upload local files (--force replaces)",
+        "sum NAME… [--algo crc32]   checksums hashed by the server (sha256sum lines)",
         "get/put … tftp://HOST/NAME the same with a TFTP server (no list, no resume)",
         "COMMAND --help             every option of a command",
         "help                       show this menu",

@@ -36,14 +36,15 @@ use self::partial::{Landing, PartialFile};
 use self::stream::Stream;
 use crate::library::{check_name, FileSource};
 use crate::net;
+use crate::proto::checksum::Checksum;
 use crate::proto::client::{ClientSession, Request};
 use crate::proto::listing::{self, Entry};
 use crate::proto::session::MemSink;
-use crate::proto::wire::{ErrorCode, Message, MAX_DATAGRAM};
+use crate::proto::wire::{Algo, ErrorCode, Message, MAX_DATAGRAM};
 use crate::proto::{Config, Failure, Outcome, Stats};
 use std::fs::File;
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -155,6 +156,10 @@ pub(crate) enum Stop {
 /// What a transfer calls with its [`Event`]s.
 pub(crate) type EventFn<'e> = dyn FnMut(Event<'_>) + 'e;
 
+/// How long a checksum waits at least for the server's hash (it sends nothing while it
+/// hashes: a large file, or a queue of checksums before it, takes a while).
+pub const SUM_PATIENCE: Duration = Duration::from_secs(60);
+
 /// The longest single sleep of a busy back-off, so an interrupt is noticed promptly.
 const SLEEP_SLICE: Duration = Duration::from_millis(20);
 
@@ -177,6 +182,24 @@ impl Client {
             interrupt: None,
             fallbacks: Vec::new(),
         })
+    }
+
+    /// A client of `server` whose socket is bound to the local address `local` (a
+    /// benchmark's clients on distinct loopback addresses, 127.0.0.0/8, are distinct peers
+    /// to the server's per-address limits).
+    ///
+    /// # Errors
+    /// If the socket cannot be bound or connected.
+    pub fn bound(
+        server: SocketAddr,
+        local: IpAddr,
+        options: ClientOptions,
+    ) -> Result<Self, ClientError> {
+        let mut client = Self::new(server, options)?;
+        client.socket = net::bind(SocketAddr::new(local, 0), false)
+            .and_then(|s| s.connect(server).map(|()| s))
+            .map_err(|e| ClientError::local(format!("cannot bind a UDP socket to {local}"), e))?;
+        Ok(client)
     }
 
     /// A client of the first of `addresses` (those of one host name, in the resolver's
@@ -230,23 +253,60 @@ impl Client {
     /// # Errors
     /// See [`ClientError`].
     pub fn list(&mut self) -> Result<Vec<Entry>, ClientError> {
+        let bytes = self.fetch_to_memory(&|sink| Request::List { sink }, "")?;
+        listing::decode(&bytes).ok_or_else(|| ClientError::Transfer {
+            code: ErrorCode::BadRequest,
+            text: "the server sent a malformed listing".into(),
+        })
+    }
+
+    /// Runs the request `make` builds around an in-memory sink (a fresh one each try) and
+    /// returns what arrived in it.
+    fn fetch_to_memory(
+        &mut self,
+        make: &dyn Fn(Box<dyn crate::proto::Sink>) -> Request,
+        what: &str,
+    ) -> Result<Vec<u8>, ClientError> {
         let sink = Arc::new(Mutex::new(MemSink::default()));
         let for_request = Arc::clone(&sink);
         self.transfer(
             &mut |_| {},
             &mut || {
-                // Each try starts from an empty listing.
+                // Each try starts from an empty sink.
                 *lock(&for_request) = MemSink::default();
-                Ok(Request::List {
-                    sink: Box::new(Arc::clone(&for_request)),
-                })
+                Ok(make(Box::new(Arc::clone(&for_request))))
             },
-            "",
+            what,
         )?;
         let bytes = std::mem::take(&mut lock(&sink).data);
-        listing::decode(&bytes).ok_or_else(|| ClientError::Transfer {
+        Ok(bytes)
+    }
+
+    /// The checksum of the library's file `name` by `algo`, hashed by the server. The server
+    /// hashes before it sends anything, so once it accepted, the wait for the record is
+    /// given [`SUM_PATIENCE`] (or the `--timeout`, if longer) rather than the timeout alone.
+    ///
+    /// # Errors
+    /// See [`ClientError`]; a file that changed while the server hashed it is
+    /// [`ErrorCode::FileChanged`].
+    pub fn sum(&mut self, name: &str, algo: Algo) -> Result<Checksum, ClientError> {
+        let make = |sink| Request::Sum {
+            name: name.as_bytes().to_vec(),
+            algo,
+            sink,
+            patience: SUM_PATIENCE,
+        };
+        let bytes = self.fetch_to_memory(&make, name).map_err(|e| match e {
+            // Silence is also what a server that predates checksums gives (protocol.md
+            // §22.3): it drops a request of a type it does not know.
+            ClientError::NotResponding {
+                port_closed: false, ..
+            } => e.with_hint("a server older than checksums (sum) does not answer them".into()),
+            other => other,
+        })?;
+        Checksum::decode(algo, &bytes).ok_or_else(|| ClientError::Transfer {
             code: ErrorCode::BadRequest,
-            text: "the server sent a malformed listing".into(),
+            text: "the server sent a malformed checksum".into(),
         })
     }
 

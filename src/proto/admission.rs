@@ -10,6 +10,7 @@
 //! sessions may have started meanwhile.
 
 use super::access::AccessList;
+use super::checksum::Checksum;
 use super::grant::{Grant, Op};
 use super::refusal::Refusal;
 use super::session::Config;
@@ -36,6 +37,8 @@ pub struct Limits {
     pub min_rate: u64,
     /// What a full server says in its Busy refusal.
     pub full: &'static str,
+    /// The largest file a Sum may hash (its whole cost, protocol.md §22.3).
+    pub max_sum: u64,
 }
 
 impl Default for Limits {
@@ -47,6 +50,7 @@ impl Default for Limits {
             max_unproven: 16_384,
             min_rate: 16 << 10,
             full: "too many sessions",
+            max_sum: 64 << 30,
         }
     }
 }
@@ -149,6 +153,40 @@ impl Policy {
                 grant.window = self.session.negotiate_window(window, grant.chunk);
                 grant.size = size;
                 grant.overwrite = overwrite;
+                Ok(grant)
+            }
+            Message::Sum {
+                token,
+                chunk,
+                algo,
+                name,
+            } => {
+                if algo.digest_len() == 0 {
+                    return Err(Refusal::new(
+                        ErrorCode::BadRequest,
+                        format!(
+                            "unknown checksum {}: this server knows sha256 and crc32",
+                            algo.name()
+                        ),
+                    ));
+                }
+                let file = store.inspect(name)?;
+                let limit = self.limits.max_sum;
+                if file.size > limit {
+                    return Err(Refusal::new(
+                        ErrorCode::TooLarge,
+                        format!(
+                            "{} is {} bytes; this server checksums files of at most {limit}",
+                            String::from_utf8_lossy(name),
+                            file.size
+                        ),
+                    ));
+                }
+                let mut grant = Grant::new(peer, session, token, Op::Sum, name);
+                grant.chunk = self.session.negotiate_chunk(chunk);
+                grant.size = Checksum::record_len(algo);
+                grant.file = Some(file);
+                grant.algo = Some(algo);
                 Ok(grant)
             }
             _ => Err(Refusal::new(ErrorCode::BadRequest, "not a request")),

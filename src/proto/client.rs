@@ -1,4 +1,4 @@
-//! The client's side of one request: ask (List, Get or Put), wait for the server's Accept,
+//! The client's side of one request: ask (List, Get, Put or Sum), wait for the server's Accept,
 //! then run its half of the [`Transfer`].
 //!
 //! The request is repeated on a timer (exponential backoff from `rto_initial`) until an
@@ -39,6 +39,18 @@ pub enum Request {
         size: u64,
         /// Replace an existing file.
         overwrite: bool,
+    },
+    /// The checksum of `name` by `algo`; its record (protocol.md §22) goes into the sink.
+    Sum {
+        /// File name in the library.
+        name: Vec<u8>,
+        /// The algorithm.
+        algo: super::wire::Algo,
+        /// Where the record goes.
+        sink: Box<dyn Sink>,
+        /// How long to wait for the record's first chunk once accepted, if longer than the
+        /// config's timeout: the server hashes the whole file before it sends anything.
+        patience: std::time::Duration,
     },
 }
 
@@ -81,6 +93,14 @@ fn unasked(request: &Request, size: u64, offset: u64) -> Option<(ErrorCode, Stri
             ErrorCode::BadRequest,
             format!("server accepted {size} bytes from byte {offset}, not {asked} from 0"),
         )),
+        Request::Sum { algo, .. }
+            if size != super::checksum::Checksum::record_len(algo) || offset != 0 =>
+        {
+            Some((
+                ErrorCode::BadRequest,
+                format!("server offered a {size}-byte {} record", algo.name()),
+            ))
+        }
         _ => None,
     }
 }
@@ -268,6 +288,13 @@ impl ClientSession {
             Request::List { sink } => {
                 Transfer::receive(now, config, plan(Opening::AckAccept, 0), sink)
             }
+            Request::Sum { sink, patience, .. } => {
+                let config = Config {
+                    timeout: config.timeout.max(patience),
+                    ..config.clone()
+                };
+                Transfer::receive(now, &config, plan(Opening::AckAccept, 0), sink)
+            }
             Request::Get {
                 sink, resume_crc, ..
             } => Transfer::receive(now, config, plan(Opening::AckAccept, resume_crc), sink),
@@ -378,6 +405,12 @@ impl ClientSession {
                         window,
                         size: *size,
                         overwrite: *overwrite,
+                        name,
+                    },
+                    Request::Sum { name, algo, .. } => Message::Sum {
+                        token,
+                        chunk,
+                        algo: *algo,
                         name,
                     },
                 };

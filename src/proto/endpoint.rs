@@ -59,6 +59,10 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// How long the "is any session slow?" answer for a full server is reused.
 const CENSUS_EVERY: Duration = Duration::from_millis(100);
 
+/// Checksums one IP address may have running at once (protocol.md §22.3): hashing is the
+/// one request whose cost is CPU, not bandwidth, so a peer gets one at a time.
+pub const MAX_SUMS_PER_ADDRESS: usize = 1;
+
 /// Tombstones of completed uploads kept at most.
 const MAX_TOMBS: usize = 4096;
 
@@ -246,6 +250,8 @@ pub struct Endpoint {
     live: HashMap<Key, Live>,
     aborted: usize,
     per_address: HashMap<IpAddr, usize>,
+    /// Live checksums per IP address: at most [`MAX_SUMS_PER_ADDRESS`] each.
+    sums: HashMap<IpAddr, usize>,
     tombs: HashMap<Key, Tomb>,
     tomb_order: VecDeque<Key>,
     replies: VecDeque<Reply>,
@@ -276,6 +282,7 @@ impl Endpoint {
             live: HashMap::new(),
             aborted: 0,
             per_address: HashMap::new(),
+            sums: HashMap::new(),
             tombs: HashMap::new(),
             tomb_order: VecDeque::new(),
             replies: VecDeque::new(),
@@ -324,7 +331,7 @@ impl Endpoint {
             }
         };
         match message.kind() {
-            Kind::List | Kind::Get | Kind::Put => {
+            Kind::List | Kind::Get | Kind::Put | Kind::Sum => {
                 self.handle_request(now, peer, &message, datagram.len());
                 Event::Nothing
             }
@@ -362,6 +369,10 @@ impl Endpoint {
             .policy
             .judge(self.store.as_mut(), peer, session, request)
             .and_then(|grant| match self.capacity(now, peer.ip(), false) {
+                Some(refusal) => Err(refusal),
+                None => Ok(grant),
+            })
+            .and_then(|grant| match self.sum_busy(&grant) {
                 Some(refusal) => Err(refusal),
                 None => Ok(grant),
             });
@@ -458,7 +469,8 @@ impl Endpoint {
         let refusal = if self.draining.is_some() {
             Some(Refusal::shutting_down())
         } else {
-            self.capacity(now, grant.peer.ip(), true)
+            self.sum_busy(&grant)
+                .or_else(|| self.capacity(now, grant.peer.ip(), true))
         };
         if let Some(refusal) = refusal {
             self.stats.refused += 1;
@@ -487,7 +499,18 @@ impl Endpoint {
             },
         );
         *self.per_address.entry(grant.peer.ip()).or_insert(0) += 1;
+        if grant.op == Op::Sum {
+            *self.sums.entry(grant.peer.ip()).or_insert(0) += 1;
+        }
         Event::Open(Box::new(grant), input)
+    }
+
+    /// Whether `grant` is a checksum from an address that has its share running already:
+    /// then the refusal (Busy).
+    fn sum_busy(&self, grant: &Grant) -> Option<Refusal> {
+        let running = self.sums.get(&grant.peer.ip()).copied().unwrap_or(0);
+        (grant.op == Op::Sum && running >= MAX_SUMS_PER_ADDRESS)
+            .then(|| Refusal::busy("one checksum at a time from your address"))
     }
 
     /// Whether a session from `ip` may start now: `None` if so, else the refusal. With
@@ -621,10 +644,18 @@ impl Endpoint {
         if live.aborted {
             self.aborted -= 1;
         }
-        if let Some(n) = self.per_address.get_mut(&key.0.ip()) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_address.remove(&key.0.ip());
+        let ip = key.0.ip();
+        let counts: &mut [&mut HashMap<IpAddr, usize>] = if live.op == Op::Sum {
+            &mut [&mut self.per_address, &mut self.sums]
+        } else {
+            &mut [&mut self.per_address]
+        };
+        for count in counts.iter_mut() {
+            if let Some(n) = count.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    count.remove(&ip);
+                }
             }
         }
         Some(live)

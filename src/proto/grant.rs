@@ -7,12 +7,13 @@
 //! function starts the session in every model, whether in the front door's process or in a
 //! forked child with its own store.
 
+use super::checksum::Checksum;
 use super::refusal::Refusal;
 use super::server_session::ServerSession;
 use super::session::{chunk_count, Config, MemSource};
 use super::store::{FileInfo, Store};
 use super::transfer::{Opening, Plan, Transfer};
-use super::wire::{Message, MAX_NAME_LEN};
+use super::wire::{Algo, Message, MAX_NAME_LEN};
 use crate::tftp::admit::TftpTerms;
 use crate::tftp::ServerSession as TftpSession;
 use std::fmt;
@@ -29,6 +30,8 @@ pub enum Op {
     Get,
     /// An upload.
     Put,
+    /// A checksum (its transfer carries the result, protocol.md §22).
+    Sum,
 }
 
 impl Op {
@@ -38,6 +41,7 @@ impl Op {
             Self::List => "list",
             Self::Get => "get",
             Self::Put => "put",
+            Self::Sum => "sum",
         }
     }
 }
@@ -80,6 +84,8 @@ pub struct Grant {
     pub accepted_at: Option<Instant>,
     /// The terms of a TFTP request (`None`: the udpft protocol).
     pub tftp: Option<Box<TftpTerms>>,
+    /// The algorithm of a Sum.
+    pub algo: Option<Algo>,
 }
 
 impl fmt::Debug for Grant {
@@ -118,6 +124,7 @@ impl Grant {
             listing: None,
             accepted_at: None,
             tftp: None,
+            algo: None,
         }
     }
 
@@ -191,6 +198,11 @@ impl Grant {
                 let opening = Opening::Accept { token: self.token };
                 Transfer::receive(now, config, plan(opening), sink)
             }
+            Op::Sum => {
+                let algo = self.algo.unwrap_or(Algo::Sha256);
+                let sum = store.checksum(self.name(), &self.file_info(), algo)?;
+                return Ok(self.start_sum(now, config, &sum));
+            }
         };
         // The proof answered the Accept: the session's first round trip, so that its first
         // retransmission timer follows the path instead of `rto_initial`, and a windowed
@@ -200,6 +212,28 @@ impl Grant {
             transfer.seed_rtt(now.saturating_duration_since(sent));
         }
         Ok(ServerSession::Udpft(transfer))
+    }
+
+    /// The session of a proven Sum whose checksum is known (hashed by [`Grant::start`] on
+    /// the caller's thread, or by a worker of the table's pool): it sends the record like a
+    /// tiny listing, from Data 1.
+    pub fn start_sum(&self, now: Instant, config: &Config, sum: &Checksum) -> ServerSession {
+        let record: Arc<[u8]> = sum.encode().into();
+        let plan = Plan {
+            session: self.session,
+            size: record.len() as u64,
+            offset: 0,
+            chunk: self.chunk,
+            window: 1,
+            opening: Opening::Data,
+            prefix_crc: 0,
+        };
+        ServerSession::Udpft(Transfer::send(
+            now,
+            config,
+            plan,
+            Box::new(MemSource(record)),
+        ))
     }
 
     fn start_tftp(
@@ -219,7 +253,8 @@ impl Grant {
         Ok(ServerSession::Tftp(Box::new(session)))
     }
 
-    fn file_info(&self) -> FileInfo {
+    /// The version of the file a download's or a Sum's Accept described.
+    pub fn file_info(&self) -> FileInfo {
         self.file.unwrap_or(FileInfo {
             size: self.size,
             version: 0,

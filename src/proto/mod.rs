@@ -16,6 +16,7 @@
 //!   congestion window, `buffers` their datagram buffers, allocated as they are needed.
 //! * [`client`]: a client request and the transfer it opens.
 //! * [`listing`]: the bytes of a library listing.
+//! * [`checksum`]: the record of a remote checksum (Sum), and the hashing that makes it.
 //!
 //! The server's front door and its sessions:
 //! * [`endpoint`]: the front door every server model shares: decoding, address proof,
@@ -32,6 +33,7 @@
 pub mod access;
 pub mod admission;
 mod buffers;
+pub mod checksum;
 pub mod client;
 mod congestion;
 pub mod endpoint;

@@ -3,11 +3,14 @@
 //! A request is judged before its peer has proven its address, so the checks a request
 //! needs ([`Store::listing`], [`Store::inspect`], [`Store::check_upload`]) open no file,
 //! create nothing and must be cheap; only a proven peer's session opens the file or creates
-//! the upload ([`Store::open`], [`Store::create`]). Which names are allowed is the store's
-//! to decide.
+//! the upload ([`Store::open`], [`Store::create`]), and only a proven peer's checksum reads
+//! and hashes a file ([`Store::checksum`]). Which names are allowed is the store's to
+//! decide.
 
+use super::checksum::{hash_source, Checksum};
 use super::refusal::Refusal;
 use super::session::{Sink, Source};
+use super::wire::Algo;
 use std::sync::Arc;
 
 /// What a download was promised: the file's size and an opaque stamp of its version (it
@@ -57,4 +60,23 @@ pub trait Store: Send {
     /// A refusal (exists, bad name, disk...).
     fn create(&mut self, name: &[u8], size: u64, overwrite: bool)
         -> Result<Box<dyn Sink>, Refusal>;
+
+    /// The checksum of `name` by `algo`, for a proven Sum of the version `expected`
+    /// described: the whole file is read (a CRC32 the store remembers for that version is
+    /// used instead). This is the one CPU-heavy call a store has; its caller chooses the
+    /// thread it runs on.
+    ///
+    /// # Errors
+    /// A refusal; [`super::ErrorCode::FileChanged`] if the file is not, or stops being, that
+    /// version while it is hashed.
+    fn checksum(
+        &mut self,
+        name: &[u8],
+        expected: &FileInfo,
+        algo: Algo,
+    ) -> Result<Checksum, Refusal> {
+        let mut source = self.open(name, expected)?;
+        let shown = String::from_utf8_lossy(name);
+        hash_source(source.as_mut(), expected.size, algo, &shown)
+    }
 }

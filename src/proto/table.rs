@@ -5,13 +5,26 @@
 //! of sessions that have something to send, served round-robin one datagram at a time so a
 //! session with much to send cannot starve the others. Sessions that end leave a [`Record`]
 //! for the driver to log.
+//!
+//! A checksum (Sum) is the one session whose start costs CPU: the whole file is hashed
+//! before its record can be sent. By default the table hashes it where it starts, on the
+//! loop's own thread (every other peer waits meanwhile). With
+//! [`SessionTable::offload_checksums`] it hands the hashing to the driver instead, as a
+//! [`Job`] ([`SessionTable::poll_job`]), and starts the session when the driver brings the
+//! result back ([`SessionTable::completed`]); at most the given number of jobs may be out at
+//! once, and a proven Sum beyond that is answered Busy. The table itself never waits.
 
 use super::admission::Policy;
+use super::checksum::Checksum;
 use super::endpoint::PROGRESS_EVERY;
 use super::endpoint::{Action, Endpoint, Event, Key, LiveCounts, Record, SessionMac};
+use super::grant::{Grant, Op};
+use super::refusal::Refusal;
 use super::server_session::{server_done, End, ServerSession};
 use super::stats::ServerStats;
+use super::store::FileInfo;
 use super::store::Store;
+use super::wire::Algo;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -19,6 +32,23 @@ use std::time::Instant;
 
 /// Records of ended sessions kept for the driver between two collections.
 pub const MAX_RECORDS: usize = 1024;
+
+/// A checksum for the driver to compute (on a worker, with its own clone of the store:
+/// [`super::store::Store::checksum`]) and bring back to [`SessionTable::completed`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Job {
+    /// The session it starts.
+    pub key: Key,
+    /// The file.
+    pub name: Vec<u8>,
+    /// The version of the file the Accept described.
+    pub file: FileInfo,
+    /// The algorithm.
+    pub algo: Algo,
+}
+
+/// What a full queue of checksums tells a proven Sum.
+pub const QUEUE_FULL: &str = "checksum queue full";
 
 struct Entry {
     transfer: ServerSession,
@@ -43,6 +73,12 @@ pub struct SessionTable {
     /// The session whose datagram the last `poll_transmit` handed out, and when: its
     /// bookkeeping waits until the datagram has been sent.
     polled: Option<(Key, Instant)>,
+    /// Checksum jobs out at most (`None`: hash where the session starts).
+    offload: Option<usize>,
+    /// The grants of checksums being computed elsewhere, by session.
+    computing: HashMap<Key, Box<Grant>>,
+    /// Checksum jobs not yet taken by the driver.
+    jobs: VecDeque<Job>,
 }
 
 impl SessionTable {
@@ -58,7 +94,80 @@ impl SessionTable {
             records: VecDeque::new(),
             next_progress: None,
             polled: None,
+            offload: None,
+            computing: HashMap::new(),
+            jobs: VecDeque::new(),
         }
+    }
+
+    /// Hands checksums to the driver ([`SessionTable::poll_job`]) instead of hashing them on
+    /// the caller's thread, with at most `max_jobs` out at once (queued or being computed);
+    /// a proven Sum beyond that is refused with Busy ([`QUEUE_FULL`]).
+    pub fn offload_checksums(&mut self, max_jobs: usize) {
+        self.offload = Some(max_jobs);
+    }
+
+    /// The next checksum to compute, if any. Call after every `handle_*` call.
+    pub fn poll_job(&mut self) -> Option<Job> {
+        self.jobs.pop_front()
+    }
+
+    /// Checksums out (queued or being computed).
+    pub fn computing(&self) -> usize {
+        self.computing.len()
+    }
+
+    /// The result of the checksum job `key`: its session starts and sends the record, or
+    /// its peer is told the refusal. A result for a session that ended meanwhile (aborted
+    /// by a stop, say) is dropped.
+    pub fn completed(&mut self, now: Instant, key: Key, result: Result<Checksum, Refusal>) {
+        let Some(grant) = self.computing.remove(&key) else {
+            return;
+        };
+        match result {
+            Ok(sum) => {
+                let session = grant.start_sum(now, &self.endpoint.policy().session, &sum);
+                self.endpoint.opened();
+                self.insert(key, session, now);
+            }
+            Err(refusal) => self.endpoint.open_failed(key, Some(refusal)),
+        }
+    }
+
+    /// Takes `grant`'s checksum off this thread if the table offloads them: `None` once it
+    /// is queued (or refused), `Some(grant)` to start it here.
+    fn queue_job(&mut self, grant: Box<Grant>) -> Option<Box<Grant>> {
+        let max = match self.offload {
+            Some(max) if grant.op == Op::Sum => max,
+            _ => return Some(grant),
+        };
+        let key = (grant.peer, grant.session);
+        if self.computing.len() >= max {
+            self.endpoint
+                .open_failed(key, Some(Refusal::busy(QUEUE_FULL)));
+            return None;
+        }
+        self.jobs.push_back(Job {
+            key,
+            name: grant.name().to_vec(),
+            file: grant.file_info(),
+            algo: grant.algo.unwrap_or(Algo::Sha256),
+        });
+        self.computing.insert(key, grant);
+        None
+    }
+
+    fn insert(&mut self, key: Key, transfer: ServerSession, now: Instant) {
+        self.sessions.insert(
+            key,
+            Entry {
+                transfer,
+                armed: None,
+                queued: false,
+            },
+        );
+        self.next_progress.get_or_insert(now + PROGRESS_EVERY);
+        self.after_activity(key, now);
     }
 
     /// Handles one datagram from `peer`.
@@ -67,19 +176,12 @@ impl SessionTable {
         match self.endpoint.handle(now, peer, datagram) {
             Event::Nothing => {}
             Event::Open(grant, message) => {
+                let Some(grant) = self.queue_job(grant) else {
+                    return self.apply_actions(now);
+                };
                 if let Some(mut transfer) = self.endpoint.start(now, &grant) {
                     transfer.handle(now, &message);
-                    let key = (grant.peer, grant.session);
-                    self.sessions.insert(
-                        key,
-                        Entry {
-                            transfer,
-                            armed: None,
-                            queued: false,
-                        },
-                    );
-                    self.next_progress.get_or_insert(now + PROGRESS_EVERY);
-                    self.after_activity(key, now);
+                    self.insert((grant.peer, grant.session), transfer, now);
                 }
             }
             Event::Deliver(key, message) => {
@@ -94,6 +196,13 @@ impl SessionTable {
 
     fn apply_actions(&mut self, now: Instant) {
         while let Some(Action::Abort { key, code, text }) = self.endpoint.poll_action() {
+            if self.computing.remove(&key).is_some() {
+                // A hash already running elsewhere goes on; its result will find nothing.
+                self.jobs.retain(|job| job.key != key);
+                self.endpoint
+                    .open_failed(key, Some(Refusal::new(code, text)));
+                continue;
+            }
             if let Some(entry) = self.sessions.get_mut(&key) {
                 entry.transfer.abort(code, text);
                 self.after_activity(key, now);

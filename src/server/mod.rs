@@ -6,7 +6,8 @@
 //! * [`Model::Table`] ([`table`]): one thread, one UDP socket, one loop over a
 //!   [`crate::proto::table::SessionTable`] that serves every peer at once; with
 //!   `workers > 1`, several such loops, each with its own socket on the same address
-//!   (SO_REUSEPORT).
+//!   (SO_REUSEPORT); with `cpu_workers > 0`, each loop hashes checksums on that many
+//!   threads of its own (`pool`) instead of on itself.
 //! * [`Model::Loop`] ([`iterative`]): serves one session to completion before the next;
 //!   others are told the server is busy.
 //! * [`Model::Threads`] ([`threads`]): a dispatcher thread hands each session's datagrams to
@@ -21,6 +22,7 @@ mod driver;
 pub mod fork;
 pub mod iterative;
 pub mod log;
+mod pool;
 mod stop;
 pub mod table;
 pub mod threads;
@@ -94,6 +96,9 @@ pub struct ServerConfig {
     pub model: Model,
     /// Loops of the table model, each on its own socket and thread.
     pub workers: usize,
+    /// Threads of each table loop that hash checksums, fed through a bounded queue; 0:
+    /// the loop hashes itself (stalling its other peers meanwhile).
+    pub cpu_workers: usize,
     /// Print a statistics line this often, when something changed.
     pub stats_every: Option<Duration>,
     /// How session log lines are written.
@@ -109,11 +114,17 @@ impl Default for ServerConfig {
             policy: Policy::default(),
             model: Model::Table,
             workers: 1,
+            cpu_workers: 0,
             stats_every: None,
             log: LogFormat::Text,
             busy_poll: net::DEFAULT_BUSY_POLL,
         }
     }
+}
+
+/// The default of `--cpu-workers`: one hashing thread per core.
+pub fn default_cpu_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// Binds the sockets `config.model` needs on `bind` (port 0 picks a free port).

@@ -1,9 +1,11 @@
 //! The *table* model, the main one: one thread, one UDP socket, one loop over a
 //! [`SessionTable`] that serves every peer at once. The loop fires due timers, sends what
 //! the table has queued, and sleeps until the next deadline or datagram; everything else is
-//! the table's (and its front door's).
+//! the table's (and its front door's). With `cpu_workers` it hashes checksums on a
+//! [`Pool`] of threads instead of on the loop, and wakes for their results.
 
-use super::{send, Driver, ServerConfig, Shutdown};
+use super::pool::{Pool, RESULT_POLL};
+use super::{earliest, send, Driver, ServerConfig, Shutdown};
 use crate::ids::SessionKey;
 use crate::library::Library;
 use crate::proto::stats::ServerStats;
@@ -24,19 +26,34 @@ pub fn run(
     shutdown: &Shutdown,
 ) -> io::Result<ServerStats> {
     let policy = config.policy.clone();
+    let pool = match config.cpu_workers {
+        0 => None,
+        n => Some(Pool::start(n, &library)?),
+    };
     let mut table = SessionTable::new(policy, Box::new(library), SessionKey::boxed());
+    if let Some(pool) = &pool {
+        table.offload_checksums(pool.capacity());
+    }
     let mut driver = Driver::new(config);
     loop {
         let now = Instant::now();
         driver.tick(shutdown, table.endpoint_mut(), now);
         table.handle_timeout(now);
+        if let Some(pool) = &pool {
+            pool.exchange(&mut table, now);
+        }
         flush(socket, &mut table, now, &mut driver);
         if table.is_drained() {
             break;
         }
-        if let Some((peer, len)) = driver.recv(socket, table.poll_timeout(), table.len())? {
+        let results = (table.computing() > 0).then(|| now + RESULT_POLL);
+        let deadline = earliest([table.poll_timeout(), results]);
+        if let Some((peer, len)) = driver.recv(socket, deadline, table.len())? {
             let now = Instant::now();
             table.handle_datagram(now, peer, &driver.inbuf[..len]);
+            if let Some(pool) = &pool {
+                pool.exchange(&mut table, now);
+            }
             flush(socket, &mut table, now, &mut driver);
         }
     }

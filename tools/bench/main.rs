@@ -30,6 +30,7 @@ mod pingpong;
 mod procfs;
 mod results;
 mod sessions;
+mod sums;
 mod svg;
 mod tftpd;
 mod transfer;

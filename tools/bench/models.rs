@@ -13,6 +13,9 @@
 //! gives the stop-and-wait ceilings chunk ÷ RTT against which each model's single-client
 //! goodput is set.
 //!
+//! `--workload sum` and `--workload mixed` meet the models with CPU-bound requests, remote
+//! checksums, instead (`sums.rs`).
+//!
 //! Bounded in time: cells stop being started after `--max-seconds`, a client gives up
 //! after `--timeout` without progress, and waits for a busy server only as long as the
 //! budget has left. Every child runs under a [`crate::children::ChildGuard`], which stops
@@ -63,6 +66,17 @@ pub enum Op {
     Get,
     /// Every client uploads its own file under a unique name.
     Put,
+}
+
+/// What the clients ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// Downloads (or uploads, `--op put`) of `--size` by each client count.
+    Transfers,
+    /// Checksums of one large file (`udpft sum`; see `sums.rs`).
+    Sum,
+    /// Small downloads, alone and while other clients ask for checksums.
+    Mixed,
 }
 
 /// Which files downloads read.
@@ -136,6 +150,25 @@ pub struct ModelsArgs {
     /// Seed of the file bytes and of the proxy's losses.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// What the clients ask for: transfers, checksums (sum), or small downloads beside
+    /// checksums (mixed; `--clients`' largest count downloads `--size` `--downloads` times).
+    #[arg(long, value_enum, default_value_t = Workload::Transfers)]
+    pub workload: Workload,
+    /// Sum and mixed: the size of the file the checksum clients hash.
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    pub sum_size: u64,
+    /// Sum and mixed: clients asking for checksums at once, each on its own loopback address.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=250))]
+    pub sum_clients: u32,
+    /// Sum: checksums each checksum client asks for.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub sums: u32,
+    /// Mixed: downloads each download client makes, one after another.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub downloads: u32,
+    /// Sum and mixed: the hashing threads of the `table-cpuN` variant (`--cpu-workers`).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub cpu_workers: u16,
     /// Busy-poll caps in microseconds, comma-separated, for the server (`--busy-poll`) and
     /// its clients alike; with more than one, every model runs once per value (shown as
     /// `table bp0`, `table bp50`, ...).
@@ -281,7 +314,7 @@ struct CellRun {
 }
 
 /// The nearest-rank percentile `p` (0..=100) of sorted `values`; NaN if empty.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -601,6 +634,11 @@ fn summarize(variant: &str, clients: u32, runs: &[CellRun]) -> CellSummary {
 /// If the binaries or the scratch files are missing, the ceiling cannot be measured, or an
 /// output file cannot be written. A cell that fails is reported and the run goes on.
 pub fn run(args: &ModelsArgs) -> io::Result<()> {
+    match args.workload {
+        Workload::Transfers => {}
+        Workload::Sum => return crate::sums::run(args, false),
+        Workload::Mixed => return crate::sums::run(args, true),
+    }
     let started = Instant::now();
     let budget = secs(args.max_seconds, "--max-seconds")?;
     let timeout = secs(args.timeout, "--timeout")?;

@@ -1,5 +1,6 @@
-//! The two number tables of the wire format, each written once: the message types
-//! ([`Kind`], the type byte) and the error codes ([`ErrorCode`], the code of an Error).
+//! The number tables of the wire format, each written once: the message types ([`Kind`],
+//! the type byte), the error codes ([`ErrorCode`], the code of an Error) and the checksum
+//! algorithms ([`Algo`], the algorithm byte of a Sum).
 //!
 //! Each table is one invocation of [`code_table!`], which generates from the same rows the
 //! enum, its number on the wire, the reverse lookup and the lower-case text, so a type or a
@@ -76,6 +77,8 @@ code_table! {
         Done = 7 => "done",
         /// Either side ends a session, or refuses a request, with a code and a text.
         Error = 8 => "error",
+        /// Client asks for the checksum of a library file (protocol.md §22).
+        Sum = 9 => "sum",
     }
 }
 
@@ -85,10 +88,59 @@ impl Kind {
         self.text().unwrap_or("?")
     }
 
-    /// Whether this type is a request (List, Get, Put): the only types a server answers
-    /// with an Error when their version is not spoken (protocol.md §16).
+    /// Whether this type is a request of the first version (List, Get, Put): the only
+    /// types a server answers with an Error when their version is not spoken
+    /// (protocol.md §16). Sum, a later request, is not among them: §16 names 1–3.
     pub fn is_request(self) -> bool {
         matches!(self, Self::List | Self::Get | Self::Put)
+    }
+}
+
+code_table! {
+    /// The checksum algorithm a Sum asks for (protocol.md §22.1).
+    pub enum Algo: u8 {
+        /// SHA-256 (FIPS 180-4): a 32-byte digest, as `sha256sum` prints it.
+        Sha256 = 1 => "sha256",
+        /// CRC32 (IEEE, as everywhere in this protocol): 4 bytes, big-endian.
+        Crc32 = 2 => "crc32",
+    }
+    unknown
+        /// An algorithm this implementation does not know (the server refuses it).
+        Unknown;
+}
+
+impl Algo {
+    /// The length of its digest in bytes; 0 for an unknown algorithm.
+    pub fn digest_len(self) -> usize {
+        match self {
+            Self::Sha256 => 32,
+            Self::Crc32 => 4,
+            Self::Unknown(_) => 0,
+        }
+    }
+
+    /// The algorithm of a number read from the wire; unknown numbers are kept.
+    pub fn from_u8(n: u8) -> Self {
+        Self::from_value(n).unwrap_or(Self::Unknown(n))
+    }
+
+    /// The lower-case name (`sha256`, `crc32`), or `algorithm N` for an unknown one.
+    pub fn name(self) -> String {
+        match self.text() {
+            Some(text) => text.to_owned(),
+            None => format!("algorithm {}", self.value()),
+        }
+    }
+}
+
+impl std::str::FromStr for Algo {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|a| a.text() == Some(s))
+            .ok_or_else(|| format!("unknown checksum algorithm {s:?} (sha256 or crc32)"))
     }
 }
 
@@ -166,7 +218,12 @@ mod tests {
         for &code in ErrorCode::ALL {
             assert_eq!(ErrorCode::from_u16(code.to_u16()), code);
         }
-        assert_eq!(Kind::ALL.len(), 8);
+        assert_eq!(Kind::ALL.len(), 9);
+        for &algo in Algo::ALL {
+            assert_eq!(Algo::from_u8(algo.value()), algo);
+            assert_eq!(algo.name().parse(), Ok(algo));
+        }
+        assert_eq!(Algo::from_u8(7).name(), "algorithm 7");
         assert_eq!(ErrorCode::ALL.len(), 16);
         assert_eq!(ErrorCode::from_u16(99), ErrorCode::Unknown(99));
         assert_eq!(ErrorCode::Unknown(99).to_string(), "error code 99");

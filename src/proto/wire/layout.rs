@@ -132,6 +132,11 @@ layout! {
 }
 
 layout! {
+    /// Sum (§22.1), before the name.
+    Sum { chunk: u16 = 0..2, algo: u8 = 2..3 }
+}
+
+layout! {
     /// Accept (§4.4).
     Accept { token: u32 = 0..4, chunk: u16 = 4..6, size: u64 = 6..14, offset: u64 = 14..22 }
 }
@@ -184,6 +189,7 @@ mod tests {
         assert_eq!(List::LEN, 2);
         assert_eq!(Get::LEN, 10);
         assert_eq!(Put::LEN, 11);
+        assert_eq!(Sum::LEN, 3);
         assert_eq!(Accept::LEN, 22);
         assert_eq!(Done::LEN, 12);
         assert_eq!(Error::LEN, 2);

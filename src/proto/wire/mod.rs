@@ -24,7 +24,7 @@ mod codes;
 mod error;
 mod layout;
 
-pub use codes::{ErrorCode, Kind};
+pub use codes::{Algo, ErrorCode, Kind};
 pub use error::{DecodeError, Rule};
 
 use byteorder::{ByteOrder, NetworkEndian};
@@ -122,6 +122,18 @@ pub enum Message<'a> {
         /// The file name, as raw bytes.
         name: &'a [u8],
     },
+    /// Ask for the checksum of `name` by `algo` (protocol.md §22): a small transfer of
+    /// the result, served only after the peer proved its address.
+    Sum {
+        /// The client's request token.
+        token: u32,
+        /// The chunk size the client would like.
+        chunk: u16,
+        /// The algorithm asked for (any byte decodes; the server refuses unknown ones).
+        algo: Algo,
+        /// The file name, as raw bytes (the library validates it).
+        name: &'a [u8],
+    },
     /// The server accepts a request and opens `session`.
     Accept {
         /// The new session id, chosen by the server, unpredictable.
@@ -209,6 +221,7 @@ fn shape(version: u8, kind: Kind) -> Option<(usize, Tail)> {
         (VERSION, Kind::List) => (layout::List::LEN, Tail::None),
         (VERSION, Kind::Get) => (layout::Get::LEN, Tail::Name),
         (VERSION, Kind::Put) => (layout::Put::LEN, Tail::Name),
+        (VERSION, Kind::Sum) => (layout::Sum::LEN, Tail::Name),
         (VERSION, Kind::Accept) => (layout::Accept::LEN, Tail::None),
         (VERSION, Kind::Data) => (0, Tail::Bytes),
         (VERSION, Kind::Ack) => (0, Tail::None),
@@ -400,6 +413,15 @@ impl<'a> Message<'a> {
                     name,
                 }
             }
+            (_, Kind::Sum) => {
+                let layout::Sum { chunk, algo } = layout::Sum::read(fixed);
+                Self::Sum {
+                    token,
+                    chunk,
+                    algo: Algo::from_u8(algo),
+                    name: rest,
+                }
+            }
             (VERSION, Kind::Accept) => {
                 let layout::Accept {
                     token,
@@ -471,6 +493,7 @@ impl<'a> Message<'a> {
             Self::List { .. } => Kind::List,
             Self::Get { .. } => Kind::Get,
             Self::Put { .. } => Kind::Put,
+            Self::Sum { .. } => Kind::Sum,
             Self::Accept { .. } => Kind::Accept,
             Self::Data { .. } => Kind::Data,
             Self::Ack { .. } | Self::Sack { .. } => Kind::Ack,
@@ -499,7 +522,10 @@ impl<'a> Message<'a> {
     /// The header's session field (the token, for requests).
     pub fn session(&self) -> u32 {
         match *self {
-            Self::List { token, .. } | Self::Get { token, .. } | Self::Put { token, .. } => token,
+            Self::List { token, .. }
+            | Self::Get { token, .. }
+            | Self::Put { token, .. }
+            | Self::Sum { token, .. } => token,
             Self::Accept { session, .. }
             | Self::Data { session, .. }
             | Self::Ack { session, .. }
@@ -524,7 +550,7 @@ impl<'a> Message<'a> {
     /// be sent.
     fn tail(&self) -> &'a [u8] {
         match *self {
-            Self::Get { name, .. } | Self::Put { name, .. } => name,
+            Self::Get { name, .. } | Self::Put { name, .. } | Self::Sum { name, .. } => name,
             Self::Data { payload, .. } => payload,
             Self::Sack { bitmap, .. } => bitmap,
             Self::Error { text, .. } => &text[..text.len().min(MAX_ERROR_TEXT)],
@@ -635,6 +661,11 @@ impl<'a> Message<'a> {
                 chunk,
                 size,
                 offset,
+            }
+            .write(fixed),
+            Self::Sum { chunk, algo, .. } => layout::Sum {
+                chunk,
+                algo: algo.value(),
             }
             .write(fixed),
             Self::Done { size, crc, .. } => layout::Done { size, crc }.write(fixed),
@@ -783,6 +814,49 @@ mod tests {
         assert_eq!(
             Message::decode(&bytes),
             Err(DecodeError::UnsupportedVersion(3))
+        );
+    }
+
+    /// The worked example of protocol.md §22.1.
+    const SUM_BYTES: [u8; 30] = [
+        0x55, 0x46, 0x01, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0, 0, 0, 0, 0, 0, 0, 0, 0x00, 0x08, 0x05,
+        0x96, 0x01, b'a', b'.', b't', b'x', b't', 0x58, 0xa3, 0x7c, 0x13,
+    ];
+
+    #[test]
+    fn sum_encodes_to_the_golden_bytes_of_protocol_md_and_back() {
+        let sum = Message::Sum {
+            token: 0x0A0B_0C0D,
+            chunk: 1430,
+            algo: Algo::Sha256,
+            name: b"a.txt",
+        };
+        let mut buf = [0u8; 64];
+        let n = sum.encode(&mut buf);
+        assert_eq!(&buf[..n], &SUM_BYTES[..]);
+        assert_eq!(Message::decode(&SUM_BYTES), Ok(sum));
+        assert_eq!(sum.version(), VERSION);
+    }
+
+    #[test]
+    fn a_sum_of_an_unknown_algorithm_decodes_and_one_without_a_name_does_not() {
+        let unknown = Message::Sum {
+            token: 1,
+            chunk: 1430,
+            algo: Algo::Unknown(7),
+            name: b"f",
+        };
+        let mut buf = [0u8; 64];
+        let n = unknown.encode(&mut buf);
+        assert_eq!(Message::decode(&buf[..n]), Ok(unknown));
+        // Cut the name off: the length field and CRC are made right, the payload is short.
+        let mut bytes = buf[..n - TRAILER_LEN - 1].to_vec();
+        NetworkEndian::write_u16(&mut bytes[field::LEN], 3);
+        let crc = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&crc.to_be_bytes());
+        assert_eq!(
+            Message::decode(&bytes),
+            Err(DecodeError::BadPayload(Kind::Sum, Rule::EmptyName))
         );
     }
 
