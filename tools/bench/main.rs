@@ -26,16 +26,19 @@ mod children;
 mod download;
 mod loss;
 mod models;
+mod path;
 mod pingpong;
 mod procfs;
 mod results;
 mod sessions;
 mod svg;
+mod tcp;
 mod tftpd;
 mod transfer;
 // parse_byte_rate serves lossy-proxy; no scenario here sets a bottleneck yet.
 #[allow(dead_code)]
 mod units;
+mod window;
 mod workload;
 
 use blast::BlastSpec;
@@ -97,6 +100,15 @@ enum Command {
     /// Memory of a server holding N open sessions (raw sockets that validate each session
     /// and then stop acking), against the idle server.
     Sessions(sessions::SessionsArgs),
+    /// Stop-and-wait vs pipelining: download goodput over a grid of window × loss × added
+    /// delay × chunk, each cell beside its ceiling window × chunk ÷ RTT, with blocking
+    /// stop-and-wait, a one-way blast (also through the proxy) and a TCP copy (socat) in the
+    /// same run.
+    ///
+    /// Writes NAME.md, NAME.csv, NAME.json and an SVG chart per chunk (goodput against the
+    /// window, a line per delay and loss) to --out. The full default grid takes about ten
+    /// minutes.
+    Window(window::WindowArgs),
 }
 
 #[derive(Args, Debug)]
@@ -193,6 +205,7 @@ fn main() -> ExitCode {
         Command::Models(args) => models::run(args),
         Command::Sessions(args) => sessions::run(args),
         Command::Tftpd(args) => tftpd::run(args),
+        Command::Window(args) => window::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -41,6 +41,20 @@ pub fn download(
         busy_poll,
         ..ClientOptions::default()
     };
+    download_with(server, options, library, dest)
+}
+
+/// [`download`] with every client option chosen by the caller (a window, say).
+///
+/// # Errors
+/// If the transfer fails or the copy differs.
+pub fn download_with(
+    server: SocketAddr,
+    options: ClientOptions,
+    library: &TestLibrary,
+    dest: &Path,
+) -> io::Result<Download> {
+    let (chunk, window) = (options.config.chunk, options.config.window);
     let mut client = Client::new(server, options).map_err(io::Error::other)?;
     let report = client
         .get(
@@ -49,7 +63,11 @@ pub fn download(
             false,
             &mut |_| {},
         )
-        .map_err(|e| io::Error::other(format!("download with chunk {chunk} failed: {e}")))?;
+        .map_err(|e| {
+            io::Error::other(format!(
+                "download with chunk {chunk}, window {window} failed: {e}"
+            ))
+        })?;
     if report.size != library.size {
         return Err(io::Error::other(format!(
             "the client reports {} bytes, the file has {}",
