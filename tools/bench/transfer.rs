@@ -7,7 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-use udpft::client::{Client, ClientOptions, Destination, Report};
+use udpft::client::{Client, ClientOptions, Destination, Event, Report};
 use udpft::proto::Config;
 
 /// A finished, verified download.
@@ -41,10 +41,11 @@ pub fn download(
         busy_poll,
         ..ClientOptions::default()
     };
-    download_with(server, options, library, dest)
+    download_with(server, options, library, dest, &mut |_| {})
 }
 
-/// [`download`] with every client option chosen by the caller (a window, say).
+/// [`download`] with every client option chosen by the caller (a window, say), telling
+/// `events` of the transfer's progress.
 ///
 /// # Errors
 /// If the transfer fails or the copy differs.
@@ -53,6 +54,7 @@ pub fn download_with(
     options: ClientOptions,
     library: &TestLibrary,
     dest: &Path,
+    events: &mut dyn FnMut(Event<'_>),
 ) -> io::Result<Download> {
     let (chunk, window) = (options.config.chunk, options.config.window);
     let mut client = Client::new(server, options).map_err(io::Error::other)?;
@@ -61,7 +63,7 @@ pub fn download_with(
             &library.name,
             &Destination::File(dest.to_path_buf()),
             false,
-            &mut |_| {},
+            events,
         )
         .map_err(|e| {
             io::Error::other(format!(

@@ -340,6 +340,7 @@ impl Bench<'_> {
             options,
             &self.files[file],
             &self.scratch.path().join("downloaded.bin"),
+            &mut |_| {},
         )
     }
 
