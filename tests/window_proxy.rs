@@ -68,7 +68,12 @@ fn download_through_the_proxy(window: u16, seed: u64) {
     let started = Instant::now();
     let report = Client::new(proxy.addr, options(window))
         .expect("client socket")
-        .get("file.bin", &Destination::File(dest.clone()), false, &mut |_| {})
+        .get(
+            "file.bin",
+            &Destination::File(dest.clone()),
+            false,
+            &mut |_| {},
+        )
         .unwrap_or_else(|e| panic!("window {window} download: {e}"));
     let elapsed = started.elapsed();
     assert_same(
@@ -77,7 +82,10 @@ fn download_through_the_proxy(window: u16, seed: u64) {
         &bytes,
     );
     assert_eq!(report.size, bytes.len() as u64);
-    assert!(elapsed < CASE_BOUND, "window {window} download took {elapsed:?}");
+    assert!(
+        elapsed < CASE_BOUND,
+        "window {window} download took {elapsed:?}"
+    );
     assert_impaired(proxy, "down", window);
     server.stop();
 }
@@ -98,9 +106,16 @@ fn upload_through_the_proxy(window: u16, seed: u64) {
         .put(&local, "sent.bin", false, &mut |_| {})
         .unwrap_or_else(|e| panic!("window {window} upload: {e}"));
     let elapsed = started.elapsed();
-    assert_same(&format!("window {window} upload"), &dirs.read("sent.bin"), &bytes);
+    assert_same(
+        &format!("window {window} upload"),
+        &dirs.read("sent.bin"),
+        &bytes,
+    );
     assert_eq!(report.size, bytes.len() as u64);
-    assert!(elapsed < CASE_BOUND, "window {window} upload took {elapsed:?}");
+    assert!(
+        elapsed < CASE_BOUND,
+        "window {window} upload took {elapsed:?}"
+    );
     assert_impaired(proxy, "up", window);
     server.stop();
 }

@@ -267,9 +267,9 @@ impl LossyProxy {
     /// it printed, by name (`dropped`, `queue_peak`...).
     pub fn stop(mut self, direction: &str) -> std::collections::HashMap<String, u64> {
         self.proc.signal(Signal::SIGTERM);
-        self.proc.wait(PROMPT).unwrap_or_else(|| {
-            panic!("lossy-proxy did not stop: {}", self.proc.stderr_text())
-        });
+        self.proc
+            .wait(PROMPT)
+            .unwrap_or_else(|| panic!("lossy-proxy did not stop: {}", self.proc.stderr_text()));
         let prefix = format!("lossy-proxy: {direction} ");
         let stderr = self.proc.stderr_text();
         let line = stderr
