@@ -56,14 +56,21 @@ fn assert_impaired(proxy: LossyProxy, direction: &str, window: u16) {
     }
 }
 
+/// A case's server (table model, windows up to 64) over `dirs` and the impairing proxy in
+/// front of it, seeded with `seed`.
+fn impaired(dirs: &Dirs, seed: u64) -> (Server, LossyProxy) {
+    let server = Server::start("table", dirs.root(), &["--max-window", "64"]);
+    let seed = seed.to_string();
+    let mut args = IMPAIRMENTS.to_vec();
+    args.extend(["--seed", &seed]);
+    let proxy = LossyProxy::start(server.addr, &args);
+    (server, proxy)
+}
+
 fn download_through_the_proxy(window: u16, seed: u64) {
     let bytes = content(window, seed);
     let dirs = Dirs::with(&[("file.bin", &bytes)]);
-    let server = Server::start("table", dirs.root(), &["--max-window", "64"]);
-    let seed_text = seed.to_string();
-    let mut args = IMPAIRMENTS.to_vec();
-    args.extend(["--seed", &seed_text]);
-    let proxy = LossyProxy::start(server.addr, &args);
+    let (server, proxy) = impaired(&dirs, seed);
     let dest = dirs.scratch().join("got.bin");
     let started = Instant::now();
     let report = Client::new(proxy.addr, options(window))
@@ -76,11 +83,8 @@ fn download_through_the_proxy(window: u16, seed: u64) {
         )
         .unwrap_or_else(|e| panic!("window {window} download: {e}"));
     let elapsed = started.elapsed();
-    assert_same(
-        &format!("window {window} download"),
-        &std::fs::read(&dest).expect("downloaded file"),
-        &bytes,
-    );
+    let got = std::fs::read(&dest).expect("downloaded file");
+    assert_same(&format!("window {window} download"), &got, &bytes);
     assert_eq!(report.size, bytes.len() as u64);
     assert!(
         elapsed < CASE_BOUND,
@@ -93,11 +97,7 @@ fn download_through_the_proxy(window: u16, seed: u64) {
 fn upload_through_the_proxy(window: u16, seed: u64) {
     let bytes = content(window, seed);
     let dirs = Dirs::with(&[]);
-    let server = Server::start("table", dirs.root(), &["--max-window", "64"]);
-    let seed_text = seed.to_string();
-    let mut args = IMPAIRMENTS.to_vec();
-    args.extend(["--seed", &seed_text]);
-    let proxy = LossyProxy::start(server.addr, &args);
+    let (server, proxy) = impaired(&dirs, seed);
     let local = dirs.scratch().join("local.bin");
     std::fs::write(&local, &bytes).expect("local file");
     let started = Instant::now();
@@ -106,11 +106,8 @@ fn upload_through_the_proxy(window: u16, seed: u64) {
         .put(&local, "sent.bin", false, &mut |_| {})
         .unwrap_or_else(|e| panic!("window {window} upload: {e}"));
     let elapsed = started.elapsed();
-    assert_same(
-        &format!("window {window} upload"),
-        &dirs.read("sent.bin"),
-        &bytes,
-    );
+    let got = dirs.read("sent.bin");
+    assert_same(&format!("window {window} upload"), &got, &bytes);
     assert_eq!(report.size, bytes.len() as u64);
     assert!(
         elapsed < CASE_BOUND,

@@ -13,10 +13,11 @@
 //! Each measurement gets a fresh proxy, stopped after it so its counters can be read.
 
 use crate::children::{locate_bin, start_proxy, start_server, ProxyChild, ProxySpec, ServerSpec};
-use crate::download::{parse_chunk, secs, Budget};
+use crate::download::{parse_chunk, Budget};
 use crate::loss::parse_rate;
 use crate::procfs;
 use crate::results::{human_bytes, median, Cell, Table};
+use crate::runargs::RunArgs;
 use crate::transfer::{self, Download};
 use crate::units::{parse_byte_rate, parse_size};
 use crate::workload::{Scratch, TestLibrary};
@@ -27,9 +28,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
-use udpft::client::{ClientOptions, Event};
+use udpft::client::Event;
 use udpft::proto::wire::{DEFAULT_CHUNK, MAX_WINDOW};
-use udpft::proto::Config;
 
 /// Arguments of `bottleneck`.
 #[derive(Args, Debug)]
@@ -67,27 +67,11 @@ pub struct BottleneckArgs {
     /// Rounds (each: every measurement once, in a rotating order); medians are reported.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     pub rounds: u32,
-    /// Folder for NAME.md, NAME.csv and NAME.json (created if missing).
-    #[arg(long, default_value = "bench-out", value_name = "DIR")]
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// File name stem of the outputs.
     #[arg(long, default_value = "bottleneck")]
     pub name: String,
-    /// The client gives up after this many seconds without progress.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
-    pub timeout: f64,
-    /// Stop starting new rounds after this many seconds overall.
-    #[arg(long, default_value_t = 600.0, value_name = "SECS")]
-    pub max_seconds: f64,
-    /// Seed of the file bytes and of the proxies' losses (round r: seed + r).
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// The `udpft` binary (default: next to this executable).
-    #[arg(long, value_name = "PATH")]
-    pub server_bin: Option<PathBuf>,
-    /// The `lossy-proxy` binary (default: next to this executable).
-    #[arg(long, value_name = "PATH")]
-    pub proxy_bin: Option<PathBuf>,
 }
 
 /// The datagrams a proxy's queues were offered and dropped, both ways.
@@ -180,15 +164,7 @@ impl Bench<'_> {
         dest: &str,
         events: &mut dyn FnMut(Event<'_>),
     ) -> io::Result<Download> {
-        let options = ClientOptions {
-            config: Config {
-                chunk: self.args.chunk,
-                window,
-                timeout: self.timeout,
-                ..Config::default()
-            },
-            ..ClientOptions::default()
-        };
+        let options = transfer::windowed(self.args.chunk, window, self.timeout);
         transfer::download_with(
             via,
             options,
@@ -297,15 +273,15 @@ impl Bench<'_> {
 /// If a child cannot be started, a download fails, or a file cannot be written.
 pub fn run(args: &BottleneckArgs) -> io::Result<()> {
     let started = Instant::now();
-    let budget = Budget::new(args.max_seconds)?;
+    let budget = Budget::new(args.run.max_seconds)?;
     let load_before = procfs::load_text();
     let scratch = Scratch::create()?;
-    let single_file = TestLibrary::create(scratch.path(), args.size, args.seed)?;
-    let flow_file = TestLibrary::create(scratch.path(), args.flow_size, args.seed)?;
-    let random_file = TestLibrary::create(scratch.path(), args.random_size, args.seed)?;
+    let single_file = TestLibrary::create(scratch.path(), args.size, args.run.seed)?;
+    let flow_file = TestLibrary::create(scratch.path(), args.flow_size, args.run.seed)?;
+    let random_file = TestLibrary::create(scratch.path(), args.random_size, args.run.seed)?;
     let mut server = start_server(
         &ServerSpec {
-            bin: locate_bin("udpft", args.server_bin.as_deref())?,
+            bin: locate_bin("udpft", args.run.server_bin.as_deref())?,
             root: single_file.root.clone(),
             extra_args: vec![format!(
                 "--max-window={}",
@@ -314,13 +290,13 @@ pub fn run(args: &BottleneckArgs) -> io::Result<()> {
         },
         &scratch.path().join("server.log"),
     )?;
-    let timeout = secs(args.timeout, "--timeout")?;
+    let timeout = args.run.timeout()?;
     let bench = Bench {
         args,
-        proxy_bin: locate_bin("lossy-proxy", args.proxy_bin.as_deref())?,
+        proxy_bin: locate_bin("lossy-proxy", args.run.proxy_bin.as_deref())?,
         server: server.addr,
         timeout,
-        lifetime: secs(args.max_seconds, "--max-seconds")? + timeout * 4 + Duration::from_secs(60),
+        lifetime: args.run.proxy_lifetime()?,
         scratch,
     };
     let mut rounds = Vec::new();
@@ -328,7 +304,7 @@ pub fn run(args: &BottleneckArgs) -> io::Result<()> {
         if budget.left().is_zero() {
             break;
         }
-        let seed = args.seed.wrapping_add(u64::from(r));
+        let seed = args.run.seed.wrapping_add(u64::from(r));
         let (mut single, mut shared, mut clean, mut lossy) = (None, None, None, None);
         for step in 0..4 {
             match (step + r) % 4 {
@@ -363,8 +339,8 @@ pub fn run(args: &BottleneckArgs) -> io::Result<()> {
     let table = summary(args, &rounds);
     let markdown = report(args, &table, &rounds, &load, started.elapsed());
     print!("{markdown}");
-    std::fs::create_dir_all(&args.out)?;
-    let stem = args.out.join(&args.name);
+    std::fs::create_dir_all(&args.run.out)?;
+    let stem = args.run.out.join(&args.name);
     table.write_files(
         Some(&stem.with_extension("csv")),
         Some(&stem.with_extension("json")),
@@ -392,16 +368,13 @@ fn summary(args: &BottleneckArgs, rounds: &[Round]) -> Table {
         "≥ 0.85",
         format!("{:.2} MB/s of {rate} MB/s", med(&|r| r.single.0)),
     );
+    let (value, detail) = drop_figures(rounds, |r| r.single.1);
     row(
-        "one flow: datagrams dropped at the queue",
-        med(&|r| r.single.1.fraction() * 100.0),
+        "one flow: datagrams dropped at the queue (%)",
+        value,
         3,
         "≤ 2 %",
-        format!(
-            "{:.0} of {:.0} datagrams (%)",
-            med(&|r| r.single.1.dropped as f64),
-            med(&|r| r.single.1.offered as f64)
-        ),
+        detail,
     );
     row(
         &format!("{} flows at once: Jain's index", args.flows),
@@ -429,16 +402,13 @@ fn summary(args: &BottleneckArgs, rounds: &[Round]) -> Table {
         "-",
         String::new(),
     );
+    let (value, detail) = drop_figures(rounds, |r| r.shared.1);
     row(
-        &format!("{} flows: datagrams dropped at the queue", args.flows),
-        med(&|r| r.shared.1.fraction() * 100.0),
+        &format!("{} flows: datagrams dropped at the queue (%)", args.flows),
+        value,
         3,
         "≤ 2 %",
-        format!(
-            "{:.0} of {:.0} datagrams (%)",
-            med(&|r| r.shared.1.dropped as f64),
-            med(&|r| r.shared.1.offered as f64)
-        ),
+        detail,
     );
     row(
         &format!(
@@ -456,6 +426,21 @@ fn summary(args: &BottleneckArgs, rounds: &[Round]) -> Table {
         ),
     );
     table
+}
+
+/// The median percentage of datagrams a queue dropped, and the counts behind it.
+fn drop_figures(rounds: &[Round], of: impl Fn(&Round) -> QueueDrops) -> (f64, String) {
+    let med = |f: &dyn Fn(QueueDrops) -> f64| {
+        median(&rounds.iter().map(|r| f(of(r))).collect::<Vec<_>>())
+    };
+    (
+        med(&|d| d.fraction() * 100.0),
+        format!(
+            "{:.0} of {:.0} datagrams",
+            med(&|d| d.dropped as f64),
+            med(&|d| d.offered as f64)
+        ),
+    )
 }
 
 /// The round whose `f` is the median (the lower middle of an even count).

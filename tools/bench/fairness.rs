@@ -7,10 +7,11 @@
 //! first.
 
 use crate::children::{locate_bin, start_server, ServerSpec};
-use crate::download::{parse_chunk, secs, Budget};
+use crate::download::{parse_chunk, Budget};
 use crate::models::percentile;
 use crate::procfs;
 use crate::results::{human_bytes, median, Cell, Table};
+use crate::runargs::RunArgs;
 use crate::transfer::{self, Download};
 use crate::units::parse_size;
 use crate::workload::{Scratch, TestLibrary};
@@ -18,12 +19,10 @@ use clap::Args;
 use std::fmt::Write as _;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use udpft::client::{ClientOptions, Event};
+use udpft::client::Event;
 use udpft::proto::wire::{DEFAULT_CHUNK, MAX_WINDOW};
-use udpft::proto::Config;
 
 /// How long the large download may take to show progress before the small ones start.
 const BIG_STARTS_WITHIN: Duration = Duration::from_secs(10);
@@ -55,24 +54,11 @@ pub struct FairnessArgs {
     /// Extra `udpft serve` arguments, e.g. `--server-arg=--busy-poll=0`.
     #[arg(long = "server-arg", value_name = "ARG", allow_hyphen_values = true)]
     pub server_args: Vec<String>,
-    /// Folder for NAME.md, NAME.csv and NAME.json (created if missing).
-    #[arg(long, default_value = "bench-out", value_name = "DIR")]
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// File name stem of the outputs.
     #[arg(long, default_value = "fairness")]
     pub name: String,
-    /// The client gives up after this many seconds without progress.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
-    pub timeout: f64,
-    /// Stop starting new rounds after this many seconds overall.
-    #[arg(long, default_value_t = 600.0, value_name = "SECS")]
-    pub max_seconds: f64,
-    /// Seed of the file bytes.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// The `udpft` binary (default: next to this executable).
-    #[arg(long, value_name = "PATH")]
-    pub server_bin: Option<PathBuf>,
 }
 
 /// One run of the small clients.
@@ -100,15 +86,7 @@ impl Bench<'_> {
         dest: &str,
         events: &mut dyn FnMut(Event<'_>),
     ) -> io::Result<Download> {
-        let options = ClientOptions {
-            config: Config {
-                chunk: self.args.chunk,
-                window,
-                timeout: self.timeout,
-                ..Config::default()
-            },
-            ..ClientOptions::default()
-        };
+        let options = transfer::windowed(self.args.chunk, window, self.timeout);
         let dest = self.scratch.path().join(dest);
         transfer::download_with(self.server, options, library, &dest, events)
     }
@@ -196,11 +174,11 @@ impl Bench<'_> {
 /// If the server cannot be started, a download fails, or a file cannot be written.
 pub fn run(args: &FairnessArgs) -> io::Result<()> {
     let started = Instant::now();
-    let budget = Budget::new(args.max_seconds)?;
+    let budget = Budget::new(args.run.max_seconds)?;
     let load_before = procfs::load_text();
     let scratch = Scratch::create()?;
-    let small = TestLibrary::create(scratch.path(), args.small_size, args.seed)?;
-    let big = TestLibrary::create(scratch.path(), args.big_size, args.seed)?;
+    let small = TestLibrary::create(scratch.path(), args.small_size, args.run.seed)?;
+    let big = TestLibrary::create(scratch.path(), args.big_size, args.run.seed)?;
     let mut extra_args = vec![
         "--model=table".to_owned(),
         format!("--max-window={}", args.big_window),
@@ -208,7 +186,7 @@ pub fn run(args: &FairnessArgs) -> io::Result<()> {
     extra_args.extend(args.server_args.iter().cloned());
     let mut server = start_server(
         &ServerSpec {
-            bin: locate_bin("udpft", args.server_bin.as_deref())?,
+            bin: locate_bin("udpft", args.run.server_bin.as_deref())?,
             root: small.root.clone(),
             extra_args,
         },
@@ -219,7 +197,7 @@ pub fn run(args: &FairnessArgs) -> io::Result<()> {
         server: server.addr,
         small,
         big,
-        timeout: secs(args.timeout, "--timeout")?,
+        timeout: args.run.timeout()?,
         scratch,
     };
     let (mut alone, mut beside) = (Vec::new(), Vec::new());
@@ -254,8 +232,8 @@ pub fn run(args: &FairnessArgs) -> io::Result<()> {
     let table = summary(&alone, &beside);
     let markdown = report(args, &table, alone.len(), &load, started.elapsed());
     print!("{markdown}");
-    std::fs::create_dir_all(&args.out)?;
-    let stem = args.out.join(&args.name);
+    std::fs::create_dir_all(&args.run.out)?;
+    let stem = args.run.out.join(&args.name);
     table.write_files(
         Some(&stem.with_extension("csv")),
         Some(&stem.with_extension("json")),

@@ -17,6 +17,7 @@
 //! * `workload`: the scratch folder, the test file, byte-for-byte checks.
 //! * `units`: sizes, probabilities and rates on the command line (shared with `lossy-proxy`).
 //! * `transfer`: one verified download with the library client.
+//! * `runargs`: the arguments the newer scenarios share (outputs, binaries, budget, seed).
 //! * `results`: tables (Markdown, CSV, JSON) and medians.
 //! * `procfs`: a child's CPU time and memory, and the load average, from `/proc`.
 //! * `svg`: a small hand-made SVG line chart.
@@ -37,6 +38,7 @@ mod path;
 mod pingpong;
 mod procfs;
 mod results;
+mod runargs;
 mod sessions;
 mod svg;
 mod tcp;

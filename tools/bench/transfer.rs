@@ -44,6 +44,20 @@ pub fn download(
     download_with(server, options, library, dest, &mut |_| {})
 }
 
+/// The client's default options but for the chunk and window to ask for and the give-up
+/// time.
+pub fn windowed(chunk: u16, window: u16, timeout: Duration) -> ClientOptions {
+    ClientOptions {
+        config: Config {
+            chunk,
+            window,
+            timeout,
+            ..Config::default()
+        },
+        ..ClientOptions::default()
+    }
+}
+
 /// [`download`] with every client option chosen by the caller (a window, say), telling
 /// `events` of the transfer's progress.
 ///

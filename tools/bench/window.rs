@@ -34,6 +34,7 @@ use crate::loss::parse_rate;
 use crate::path::{self, PathRtt};
 use crate::procfs;
 use crate::results::human_bytes;
+use crate::runargs::RunArgs;
 use crate::tcp::{self, TcpCopy};
 use crate::transfer::{self, Download};
 use crate::units::parse_size;
@@ -45,7 +46,6 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use udpft::client::ClientOptions;
 use udpft::proto::wire::{MAX_WINDOW, OVERHEAD};
 use udpft::proto::Config;
 
@@ -86,27 +86,11 @@ pub struct WindowArgs {
     /// Most round trips of an RTT measurement (and a blast's datagrams ÷ 4).
     #[arg(long, default_value_t = 5_000)]
     pub ref_count: u64,
-    /// Folder for NAME.md, NAME.csv, NAME.json and NAME-CHUNK.svg (created if missing).
-    #[arg(long, default_value = "bench-out", value_name = "DIR")]
-    pub out: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
     /// File name stem of the outputs.
     #[arg(long, default_value = "window")]
     pub name: String,
-    /// The client gives up after this many seconds without progress.
-    #[arg(long, default_value_t = 10.0, value_name = "SECS")]
-    pub timeout: f64,
-    /// Stop starting new rounds after this many seconds overall.
-    #[arg(long, default_value_t = 900.0, value_name = "SECS")]
-    pub max_seconds: f64,
-    /// Seed of the file bytes and of the proxies' losses (round r: seed + r).
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// The `udpft` binary (default: next to this executable).
-    #[arg(long, value_name = "PATH")]
-    pub server_bin: Option<PathBuf>,
-    /// The `lossy-proxy` binary (default: next to this executable).
-    #[arg(long, value_name = "PATH")]
-    pub proxy_bin: Option<PathBuf>,
     /// Also print every cell of every round as it is measured.
     #[arg(short, long)]
     pub verbose: bool,
@@ -281,7 +265,7 @@ impl Bench<'_> {
         match path {
             Path::Direct => Ok(upstream),
             Path::Proxy(_) => {
-                let proxy = self.proxy(upstream, path, loss, self.args.seed, tag)?;
+                let proxy = self.proxy(upstream, path, loss, self.args.run.seed, tag)?;
                 let addr = proxy.addr;
                 *keep = Some(proxy);
                 Ok(addr)
@@ -325,17 +309,10 @@ impl Bench<'_> {
         busy_poll: Option<Duration>,
         file: usize,
     ) -> io::Result<Download> {
-        let defaults = ClientOptions::default();
-        let options = ClientOptions {
-            config: Config {
-                chunk,
-                window,
-                timeout: self.timeout,
-                ..Config::default()
-            },
-            busy_poll: busy_poll.unwrap_or(defaults.busy_poll),
-            ..defaults
-        };
+        let mut options = transfer::windowed(chunk, window, self.timeout);
+        if let Some(busy_poll) = busy_poll {
+            options.busy_poll = busy_poll;
+        }
         transfer::download_with(
             server,
             options,
@@ -435,10 +412,10 @@ pub fn run(args: &WindowArgs) -> io::Result<()> {
         ));
     }
     let started = Instant::now();
-    let budget = Budget::new(args.max_seconds)?;
+    let budget = Budget::new(args.run.max_seconds)?;
     let load_before = procfs::load_text();
-    let server_bin = locate_bin("udpft", args.server_bin.as_deref())?;
-    let proxy_bin = locate_bin("lossy-proxy", args.proxy_bin.as_deref())?;
+    let server_bin = locate_bin("udpft", args.run.server_bin.as_deref())?;
+    let proxy_bin = locate_bin("lossy-proxy", args.run.proxy_bin.as_deref())?;
     let have_socat = tcp::available();
     if !have_socat {
         eprintln!("udpft-bench: socat not found (apt-get install -y socat): no TCP copy");
@@ -447,7 +424,7 @@ pub fn run(args: &WindowArgs) -> io::Result<()> {
     let mut files = Vec::new();
     let mut size = args.min_size.min(args.size);
     loop {
-        files.push(TestLibrary::create(scratch.path(), size, args.seed)?);
+        files.push(TestLibrary::create(scratch.path(), size, args.run.seed)?);
         if size >= args.size {
             break;
         }
@@ -468,14 +445,14 @@ pub fn run(args: &WindowArgs) -> io::Result<()> {
             &scratch.path().join(format!("server-{tag}.log")),
         )?);
     }
-    let timeout = secs(args.timeout, "--timeout")?;
+    let timeout = args.run.timeout()?;
     let mut bench = Bench {
         args,
         proxy_bin,
         files,
         timeout,
         ref_time: secs(args.ref_seconds, "--ref-seconds")?,
-        lifetime: secs(args.max_seconds, "--max-seconds")? + timeout * 4 + Duration::from_secs(60),
+        lifetime: args.run.proxy_lifetime()?,
         server: servers[0].addr,
         blocking_server: servers[1].addr,
         sizes: HashMap::new(),
@@ -559,7 +536,7 @@ pub fn run(args: &WindowArgs) -> io::Result<()> {
         for (chunk, delay, loss) in order {
             let path = Path::of(delay, args.loss[loss]);
             let tag = format!("cell-{chunk}-{}-{loss}-{r}", delay.name().replace(' ', ""));
-            let seed = args.seed.wrapping_add(u64::from(r));
+            let seed = args.run.seed.wrapping_add(u64::from(r));
             let proxy = match path {
                 Path::Direct => None,
                 Path::Proxy(_) => {
@@ -597,28 +574,28 @@ pub fn run(args: &WindowArgs) -> io::Result<()> {
     let report = Report::new(args, &bench, &rounds);
     let markdown = report.markdown(args, &load, started.elapsed(), &bench.failures);
     print!("{markdown}");
-    std::fs::create_dir_all(&args.out)?;
-    let stem = args.out.join(&args.name);
+    std::fs::create_dir_all(&args.run.out)?;
+    let stem = args.run.out.join(&args.name);
     report.cells.write_files(
         Some(&stem.with_extension("csv")),
         Some(&stem.with_extension("json")),
     )?;
     std::fs::write(stem.with_extension("md"), &markdown)?;
     report::every_round(args, &bench, &rounds).write_files(
-        Some(&args.out.join(format!("{}-rounds.csv", args.name))),
+        Some(&args.run.out.join(format!("{}-rounds.csv", args.name))),
         None,
     )?;
     for &chunk in &args.chunks {
         let chart = report.chart(args, chunk, &rounds, &load);
         std::fs::write(
-            args.out.join(format!("{}-{chunk}.svg", args.name)),
+            args.run.out.join(format!("{}-{chunk}.svg", args.name)),
             chart.to_svg(),
         )?;
     }
     eprintln!(
         "udpft-bench: wrote {0}.md, {0}.csv, {0}.json, {0}-rounds.csv and {0}-CHUNK.svg in {1} ({2:.0} s)",
         args.name,
-        args.out.display(),
+        args.run.out.display(),
         started.elapsed().as_secs_f64()
     );
     if bench.failures.is_empty() {
