@@ -117,8 +117,8 @@ enum Command {
     /// same run.
     ///
     /// Writes NAME.md, NAME.csv, NAME.json and an SVG chart per chunk (goodput against the
-    /// window, a line per delay and loss) to --out. The full default grid takes about ten
-    /// minutes.
+    /// window, a line per delay and loss), and NAME-rounds.csv (every cell of every round)
+    /// to --out. The full default grid took 6–7 minutes on a shared 2-core machine.
     Window(window::WindowArgs),
     /// Congestion control through lossy-proxy: a window-256 download through a bottleneck
     /// with a drop-tail queue (goodput ÷ rate, datagrams dropped), several at once (Jain's
