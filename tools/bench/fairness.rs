@@ -278,10 +278,10 @@ fn summary(alone: &[Run], beside: &[Run]) -> Table {
             Cell::num(percentile(times, 90.0) * 1e3, 2),
             Cell::num(percentile(times, 99.0) * 1e3, 2),
             Cell::num(times.last().copied().unwrap_or(f64::NAN) * 1e3, 2),
-            Cell::num(
-                median(&runs.iter().filter_map(|r| r.big).collect::<Vec<_>>()),
-                1,
-            ),
+            match median(&runs.iter().filter_map(|r| r.big).collect::<Vec<_>>()) {
+                big if big.is_finite() => Cell::num(big, 1),
+                _ => Cell::missing(),
+            },
         ]);
     }
     let ratio = |p: f64| percentile(&b, p) / percentile(&a, p);
