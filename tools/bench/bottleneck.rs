@@ -338,15 +338,7 @@ pub fn run(args: &BottleneckArgs) -> io::Result<()> {
     let load = format!("before {load_before}, after {}", procfs::load_text());
     let table = summary(args, &rounds);
     let markdown = report(args, &table, &rounds, &load, started.elapsed());
-    print!("{markdown}");
-    std::fs::create_dir_all(&args.run.out)?;
-    let stem = args.run.out.join(&args.name);
-    table.write_files(
-        Some(&stem.with_extension("csv")),
-        Some(&stem.with_extension("json")),
-    )?;
-    std::fs::write(stem.with_extension("md"), &markdown)?;
-    Ok(())
+    args.run.write(&args.name, &table, &markdown)
 }
 
 fn summary(args: &BottleneckArgs, rounds: &[Round]) -> Table {

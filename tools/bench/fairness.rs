@@ -231,15 +231,7 @@ pub fn run(args: &FairnessArgs) -> io::Result<()> {
     let load = format!("before {load_before}, after {}", procfs::load_text());
     let table = summary(&alone, &beside);
     let markdown = report(args, &table, alone.len(), &load, started.elapsed());
-    print!("{markdown}");
-    std::fs::create_dir_all(&args.run.out)?;
-    let stem = args.run.out.join(&args.name);
-    table.write_files(
-        Some(&stem.with_extension("csv")),
-        Some(&stem.with_extension("json")),
-    )?;
-    std::fs::write(stem.with_extension("md"), &markdown)?;
-    Ok(())
+    args.run.write(&args.name, &table, &markdown)
 }
 
 /// Every run's times pooled and sorted.

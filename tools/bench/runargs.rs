@@ -3,6 +3,7 @@
 //! seed, and what follows from them.
 
 use crate::download::secs;
+use crate::results::Table;
 use clap::Args;
 use std::io;
 use std::path::PathBuf;
@@ -52,5 +53,21 @@ impl RunArgs {
                 + self.timeout()? * 4
                 + Duration::from_secs(60),
         )
+    }
+
+    /// Prints a scenario's report and writes it to `--out` as NAME.md, with its summary
+    /// `table` as NAME.csv and NAME.json.
+    ///
+    /// # Errors
+    /// If the folder or a file cannot be written.
+    pub fn write(&self, name: &str, table: &Table, markdown: &str) -> io::Result<()> {
+        print!("{markdown}");
+        std::fs::create_dir_all(&self.out)?;
+        let stem = self.out.join(name);
+        table.write_files(
+            Some(&stem.with_extension("csv")),
+            Some(&stem.with_extension("json")),
+        )?;
+        std::fs::write(stem.with_extension("md"), markdown)
     }
 }

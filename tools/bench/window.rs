@@ -573,14 +573,7 @@ pub fn run(args: &WindowArgs) -> io::Result<()> {
     let load = format!("before {load_before}, after {}", procfs::load_text());
     let report = Report::new(args, &bench, &rounds);
     let markdown = report.markdown(args, &load, started.elapsed(), &bench.failures);
-    print!("{markdown}");
-    std::fs::create_dir_all(&args.run.out)?;
-    let stem = args.run.out.join(&args.name);
-    report.cells.write_files(
-        Some(&stem.with_extension("csv")),
-        Some(&stem.with_extension("json")),
-    )?;
-    std::fs::write(stem.with_extension("md"), &markdown)?;
+    args.run.write(&args.name, &report.cells, &markdown)?;
     report::every_round(args, &bench, &rounds).write_files(
         Some(&args.run.out.join(format!("{}-rounds.csv", args.name))),
         None,
