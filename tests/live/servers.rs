@@ -229,6 +229,62 @@ impl Server {
     }
 }
 
+/// The `lossy-proxy` binary under test.
+pub const LOSSY_PROXY: &str = env!("CARGO_BIN_EXE_lossy-proxy");
+
+/// A `lossy-proxy` process on a free loopback port in front of a server; it stops by itself
+/// after two minutes should a test never stop it.
+pub struct LossyProxy {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+}
+
+impl LossyProxy {
+    /// Starts `lossy-proxy` in front of `upstream` with `args` (impairments, seed) and reads
+    /// its address from its first stderr line.
+    pub fn start(upstream: SocketAddr, args: &[&str]) -> Self {
+        let mut proc = Proc::spawn(
+            Command::new(LOSSY_PROXY)
+                .args(["--listen", "127.0.0.1:0", "--upstream"])
+                .arg(upstream.to_string())
+                .args(["--duration", "120"])
+                .args(args),
+            false,
+        );
+        let line = proc
+            .next_line(PROMPT)
+            .unwrap_or_else(|| panic!("lossy-proxy printed nothing: {}", proc.stderr_text()));
+        // lossy-proxy: listening on ADDR:PORT, forwarding to ...
+        let addr = line
+            .split_once("listening on ")
+            .and_then(|(_, rest)| rest.split([',', ' ']).next())
+            .and_then(|addr| addr.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line from lossy-proxy: {line:?}"));
+        Self { proc, addr }
+    }
+
+    /// Stops the proxy (SIGTERM) and returns the counters of `direction` (`up` or `down`)
+    /// it printed, by name (`dropped`, `queue_peak`...).
+    pub fn stop(mut self, direction: &str) -> std::collections::HashMap<String, u64> {
+        self.proc.signal(Signal::SIGTERM);
+        self.proc
+            .wait(PROMPT)
+            .unwrap_or_else(|| panic!("lossy-proxy did not stop: {}", self.proc.stderr_text()));
+        let prefix = format!("lossy-proxy: {direction} ");
+        let stderr = self.proc.stderr_text();
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .unwrap_or_else(|| panic!("no {direction} counters from lossy-proxy: {stderr}"));
+        line.split_whitespace()
+            .filter_map(|field| {
+                let (key, value) = field.split_once('=')?;
+                Some((key.to_owned(), value.parse().ok()?))
+            })
+            .collect()
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Files and clients
 // ---------------------------------------------------------------------------------------

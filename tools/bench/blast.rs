@@ -11,7 +11,7 @@
 //! receiver, from its first datagram to its last.
 
 use std::io;
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,6 +91,20 @@ struct Counted {
 /// If a socket or the receiving thread cannot be set up, the size is out of range, or the
 /// receiver saw fewer than two datagrams.
 pub fn measure(spec: BlastSpec) -> io::Result<Blast> {
+    measure_via(spec, Ok)
+}
+
+/// Runs one blast on loopback through a relay: `via` is given the receiver's address and
+/// returns where the sender sends (a `lossy-proxy` started in front of the receiver, say).
+/// The receiver returns its credits to whichever address the datagrams came from, so they
+/// travel back through the relay too.
+///
+/// # Errors
+/// As [`measure`], and whatever `via` returns.
+pub fn measure_via(
+    spec: BlastSpec,
+    via: impl FnOnce(SocketAddr) -> io::Result<SocketAddr>,
+) -> io::Result<Blast> {
     if !(SEQ_LEN..=MAX_DATAGRAM).contains(&spec.datagram) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -105,8 +119,7 @@ pub fn measure(spec: BlastSpec) -> io::Result<Blast> {
     let buffer = socket2::SockRef::from(&receiver).recv_buffer_size()?;
     let window = ((buffer / 2 / (spec.datagram + PER_DATAGRAM_COST)) as u64).clamp(4, MAX_WINDOW);
     let sender = net::bind("127.0.0.1:0".parse().expect("valid address"), false)?;
-    sender.connect(receiver.local_addr()?)?;
-    receiver.connect(sender.local_addr()?)?;
+    sender.connect(via(receiver.local_addr()?)?)?;
     sender.set_read_timeout(Some(CREDIT_WAIT))?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -173,23 +186,23 @@ pub fn measure(spec: BlastSpec) -> io::Result<Blast> {
     })
 }
 
-/// The receiving side: counts datagrams and returns a credit every `credit_every`, until
-/// the end mark, [`IDLE_END`] of silence after the first datagram, `limit`, or `stop` once
-/// idle.
+/// The receiving side: counts datagrams and returns a credit every `credit_every` (to the
+/// address the datagram came from: the sender, or the relay in between), until the end
+/// mark, [`IDLE_END`] of silence after the first datagram, `limit`, or `stop` once idle.
 fn count(socket: &UdpSocket, credit_every: u64, limit: Duration, stop: &AtomicBool) -> Counted {
     let mut buf = vec![0u8; 65_536];
     let (mut received, mut first, mut last) = (0u64, None, None);
     let started = Instant::now();
     while started.elapsed() < limit {
-        match socket.recv(&mut buf) {
-            Ok(len) if len >= SEQ_LEN && buf[..SEQ_LEN] == END.to_le_bytes() => break,
-            Ok(_) => {
+        match socket.recv_from(&mut buf) {
+            Ok((len, _)) if len >= SEQ_LEN && buf[..SEQ_LEN] == END.to_le_bytes() => break,
+            Ok((_, peer)) => {
                 let now = Instant::now();
                 first.get_or_insert(now);
                 last = Some(now);
                 received += 1;
                 if received % credit_every == 0 {
-                    let _ = socket.send(&received.to_le_bytes());
+                    let _ = socket.send_to(&received.to_le_bytes(), peer);
                 }
             }
             // Silence: over once anything came, or once the sender is done.

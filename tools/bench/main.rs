@@ -4,39 +4,49 @@
 //! the client's goodput against those references; `loss` measures goodput
 //! through `lossy-proxy` at several loss rates; `models` sets the server models against each
 //! other under 1…N concurrent clients; `sessions` measures the memory of N open sessions;
-//! `tftpd` sets udpft beside tftpd-hpa with curl as its client.
+//! `tftpd` sets udpft beside tftpd-hpa with curl as its client; `window` sets windows
+//! against stop-and-wait over a grid of loss and delay; `bottleneck` measures congestion
+//! control through the proxy's bottleneck; `fairness` small downloads beside a windowed one.
 //!
 //! # Layout
 //! * `children`: finding the binaries, starting and guarding server and proxy children.
 //! * `pingpong`: the raw UDP ping-pong (Data-sized requests, Ack-sized replies).
-//! * `blast`: the one-way UDP blast.
+//! * `blast`: the one-way UDP blast (straight, or through a relay).
+//! * `path`: the round trip of a path (through a relay or not), for a window's ceiling.
+//! * `tcp`: a TCP copy of a file with socat.
 //! * `workload`: the scratch folder, the test file, byte-for-byte checks.
 //! * `units`: sizes, probabilities and rates on the command line (shared with `lossy-proxy`).
 //! * `transfer`: one verified download with the library client.
+//! * `runargs`: the arguments the newer scenarios share (outputs, binaries, budget, seed).
 //! * `results`: tables (Markdown, CSV, JSON) and medians.
 //! * `procfs`: a child's CPU time and memory, and the load average, from `/proc`.
 //! * `svg`: a small hand-made SVG line chart.
-//! * `download`, `loss`, `models`, `sessions`, `tftpd`: the scenarios, one module each; a new
+//! * `download`, `loss`, `models`, `sessions`, `tftpd`, `window`, `bottleneck`, `fairness`:
+//!   the scenarios, one module each; a new
 //!   scenario is one more module and one more [`Command`] variant.
 
 #![deny(unsafe_code)]
 
 mod blast;
+mod bottleneck;
 mod children;
 mod download;
+mod fairness;
 mod loss;
 mod models;
+mod path;
 mod pingpong;
 mod procfs;
 mod results;
+mod runargs;
 mod sessions;
 mod sums;
 mod svg;
+mod tcp;
 mod tftpd;
 mod transfer;
-// parse_byte_rate serves lossy-proxy; no scenario here sets a bottleneck yet.
-#[allow(dead_code)]
 mod units;
+mod window;
 mod workload;
 
 use blast::BlastSpec;
@@ -58,7 +68,11 @@ Examples:
   udpft-bench loss --size 16MiB --rates 0,1%,5%,10%
   udpft-bench models --clients 1,4,16,64 --size 4MiB --workers 2 --out docs/bench
   udpft-bench sessions --count 1000
-  udpft-bench tftpd --size 64MiB --rounds 5";
+  udpft-bench tftpd --size 64MiB --rounds 5
+  udpft-bench window --rounds 3 --out docs/bench
+  udpft-bench window --windows 1,16,64 --loss 0,5% --delay none,1 --chunks default --rounds 1
+  udpft-bench bottleneck --rate 10MB/s --queue 32 --out docs/bench
+  udpft-bench fairness --small-clients 8 --big-window 64 --out docs/bench";
 
 /// Benchmarks of udpft on loopback.
 #[derive(Parser, Debug)]
@@ -98,6 +112,27 @@ enum Command {
     /// Memory of a server holding N open sessions (raw sockets that validate each session
     /// and then stop acking), against the idle server.
     Sessions(sessions::SessionsArgs),
+    /// Stop-and-wait vs pipelining: download goodput over a grid of window × loss × added
+    /// delay × chunk, each cell beside its ceiling window × chunk ÷ RTT, with blocking
+    /// stop-and-wait, a one-way blast (also through the proxy) and a TCP copy (socat) in the
+    /// same run.
+    ///
+    /// Writes NAME.md, NAME.csv, NAME.json and an SVG chart per chunk (goodput against the
+    /// window, a line per delay and loss), and NAME-rounds.csv (every cell of every round)
+    /// to --out. The full default grid took 6–7 minutes on a shared 2-core machine.
+    Window(window::WindowArgs),
+    /// Congestion control through lossy-proxy: a window-256 download through a bottleneck
+    /// with a drop-tail queue (goodput ÷ rate, datagrams dropped), several at once (Jain's
+    /// index), and a window-64 download at random loss ÷ the same without loss.
+    ///
+    /// Writes NAME.md, NAME.csv and NAME.json to --out.
+    Bottleneck(bottleneck::BottleneckArgs),
+    /// One loop, fair to everyone: small stop-and-wait downloads from a table-model server,
+    /// alone and beside a windowed download of a large file; p99 completion time beside ÷
+    /// alone.
+    ///
+    /// Writes NAME.md, NAME.csv and NAME.json to --out.
+    Fairness(fairness::FairnessArgs),
 }
 
 #[derive(Args, Debug)]
@@ -194,6 +229,9 @@ fn main() -> ExitCode {
         Command::Models(args) => models::run(args),
         Command::Sessions(args) => sessions::run(args),
         Command::Tftpd(args) => tftpd::run(args),
+        Command::Window(args) => window::run(args),
+        Command::Bottleneck(args) => bottleneck::run(args),
+        Command::Fairness(args) => fairness::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -314,7 +314,7 @@ struct CellRun {
 }
 
 /// The nearest-rank percentile `p` (0..=100) of sorted `values`; NaN if empty.
-pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

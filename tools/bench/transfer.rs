@@ -7,7 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-use udpft::client::{Client, ClientOptions, Destination, Report};
+use udpft::client::{Client, ClientOptions, Destination, Event, Report};
 use udpft::proto::Config;
 
 /// A finished, verified download.
@@ -41,15 +41,49 @@ pub fn download(
         busy_poll,
         ..ClientOptions::default()
     };
+    download_with(server, options, library, dest, &mut |_| {})
+}
+
+/// The client's default options but for the chunk and window to ask for and the give-up
+/// time.
+pub fn windowed(chunk: u16, window: u16, timeout: Duration) -> ClientOptions {
+    ClientOptions {
+        config: Config {
+            chunk,
+            window,
+            timeout,
+            ..Config::default()
+        },
+        ..ClientOptions::default()
+    }
+}
+
+/// [`download`] with every client option chosen by the caller (a window, say), telling
+/// `events` of the transfer's progress.
+///
+/// # Errors
+/// If the transfer fails or the copy differs.
+pub fn download_with(
+    server: SocketAddr,
+    options: ClientOptions,
+    library: &TestLibrary,
+    dest: &Path,
+    events: &mut dyn FnMut(Event<'_>),
+) -> io::Result<Download> {
+    let (chunk, window) = (options.config.chunk, options.config.window);
     let mut client = Client::new(server, options).map_err(io::Error::other)?;
     let report = client
         .get(
             &library.name,
             &Destination::File(dest.to_path_buf()),
             false,
-            &mut |_| {},
+            events,
         )
-        .map_err(|e| io::Error::other(format!("download with chunk {chunk} failed: {e}")))?;
+        .map_err(|e| {
+            io::Error::other(format!(
+                "download with chunk {chunk}, window {window} failed: {e}"
+            ))
+        })?;
     if report.size != library.size {
         return Err(io::Error::other(format!(
             "the client reports {} bytes, the file has {}",
