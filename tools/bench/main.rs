@@ -4,7 +4,8 @@
 //! the client's goodput against those references; `loss` measures goodput
 //! through `lossy-proxy` at several loss rates; `models` sets the server models against each
 //! other under 1…N concurrent clients; `sessions` measures the memory of N open sessions;
-//! `tftpd` sets udpft beside tftpd-hpa with curl as its client.
+//! `tftpd` sets udpft beside tftpd-hpa with curl as its client; `tftp` sets one TFTP client
+//! against tftpd-hpa and `udpft serve --tftp`.
 //!
 //! # Layout
 //! * `children`: finding the binaries, starting and guarding server and proxy children.
@@ -16,7 +17,7 @@
 //! * `results`: tables (Markdown, CSV, JSON) and medians.
 //! * `procfs`: a child's CPU time and memory, and the load average, from `/proc`.
 //! * `svg`: a small hand-made SVG line chart.
-//! * `download`, `loss`, `models`, `sessions`, `tftpd`: the scenarios, one module each; a new
+//! * `download`, `loss`, `models`, `sessions`, `tftpd`, `tftp`: the scenarios, one module each; a new
 //!   scenario is one more module and one more [`Command`] variant.
 
 #![deny(unsafe_code)]
@@ -31,6 +32,7 @@ mod procfs;
 mod results;
 mod sessions;
 mod svg;
+mod tftp;
 mod tftpd;
 mod transfer;
 // parse_byte_rate serves lossy-proxy; no scenario here sets a bottleneck yet.
@@ -94,6 +96,12 @@ enum Command {
     ///
     /// Needs tftpd-hpa (`in.tftpd`) and curl installed, and root (`in.tftpd -s` chroots).
     Tftpd(tftpd::TftpdArgs),
+    /// One TFTP client (curl, or atftp for windowsize) against tftpd-hpa and `udpft serve
+    /// --tftp`, same file, alternating rounds, directly or through lossy-proxy at each
+    /// --loss rate.
+    ///
+    /// Needs tftpd-hpa (`in.tftpd`), the client, and root (`in.tftpd -s` chroots).
+    Tftp(tftp::TftpArgs),
     /// Memory of a server holding N open sessions (raw sockets that validate each session
     /// and then stop acking), against the idle server.
     Sessions(sessions::SessionsArgs),
@@ -193,6 +201,7 @@ fn main() -> ExitCode {
         Command::Models(args) => models::run(args),
         Command::Sessions(args) => sessions::run(args),
         Command::Tftpd(args) => tftpd::run(args),
+        Command::Tftp(args) => tftp::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
