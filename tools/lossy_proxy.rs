@@ -857,13 +857,14 @@ fn report(
     let down = lock(&relay.down).stats().clone();
     let c = &relay.counters;
     eprintln!(
-        "lossy-proxy: stopped after {:.1} s ({reason}); clients {} (refused {}, expired {}), queue full {}, send errors {}",
+        "lossy-proxy: stopped after {:.1} s ({reason}); clients {} (refused {}, expired {}), queue full {}, send errors {}, replies from other ports {}",
         elapsed.as_secs_f64(),
         c.clients.load(Ordering::Relaxed),
         c.clients_refused.load(Ordering::Relaxed),
         c.clients_expired.load(Ordering::Relaxed),
         c.queue_full.load(Ordering::Relaxed),
         c.send_errors.load(Ordering::Relaxed),
+        c.foreign_replies.load(Ordering::Relaxed),
     );
     eprintln!("lossy-proxy: up   (client -> server): {}", up.summary());
     eprintln!("lossy-proxy: down (server -> client): {}", down.summary());

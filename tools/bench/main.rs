@@ -55,11 +55,15 @@ alternates its measurements over several rounds and reports medians. MB = 10^6 b
 
 Examples:
   udpft-bench ceiling --chunk 1430
-  udpft-bench download --size 64MiB --chunks default,max --rounds 3
+  udpft-bench download --size 64MiB --chunks default,max --busy-poll 0,50 --rounds 3
   udpft-bench loss --size 16MiB --rates 0,1%,5%,10%
   udpft-bench models --clients 1,4,16,64 --size 4MiB --workers 2 --out docs/bench
+  udpft-bench models --models table --clients 16,64 --busy-poll 0,50 --rounds 3 \
+      --out docs/bench --name models-busypoll
   udpft-bench sessions --count 1000
-  udpft-bench tftpd --size 64MiB --rounds 5";
+  udpft-bench tftpd --size 64MiB --rounds 5
+  udpft-bench tftp --size 64MiB --loss 0,5% --lossy-tftpd-size 512KiB --rounds 3
+  udpft-bench tftp --client atftp --windows 1,16 --size 64MiB --rounds 3";
 
 /// Benchmarks of udpft on loopback.
 #[derive(Parser, Debug)]
@@ -231,6 +235,23 @@ mod tests {
         assert_eq!(args.chunks, vec![1430, MAX_CHUNK]);
         assert_eq!(args.size, 64 << 20);
         assert_eq!(args.rounds, 3);
+    }
+
+    #[test]
+    fn tftp_defaults_to_curl_in_lockstep_on_a_perfect_link() {
+        let cli = Cli::parse_from(["udpft-bench", "tftp"]);
+        let Command::Tftp(args) = cli.command else {
+            panic!("tftp expected");
+        };
+        assert_eq!(args.client, tftp::TftpClient::Curl);
+        assert_eq!((args.blksize, args.windows.clone()), (1468, vec![1]));
+        assert_eq!(args.loss, vec![0.0]);
+        assert_eq!(args.size, 64 << 20);
+        let cli = Cli::parse_from(["udpft-bench", "tftp", "--loss", "0,5%"]);
+        let Command::Tftp(args) = cli.command else {
+            panic!("tftp expected");
+        };
+        assert_eq!(args.loss, vec![0.0, 0.05]);
     }
 
     #[test]

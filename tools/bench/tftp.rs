@@ -26,9 +26,10 @@ use crate::tftpd::{locate_program, run_client, start_tftpd, ClientRun, Run};
 use crate::units::parse_size;
 use crate::workload::{Scratch, TestLibrary};
 use clap::{Args, ValueEnum};
+use std::ffi::OsString;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -167,30 +168,17 @@ impl Bench<'_> {
 
     fn command(&self, target: SocketAddr, name: &str, window: u16) -> Command {
         let mut command = Command::new(&self.client);
-        match self.args.client {
-            TftpClient::Curl => {
-                command
-                    .args(["--silent", "--show-error", "--tftp-blksize"])
-                    .arg(self.args.blksize.to_string())
-                    .args(["--connect-timeout", CURL_CONNECT_TIMEOUT_SECS])
-                    .arg("--max-time")
-                    .arg(format!("{:.0}", self.limit.as_secs_f64().max(1.0)))
-                    .arg("--output")
-                    .arg(&self.dest)
-                    .arg(format!("tftp://{target}/{name}"));
-            }
-            TftpClient::Atftp => {
-                command
-                    .arg("--option")
-                    .arg(format!("blksize {}", self.args.blksize))
-                    .arg("--option")
-                    .arg(format!("windowsize {window}"))
-                    .args(["-g", "-r", name, "-l"])
-                    .arg(&self.dest)
-                    .arg(target.ip().to_string())
-                    .arg(target.port().to_string());
-            }
-        }
+        command.args(client_args(
+            self.args.client,
+            &Ask {
+                blksize: self.args.blksize,
+                window,
+                limit: self.limit,
+            },
+            &self.dest,
+            target,
+            name,
+        ));
         command
     }
 
@@ -233,6 +221,53 @@ impl Bench<'_> {
             .map(|pair| pair.map(|r| r.expect("measured")))
             .collect())
     }
+}
+
+/// What the client asks of the server, and how long it may take.
+struct Ask {
+    blksize: u16,
+    window: u16,
+    limit: Duration,
+}
+
+/// The arguments that make `client` download `name` from `target` into `dest`.
+fn client_args(
+    client: TftpClient,
+    ask: &Ask,
+    dest: &Path,
+    target: SocketAddr,
+    name: &str,
+) -> Vec<OsString> {
+    let mut args: Vec<OsString> = Vec::new();
+    let mut push = |a: &str| args.push(a.into());
+    match client {
+        TftpClient::Curl => {
+            for a in ["--silent", "--show-error", "--tftp-blksize"] {
+                push(a);
+            }
+            push(&ask.blksize.to_string());
+            push("--connect-timeout");
+            push(CURL_CONNECT_TIMEOUT_SECS);
+            push("--max-time");
+            push(&format!("{:.0}", ask.limit.as_secs_f64().max(1.0)));
+            push("--output");
+            args.push(dest.into());
+            args.push(format!("tftp://{target}/{name}").into());
+        }
+        TftpClient::Atftp => {
+            push("--option");
+            push(&format!("blksize {}", ask.blksize));
+            push("--option");
+            push(&format!("windowsize {}", ask.window));
+            for a in ["-g", "-r", name, "-l"] {
+                push(a);
+            }
+            args.push(dest.into());
+            args.push(target.ip().to_string().into());
+            args.push(target.port().to_string().into());
+        }
+    }
+    args
 }
 
 /// Runs the comparison and prints its tables.
@@ -527,8 +562,35 @@ mod tests {
     }
 
     #[test]
+    fn both_clients_ask_for_the_block_size_and_atftp_for_the_window() {
+        let ask = Ask {
+            blksize: 1468,
+            window: 16,
+            limit: Duration::from_secs(300),
+        };
+        let target: SocketAddr = "127.0.0.1:6969".parse().unwrap();
+        let text = |client| {
+            client_args(client, &ask, Path::new("/tmp/copy"), target, "f.bin")
+                .into_iter()
+                .map(|a| a.into_string().unwrap())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            text(TftpClient::Curl),
+            "--silent --show-error --tftp-blksize 1468 --connect-timeout 5 --max-time 300 \
+             --output /tmp/copy tftp://127.0.0.1:6969/f.bin"
+        );
+        assert_eq!(
+            text(TftpClient::Atftp),
+            "--option blksize 1468 --option windowsize 16 -g -r f.bin -l /tmp/copy 127.0.0.1 6969"
+        );
+    }
+
+    #[test]
     fn loss_rates_print_as_percent() {
         assert_eq!(percent(0.05), "5 %");
         assert_eq!(percent(0.0), "0 %");
+        assert_eq!(percent(0.005), "0.5 %");
     }
 }
