@@ -418,6 +418,12 @@ fn percent(loss: f64) -> String {
     format!("{} %", (loss * 1000.0).round() / 10.0)
 }
 
+/// A goodput in MB/s for the tables: slow ones (tftpd-hpa under loss) with enough digits
+/// to tell apart.
+fn rate(mb_s: f64) -> Cell {
+    Cell::num(mb_s, if mb_s < 1.0 { 4 } else { 2 })
+}
+
 /// The tables as they fill.
 struct Report {
     summary: Table,
@@ -469,7 +475,7 @@ impl Report {
         for (runs, &window) in r.iter().zip(&bench.args.windows) {
             let [tftpd, udpft] = runs;
             eprintln!(
-                "udpft-bench: loss {} round {}/{} window {window}: tftpd-hpa {:.2} MB/s, udpft {:.2} MB/s: {:.2}×",
+                "udpft-bench: loss {} round {}/{} window {window}: tftpd-hpa {:.4} MB/s, udpft {:.2} MB/s: {:.2}×",
                 percent(loss),
                 round + 1,
                 bench.args.rounds,
@@ -481,8 +487,8 @@ impl Report {
                 Cell::text(percent(loss)),
                 Cell::int(u64::from(round + 1)),
                 Cell::int(u64::from(window)),
-                Cell::num(tftpd.goodput, 2),
-                Cell::num(udpft.goodput, 2),
+                rate(tftpd.goodput),
+                rate(udpft.goodput),
                 Cell::num(udpft.goodput / tftpd.goodput, 2),
             ]);
         }
@@ -512,9 +518,9 @@ impl Report {
                 Cell::int(u64::from(window)),
                 Cell::int(rounds.len() as u64),
                 Cell::text(human_bytes(bench.file(Server::Tftpd, loss).size)),
-                Cell::num(med(&|r| r[w][t].goodput), 2),
+                rate(med(&|r| r[w][t].goodput)),
                 Cell::text(human_bytes(bench.file(Server::Udpft, loss).size)),
-                Cell::num(med(&|r| r[w][u].goodput), 2),
+                rate(med(&|r| r[w][u].goodput)),
                 Cell::num(med(&|r| r[w][u].goodput / r[w][t].goodput), 2),
                 vs_lockstep(t),
                 vs_lockstep(u),
