@@ -331,6 +331,46 @@ fn each_client_reaches_the_server_from_its_own_port_and_gets_its_own_replies() -
     Ok(())
 }
 
+/// `--follow-reply-port`, as a TFTP server that answers from a fresh port per transfer needs
+/// (tftpd-hpa): the first datagram goes to the server's port, the first port of the server's
+/// address that answers becomes the client's server port, and replies from any other port
+/// are dropped and counted.
+#[test]
+fn follow_reply_port_sticks_to_the_first_port_that_answers() -> TestResult {
+    let listening = UdpSocket::bind("127.0.0.1:0")?;
+    let transfer = UdpSocket::bind("127.0.0.1:0")?;
+    let stray = UdpSocket::bind("127.0.0.1:0")?;
+    for socket in [&listening, &transfer] {
+        socket.set_read_timeout(Some(WAIT))?;
+    }
+    let proxy = Proxy::start(listening.local_addr()?, &["--follow-reply-port"])?;
+    let client = UdpSocket::bind("127.0.0.1:0")?;
+    client.connect(proxy.addr)?;
+    client.set_read_timeout(Some(WAIT))?;
+    let mut buf = [0u8; 64];
+
+    client.send(b"request")?;
+    let (len, relay) = listening.recv_from(&mut buf)?;
+    assert_eq!(&buf[..len], b"request");
+    transfer.send_to(b"first answer", relay)?;
+    let len = client.recv(&mut buf)?;
+    assert_eq!(&buf[..len], b"first answer");
+
+    // A reply from a third port is not the client's server: dropped. The proof that it
+    // was dropped, not late: the next reply from the transfer port arrives first.
+    stray.send_to(b"stray", relay)?;
+    transfer.send_to(b"second answer", relay)?;
+    let len = client.recv(&mut buf)?;
+    assert_eq!(&buf[..len], b"second answer");
+
+    client.send(b"ack")?;
+    let (len, from) = transfer.recv_from(&mut buf)?;
+    assert_eq!((&buf[..len], from), (&b"ack"[..], relay));
+    let printed = proxy.stop()?;
+    assert!(printed.contains("replies from other ports 1"), "{printed}");
+    Ok(())
+}
+
 /// A burst far larger than the bottleneck's queue: the datagrams that get through arrive in
 /// the order sent, no sooner than the rate allows, and the rest are counted as queue drops
 /// (not as random loss).

@@ -6,7 +6,10 @@
 //!
 //! Each client gets its own upstream socket (same address family as the server, port 0,
 //! connected to it), so the server sees every client as a distinct peer and its replies map
-//! back to the right client.
+//! back to the right client. With `--follow-reply-port` (for a TFTP server that answers from
+//! a fresh port per transfer, as tftpd-hpa does) that socket is not connected: the first port
+//! of the server's address that answers becomes the client's transfer ID (RFC 1350 §4), later
+//! datagrams of the client go there, and replies from other ports are dropped and counted.
 //!
 //! # Design
 //! The relay uses blocking sockets and threads rather than one event loop, which keeps each
@@ -46,7 +49,7 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -216,6 +219,11 @@ struct Cli {
     /// datagram in either direction.
     #[arg(long, value_name = "SECS", default_value = "60", value_parser = seconds)]
     idle_timeout: Duration,
+    /// TFTP servers that answer from a new port per transfer (tftpd-hpa): the first port of
+    /// the server's address that answers a client becomes that client's server port; replies
+    /// from other ports are dropped (a TFTP client would answer them with ERROR 5).
+    #[arg(long)]
+    follow_reply_port: bool,
 }
 
 /// Parses a non-negative number of milliseconds.
@@ -283,6 +291,9 @@ enum Target {
 /// One client: its own upstream socket and when it was last heard from or written to.
 struct ClientSlot {
     socket: UdpSocket,
+    /// With `--follow-reply-port`: the server port that answered first (0: none yet, send to
+    /// `--upstream`). Unused when the socket is connected.
+    reply_port: AtomicU16,
     /// Milliseconds since the proxy started, at the last datagram either way.
     last_active_ms: AtomicU64,
 }
@@ -332,6 +343,8 @@ struct RelayCounters {
     clients_expired: AtomicU64,
     queue_full: AtomicU64,
     send_errors: AtomicU64,
+    /// Replies from a server port other than the client's transfer ID (`--follow-reply-port`).
+    foreign_replies: AtomicU64,
 }
 
 /// Everything the relay threads share.
@@ -341,6 +354,7 @@ struct Relay {
     started: Instant,
     max_clients: usize,
     idle_timeout: Duration,
+    follow_reply_port: bool,
     up: Mutex<Link>,
     down: Mutex<Link>,
     clients: Mutex<HashMap<SocketAddr, Arc<ClientSlot>>>,
@@ -416,6 +430,14 @@ impl Relay {
 
     fn send(&self, target: &Target, bytes: &[u8]) {
         let result = match target {
+            Target::Up(slot) if self.follow_reply_port => {
+                let port = slot.reply_port.load(Ordering::Relaxed);
+                let to = match port {
+                    0 => self.upstream,
+                    port => SocketAddr::new(self.upstream.ip(), port),
+                };
+                slot.socket.send_to(bytes, to)
+            }
             Target::Up(slot) => slot.socket.send(bytes),
             Target::Down(client) => self.listen.send_to(bytes, client),
         };
@@ -533,6 +555,7 @@ impl Relay {
         let slot = match self.open_upstream() {
             Ok(socket) => Arc::new(ClientSlot {
                 socket,
+                reply_port: AtomicU16::new(0),
                 last_active_ms: AtomicU64::new(now_ms),
             }),
             Err(e) => {
@@ -562,10 +585,13 @@ impl Relay {
     }
 
     /// A socket of the server's family on a free port, connected to the server (so it
-    /// receives only the server's datagrams).
+    /// receives only the server's datagrams), or with `--follow-reply-port` not connected
+    /// (the down thread filters by the server's address and the client's server port).
     fn open_upstream(&self) -> io::Result<UdpSocket> {
         let socket = net::bind(net::any_for(self.upstream), false)?;
-        socket.connect(self.upstream)?;
+        if !self.follow_reply_port {
+            socket.connect(self.upstream)?;
+        }
         socket.set_read_timeout(Some(self.idle_timeout.max(Duration::from_millis(1))))?;
         Ok(socket)
     }
@@ -578,8 +604,9 @@ impl Relay {
         let target = Target::Down(client);
         let idle_ms = self.idle_timeout.as_millis() as u64;
         loop {
-            match slot.socket.recv(&mut buf) {
-                Ok(len) => {
+            match self.receive_reply(slot, &mut buf) {
+                Ok(None) => {}
+                Ok(Some(len)) => {
                     slot.last_active_ms
                         .store(self.elapsed_ms(), Ordering::Relaxed);
                     self.relay(Direction::Down, &buf[..len], &target, &mut scratch);
@@ -613,6 +640,36 @@ impl Relay {
         }
     }
 
+    /// One datagram from the server on `slot`'s socket: its length, or `None` for a datagram
+    /// that is not the server's (`--follow-reply-port`: another address, or a port other than
+    /// the first that answered).
+    fn receive_reply(&self, slot: &ClientSlot, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        if !self.follow_reply_port {
+            return slot.socket.recv(buf).map(Some);
+        }
+        let (len, from) = slot.socket.recv_from(buf)?;
+        if from.ip() != self.upstream.ip() {
+            return Ok(None);
+        }
+        let fixed = match slot.reply_port.compare_exchange(
+            0,
+            from.port(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => from.port(),
+            Err(port) => port,
+        };
+        if fixed == from.port() {
+            Ok(Some(len))
+        } else {
+            self.counters
+                .foreign_replies
+                .fetch_add(1, Ordering::Relaxed);
+            Ok(None)
+        }
+    }
+
     /// The counters as `key=value` lines.
     fn stats_lines(&self, elapsed: Duration) -> String {
         let mut text = String::new();
@@ -639,6 +696,7 @@ impl Relay {
             ("clients_expired", &c.clients_expired),
             ("queue_full", &c.queue_full),
             ("send_errors", &c.send_errors),
+            ("foreign_replies", &c.foreign_replies),
         ] {
             let _ = writeln!(text, "{key}={}", counter.load(Ordering::Relaxed));
         }
@@ -727,6 +785,7 @@ fn run(cli: &Cli) -> Result<(), String> {
         started: Instant::now(),
         max_clients: cli.max_clients.max(1),
         idle_timeout: cli.idle_timeout,
+        follow_reply_port: cli.follow_reply_port,
         up: Mutex::new(Link::new(up, cli.seed)),
         down: Mutex::new(Link::new(down, cli.seed ^ DOWN_SEED_MIX)),
         clients: Mutex::new(HashMap::new()),
@@ -798,13 +857,14 @@ fn report(
     let down = lock(&relay.down).stats().clone();
     let c = &relay.counters;
     eprintln!(
-        "lossy-proxy: stopped after {:.1} s ({reason}); clients {} (refused {}, expired {}), queue full {}, send errors {}",
+        "lossy-proxy: stopped after {:.1} s ({reason}); clients {} (refused {}, expired {}), queue full {}, send errors {}, replies from other ports {}",
         elapsed.as_secs_f64(),
         c.clients.load(Ordering::Relaxed),
         c.clients_refused.load(Ordering::Relaxed),
         c.clients_expired.load(Ordering::Relaxed),
         c.queue_full.load(Ordering::Relaxed),
         c.send_errors.load(Ordering::Relaxed),
+        c.foreign_replies.load(Ordering::Relaxed),
     );
     eprintln!("lossy-proxy: up   (client -> server): {}", up.summary());
     eprintln!("lossy-proxy: down (server -> client): {}", down.summary());

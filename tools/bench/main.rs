@@ -4,9 +4,10 @@
 //! the client's goodput against those references; `loss` measures goodput
 //! through `lossy-proxy` at several loss rates; `models` sets the server models against each
 //! other under 1…N concurrent clients; `sessions` measures the memory of N open sessions;
-//! `tftpd` sets udpft beside tftpd-hpa with curl as its client; `window` sets windows
-//! against stop-and-wait over a grid of loss and delay; `bottleneck` measures congestion
-//! control through the proxy's bottleneck; `fairness` small downloads beside a windowed one.
+//! `tftpd` sets udpft beside tftpd-hpa with curl as its client; `tftp` sets one TFTP client
+//! against tftpd-hpa and `udpft serve --tftp`; `window` sets windows against stop-and-wait
+//! over a grid of loss and delay; `bottleneck` measures congestion control through the
+//! proxy's bottleneck; `fairness` small downloads beside a windowed one.
 //!
 //! # Layout
 //! * `children`: finding the binaries, starting and guarding server and proxy children.
@@ -21,8 +22,8 @@
 //! * `results`: tables (Markdown, CSV, JSON) and medians.
 //! * `procfs`: a child's CPU time and memory, and the load average, from `/proc`.
 //! * `svg`: a small hand-made SVG line chart.
-//! * `download`, `loss`, `models`, `sessions`, `tftpd`, `window`, `bottleneck`, `fairness`:
-//!   the scenarios, one module each; a new
+//! * `download`, `loss`, `models`, `sessions`, `tftpd`, `tftp`, `window`, `bottleneck`,
+//!   `fairness`: the scenarios, one module each; a new
 //!   scenario is one more module and one more [`Command`] variant.
 
 #![deny(unsafe_code)]
@@ -43,6 +44,7 @@ mod sessions;
 mod sums;
 mod svg;
 mod tcp;
+mod tftp;
 mod tftpd;
 mod transfer;
 mod units;
@@ -64,15 +66,20 @@ alternates its measurements over several rounds and reports medians. MB = 10^6 b
 
 Examples:
   udpft-bench ceiling --chunk 1430
-  udpft-bench download --size 64MiB --chunks default,max --rounds 3
+  udpft-bench download --size 64MiB --chunks default,max --busy-poll 0,50 --rounds 3
   udpft-bench loss --size 16MiB --rates 0,1%,5%,10%
   udpft-bench models --clients 1,4,16,64 --size 4MiB --workers 2 --out docs/bench
+  udpft-bench models --models table --clients 16,64 --busy-poll 0,50 --rounds 3 \
+      --out docs/bench --name models-busypoll
   udpft-bench sessions --count 1000
   udpft-bench tftpd --size 64MiB --rounds 5
   udpft-bench window --rounds 3 --out docs/bench
   udpft-bench window --windows 1,16,64 --loss 0,5% --delay none,1 --chunks default --rounds 1
   udpft-bench bottleneck --rate 10MB/s --queue 32 --out docs/bench
-  udpft-bench fairness --small-clients 8 --big-window 64 --out docs/bench";
+  udpft-bench fairness --small-clients 8 --big-window 64 --out docs/bench
+
+  udpft-bench tftp --size 64MiB --loss 0,5% --lossy-tftpd-size 512KiB --rounds 3
+  udpft-bench tftp --client atftp --windows 1,16 --size 64MiB --rounds 3";
 
 /// Benchmarks of udpft on loopback.
 #[derive(Parser, Debug)]
@@ -109,6 +116,12 @@ enum Command {
     ///
     /// Needs tftpd-hpa (`in.tftpd`) and curl installed, and root (`in.tftpd -s` chroots).
     Tftpd(tftpd::TftpdArgs),
+    /// One TFTP client (curl, or atftp for windowsize) against tftpd-hpa and `udpft serve
+    /// --tftp`, same file, alternating rounds, directly or through lossy-proxy at each
+    /// --loss rate.
+    ///
+    /// Needs tftpd-hpa (`in.tftpd`), the client, and root (`in.tftpd -s` chroots).
+    Tftp(tftp::TftpArgs),
     /// Memory of a server holding N open sessions (raw sockets that validate each session
     /// and then stop acking), against the idle server.
     Sessions(sessions::SessionsArgs),
@@ -232,6 +245,7 @@ fn main() -> ExitCode {
         Command::Window(args) => window::run(args),
         Command::Bottleneck(args) => bottleneck::run(args),
         Command::Fairness(args) => fairness::run(args),
+        Command::Tftp(args) => tftp::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -261,6 +275,23 @@ mod tests {
         assert_eq!(args.chunks, vec![1430, MAX_CHUNK]);
         assert_eq!(args.size, 64 << 20);
         assert_eq!(args.rounds, 3);
+    }
+
+    #[test]
+    fn tftp_defaults_to_curl_in_lockstep_on_a_perfect_link() {
+        let cli = Cli::parse_from(["udpft-bench", "tftp"]);
+        let Command::Tftp(args) = cli.command else {
+            panic!("tftp expected");
+        };
+        assert_eq!(args.client, tftp::TftpClient::Curl);
+        assert_eq!((args.blksize, args.windows.clone()), (1468, vec![1]));
+        assert_eq!(args.loss, vec![0.0]);
+        assert_eq!(args.size, 64 << 20);
+        let cli = Cli::parse_from(["udpft-bench", "tftp", "--loss", "0,5%"]);
+        let Command::Tftp(args) = cli.command else {
+            panic!("tftp expected");
+        };
+        assert_eq!(args.loss, vec![0.0, 0.05]);
     }
 
     #[test]

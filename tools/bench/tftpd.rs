@@ -123,7 +123,7 @@ fn parse_pair(text: &str) -> Result<(u16, u16), String> {
 }
 
 /// A program from `explicit`, else the first `name` on PATH or in the system folders.
-fn locate_program(name: &str, package: &str, explicit: Option<&Path>) -> io::Result<PathBuf> {
+pub fn locate_program(name: &str, package: &str, explicit: Option<&Path>) -> io::Result<PathBuf> {
     if let Some(path) = explicit {
         return Ok(path.to_path_buf());
     }
@@ -141,7 +141,7 @@ fn locate_program(name: &str, package: &str, explicit: Option<&Path>) -> io::Res
 }
 
 /// The bytes of a TFTP read request for `name` in octet mode (RFC 1350 §5).
-fn read_request(name: &str) -> Vec<u8> {
+pub fn read_request(name: &str) -> Vec<u8> {
     let mut rrq = vec![0, 1];
     rrq.extend_from_slice(name.as_bytes());
     rrq.push(0);
@@ -151,7 +151,7 @@ fn read_request(name: &str) -> Vec<u8> {
 
 /// Starts `in.tftpd` serving `root` on a free loopback port and waits until it answers a
 /// request (for a file that does not exist: an ERROR packet, opcode 5).
-fn start_tftpd(bin: &Path, root: &Path, log: &Path) -> io::Result<(ChildGuard, SocketAddr)> {
+pub fn start_tftpd(bin: &Path, root: &Path, log: &Path) -> io::Result<(ChildGuard, SocketAddr)> {
     let addr = free_udp_port()?;
     let mut command = Command::new(bin);
     // -u root: the chroot (-s) needs root, and the scratch files belong to us.
@@ -221,12 +221,108 @@ impl ChildrenCpu {
     }
 }
 
-/// One client run: its wall time and the CPU it and the server used.
+/// One client run: its goodput over its wall time and the CPU it and the server used.
 #[derive(Clone, Copy, Debug)]
-struct Run {
-    goodput: f64,
-    server_cpu: f64,
-    client_cpu: f64,
+pub struct Run {
+    /// File bytes over the client process's wall time, MB/s.
+    pub goodput: f64,
+    /// Server CPU seconds over the run.
+    pub server_cpu: f64,
+    /// Client CPU seconds.
+    pub client_cpu: f64,
+}
+
+/// Where a client run writes, and what its copy must equal.
+pub struct ClientRun<'a> {
+    /// What the error messages call the client.
+    pub what: &'a str,
+    /// The server's process, whose CPU time is measured.
+    pub server_pid: u32,
+    /// The server works in child processes (tftpd-hpa): sample their CPU time while they run.
+    pub sample_children: bool,
+    /// The original file.
+    pub original: &'a Path,
+    /// Where the client writes its copy (removed before and after).
+    pub dest: &'a Path,
+    /// Kill the client after this long (for clients without a time limit of their own);
+    /// `None`: a blocking wait.
+    pub limit: Option<Duration>,
+}
+
+/// How often a client with a [`ClientRun::limit`] is checked for its exit.
+const POLL_EXIT_EVERY: Duration = Duration::from_millis(2);
+
+/// Runs `command` (a client writing [`ClientRun::dest`]) to its exit, checks the copy
+/// against the original, and measures.
+///
+/// # Errors
+/// If the client cannot start, fails, outlives its limit, or its copy differs.
+pub fn run_client(run: &ClientRun, mut command: Command) -> io::Result<Run> {
+    let (what, server_pid, dest) = (run.what, run.server_pid, run.dest);
+    let _ = std::fs::remove_file(dest);
+    let sampler = run
+        .sample_children
+        .then(|| ChildrenCpu::start(server_pid))
+        .transpose()?;
+    let server_before = procfs::cpu_time(server_pid)?.total();
+    let client_before = procfs::reaped_children_cpu()?;
+    let started = Instant::now();
+    let log = dest.with_extension("client.log");
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot start {what}: {e}")))?;
+    let status = match run.limit {
+        // Clients that bound their own time (curl --max-time, udpft's no-progress
+        // timeout) get a blocking wait; polling would steal a core from the transfer.
+        None => child.wait()?,
+        Some(limit) => loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if started.elapsed() > limit {
+                // Child::kill sends SIGKILL to this child's PID only.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{what} did not finish within {:.0} s", limit.as_secs_f64()),
+                ));
+            }
+            std::thread::sleep(POLL_EXIT_EVERY);
+        },
+    };
+    let elapsed = started.elapsed();
+    let client_cpu = procfs::reaped_children_cpu()? - client_before;
+    if !status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        return Err(io::Error::other(format!(
+            "{what} failed ({status}): {}",
+            text.trim()
+        )));
+    }
+    let mut server_cpu = procfs::cpu_time(server_pid)?.total() - server_before;
+    if let Some(sampler) = sampler {
+        // Until the transfer child has finished its last work (and exited).
+        let deadline = Instant::now() + CHILD_EXIT_WITHIN;
+        while !procfs::children(server_pid).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(SAMPLE_EVERY);
+        }
+        server_cpu += sampler.finish();
+    }
+    if !same_bytes(run.original, dest)? {
+        return Err(io::Error::other(format!(
+            "{what}: the copy differs from the original"
+        )));
+    }
+    std::fs::remove_file(dest)?;
+    Ok(Run {
+        goodput: mb_per_s(std::fs::metadata(run.original)?.len(), elapsed),
+        server_cpu,
+        client_cpu,
+    })
 }
 
 /// One round of one pair: curl against tftpd-hpa, and `udpft get` per busy-poll value.
@@ -254,56 +350,22 @@ impl Bench<'_> {
     fn client(
         &mut self,
         what: &str,
-        mut command: Command,
+        command: Command,
         server_pid: u32,
         sample_children: bool,
     ) -> io::Result<Run> {
-        let _ = std::fs::remove_file(&self.dest);
-        let sampler = sample_children
-            .then(|| ChildrenCpu::start(server_pid))
-            .transpose()?;
-        let server_before = procfs::cpu_time(server_pid)?.total();
-        let client_before = procfs::reaped_children_cpu()?;
-        let started = Instant::now();
-        let log = self.dest.with_extension("client.log");
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot start {what}: {e}")))?;
-        // Both clients bound their own time (curl --max-time, udpft's no-progress
-        // timeout), so a blocking wait ends; polling would steal a core from the transfer.
-        let status = child.wait()?;
-        let elapsed = started.elapsed();
-        let client_cpu = procfs::reaped_children_cpu()? - client_before;
-        if !status.success() {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            return Err(io::Error::other(format!(
-                "{what} failed ({status}): {}",
-                text.trim()
-            )));
-        }
-        let mut server_cpu = procfs::cpu_time(server_pid)?.total() - server_before;
-        if let Some(sampler) = sampler {
-            // Until the transfer child has finished its last work (and exited).
-            let deadline = Instant::now() + CHILD_EXIT_WITHIN;
-            while !procfs::children(server_pid).is_empty() && Instant::now() < deadline {
-                std::thread::sleep(SAMPLE_EVERY);
-            }
-            server_cpu += sampler.finish();
-        }
-        if !same_bytes(&self.library.file(), &self.dest)? {
-            return Err(io::Error::other(format!(
-                "{what}: the copy differs from the original"
-            )));
-        }
-        std::fs::remove_file(&self.dest)?;
-        Ok(Run {
-            goodput: mb_per_s(self.library.size, elapsed),
-            server_cpu,
-            client_cpu,
-        })
+        let original = self.library.file();
+        run_client(
+            &ClientRun {
+                what,
+                server_pid,
+                sample_children,
+                original: &original,
+                dest: &self.dest,
+                limit: None,
+            },
+            command,
+        )
     }
 
     fn curl(&mut self, blksize: u16) -> io::Result<Run> {
