@@ -77,7 +77,6 @@ Examples:
   udpft-bench window --windows 1,16,64 --loss 0,5% --delay none,1 --chunks default --rounds 1
   udpft-bench bottleneck --rate 10MB/s --queue 32 --out docs/bench
   udpft-bench fairness --small-clients 8 --big-window 64 --out docs/bench
-
   udpft-bench tftp --size 64MiB --loss 0,5% --lossy-tftpd-size 512KiB --rounds 3
   udpft-bench tftp --client atftp --windows 1,16 --size 64MiB --rounds 3";
 
