@@ -103,6 +103,13 @@ struct Snapshot {
 /// no entry of the folder) shows its new size and time in the listing within this time.
 const SNAPSHOT_TTL: Duration = Duration::from_secs(1);
 
+/// A snapshot younger than this is reused even though the folder changed since (an upload
+/// opened or cancelled, a file copied in by someone else): a folder that changes all the time
+/// must not make every List request, proven or not, read the whole folder again (a List storm
+/// while a peer opens and cancels uploads every 50 ms did exactly that). A commit of this
+/// library's own (a new generation) is always shown at once.
+const SNAPSHOT_MIN_AGE: Duration = Duration::from_millis(250);
+
 /// File times tick coarsely (the kernel's clock tick): a snapshot built within this time of
 /// the folder's last change may have missed a change in the same tick, so it is not reused.
 const FOLDER_SETTLE: Duration = Duration::from_millis(100);
@@ -209,8 +216,9 @@ fn io_refusal(what: &str, e: &io::Error) -> Refusal {
 }
 
 impl Library {
-    /// The listing snapshot, rebuilt when the folder changed, this library committed an
-    /// upload, or the snapshot is older than [`SNAPSHOT_TTL`].
+    /// The listing snapshot, rebuilt when this library committed an upload, or when the
+    /// folder changed or the snapshot is older than [`SNAPSHOT_TTL`] — but not more often
+    /// than every [`SNAPSHOT_MIN_AGE`] for those two.
     fn snapshot(&self) -> io::Result<Arc<[u8]>> {
         let folder = FolderStamp::of(&fs::metadata(&self.root)?);
         let generation = self.generation.load(Ordering::SeqCst);
@@ -224,7 +232,11 @@ impl Library {
                 + Duration::new(folder.mtime.0.max(0) as u64, folder.mtime.1 as u32)
                 + FOLDER_SETTLE
                 <= snapshot.built;
-            if fresh && settled && snapshot.folder == folder && snapshot.generation == generation {
+            let young = now
+                .duration_since(snapshot.built)
+                .is_ok_and(|age| age < SNAPSHOT_MIN_AGE);
+            let unchanged = fresh && settled && snapshot.folder == folder;
+            if snapshot.generation == generation && (young || unchanged) {
                 return Ok(Arc::clone(&snapshot.bytes));
             }
         }
