@@ -458,6 +458,17 @@ enum CaseResult {
 /// byte-identical completion or a clean timeout after a true silence in which someone kept
 /// retrying, `Err` with the whole story otherwise. Never runs unbounded.
 fn sweep_case(seed: u64, loss: f64, direction: Direction) -> Result<CaseResult, String> {
+    sweep_case_at(seed, loss, Some(direction), 1)
+}
+
+/// [`sweep_case`] with the client asking for `window` (the server grants up to 64), and
+/// `None` for a listing of a library of 60–180 names (several chunks).
+fn sweep_case_at(
+    seed: u64,
+    loss: f64,
+    direction: Option<Direction>,
+    window: u16,
+) -> Result<CaseResult, String> {
     let mut rng = Rng::new(seed.wrapping_mul(31) ^ loss.to_bits());
     let len = 20 * 1024 + rng.below(40 * 1024) as usize;
     let bytes = random_bytes(seed, len);
@@ -465,17 +476,30 @@ fn sweep_case(seed: u64, loss: f64, direction: Direction) -> Result<CaseResult, 
     if seed.is_multiple_of(3) {
         sim.client_config.chunk = 512;
     }
+    sim.client_config.window = window;
+    let mut names = Vec::new();
     let c = match direction {
-        Direction::Download => {
+        Some(Direction::Download) => {
             sim.add_file("sweep.bin", bytes.clone());
             sim.get("sweep.bin")
         }
-        Direction::Upload => sim.put("sweep.bin", bytes.clone(), false),
+        Some(Direction::Upload) => sim.put("sweep.bin", bytes.clone(), false),
+        None => {
+            for i in 0..60 + rng.below(120) {
+                let name = format!("listed-{i:03}-{seed}.dat");
+                sim.add_file(&name, vec![7; i as usize]);
+                names.push((name.into_bytes(), i));
+            }
+            sim.list()
+        }
     };
     // Bounded: half a million steps and five minutes of virtual time are orders of
     // magnitude beyond a healthy run.
     let finished = sim.run_bounded(500_000, Duration::from_secs(300));
-    let context = format!("seed {seed} loss {loss} {direction:?}: {}", sim.describe(c));
+    let context = format!(
+        "seed {seed} loss {loss} {direction:?} window {window}: {}",
+        sim.describe(c)
+    );
     if !finished {
         return Err(format!("did not finish: {context}"));
     }
@@ -484,8 +508,14 @@ fn sweep_case(seed: u64, loss: f64, direction: Direction) -> Result<CaseResult, 
     };
     if outcome == Outcome::Complete {
         let intact = match direction {
-            Direction::Download => sim.received(c) == (bytes, true),
-            Direction::Upload => sim.stored("sweep.bin") == Some(bytes),
+            Some(Direction::Download) => sim.received(c) == (bytes, true),
+            Some(Direction::Upload) => sim.stored("sweep.bin") == Some(bytes),
+            None => {
+                let (listed, committed) = sim.received(c);
+                let got: Option<Vec<(Vec<u8>, u64)>> = listing::decode(&listed)
+                    .map(|entries| entries.into_iter().map(|e| (e.name, e.size)).collect());
+                committed && got == Some(names)
+            }
         };
         return if intact {
             Ok(CaseResult::Complete)
@@ -496,7 +526,7 @@ fn sweep_case(seed: u64, loss: f64, direction: Direction) -> Result<CaseResult, 
     if !is_clean_timeout(&outcome) {
         return Err(format!("unclean failure: {context}"));
     }
-    if direction == Direction::Download && sim.received(c).1 {
+    if direction != Some(Direction::Upload) && sim.received(c).1 {
         return Err(format!("a failed download was committed: {context}"));
     }
     let (start, end) = sim.silence_window(c);
@@ -523,35 +553,59 @@ const SWEEP_LOSSES: [f64; 5] = [0.0, 0.05, 0.1, 0.2, 0.3];
 
 #[test]
 fn sweep_every_transfer_completes_or_times_out_cleanly() {
+    let directions = [Direction::Download, Direction::Upload];
+    let cases: Vec<_> = (0..SWEEP_SEEDS)
+        .flat_map(|seed| directions.map(|d| (seed, Some(d), 1)))
+        .collect();
+    run_sweep(&cases);
+}
+
+/// Seeds of the windowed sweep (fewer than stop-and-wait's: three directions, two windows).
+const WINDOWED_SWEEP_SEEDS: u64 = 60;
+
+#[test]
+fn windowed_sweep_every_transfer_completes_or_times_out_cleanly() {
+    // Issue 10 §5: the same impairments (loss 0–30 %, duplication, reordering, corruption,
+    // truncation) at windows 8 and 64, downloads, uploads and listings, and listings in
+    // stop-and-wait too: byte-identical, or a clean timeout after a true silence.
+    let mut cases = Vec::new();
+    for window in [8u16, 64] {
+        for direction in [Some(Direction::Download), Some(Direction::Upload), None] {
+            cases.extend((0..WINDOWED_SWEEP_SEEDS).map(|seed| (seed, direction, window)));
+        }
+    }
+    cases.extend((0..WINDOWED_SWEEP_SEEDS).map(|seed| (seed, None, 1)));
+    run_sweep(&cases);
+}
+
+/// Runs every (seed, direction or `None` for a listing, window) case at every loss of
+/// `SWEEP_LOSSES`: none may fail, none may time out up to 20 % loss, and at 30 % a clean
+/// timeout (its silence and retries were checked) must stay rare.
+fn run_sweep(cases: &[(u64, Option<Direction>, u16)]) {
     let mut timeouts = Vec::new();
     let mut failures = Vec::new();
     for loss in SWEEP_LOSSES {
-        for seed in 0..SWEEP_SEEDS {
-            for direction in [Direction::Download, Direction::Upload] {
-                match sweep_case(seed, loss, direction) {
-                    Ok(CaseResult::Complete) => {}
-                    Ok(CaseResult::TimedOut(silence)) => {
-                        timeouts.push((seed, loss, direction, silence))
-                    }
-                    Err(story) => failures.push(story),
+        for &(seed, direction, window) in cases {
+            match sweep_case_at(seed, loss, direction, window) {
+                Ok(CaseResult::Complete) => {}
+                Ok(CaseResult::TimedOut(silence)) => {
+                    timeouts.push((seed, loss, direction, window, silence))
                 }
+                Err(story) => failures.push(story),
             }
         }
     }
-    let cases = SWEEP_SEEDS as usize * SWEEP_LOSSES.len() * 2;
+    let total = cases.len() * SWEEP_LOSSES.len();
     assert!(
         failures.is_empty(),
-        "{} of {cases} cases failed:\n{}",
+        "{} of {total} cases failed:\n{}",
         failures.len(),
         failures.join("\n")
     );
-    // Up to 20% loss the retry budget is never exhausted.
     let early: Vec<_> = timeouts.iter().filter(|t| t.1 <= 0.2).collect();
     assert!(early.is_empty(), "timeouts at ≤ 20% loss: {early:?}");
-    // At 30% a clean timeout is allowed (its silence and retries were checked), but it
-    // must stay rare.
     assert!(
-        timeouts.len() * 50 <= SWEEP_SEEDS as usize * 2,
+        timeouts.len() * 50 <= cases.len(),
         "too many timeouts at 30% loss: {timeouts:?}"
     );
 }
@@ -1776,6 +1830,37 @@ fn duplicated_acks_after_retransmissions_do_not_ratchet_the_timer_up() {
         assert!(
             silence < Duration::from_millis(30),
             "seed {seed}: {silence:?}"
+        );
+    }
+}
+
+#[test]
+fn selective_repeat_at_five_percent_loss_resends_at_most_twice_the_lost_chunks() {
+    // Issue 10 §5: a window-64 download at 5 % loss each way resends what was lost (and now
+    // and then a chunk whose Acks were all lost), never a window: resent ≤ 2 × lost.
+    for seed in 0..3 {
+        let mut sim = Sim::new(
+            seed,
+            Impairments {
+                loss: 0.05,
+                ..lan()
+            },
+        );
+        sim.client_config.window = 64;
+        let len = 2000 * CHUNK;
+        let (c, bytes) = download(&mut sim, len);
+        sim.run();
+        assert_downloaded(&sim, c, &bytes);
+        let arrived: std::collections::HashSet<usize> =
+            sim.arrivals.iter().map(|a| a.sent).collect();
+        let data: Vec<_> = sim.sends(SERVER, Kind::Data).collect();
+        let lost = data.iter().filter(|s| !arrived.contains(&s.index)).count() as u64;
+        let resent = data.len() as u64 - chunks(len);
+        eprintln!("seed {seed}: {resent} resent for {lost} lost chunks");
+        assert!(lost > 50, "seed {seed}: only {lost} lost");
+        assert!(
+            resent <= 2 * lost,
+            "seed {seed}: {resent} resent for {lost} lost"
         );
     }
 }
