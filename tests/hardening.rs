@@ -324,7 +324,7 @@ fn hostile(rng: &mut Rng, i: u64) -> (Vec<u8>, Option<DecodeError>) {
         }
         9 => {
             let mut d = stray_message(rng);
-            let kind = 9 + rng.below(247) as u8;
+            let kind = 10 + rng.below(246) as u8; // 1..=9 are the types of version 1
             d[3] = kind;
             fix_crc(&mut d);
             (d, Some(DecodeError::UnknownType(kind)))
