@@ -267,10 +267,13 @@ fn an_address_gets_one_checksum_at_a_time() {
     let first = t.accepted(0, peer(1, 5000), 11, b"f");
     assert!(t.feed(1, peer(1, 5000), &ack(first, 0)).is_empty());
     assert_eq!(t.table.computing(), 1);
-    // Another port of the same address is refused at its request...
-    let (session, code, text) = error_of(&t.feed(2, peer(1, 5001), &sum(12, b"f")));
-    assert_eq!((session, code), (12, ErrorCode::Busy));
+    // Another port of the same address is accepted, and refused when it proves its address
+    // (where its hash would start)...
+    let second = t.accepted(2, peer(1, 5001), 12, b"f");
+    let (session, code, text) = error_of(&t.feed(2, peer(1, 5001), &ack(second, 0)));
+    assert_eq!((session, code), (second, ErrorCode::Busy));
     assert!(text.contains("one checksum at a time"), "{text}");
+    assert_eq!(t.table.computing(), 1);
     // ...while another address is served.
     let other = t.accepted(3, peer(2, 5000), 13, b"f");
     assert!(t.feed(4, peer(2, 5000), &ack(other, 0)).is_empty());

@@ -579,7 +579,8 @@ fn bad_crc_is_rejected() {
 
 #[test]
 fn unknown_type_is_rejected() {
-    for t in [0u8, 9, 0xFF] {
+    // 9 is Sum (protocol.md §22): the first unknown type is 10.
+    for t in [0u8, 10, 0xFF] {
         assert_eq!(
             Message::decode(&raw(t, 1, 0, b"")),
             Err(DecodeError::UnknownType(t))
@@ -915,7 +916,8 @@ fn kind_and_error_code_tables_agree_with_protocol_md() {
             (5, "data"),
             (6, "ack"),
             (7, "done"),
-            (8, "error")
+            (8, "error"),
+            (9, "sum")
         ]
     );
     let codes: Vec<u16> = ErrorCode::ALL.iter().map(|c| c.to_u16()).collect();
@@ -996,8 +998,8 @@ fn a_sack_bitmap_is_at_most_32_bytes_without_a_trailing_zero() {
 }
 
 #[test]
-fn version_2_defines_no_data_done_or_error() {
-    for kind in [Kind::Data, Kind::Done, Kind::Error] {
+fn version_2_defines_no_data_done_error_or_sum() {
+    for kind in [Kind::Data, Kind::Done, Kind::Error, Kind::Sum] {
         let bytes = raw_windowed(kind as u8, 1, 1, &[0; 12]);
         assert_eq!(
             Message::decode(&bytes),

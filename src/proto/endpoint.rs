@@ -371,10 +371,6 @@ impl Endpoint {
             .and_then(|grant| match self.capacity(now, peer.ip(), false) {
                 Some(refusal) => Err(refusal),
                 None => Ok(grant),
-            })
-            .and_then(|grant| match self.sum_busy(&grant) {
-                Some(refusal) => Err(refusal),
-                None => Ok(grant),
             });
         let mut grant = match judged {
             Ok(grant) => grant,
@@ -506,7 +502,9 @@ impl Endpoint {
     }
 
     /// Whether `grant` is a checksum from an address that has its share running already:
-    /// then the refusal (Busy).
+    /// then the refusal (Busy). Judged at the proof only, where the hashing would start: at
+    /// a request, the end of the same client's previous checksum may still be on its way
+    /// from the thread or process that ran it, and the client asks again at once.
     fn sum_busy(&self, grant: &Grant) -> Option<Refusal> {
         let running = self.sums.get(&grant.peer.ip()).copied().unwrap_or(0);
         (grant.op == Op::Sum && running >= MAX_SUMS_PER_ADDRESS)
