@@ -341,76 +341,51 @@ impl<'a> Message<'a> {
     ) -> Result<Self, Rule> {
         let token = session;
         Ok(match (version, kind) {
-            (VERSION, Kind::List) => {
-                let layout::List { chunk } = layout::List::read(fixed);
-                Self::List {
-                    token,
-                    chunk,
-                    window: 1,
-                }
-            }
-            (_, Kind::List) => {
-                let layout::ListWindowed { chunk, window } = layout::ListWindowed::read(fixed);
-                let window = windowed(window)?;
+            // Version 1 has no window field: its requests ask for stop-and-wait (§20.1).
+            (version, Kind::List) => {
+                let (chunk, window) = if version == VERSION {
+                    (layout::List::read(fixed).chunk, 1)
+                } else {
+                    let l = layout::ListWindowed::read(fixed);
+                    (l.chunk, windowed(l.window)?)
+                };
                 Self::List {
                     token,
                     chunk,
                     window,
                 }
             }
-            (VERSION, Kind::Get) => {
-                let layout::Get { chunk, offset } = layout::Get::read(fixed);
-                let (window, name) = (1, rest);
+            (version, Kind::Get) => {
+                let (chunk, window, offset) = if version == VERSION {
+                    let l = layout::Get::read(fixed);
+                    (l.chunk, 1, l.offset)
+                } else {
+                    let l = layout::GetWindowed::read(fixed);
+                    (l.chunk, windowed(l.window)?, l.offset)
+                };
                 Self::Get {
                     token,
                     chunk,
                     window,
                     offset,
-                    name,
+                    name: rest,
                 }
             }
-            (_, Kind::Get) => {
-                let layout::GetWindowed {
-                    chunk,
-                    window,
-                    offset,
-                } = layout::GetWindowed::read(fixed);
-                let (window, name) = (windowed(window)?, rest);
-                Self::Get {
-                    token,
-                    chunk,
-                    window,
-                    offset,
-                    name,
-                }
-            }
-            (VERSION, Kind::Put) => {
-                let layout::Put { chunk, size, flags } = layout::Put::read(fixed);
-                let (window, overwrite, name) = (1, overwrite_of(flags)?, rest);
+            (version, Kind::Put) => {
+                let (chunk, window, size, flags) = if version == VERSION {
+                    let l = layout::Put::read(fixed);
+                    (l.chunk, 1, l.size, l.flags)
+                } else {
+                    let l = layout::PutWindowed::read(fixed);
+                    (l.chunk, windowed(l.window)?, l.size, l.flags)
+                };
                 Self::Put {
                     token,
                     chunk,
                     window,
                     size,
-                    overwrite,
-                    name,
-                }
-            }
-            (_, Kind::Put) => {
-                let layout::PutWindowed {
-                    chunk,
-                    window,
-                    size,
-                    flags,
-                } = layout::PutWindowed::read(fixed);
-                let (window, overwrite, name) = (windowed(window)?, overwrite_of(flags)?, rest);
-                Self::Put {
-                    token,
-                    chunk,
-                    window,
-                    size,
-                    overwrite,
-                    name,
+                    overwrite: overwrite_of(flags)?,
+                    name: rest,
                 }
             }
             (_, Kind::Sum) => {
