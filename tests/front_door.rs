@@ -471,6 +471,46 @@ fn a_full_server_makes_a_slow_session_yield_its_slot_to_a_proven_peer() {
 }
 
 #[test]
+fn an_address_at_its_cap_makes_its_own_slow_session_yield() {
+    let policy = Policy {
+        limits: Limits {
+            max_per_address: 1,
+            ..Limits::default()
+        },
+        ..Policy::default()
+    };
+    let mut door = Door::new(policy);
+    let slow = open(&mut door, 0, peer(1, 5000), 1);
+    // A young session of the address keeps the address's slot.
+    assert_eq!(
+        door.feed(100, peer(1, 5001), &get(2, b"f")).refusal(),
+        ErrorCode::Busy
+    );
+    // Once it is slow, a newcomer from the same address (a NAT, say) may replace it, after
+    // proof, as a newcomer replaces any slow session on a full server.
+    let now = door.at(3000);
+    door.endpoint.progress((peer(1, 5000), slow), 100, now);
+    let newcomer = door
+        .feed(3000, peer(1, 5001), &get(3, b"f"))
+        .accepted_session();
+    assert_eq!(
+        door.endpoint.poll_action(),
+        None,
+        "nothing yields before proof"
+    );
+    let fed = door.feed(3001, peer(1, 5001), &ack(newcomer, 0));
+    assert_eq!(fed.event, Happened::Open(Op::Get, newcomer));
+    assert_eq!(
+        door.endpoint.poll_action(),
+        Some(Action::Abort {
+            key: (peer(1, 5000), slow),
+            code: ErrorCode::Busy,
+            text: YIELDED,
+        })
+    );
+}
+
+#[test]
 fn a_fast_session_keeps_its_slot_when_the_server_is_full() {
     let mut door = Door::new(room_for_one());
     let fast = open(&mut door, 0, peer(1, 5000), 1);

@@ -266,6 +266,8 @@ pub struct Endpoint {
     grace_over: bool,
     next_sweep: Option<Instant>,
     census: Option<(Instant, bool)>,
+    /// The same for the sessions of one address at its cap: (when, address, answer).
+    census_of: Option<(Instant, IpAddr, bool)>,
     stats: ServerStats,
 }
 
@@ -295,6 +297,7 @@ impl Endpoint {
             grace_over: false,
             next_sweep: None,
             census: None,
+            census_of: None,
             stats: ServerStats::default(),
         }
     }
@@ -516,7 +519,20 @@ impl Endpoint {
     fn capacity(&mut self, now: Instant, ip: IpAddr, evict: bool) -> Option<Refusal> {
         let limits = &self.policy.limits;
         if self.per_address.get(&ip).copied().unwrap_or(0) >= limits.max_per_address {
-            return Some(Refusal::busy("too many sessions from your address"));
+            // An address at its cap may still replace one of its own slow sessions: otherwise
+            // slow-drip sessions from a shared address (a NAT, or a spoofer who proved it can
+            // receive there) would lock everyone else behind it out.
+            let refused = || Some(Refusal::busy("too many sessions from your address"));
+            if !evict {
+                return (!self.any_slow_of(now, ip)).then(refused).flatten();
+            }
+            return match self.slowest(now, |key| key.0.ip() == ip) {
+                Some(key) => {
+                    self.yield_slot(key);
+                    None
+                }
+                None => refused(),
+            };
         }
         if self.live.len() - self.aborted < limits.max_sessions {
             return None;
@@ -524,21 +540,47 @@ impl Endpoint {
         if !evict {
             return (!self.any_slow(now)).then(|| Refusal::busy(self.policy.limits.full));
         }
-        let min_rate = limits.min_rate;
-        let victim = self
-            .live
-            .iter()
-            .filter(|(_, live)| live.is_slow(now, min_rate))
-            .min_by_key(|(_, live)| live.rate(now))
-            .map(|(key, _)| *key);
-        match victim {
+        match self.slowest(now, |_| true) {
             Some(key) => {
-                self.stats.yielded += 1;
-                self.census = None;
-                self.abort(key, ErrorCode::Busy, YIELDED);
+                self.yield_slot(key);
                 None
             }
             None => Some(Refusal::busy(self.policy.limits.full)),
+        }
+    }
+
+    /// The slowest of the slow live sessions whose key passes `which`.
+    fn slowest(&self, now: Instant, which: impl Fn(&Key) -> bool) -> Option<Key> {
+        let min_rate = self.policy.limits.min_rate;
+        self.live
+            .iter()
+            .filter(|(key, live)| which(key) && live.is_slow(now, min_rate))
+            .min_by_key(|(_, live)| live.rate(now))
+            .map(|(key, _)| *key)
+    }
+
+    /// Ends the slow session `key` so that a new proven peer takes its slot.
+    fn yield_slot(&mut self, key: Key) {
+        self.stats.yielded += 1;
+        self.census = None;
+        self.census_of = None;
+        self.abort(key, ErrorCode::Busy, YIELDED);
+    }
+
+    /// Whether a live session of `ip` is slow enough to yield (the answer for one address is
+    /// reused for [`CENSUS_EVERY`], so unproven requests cost no scan each).
+    fn any_slow_of(&mut self, now: Instant, ip: IpAddr) -> bool {
+        match self.census_of {
+            Some((at, of, answer))
+                if of == ip && now.saturating_duration_since(at) < CENSUS_EVERY =>
+            {
+                answer
+            }
+            _ => {
+                let answer = self.slowest(now, |key| key.0.ip() == ip).is_some();
+                self.census_of = Some((now, ip, answer));
+                answer
+            }
         }
     }
 
