@@ -282,6 +282,10 @@ impl Store for Library {
             .map_err(|e| io_refusal("cannot read the library", &e))
     }
 
+    fn committed(&mut self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
     fn inspect(&mut self, name: &[u8]) -> Result<FileInfo, Refusal> {
         match self.regular(name)? {
             (_, Some(meta)) if meta.is_file() => Ok(FileInfo {

@@ -437,41 +437,48 @@ fn the_per_address_cap_counts_proven_sessions_only() {
         .accepted_session();
 }
 
-#[test]
-fn a_full_server_makes_a_slow_session_yield_its_slot_to_a_proven_peer() {
-    let mut door = Door::new(room_for_one());
-    let slow = open(&mut door, 0, peer(1, 5000), 1);
-    // A young session keeps its slot.
+/// The slow-session rule from both sides: `slow` (a download from `old` opened at 0 ms)
+/// keeps its slot while young, against a request from `newcomer`; once it moved 100 bytes in
+/// 3 s (under 16 KiB/s) a new request is accepted, nothing yields before its proof, and its
+/// proof makes `slow` yield.
+fn a_slow_session_yields_to(mut door: Door, old: SocketAddr, newcomer: SocketAddr) -> Door {
+    let slow = open(&mut door, 0, old, 1);
     assert_eq!(
-        door.feed(100, peer(2, 5000), &get(2, b"f")).refusal(),
-        ErrorCode::Busy
+        door.feed(100, newcomer, &get(2, b"f")).refusal(),
+        ErrorCode::Busy,
+        "a young session keeps its slot"
     );
-    // One that moved 100 bytes in 3 s is slow (under 16 KiB/s).
     let now = door.at(3000);
-    door.endpoint.progress((peer(1, 5000), slow), 100, now);
-    let newcomer = door
-        .feed(3000, peer(2, 5000), &get(3, b"f"))
-        .accepted_session();
+    door.endpoint.progress((old, slow), 100, now);
+    let session = door.feed(3000, newcomer, &get(3, b"f")).accepted_session();
     assert_eq!(
         door.endpoint.poll_action(),
         None,
         "nothing yields before proof"
     );
-    let fed = door.feed(3001, peer(2, 5000), &ack(newcomer, 0));
-    assert_eq!(fed.event, Happened::Open(Op::Get, newcomer));
+    let fed = door.feed(3001, newcomer, &ack(session, 0));
+    assert_eq!(fed.event, Happened::Open(Op::Get, session));
     assert_eq!(
         door.endpoint.poll_action(),
         Some(Action::Abort {
-            key: (peer(1, 5000), slow),
+            key: (old, slow),
             code: ErrorCode::Busy,
             text: YIELDED,
         })
     );
+    door
+}
+
+#[test]
+fn a_full_server_makes_a_slow_session_yield_its_slot_to_a_proven_peer() {
+    let door = a_slow_session_yields_to(Door::new(room_for_one()), peer(1, 5000), peer(2, 5000));
     assert_eq!(door.endpoint.stats().yielded, 1);
 }
 
 #[test]
 fn an_address_at_its_cap_makes_its_own_slow_session_yield() {
+    // A newcomer from the same address (a NAT, say) replaces a slow session of that address,
+    // as a newcomer replaces any slow session on a full server.
     let policy = Policy {
         limits: Limits {
             max_per_address: 1,
@@ -479,35 +486,8 @@ fn an_address_at_its_cap_makes_its_own_slow_session_yield() {
         },
         ..Policy::default()
     };
-    let mut door = Door::new(policy);
-    let slow = open(&mut door, 0, peer(1, 5000), 1);
-    // A young session of the address keeps the address's slot.
-    assert_eq!(
-        door.feed(100, peer(1, 5001), &get(2, b"f")).refusal(),
-        ErrorCode::Busy
-    );
-    // Once it is slow, a newcomer from the same address (a NAT, say) may replace it, after
-    // proof, as a newcomer replaces any slow session on a full server.
-    let now = door.at(3000);
-    door.endpoint.progress((peer(1, 5000), slow), 100, now);
-    let newcomer = door
-        .feed(3000, peer(1, 5001), &get(3, b"f"))
-        .accepted_session();
-    assert_eq!(
-        door.endpoint.poll_action(),
-        None,
-        "nothing yields before proof"
-    );
-    let fed = door.feed(3001, peer(1, 5001), &ack(newcomer, 0));
-    assert_eq!(fed.event, Happened::Open(Op::Get, newcomer));
-    assert_eq!(
-        door.endpoint.poll_action(),
-        Some(Action::Abort {
-            key: (peer(1, 5000), slow),
-            code: ErrorCode::Busy,
-            text: YIELDED,
-        })
-    );
+    let door = a_slow_session_yields_to(Door::new(policy), peer(1, 5000), peer(1, 5001));
+    assert_eq!(door.endpoint.stats().yielded, 1);
 }
 
 #[test]

@@ -646,6 +646,12 @@ impl Endpoint {
         }
     }
 
+    /// An upload was committed to the store by another process (the fork model's child):
+    /// the store's listing must not be reused from before it.
+    pub fn committed(&mut self) {
+        self.store.committed();
+    }
+
     /// The live session `key` is over (see [`super::server_session::server_done`]), as
     /// `end` says: frees its slot, keeps a tombstone for a completed upload (to answer a
     /// repeated Done, or a repeated last TFTP block), and returns its log record.

@@ -34,6 +34,10 @@ pub trait Store: Send {
     /// A refusal to send to the client.
     fn listing(&mut self) -> Result<Arc<[u8]>, Refusal>;
 
+    /// Another process committed an upload to this store's folder: a listing snapshot from
+    /// before must not be reused. (A commit through this store says so itself.)
+    fn committed(&mut self) {}
+
     /// Whether `name` can be downloaded, and its size and version; opens nothing.
     ///
     /// # Errors

@@ -8,7 +8,7 @@ use super::report::Report;
 use crate::library::Library;
 use crate::net;
 use crate::proto::endpoint::{SHUTTING_DOWN, YIELDED};
-use crate::proto::grant::Grant;
+use crate::proto::grant::{Grant, Op};
 use crate::proto::server_session::{server_done, End};
 use crate::proto::wire::{ErrorCode, Message, MAX_DATAGRAM};
 use crate::proto::Outcome;
@@ -73,6 +73,7 @@ pub(super) fn serve(
     let mut receiver = net::Receiver::new();
     let mut progress = ProgressClock::new(Instant::now());
     let mut sent = 0;
+    let mut committed = false;
     loop {
         let now = Instant::now();
         if yield_now.swap(false, Ordering::SeqCst) {
@@ -82,6 +83,11 @@ pub(super) fn serve(
             transfer.abort(ErrorCode::ShuttingDown, SHUTTING_DOWN);
         }
         transfer.handle_timeout(now);
+        if !committed && grant.op == Op::Put && transfer.outcome() == Some(&Outcome::Complete) {
+            // Told before the final Ack goes out, so the client's next List sees the file.
+            committed = true;
+            say(Report::Committed);
+        }
         sent += flush_session(&socket, &mut transfer, peer, now, &mut buf);
         if server_done(&transfer) {
             let end = End::of(&transfer);

@@ -61,6 +61,7 @@ pub fn run(
     let (reports, report_tx) = UnixDatagram::pair()?;
     reports.set_nonblocking(true)?;
     let mut children: HashMap<Pid, Child> = HashMap::new();
+    let mut report_buf = vec![0u8; report::MAX_REPORT];
     let mut kill_at: Option<Instant> = None;
     loop {
         let now = Instant::now();
@@ -98,6 +99,16 @@ pub fn run(
             continue;
         };
         let now = Instant::now();
+        // Reports sent before this datagram arrived come first: a child says its upload is
+        // committed before its final Ack goes out, so a List that follows sees the file.
+        report::apply(
+            &reports,
+            &mut children,
+            &mut endpoint,
+            &driver.log,
+            now,
+            &mut report_buf,
+        );
         // A datagram for a child's session that reached the parent (before the child
         // connected its socket, or after it exited) is as good as lost: the timers recover.
         if let Event::Open(grant, _) = endpoint.handle(now, peer, &driver.inbuf[..len]) {

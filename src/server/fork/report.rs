@@ -29,6 +29,10 @@ pub(super) enum Report {
     Refused,
     /// Bytes moved so far.
     Progress(u64),
+    /// The upload is committed to the library, its final acknowledgement not yet sent: the
+    /// parent's listing must show it before the client can ask (its snapshot's generation
+    /// lives in the parent's memory, which the child's commit cannot touch).
+    Committed,
     /// The session is over.
     Ended { end: End, sent: u64 },
 }
@@ -38,6 +42,9 @@ const HEADER: usize = 1 + 4 + 8 + 8 + 1 + 2 + 4 + 8 + 8;
 /// The longest failure text carried.
 const MAX_TEXT: usize = 512;
 
+/// The longest record: a buffer this large reads any of them whole.
+pub(super) const MAX_REPORT: usize = HEADER + MAX_TEXT;
+
 impl Report {
     /// Encodes this record of child `pid`.
     pub(super) fn encode(&self, pid: u32) -> Vec<u8> {
@@ -46,6 +53,7 @@ impl Report {
             Self::Opened => (1, 0, 0, None, None),
             Self::Refused => (2, 0, 0, None, None),
             Self::Progress(bytes) => (3, *bytes, 0, None, None),
+            Self::Committed => (5, 0, 0, None, None),
             Self::Ended { end, sent } => (4, end.bytes, *sent, Some(&end.outcome), end.final_block),
         };
         out[0] = kind;
@@ -99,6 +107,7 @@ impl Report {
             1 => Self::Opened,
             2 => Self::Refused,
             3 => Self::Progress(moved),
+            5 => Self::Committed,
             4 => Self::Ended {
                 end: End {
                     outcome: failure,
@@ -136,6 +145,7 @@ pub(super) fn apply(
                 endpoint.open_failed(child.key, None);
             }
             Report::Progress(bytes) => endpoint.progress(child.key, bytes, now),
+            Report::Committed => endpoint.committed(),
             Report::Ended { end, sent } => {
                 child.ended = true;
                 endpoint.stats_mut().sent += sent;
