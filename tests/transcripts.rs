@@ -23,6 +23,18 @@ fn config() -> Config {
     Config::default()
 }
 
+/// A stop-and-wait download's sender whose Data 1 (sent at 0.5 ms, after the Accept's
+/// 500 µs round trip) was resent by its timer at 2 ms.
+fn retransmitted_data_1() -> Script {
+    let mut s = download_sender();
+    s.expect(0, &[accept(CHUNK, 10)]);
+    s.recv(500, ack(0));
+    s.expect(500, &[data(1, b"abcd")]);
+    s.fire(2_000);
+    s.expect(2_000, &[data(1, b"abcd")]);
+    s
+}
+
 /// The server's sender of a download of `FILE`, stop-and-wait.
 fn download_sender() -> Script {
     Script::sender(
@@ -123,12 +135,7 @@ fn sender_retransmits_only_on_its_timer_with_backoff_and_karn() {
 
 #[test]
 fn a_timeout_found_spurious_gives_up_its_backoff_and_widens_the_rto() {
-    let mut s = download_sender();
-    s.expect(0, &[accept(CHUNK, 10)]);
-    s.recv(500, ack(0));
-    s.expect(500, &[data(1, b"abcd")]);
-    s.fire(2_000);
-    s.expect(2_000, &[data(1, b"abcd")]);
+    let mut s = retransmitted_data_1();
     // Ack 1 comes 100 µs after the retransmission, sooner than any round trip (500 µs): it
     // answers the first copy, which took 1.6 ms (Eifel). That is a sample: SRTT 637.5,
     // RTTVAR 462.5, a spike of 1.1 ms over the old SRTT, RTO = SRTT + 2 × spike = 2.8375 ms
@@ -142,12 +149,7 @@ fn a_timeout_found_spurious_gives_up_its_backoff_and_widens_the_rto() {
 
 #[test]
 fn a_second_ack_of_a_retransmitted_message_shows_the_timeout_was_spurious() {
-    let mut s = download_sender();
-    s.expect(0, &[accept(CHUNK, 10)]);
-    s.recv(500, ack(0));
-    s.expect(500, &[data(1, b"abcd")]);
-    s.fire(2_000);
-    s.expect(2_000, &[data(1, b"abcd")]);
+    let mut s = retransmitted_data_1();
     // The receiver was stalled: both copies reach it, and it acknowledges each. The first Ack
     // (2.6 ms, a round trip after the retransmission: no proof by timing) moves on; the
     // second shows both copies arrived, so the first Ack answered the first copy, 2.1 ms
