@@ -34,6 +34,15 @@ fn download(sim: &mut Sim, len: usize) -> (usize, Vec<u8>) {
     (sim.get("file.bin"), bytes)
 }
 
+/// Downloads `len` random bytes through `sim` (already configured) to the end and checks
+/// the copy; returns the client.
+fn downloaded(sim: &mut Sim, len: usize) -> usize {
+    let (c, bytes) = download(sim, len);
+    sim.run();
+    assert_downloaded(sim, c, &bytes);
+    c
+}
+
 fn assert_downloaded(sim: &Sim, client: usize, bytes: &[u8]) {
     assert_eq!(
         sim.outcome(client),
@@ -275,9 +284,7 @@ fn late_duplicate_acks_never_cause_a_send() {
             Fate::Link
         }
     }));
-    let (c, bytes) = download(&mut sim, len);
-    sim.run();
-    assert_downloaded(&sim, c, &bytes);
+    downloaded(&mut sim, len);
     assert_eq!(
         sim.sends(SERVER, Kind::Data).count() as u64,
         chunks(len),
@@ -303,9 +310,7 @@ fn ack_delayed_past_the_timer_causes_one_retransmission_only() {
             Fate::Link
         }
     }));
-    let (c, bytes) = download(&mut sim, len);
-    sim.run();
-    assert_downloaded(&sim, c, &bytes);
+    downloaded(&mut sim, len);
     let mut per_seq: HashMap<u64, usize> = HashMap::new();
     for s in sim.sends(SERVER, Kind::Data) {
         *per_seq.entry(s.seq).or_default() += 1;
@@ -331,9 +336,7 @@ fn duplicate_data_is_acknowledged_again_and_written_once() {
             Fate::Link
         }
     }));
-    let (c, bytes) = download(&mut sim, len);
-    sim.run();
-    assert_downloaded(&sim, c, &bytes);
+    let c = downloaded(&mut sim, len);
     assert_eq!(sim.received(c).0.len(), len, "a chunk was written twice");
     assert_eq!(sim.stats(c).duplicates, chunks(len));
     let client = common::client_addr(0);
@@ -701,9 +704,7 @@ fn download_retransmissions_stay_within_a_bound_of_the_loss_rate() {
     for loss in [0.05, 0.1, 0.2] {
         let mut sim = Sim::new(21, Impairments { loss, ..lan() });
         sim.client_config.chunk = 512;
-        let (c, bytes) = download(&mut sim, 400 * 512);
-        sim.run();
-        assert_downloaded(&sim, c, &bytes);
+        downloaded(&mut sim, 400 * 512);
         // The server's sender is gone by now: count its tries in the transcript.
         let sends = sim
             .sent
@@ -848,9 +849,7 @@ fn repeated_request_opens_one_session_only() {
             Fate::Link
         }
     }));
-    let (c, bytes) = download(&mut sim, 5 * CHUNK);
-    sim.run();
-    assert_downloaded(&sim, c, &bytes);
+    downloaded(&mut sim, 5 * CHUNK);
     assert!(sim.sends(client, Kind::Get).count() >= 2);
     let sessions: std::collections::HashSet<u32> =
         sim.sends(SERVER, Kind::Accept).map(|s| s.session).collect();
@@ -1312,9 +1311,7 @@ fn a_windowed_download_is_faster_than_stop_and_wait_by_about_the_window() {
     let time = |window| {
         let mut sim = Sim::new(43, lan());
         sim.client_config.window = window;
-        let (c, bytes) = download(&mut sim, 200 * CHUNK);
-        sim.run();
-        assert_downloaded(&sim, c, &bytes);
+        let c = downloaded(&mut sim, 200 * CHUNK);
         sim.clients[c].ended.unwrap()
     };
     let (one, sixteen) = (time(1), time(16));
@@ -1676,9 +1673,7 @@ fn a_single_loss_costs_one_timeout_not_a_backoff_ceiling() {
         let mut sim = Sim::new(70, lan());
         sim.client_config.window = window;
         sim.set_hook(drop_nth(SERVER, Kind::Data, 6));
-        let (c, bytes) = download(&mut sim, 50 * CHUNK);
-        sim.run();
-        assert_downloaded(&sim, c, &bytes);
+        let c = downloaded(&mut sim, 50 * CHUNK);
         let stats = sim.stats(c);
         let srtt = Duration::from_millis(1);
         assert!(
@@ -1700,9 +1695,7 @@ fn at_ten_percent_loss_a_single_loss_never_costs_more_than_four_round_trips() {
         for seed in 0..10 {
             let mut sim = Sim::new(seed, Impairments { loss: 0.1, ..lan() });
             sim.client_config.window = window;
-            let (c, bytes) = download(&mut sim, 200 * CHUNK);
-            sim.run();
-            assert_downloaded(&sim, c, &bytes);
+            let c = downloaded(&mut sim, 200 * CHUNK);
             let single = sim.single_loss_waits(c);
             let worst = single.iter().max().copied().unwrap_or_default();
             assert!(
@@ -1738,9 +1731,7 @@ fn stalled_download(seed: u64, len: usize, longest: Duration, loss: f64) -> (Sim
         longest,
         lan().delay,
     ));
-    let (c, bytes) = download(&mut sim, len);
-    sim.run();
-    assert_downloaded(&sim, c, &bytes);
+    let c = downloaded(&mut sim, len);
     (sim, c)
 }
 
@@ -1780,9 +1771,7 @@ fn on_a_quiet_path_a_loss_costs_at_most_one_extra_round_trip() {
                 ..lan()
             },
         );
-        let (c, bytes) = download(&mut sim, 2000 * CHUNK);
-        sim.run();
-        assert_downloaded(&sim, c, &bytes);
+        let c = downloaded(&mut sim, 2000 * CHUNK);
         // RFC 6298's first timeouts are 3 round trips: judged once 20 have gone by.
         let worst = sim
             .single_loss_waits_after(c, Duration::from_millis(20))
@@ -1816,9 +1805,7 @@ fn duplicated_acks_after_retransmissions_do_not_ratchet_the_timer_up() {
                 ..lan()
             },
         );
-        let (c, bytes) = download(&mut sim, 1000 * CHUNK);
-        sim.run();
-        assert_downloaded(&sim, c, &bytes);
+        let c = downloaded(&mut sim, 1000 * CHUNK);
         let took = sim.clients[c].ended.expect("ended") - sim.clients[c].started;
         let silence = sim.stats(c).longest_silence;
         eprintln!("seed {seed}: {took:?}, longest silence {silence:?}");
@@ -1848,9 +1835,7 @@ fn selective_repeat_at_five_percent_loss_resends_at_most_twice_the_lost_chunks()
         );
         sim.client_config.window = 64;
         let len = 2000 * CHUNK;
-        let (c, bytes) = download(&mut sim, len);
-        sim.run();
-        assert_downloaded(&sim, c, &bytes);
+        downloaded(&mut sim, len);
         let arrived: std::collections::HashSet<usize> =
             sim.arrivals.iter().map(|a| a.sent).collect();
         let data: Vec<_> = sim.sends(SERVER, Kind::Data).collect();
