@@ -522,39 +522,53 @@ impl Endpoint {
             // An address at its cap may still replace one of its own slow sessions: otherwise
             // slow-drip sessions from a shared address (a NAT, or a spoofer who proved it can
             // receive there) would lock everyone else behind it out.
-            let refused = || Some(Refusal::busy("too many sessions from your address"));
-            if !evict {
-                return (!self.any_slow_of(now, ip)).then(refused).flatten();
-            }
-            return match self.slowest(now, |key| key.0.ip() == ip) {
-                Some(key) => {
-                    self.yield_slot(key);
-                    None
-                }
-                None => refused(),
-            };
+            let refusal = Refusal::busy("too many sessions from your address");
+            return self.make_room(now, evict, Some(ip), refusal);
         }
         if self.live.len() - self.aborted < limits.max_sessions {
             return None;
         }
+        let refusal = Refusal::busy(limits.full);
+        self.make_room(now, evict, None, refusal)
+    }
+
+    /// Room for one more session among those of `of` (`None`: all): before proof, whether a
+    /// slow one could yield (cached, so unproven requests cost no scan each); at proof
+    /// (`evict`), the slowest yields. `refusal` when none is slow.
+    fn make_room(
+        &mut self,
+        now: Instant,
+        evict: bool,
+        of: Option<IpAddr>,
+        refusal: Refusal,
+    ) -> Option<Refusal> {
         if !evict {
-            return (!self.any_slow(now)).then(|| Refusal::busy(self.policy.limits.full));
+            return (!self.any_slow(now, of)).then_some(refusal);
         }
-        match self.slowest(now, |_| true) {
+        match self.slowest(now, of) {
             Some(key) => {
                 self.yield_slot(key);
                 None
             }
-            None => Some(Refusal::busy(self.policy.limits.full)),
+            None => Some(refusal),
         }
     }
 
-    /// The slowest of the slow live sessions whose key passes `which`.
-    fn slowest(&self, now: Instant, which: impl Fn(&Key) -> bool) -> Option<Key> {
+    /// The live sessions of `of` (`None`: all) slow enough to yield.
+    fn slow_sessions(
+        &self,
+        now: Instant,
+        of: Option<IpAddr>,
+    ) -> impl Iterator<Item = (&Key, &Live)> + '_ {
         let min_rate = self.policy.limits.min_rate;
-        self.live
-            .iter()
-            .filter(|(key, live)| which(key) && live.is_slow(now, min_rate))
+        self.live.iter().filter(move |(key, live)| {
+            of.is_none_or(|ip| key.0.ip() == ip) && live.is_slow(now, min_rate)
+        })
+    }
+
+    /// The slowest of the slow live sessions of `of`.
+    fn slowest(&self, now: Instant, of: Option<IpAddr>) -> Option<Key> {
+        self.slow_sessions(now, of)
             .min_by_key(|(_, live)| live.rate(now))
             .map(|(key, _)| *key)
     }
@@ -567,34 +581,28 @@ impl Endpoint {
         self.abort(key, ErrorCode::Busy, YIELDED);
     }
 
-    /// Whether a live session of `ip` is slow enough to yield (the answer for one address is
-    /// reused for [`CENSUS_EVERY`], so unproven requests cost no scan each).
-    fn any_slow_of(&mut self, now: Instant, ip: IpAddr) -> bool {
-        match self.census_of {
-            Some((at, of, answer))
-                if of == ip && now.saturating_duration_since(at) < CENSUS_EVERY =>
-            {
-                answer
-            }
-            _ => {
-                let answer = self.slowest(now, |key| key.0.ip() == ip).is_some();
-                self.census_of = Some((now, ip, answer));
-                answer
-            }
-        }
-    }
-
-    /// Whether some live session is slow enough to yield (reused for [`CENSUS_EVERY`]).
-    fn any_slow(&mut self, now: Instant) -> bool {
-        match self.census {
-            Some((at, answer)) if now.saturating_duration_since(at) < CENSUS_EVERY => answer,
-            _ => {
-                let min_rate = self.policy.limits.min_rate;
-                let answer = self.live.values().any(|l| l.is_slow(now, min_rate));
-                self.census = Some((now, answer));
-                answer
+    /// Whether a live session of `of` (`None`: any) is slow enough to yield; the answer is
+    /// reused for [`CENSUS_EVERY`] (one for the whole table, one for the last address
+    /// asked), so unproven requests cost no scan each.
+    fn any_slow(&mut self, now: Instant, of: Option<IpAddr>) -> bool {
+        let cached = match of {
+            None => self.census,
+            Some(ip) => self
+                .census_of
+                .filter(|&(_, at_ip, _)| at_ip == ip)
+                .map(|(at, _, answer)| (at, answer)),
+        };
+        if let Some((at, answer)) = cached {
+            if now.saturating_duration_since(at) < CENSUS_EVERY {
+                return answer;
             }
         }
+        let answer = self.slow_sessions(now, of).next().is_some();
+        match of {
+            None => self.census = Some((now, answer)),
+            Some(ip) => self.census_of = Some((now, ip, answer)),
+        }
+        answer
     }
 
     /// Starts the session of a proven `grant` against this endpoint's store; `None` if the

@@ -65,8 +65,15 @@ pub fn run(
     let mut kill_at: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        let (log, buf) = (driver.log, &mut driver.inbuf);
-        report::apply(&reports, &mut children, &mut endpoint, &log, now, buf);
+        let log = driver.log;
+        report::apply(
+            &reports,
+            &mut children,
+            &mut endpoint,
+            &log,
+            now,
+            &mut report_buf,
+        );
         reap(&mut children, &mut endpoint, &log, now);
         driver.tick(shutdown, &mut endpoint, now);
         while let Some(Action::Abort { key, code, .. }) = endpoint.poll_action() {
