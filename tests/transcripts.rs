@@ -35,6 +35,19 @@ fn retransmitted_data_1() -> Script {
     s
 }
 
+/// The server's receiver of an upload of `FILE`'s size, stop-and-wait.
+fn upload_receiver() -> Script {
+    Script::receiver(
+        &config(),
+        plan(
+            FILE.len() as u64,
+            CHUNK,
+            1,
+            Opening::Accept { token: TOKEN },
+        ),
+    )
+}
+
 /// The server's sender of a download of `FILE`, stop-and-wait.
 fn download_sender() -> Script {
     Script::sender(
@@ -355,15 +368,7 @@ fn receiver_refuses_a_wrong_whole_file_checksum_and_commits_nothing() {
 
 #[test]
 fn receiver_of_an_upload_repeats_its_accept_until_data_1() {
-    let mut r = Script::receiver(
-        &config(),
-        plan(
-            FILE.len() as u64,
-            CHUNK,
-            1,
-            Opening::Accept { token: TOKEN },
-        ),
-    );
+    let mut r = upload_receiver();
     r.expect(0, &[accept(CHUNK, 10)]);
     r.expect_deadline(Some(100_000));
     r.fire(100_000);
@@ -498,15 +503,7 @@ fn duplicates_do_not_keep_a_stalled_upload_alive() {
     // §9.3: the receiver's give-up clock counts from the last *new* datagram. Data 1 keeps
     // coming (its Acks are lost) but brings nothing new: the server gives up 5 s after the
     // first copy, not after the last.
-    let mut r = Script::receiver(
-        &config(),
-        plan(
-            FILE.len() as u64,
-            CHUNK,
-            1,
-            Opening::Accept { token: TOKEN },
-        ),
-    );
+    let mut r = upload_receiver();
     r.expect(0, &[accept(CHUNK, 10)]);
     r.recv(500, data(1, b"abcd"));
     r.expect(500, &[ack(1)]);
