@@ -523,15 +523,32 @@ fn after_two_timeouts_in_a_row_the_next_block_goes_out_too() {
 }
 
 #[test]
+fn a_receiver_ahead_of_every_ack_is_unstuck_by_the_block_after_the_highest_sent() {
+    // atftp holds block 3 (the first probe), but its ACK of 3 and its one answer to a repeat
+    // were lost; it ignores 2 and 3 from then on. The next round carries 4, in order for it.
+    let (mut s, _) = read(&rrq("f", "octet", &[]), &bytes(5000));
+    assert_eq!(s.recv(1.0, &ack(1)), ["DATA 2 (512 B)"]);
+    assert_eq!(s.next_send(100.0).1, ["DATA 2 (512 B)"]);
+    assert_eq!(s.next_send(100.0).1, ["DATA 2 (512 B)", "DATA 3 (512 B)"]);
+    let (due, out) = s.next_send(1000.0);
+    assert_eq!(out, ["DATA 2 (512 B)", "DATA 3 (512 B)", "DATA 4 (512 B)"]);
+    // Its ACK of 4 acknowledges everything up to it, and the transfer goes on.
+    assert_eq!(s.recv(due + 1.0, &ack(4)), ["DATA 5 (512 B)"]);
+}
+
+#[test]
 fn the_timer_has_a_floor_and_a_ceiling() {
     let (mut s, _) = read(&rrq("f", "octet", &[]), &bytes(5000));
     // A 10 µs round trip: the floor (100 µs) holds.
     assert_eq!(s.recv(0.01, &ack(1)), ["DATA 2 (512 B)"]);
     let (mut sent_at, out) = s.next_send(1.0);
     assert_eq!((sent_at, out), (0.11, vec!["DATA 2 (512 B)".to_string()]));
-    for _ in 0..12 {
+    for round in 0..12 {
         let (next, out) = s.next_send(5000.0);
-        assert_eq!(out, ["DATA 2 (512 B)", "DATA 3 (512 B)"]);
+        // Every round resends block 2 and, from the second, probes a few blocks past it.
+        let reach = 3 + round.min(3);
+        let expected: Vec<String> = (2..=reach).map(|b| format!("DATA {b} (512 B)")).collect();
+        assert_eq!(out, expected, "round {round}");
         let wait = next - sent_at;
         assert!(wait <= 250.001, "backoff capped at 250 ms: {wait}");
         sent_at = next;

@@ -7,9 +7,9 @@
 //! acknowledges the last block it has in order, and sending resumes after it). Only the
 //! timer retransmits, from the first unacknowledged block; an ACK that acknowledges nothing
 //! new (a duplicate, a late one) never causes a send, so the Sorcerer's Apprentice cannot
-//! happen. From the second timeout in a row on, the retransmission also carries the next
-//! new block, which unsticks a receiver that already has the window and answers repeats only
-//! once. The timer is RFC 6298's ([`Rtt`]: smoothed round trip, Karn's rule, backoff), so
+//! happen. From the second timeout in a row on, the retransmission also carries the block
+//! after the highest ever sent, which unsticks a receiver that already holds everything sent
+//! and answers repeats only once (atftp). The timer is RFC 6298's ([`Rtt`]: smoothed round trip, Karn's rule, backoff), so
 //! on a LAN a lost block costs about a round trip.
 //!
 //! A block is built when it is first sent and rebuilt for a retransmission: in octet mode
@@ -25,6 +25,10 @@ use crate::proto::rtt::Rtt;
 use crate::proto::session::{deadline, Config, Failure, Outcome, Source, Stats};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+/// How many blocks past the window a retransmission round may reach
+/// ([`BlockSender::handle_timeout`]).
+const MAX_PROBES: u64 = 4;
 
 /// Where a block starts: a file offset, and (netascii) the encoder's state there.
 #[derive(Clone, Copy, Debug, Default)]
@@ -47,6 +51,9 @@ pub struct BlockSender {
     high_sent: u64,
     /// The highest block ever retransmitted (Karn: no RTT sample from those).
     retx_high: u64,
+    /// The last block the current retransmission round may send, when past the window
+    /// (0: none; see [`BlockSender::handle_timeout`]).
+    round_end: u64,
     /// The final block (shorter than `blksize`), once built.
     last: Option<u64>,
     /// Cursors of blocks `acked + 1 ..`, one past the highest built.
@@ -91,6 +98,7 @@ impl BlockSender {
             next: 1,
             high_sent: 0,
             retx_high: 0,
+            round_end: 0,
             last: None,
             cursors,
             sent_at: VecDeque::new(),
@@ -148,6 +156,7 @@ impl BlockSender {
         self.acked = acked;
         self.progress_at = now;
         self.timeouts = 0;
+        self.round_end = 0;
         self.retransmit_at = None;
         if Some(acked) == self.last {
             self.outcome = Some(Outcome::Complete);
@@ -188,6 +197,18 @@ impl BlockSender {
         self.timeouts += 1;
         self.retransmit_at = None;
         self.next = self.acked + 1;
+        // From the second timeout in a row on, the round resends everything in flight and
+        // one block more than was ever sent. A receiver that answers repeats only once and
+        // then ignores them until its own timer fires (atftp: 5 s, which our retransmissions
+        // keep resetting) is stuck once both its ACKs are lost; whatever it holds, the round
+        // carries the block that is in order for it, and it moves again. Each such round
+        // follows two more lost ACKs, so a few blocks past the window bound it.
+        self.round_end = if self.timeouts >= 2 {
+            let in_flight = self.high_sent.max(self.acked + self.window);
+            (in_flight + 1).min(self.acked + self.window + MAX_PROBES)
+        } else {
+            0
+        };
     }
 
     /// The first unacknowledged block is due again at once; sent, it counts as a
@@ -200,13 +221,8 @@ impl BlockSender {
     }
 
     fn can_send(&self) -> bool {
-        // From the second timeout in a row on, one block past the window goes out too: a
-        // receiver that already holds the whole window and answers repeats only once (atftp)
-        // would otherwise wait for its own timer, which our retransmissions keep resetting.
-        // The next new block is in order for it, and it moves again.
-        let probe = u64::from(self.timeouts >= 2);
         self.outcome.is_none()
-            && self.next <= self.acked + self.window + probe
+            && self.next <= (self.acked + self.window).max(self.round_end)
             && self.last.is_none_or(|last| self.next <= last)
     }
 
