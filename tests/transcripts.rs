@@ -178,6 +178,53 @@ fn a_second_ack_of_a_retransmitted_message_shows_the_timeout_was_spurious() {
     s.recv(2_800, ack(1));
     s.expect_nothing(2_800);
     assert_eq!(s.stats().spurious, 1);
+    // The stall is remembered as a spike: the next timer waits SRTT + 2 × spike (662.5 µs
+    // + 2 × 1.598 ms, the spike decayed by 1/1024) instead of SRTT + 4 × RTTVAR (2.725 ms).
+    s.recv(3_000, ack(2));
+    s.expect(3_000, &[data(3, b"ij")]);
+    s.expect_deadline(Some(3_000 + 3_859));
+}
+
+#[test]
+fn after_the_path_duplicated_a_second_ack_teaches_the_timer_no_stall() {
+    // Data 2 is retransmitted and both copies are acknowledged, on a clean path and on one
+    // that earlier acknowledged Data 1 (sent once) twice: a path that duplicates may have
+    // duplicated an Ack of the retransmission whose first copy was lost, so there the
+    // second Ack enters SRTT and RTTVAR only, and the timer after it is RFC 6298's; on the
+    // clean path it is a stall, remembered as a spike.
+    let timer_after = |duplicated: bool| {
+        let mut s = download_sender();
+        s.expect(0, &[accept(CHUNK, 10)]);
+        s.recv(500, ack(0));
+        s.expect(500, &[data(1, b"abcd")]);
+        s.recv(1_000, ack(1));
+        s.expect(1_000, &[data(2, b"efgh")]);
+        if duplicated {
+            s.recv(1_050, ack(1));
+            s.expect_nothing(1_050);
+        }
+        s.fire(2_250);
+        s.expect(2_250, &[data(2, b"efgh")]);
+        s.recv(3_100, ack(2));
+        s.expect(3_100, &[data(3, b"ij")]);
+        s.recv(3_150, ack(2));
+        s.expect_nothing(3_150);
+        assert_eq!(s.stats().spurious, 1);
+        s.recv(3_500, ack(3));
+        s.expect(3_500, &[done(4, FILE)]);
+        s.half.poll_timeout().expect("armed") - s.at(3_500)
+    };
+    // The second Ack's sample is 2.1 ms (Data 2 at 1 ms, its first Ack at 3.1 ms), then
+    // 400 µs. Clean: SRTT 700 → 662.5 µs, spike 1.6 ms (decayed by 1/1024): RTO =
+    // 662.5 µs + 2 × 1.598 ms. Duplicating: SRTT + 4 × RTTVAR = 662.5 µs + 4 × 480.5 µs.
+    assert_eq!(
+        timer_after(false),
+        Duration::from_nanos(662_500 + 2 * 1_598_438)
+    );
+    assert_eq!(
+        timer_after(true),
+        Duration::from_nanos(662_500 + 4 * 480_468)
+    );
 }
 
 #[test]

@@ -79,6 +79,9 @@ pub(crate) struct Acked {
     /// timing, with when its first copy went out: if the receiver later acknowledges it
     /// again, it had both copies (see `Sender::handle_ack`).
     pub(crate) retried: Option<(u64, Instant)>,
+    /// The newest message delivered that was sent exactly once: if the receiver
+    /// acknowledges it again, the path duplicated a datagram.
+    pub(crate) once: Option<u64>,
     /// The transmission order of the latest-sent message delivered (0: none).
     pub(crate) newest_tx: u64,
 }
@@ -234,6 +237,9 @@ impl Flight {
                     Some(acked.spurious_sample.map_or(original, |o| o.min(original)));
             } else if s.tries > 1 && acked.retried.is_none_or(|(seq, _)| s.seq > seq) {
                 acked.retried = Some((s.seq, s.first_sent));
+            }
+            if s.tries == 1 && acked.once.is_none_or(|seq| s.seq > seq) {
+                acked.once = Some(s.seq);
             }
             if newest.is_none_or(|(_, tx, _)| s.tx > tx) {
                 newest = Some((s.last_sent, s.tx, s.tries));

@@ -120,6 +120,12 @@ pub struct Sender {
     /// The last message of a stop-and-wait sender acknowledged after retransmissions: (its
     /// number, when its first copy went out, when it was acknowledged).
     retried: Option<(u64, Instant, Instant)>,
+    /// The last message of a stop-and-wait sender acknowledged after being sent once.
+    once: Option<u64>,
+    /// Whether the path has shown that it loses or duplicates datagrams (a retransmitted
+    /// message acknowledged once, a message sent once acknowledged twice): from then on a
+    /// second Ack may be a duplicate and proves no stall (`second_ack`).
+    doubtful: bool,
     stats: Stats,
 }
 
@@ -170,6 +176,8 @@ impl Sender {
             calm: 0,
             progress_at: now,
             retried: None,
+            once: None,
+            doubtful: false,
             stats: Stats::default(),
         };
         if accept.is_none() {
@@ -247,7 +255,10 @@ impl Sender {
             return;
         }
         if bitmap.is_none() && acked.advanced {
+            // A retransmitted message acknowledged once: its first copy was lost.
+            self.doubtful |= self.retried.is_some();
             self.retried = acked.retried.map(|(seq, first)| (seq, first, now));
+            self.once = acked.once;
         }
         if let Some(rtt) = acked.sample {
             self.rtt.sample(rtt);
@@ -288,15 +299,27 @@ impl Sender {
     /// the message just acknowledged after a timeout means both copies arrived, so the
     /// retransmission was spurious, and the first Ack answered the first copy — its round
     /// trip is a sample despite Karn's rule (a stall at either end, longer than the RTO,
-    /// which the timer must learn to wait out; protocol.md §9.1). A duplicated Ack reads the
-    /// same, so the sample only enters SRTT and RTTVAR ([`Rtt::sample_inferred`]).
+    /// which the timer must learn to wait out; protocol.md §9.1). A duplicated Ack of a
+    /// retransmission that answered a lost first copy reads the same. So once the path has
+    /// shown that it loses or duplicates (`doubtful`), the sample only enters SRTT and
+    /// RTTVAR ([`Rtt::sample_inferred`]): one such Ack after every retransmission would
+    /// otherwise ratchet the timer up. Until then it is a full sample, so a stall widens the
+    /// timer for the next thousand round trips as one at the sender does.
     fn second_ack(&mut self, seq: u64) {
+        if self.once == Some(seq) {
+            self.once = None;
+            self.doubtful = true;
+        }
         if let Some((retried, first_sent, acked_at)) = self.retried {
             if retried == seq {
                 self.retried = None;
                 self.stats.spurious += 1;
-                self.rtt
-                    .sample_inferred(acked_at.saturating_duration_since(first_sent));
+                let rtt = acked_at.saturating_duration_since(first_sent);
+                if self.doubtful {
+                    self.rtt.sample_inferred(rtt);
+                } else {
+                    self.rtt.sample(rtt);
+                }
             }
         }
     }
