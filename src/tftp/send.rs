@@ -12,9 +12,11 @@
 //! and answers repeats only once (atftp). The timer is RFC 6298's ([`Rtt`]: smoothed round trip, Karn's rule, backoff), so
 //! on a LAN a lost block costs about a round trip.
 //!
-//! A block is built when it is first sent and rebuilt for a retransmission: in octet mode
-//! from its offset, in netascii mode from the file offset and encoder state remembered at
-//! the start of every block in flight (a [`Cursor`]), so nothing but one block is buffered.
+//! A block is built straight into the datagram that carries it, each time it is sent: in
+//! octet mode read from its offset, in netascii mode encoded from the file offset and
+//! encoder state remembered at the start of every block in flight (a [`Cursor`]). Nothing is
+//! buffered and nothing copied after the read; a retransmission reads the block again
+//! (from the page cache), which costs what a copy would, and only when something was lost.
 
 use super::blocks::{resolve, wire};
 use super::codes::{TftpCode, TftpError};
@@ -54,16 +56,13 @@ pub struct BlockSender {
     /// The last block the current retransmission round may send, when past the window
     /// (0: none; see [`BlockSender::handle_timeout`]).
     round_end: u64,
-    /// The final block (shorter than `blksize`), once built.
+    /// The final block (shorter than `blksize`) and its length, once built.
     last: Option<u64>,
+    last_len: usize,
     /// Cursors of blocks `acked + 1 ..`, one past the highest built.
     cursors: VecDeque<Cursor>,
     /// First-send times of blocks `acked + 1 ..= high_sent`.
     sent_at: VecDeque<Instant>,
-    /// The packet of the block built last, and its index.
-    packet: Vec<u8>,
-    packet_len: usize,
-    packet_index: Option<u64>,
     /// Raw file bytes before netascii encoding.
     scratch: Vec<u8>,
     rtt: Rtt,
@@ -100,11 +99,9 @@ impl BlockSender {
             retx_high: 0,
             round_end: 0,
             last: None,
+            last_len: 0,
             cursors,
             sent_at: VecDeque::new(),
-            packet: vec![0; DATA_HEADER_LEN + blksize],
-            packet_len: 0,
-            packet_index: None,
             scratch: if netascii {
                 vec![0; blksize]
             } else {
@@ -239,17 +236,17 @@ impl BlockSender {
             return None;
         }
         let index = self.next;
-        if self.packet_index != Some(index) {
-            if let Err(error) = self.build(index) {
+        let len = match self.build(index, buf) {
+            Ok(len) => len,
+            Err(error) => {
                 self.fail(error);
                 return self.poll_transmit(now, buf);
             }
-        }
-        buf[..self.packet_len].copy_from_slice(&self.packet[..self.packet_len]);
+        };
         if index > self.high_sent {
             self.high_sent = index;
             self.sent_at.push_back(now);
-            self.stats.bytes += (self.packet_len - DATA_HEADER_LEN) as u64;
+            self.stats.bytes += (len - DATA_HEADER_LEN) as u64;
         } else {
             self.stats.retransmitted += 1;
             self.retx_high = self.retx_high.max(index);
@@ -259,16 +256,16 @@ impl BlockSender {
         if self.retransmit_at.is_none() {
             self.retransmit_at = Some(deadline(now, self.rtt.rto()));
         }
-        Some(self.packet_len)
+        Some(len)
     }
 
     /// Builds block `index` (between the first unacknowledged and one past the highest
-    /// built) into `packet`.
-    fn build(&mut self, index: u64) -> Result<(), TftpError> {
+    /// built) into the datagram `buf`; returns the datagram's length.
+    fn build(&mut self, index: u64, buf: &mut [u8]) -> Result<usize, TftpError> {
         let slot = (index - self.acked - 1) as usize;
         let cursor = self.cursors[slot];
         let blksize = self.blksize;
-        let out = &mut self.packet[DATA_HEADER_LEN..DATA_HEADER_LEN + blksize];
+        let out = &mut buf[DATA_HEADER_LEN..DATA_HEADER_LEN + blksize];
         let (len, end) = if self.netascii {
             let raw = read_full(self.source.as_mut(), cursor.offset, &mut self.scratch)?;
             let mut encoder = cursor.encoder;
@@ -304,13 +301,21 @@ impl BlockSender {
                 }
             }
             self.last = Some(index);
+            self.last_len = len;
+        } else if self.last.is_some_and(|last| {
+            (index < last && len < blksize) || (index == last && len != self.last_len)
+        }) {
+            // A block read again (a retransmission) must be what it was: a file cut or grown
+            // since would otherwise send a short block early, or a final one of new length.
+            return Err(TftpError::new(
+                TftpCode::Undefined,
+                "file changed during transfer",
+            ));
         }
         if self.cursors.len() == slot + 1 {
             self.cursors.push_back(end);
         }
-        self.packet_len = seal_data(&mut self.packet, wire(index), len);
-        self.packet_index = Some(index);
-        Ok(())
+        Ok(seal_data(buf, wire(index), len))
     }
 
     fn fail(&mut self, error: TftpError) {
@@ -374,4 +379,80 @@ fn read_full(source: &mut dyn Source, offset: u64, buf: &mut [u8]) -> Result<usi
 /// The failure of a transfer the peer ended with ERROR `code` saying `text`.
 pub(crate) fn peer_failure(code: u16, text: &[u8]) -> Failure {
     Failure::from_peer(super::codes::TftpCode::from_u16(code).to_udpft(), text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tftp::wire::{Packet, MAX_PACKET};
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    /// A file that another process may cut or grow while it is sent.
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+
+    impl Source for Shared {
+        fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+            let bytes = self.0.lock().unwrap();
+            let start = (offset as usize).min(bytes.len());
+            let n = buf.len().min(bytes.len() - start);
+            buf[..n].copy_from_slice(&bytes[start..start + n]);
+            Ok(n)
+        }
+    }
+
+    /// A lockstep sender of `file` (512-byte blocks) and the file's handle.
+    fn sender(file: Vec<u8>) -> (BlockSender, Arc<Mutex<Vec<u8>>>, Instant) {
+        let now = Instant::now();
+        let shared = Arc::new(Mutex::new(file));
+        let source = Box::new(Shared(Arc::clone(&shared)));
+        let s = BlockSender::new(now, &Config::default(), &Granted::default(), false, source);
+        (s, shared, now)
+    }
+
+    /// What the sender sends at `now`, as block numbers and lengths, or ERROR texts.
+    fn sends(s: &mut BlockSender, now: Instant) -> Vec<String> {
+        let mut buf = vec![0; MAX_PACKET];
+        let mut out = Vec::new();
+        while let Some(n) = s.poll_transmit(now, &mut buf) {
+            out.push(match Packet::decode(&buf[..n]) {
+                Ok(Packet::Data { block, data }) => format!("DATA {block} {}", data.len()),
+                Ok(Packet::Error { text, .. }) => {
+                    format!("ERROR {}", String::from_utf8_lossy(text))
+                }
+                other => panic!("unexpected {other:?}"),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn a_retransmission_is_read_again_and_must_read_as_it_was_sent() {
+        for (cut_to, what) in [(700, "cut into block 2"), (1100, "grown past block 3")] {
+            let (mut s, file, t0) = sender(vec![7; 1000]);
+            assert_eq!(sends(&mut s, t0), ["DATA 1 512"]);
+            s.handle_ack(t0 + Duration::from_millis(1), 1);
+            let t1 = t0 + Duration::from_millis(1);
+            assert_eq!(sends(&mut s, t1), ["DATA 2 488"], "{what}");
+            // The file changes; block 2's ACK is lost, and the timer reads it again.
+            file.lock().unwrap().resize(cut_to, 7);
+            let late = t1 + Duration::from_secs(1);
+            s.handle_timeout(late);
+            assert_eq!(
+                sends(&mut s, late),
+                ["ERROR file changed during transfer"],
+                "{what}"
+            );
+            assert!(matches!(s.outcome(), Some(Outcome::Failed(_))), "{what}");
+        }
+    }
+
+    #[test]
+    fn an_unchanged_block_is_sent_again_as_it_was() {
+        let (mut s, _file, t0) = sender(vec![7; 1000]);
+        assert_eq!(sends(&mut s, t0), ["DATA 1 512"]);
+        let late = t0 + Duration::from_secs(1);
+        s.handle_timeout(late);
+        assert_eq!(sends(&mut s, late), ["DATA 1 512"]);
+    }
 }
