@@ -791,6 +791,7 @@ fn connected_socket(server: SocketAddr) -> Result<UdpSocket, ClientError> {
 /// Sends one datagram; `true` if the kernel reported the server's port closed. Any other
 /// failed send is a lost datagram: the protocol's timers cover it.
 fn send(socket: &UdpSocket, datagram: &[u8]) -> bool {
+    crate::net::turnaround::sending();
     matches!(socket.send(datagram), Err(e) if e.kind() == io::ErrorKind::ConnectionRefused)
 }
 
