@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Command::Sum { args, common } => with_client(&common, |ctx| commands::sum(ctx, &args)),
         Command::Shell { common } => with_client(&common, cli::shell::run),
     };
+    udpft::net::turnaround::report();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {

@@ -3,6 +3,7 @@
 //! ([`spin`]).
 
 pub mod spin;
+pub mod turnaround;
 
 use nix::errno::Errno;
 use nix::poll::{ppoll, PollFd, PollFlags};
@@ -218,6 +219,20 @@ impl Receiver {
     /// # Errors
     /// Socket errors other than the timeout itself.
     pub fn recv_until(
+        &mut self,
+        socket: &UdpSocket,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> io::Result<Option<(usize, SocketAddr)>> {
+        turnaround::waiting();
+        let got = self.recv_until_inner(socket, buf, deadline);
+        if let Ok(Some(_)) = got {
+            turnaround::received();
+        }
+        got
+    }
+
+    fn recv_until_inner(
         &mut self,
         socket: &UdpSocket,
         buf: &mut [u8],

@@ -239,6 +239,49 @@ fn transfers_stay_byte_identical_through_loss_duplicates_reordering_and_corrupti
     )
 }
 
+/// The client decodes each datagram once for its session and its lingering ones; one that
+/// fails its CRC must still be counted, once, by the session.
+#[test]
+fn a_download_counts_each_corrupted_datagram_once_and_lands_intact() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let data = pattern(1 << 20, 4);
+    let (server, _root) = server_with(dir.path(), &[("file.bin", &data)])?;
+    let stats_file = dir.path().join("proxy.stats");
+    let stats_arg = stats_file.to_str().expect("UTF-8 temp path");
+    let proxy = Proxy::start(
+        server.addr,
+        &[
+            "--corrupt",
+            "0.05",
+            "--seed",
+            "9",
+            "--stats-file",
+            stats_arg,
+        ],
+    )?;
+    let dest = dir.path().join("file.bin");
+    let mut client = Client::new(proxy.addr, ClientOptions::default())?;
+    let report = client.get(
+        "file.bin",
+        &Destination::File(dest.clone()),
+        true,
+        &mut |_| {},
+    )?;
+    drop(client);
+    assert!(std::fs::read(&dest)? == data, "download differs");
+    proxy.stop()?;
+    let written = parse_stats(&std::fs::read_to_string(&stats_file)?);
+    let corrupted = written["down.corrupted"];
+    assert!(corrupted > 0, "no corruption at 5 %: {written:?}");
+    // Datagrams corrupted after the result was known reach only the linger, uncounted.
+    assert!(
+        report.stats.corrupted <= corrupted && report.stats.corrupted * 10 >= corrupted * 9,
+        "client counted {} of {corrupted} corrupted datagrams",
+        report.stats.corrupted
+    );
+    Ok(())
+}
+
 #[test]
 fn perfect_link_passes_listing_and_files_through_untouched() -> TestResult {
     let dir = tempfile::tempdir()?;

@@ -232,9 +232,28 @@ impl PartialSink {
     }
 }
 
+/// Chunks at least this large go to the file directly, after what the buffer holds.
+///
+/// The buffer saves a system call per small chunk (about 45 chunks of 1430 bytes per
+/// write). A 65485-byte chunk does not fit beside another in its 64 KiB, so buffering it
+/// only copied every chunk into the buffer (a 64 KiB `memmove`, 11 % of the client's time
+/// at that size) to write it at the next one; written directly, it is written once, from
+/// the datagram it arrived in.
+const DIRECT_WRITE: usize = 16 << 10;
+
+/// Writes `data` through `file`'s buffer, or past it when it is large ([`DIRECT_WRITE`]);
+/// the bytes reach the file in order either way.
+fn write_through(file: &mut BufWriter<File>, data: &[u8]) -> io::Result<()> {
+    if data.len() < DIRECT_WRITE {
+        return file.write_all(data);
+    }
+    file.flush()?;
+    file.get_mut().write_all(data)
+}
+
 impl Sink for PartialSink {
     fn write(&mut self, data: &[u8]) -> io::Result<()> {
-        let result = self.file().and_then(|file| file.write_all(data));
+        let result = self.file().and_then(|file| write_through(file, data));
         if let Err(e) = &result {
             record(&self.fault, e);
         }
@@ -256,5 +275,33 @@ impl Drop for PartialSink {
         if let Some(mut file) = self.file.take() {
             let _ = file.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_chunks_are_written_through_in_order_and_small_ones_buffered() {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let path = dir.path().join("part");
+        let mut file = BufWriter::with_capacity(1 << 16, File::create(&path).expect("create"));
+        let on_disk = |path: &Path| fs::metadata(path).expect("metadata").len();
+        let small = vec![1u8; 1430];
+        let large = vec![2u8; 65485];
+        write_through(&mut file, &small).expect("write");
+        assert_eq!(on_disk(&path), 0, "a small chunk waits in the buffer");
+        write_through(&mut file, &large).expect("write");
+        assert_eq!(
+            on_disk(&path),
+            (small.len() + large.len()) as u64,
+            "a large chunk flushes what waits, then goes to the file unbuffered"
+        );
+        write_through(&mut file, &small).expect("write");
+        write_through(&mut file, &large[..DIRECT_WRITE]).expect("write");
+        file.flush().expect("flush");
+        let expected = [&small[..], &large, &small, &large[..DIRECT_WRITE]].concat();
+        assert_eq!(fs::read(&path).expect("read"), expected);
     }
 }

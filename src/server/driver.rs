@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 /// Sends one datagram. A failure is the same as a loss to the protocol (the timer
 /// retransmits), so it is not an error of the loop.
 pub(crate) fn send(socket: &UdpSocket, datagram: &[u8], peer: SocketAddr) {
+    net::turnaround::sending();
     let _ = socket.send_to(datagram, peer);
 }
 
