@@ -24,6 +24,44 @@
 
 use std::time::Duration;
 
+/// What a sender's congestion window did over a transfer, for `-v` and the server's log: its
+/// time-weighted mean (the sender integrates it, since only the sender sees `now`), and every
+/// decrease by its cause. All zero for stop-and-wait and for a receiver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WindowStats {
+    /// The window integrated over the time data was being sent, in message-nanoseconds.
+    pub cwnd_ns: u128,
+    /// The time over which `cwnd_ns` was integrated.
+    pub span: Duration,
+    /// The largest window reached.
+    pub max_cwnd: u64,
+    /// Halvings on a loss read as congestion (a loss while the backlog exceeded `β`).
+    pub cut_congestion: u64,
+    /// Decreases after a retransmission timeout (a halving on the first, a restart on the
+    /// second in a row).
+    pub cut_timeout: u64,
+    /// Decreases by the delay signal: a round whose backlog exceeded `β`, or slow start's
+    /// exit to the delivered rate.
+    pub cut_backlog: u64,
+    /// Rounds of congestion avoidance measured.
+    pub rounds: u64,
+    /// Of those, rounds that held the window (backlog between `α` and `β`; the controller's
+    /// "enough queued"): a window that never grows though the path has room shows here.
+    pub rounds_held: u64,
+}
+
+impl WindowStats {
+    /// The time-weighted mean window, if any time was integrated.
+    pub fn mean_cwnd(&self) -> Option<f64> {
+        (!self.span.is_zero()).then(|| self.cwnd_ns as f64 / self.span.as_nanos() as f64)
+    }
+
+    /// All decreases.
+    pub fn cuts(&self) -> u64 {
+        self.cut_congestion + self.cut_timeout + self.cut_backlog
+    }
+}
+
 /// The queue target `α` a flow starts with and returns to (Vegas's default): fewer queued
 /// messages than `α`, grow by one per round trip; more than `2α`, shrink by one.
 pub(crate) const TARGET: f64 = 2.0;
@@ -72,6 +110,8 @@ pub(crate) struct Congestion {
     recovery_end: u64,
     /// Retransmission timeouts since the last delivery.
     timeouts: u32,
+    /// Counters of what the window did (the sender adds the time-weighted mean).
+    stats: WindowStats,
 }
 
 impl Congestion {
@@ -89,6 +129,15 @@ impl Congestion {
             lossy_round: false,
             recovery_end: 0,
             timeouts: 0,
+            stats: WindowStats::default(),
+        }
+    }
+
+    /// The decreases and rounds counted so far (`cwnd_ns` and `span` are the sender's).
+    pub(crate) fn stats(&self) -> WindowStats {
+        WindowStats {
+            max_cwnd: self.stats.max_cwnd.max(u64::from(self.cwnd)),
+            ..self.stats
         }
     }
 
@@ -152,6 +201,7 @@ impl Congestion {
             };
         }
         self.cwnd = self.cwnd.clamp(MIN_CWND.min(self.ceiling), self.ceiling);
+        self.stats.max_cwnd = self.stats.max_cwnd.max(u64::from(self.cwnd));
     }
 
     /// The once-per-round-trip adjustment of Vegas.
@@ -167,10 +217,16 @@ impl Congestion {
         self.backlog = cwnd * (rtt - base) / rtt;
         if self.slow_start {
             self.end_slow_start_if_queued();
-        } else if self.backlog > 2.0 * self.target {
+            return;
+        }
+        self.stats.rounds += 1;
+        if self.backlog > 2.0 * self.target {
             self.cwnd -= 1;
+            self.stats.cut_backlog += 1;
         } else if self.backlog < self.target {
             self.cwnd += 1;
+        } else {
+            self.stats.rounds_held += 1;
         }
     }
 
@@ -187,27 +243,40 @@ impl Congestion {
             self.backlog = backlog;
             self.slow_start = false;
             let target = (cwnd * base / rtt) as u32 + 1;
-            self.cwnd = self.cwnd.min(target);
+            if target < self.cwnd {
+                self.stats.max_cwnd = self.stats.max_cwnd.max(u64::from(self.cwnd));
+                self.cwnd = target;
+                self.stats.cut_backlog += 1;
+            }
         }
     }
 
     /// A message whose latest copy was transmission `lost_tx` is presumed lost.
     pub(crate) fn on_loss(&mut self, lost_tx: u64, next_tx: u64) {
+        if self.loss(lost_tx, next_tx) {
+            self.stats.cut_congestion += 1;
+        }
+    }
+
+    /// [`Congestion::on_loss`]; returns whether the window was cut.
+    fn loss(&mut self, lost_tx: u64, next_tx: u64) -> bool {
         // Whatever the cause, a loss ends the doubling.
         self.slow_start = false;
         self.lossy_round = true;
         if lost_tx < self.recovery_end || self.backlog < self.target {
             // Part of an event already answered, or random loss: a queue that holds fewer
             // of our messages than we aim for did not overflow because of us.
-            return;
+            return false;
         }
         self.recovery_end = next_tx;
+        let before = self.cwnd;
         if self.backlog > 2.0 * self.target {
             // Congestion: a queue overflowed while holding many of ours.
             self.cwnd = (self.cwnd / 2).max(MIN_CWND).min(self.ceiling);
         }
         // Perhaps our share of a queue too small for every flow's target: claim less.
         self.target = (self.target * 0.75).max(MIN_TARGET);
+        self.cwnd < before
     }
 
     /// The retransmission timer expired for a message whose latest copy was `lost_tx`.
@@ -215,13 +284,18 @@ impl Congestion {
         self.timeouts += 1;
         if self.timeouts >= 2 {
             // Nothing got through for two timeouts: start over, carefully.
+            if self.cwnd > MIN_CWND.min(self.ceiling) {
+                self.stats.cut_timeout += 1;
+            }
             self.cwnd = MIN_CWND.min(self.ceiling);
             self.slow_start = true;
             self.backlog = 0.0;
             self.recovery_end = next_tx;
             return;
         }
-        self.on_loss(lost_tx, next_tx);
+        if self.loss(lost_tx, next_tx) {
+            self.stats.cut_timeout += 1;
+        }
     }
 }
 

@@ -18,7 +18,7 @@
 //! hashes the whole file once (in steps, after the peer proved its address) and the source
 //! remembers it for every later resume of that version.
 
-use super::congestion::Congestion;
+use super::congestion::{Congestion, WindowStats};
 use super::flight::Flight;
 use super::rtt::Rtt;
 use super::session::{chunk_count, deadline, Config, Failure, FileCrc, Outcome, Source, Stats};
@@ -120,6 +120,12 @@ pub struct Sender {
     /// The last message of a stop-and-wait sender acknowledged after retransmissions: (its
     /// number, when its first copy went out, when it was acknowledged).
     retried: Option<(u64, Instant, Instant)>,
+    /// Since when the window's time-weighted mean has been integrated up to (the last
+    /// event while Data was being sent).
+    window_mark: Option<Instant>,
+    /// The window integrated so far, in message-nanoseconds, over `window_span`.
+    window_ns: u128,
+    window_span: Duration,
     stats: Stats,
 }
 
@@ -170,6 +176,9 @@ impl Sender {
             calm: 0,
             progress_at: now,
             retried: None,
+            window_mark: None,
+            window_ns: 0,
+            window_span: Duration::ZERO,
             stats: Stats::default(),
         };
         if accept.is_none() {
@@ -226,6 +235,7 @@ impl Sender {
             self.stats.duplicates += 1;
             return;
         }
+        self.integrate_window(now);
         let selective = bitmap
             .into_iter()
             .flat_map(|bits| bits.iter().enumerate())
@@ -481,6 +491,7 @@ impl Sender {
             self.error_pending = Some((ErrorCode::Timeout, "timed out".into()));
             return;
         }
+        self.integrate_window(now);
         self.rtt.back_off();
         self.rto_at = None;
         self.rto_due = true;
@@ -526,6 +537,21 @@ impl Sender {
             }
             _ => {}
         }
+    }
+
+    /// Adds the window as it stood since the last event to its time-weighted mean, before
+    /// the event at `now` may change it; only while Data flows (the Accept's round trip and a
+    /// resume's hashing say nothing of the window).
+    fn integrate_window(&mut self, now: Instant) {
+        if self.congestion.is_none() || self.phase != Phase::Sending {
+            return;
+        }
+        if let Some(mark) = self.window_mark {
+            let span = now.saturating_duration_since(mark);
+            self.window_ns += self.cwnd() as u128 * span.as_nanos();
+            self.window_span += span;
+        }
+        self.window_mark = Some(now);
     }
 
     /// The congestion window: how many messages may be in the network at once.
@@ -736,6 +762,15 @@ impl Sender {
         Stats {
             srtt: self.rtt.srtt(),
             cwnd: self.cwnd().min(usize::from(self.window)) as u64,
+            window: self
+                .congestion
+                .as_ref()
+                .map(|c| WindowStats {
+                    cwnd_ns: self.window_ns,
+                    span: self.window_span,
+                    ..c.stats()
+                })
+                .unwrap_or_default(),
             ..self.stats.clone()
         }
     }

@@ -67,9 +67,34 @@ impl Logger {
         };
         let failure = record.failure.as_ref().map(ToString::to_string);
         let protocol = if record.tftp { "tftp" } else { "udpft" };
+        let w = &record.window;
+        // A windowed sender's congestion window, the one place a download's can be seen.
+        let (window_text, window_json) = w.mean_cwnd().map_or_else(Default::default, |mean| {
+            (
+                format!(
+                    " window mean {mean:.1} max {} cuts {} (loss {} timeout {} delay {}) held {}/{}",
+                    w.max_cwnd,
+                    w.cuts(),
+                    w.cut_congestion,
+                    w.cut_timeout,
+                    w.cut_backlog,
+                    w.rounds_held,
+                    w.rounds
+                ),
+                format!(
+                    ",\"window\":{{\"mean\":{mean:.3},\"max\":{},\"cut_congestion\":{},\"cut_timeout\":{},\"cut_delay\":{},\"rounds_held\":{},\"rounds\":{}}}",
+                    w.max_cwnd,
+                    w.cut_congestion,
+                    w.cut_timeout,
+                    w.cut_backlog,
+                    w.rounds_held,
+                    w.rounds
+                ),
+            )
+        });
         match self.format {
             LogFormat::Text => format!(
-                "{time} {} {}{} {name} {} {} {}",
+                "{time} {} {}{} {name} {} {} {}{window_text}",
                 record.peer,
                 if record.tftp { "tftp-" } else { "" },
                 record.op,
@@ -81,7 +106,7 @@ impl Logger {
                 }
             ),
             LogFormat::Json => format!(
-                "{{\"time\":\"{time}\",\"peer\":\"{}\",\"protocol\":\"{protocol}\",\"op\":\"{}\",\"name\":{},\"bytes\":{},\"seconds\":{:.6},\"outcome\":\"{}\"{}}}",
+                "{{\"time\":\"{time}\",\"peer\":\"{}\",\"protocol\":\"{protocol}\",\"op\":\"{}\",\"name\":{},\"bytes\":{},\"seconds\":{:.6},\"outcome\":\"{}\"{}{window_json}}}",
                 record.peer,
                 record.op,
                 json_string(&String::from_utf8_lossy(&record.name)),
@@ -121,6 +146,7 @@ mod tests {
             duration: Duration::from_millis(910),
             tftp: false,
             failure,
+            window: Default::default(),
         }
     }
 

@@ -3,8 +3,11 @@
 //! beside its ceiling `window × chunk ÷ RTT` (RTT from a ping-pong through the same path,
 //! measured in the same round), and, in the same run, the references a window is set
 //! against: blocking stop-and-wait (client and server without busy-polling), a one-way UDP
-//! blast of the same datagrams (through the proxy too: what the relay itself can carry), and
-//! a TCP copy of the same file with `socat`.
+//! blast of the same datagrams (through the proxy too: what the relay itself can carry), the
+//! closed-loop relay of the cell's window (`relay`: that many Data-sized datagrams
+//! outstanding through the same path, each answered by an Ack-sized reply, as a transfer is
+//! clocked), and a TCP copy of the same file with `socat`. A cell's estimate is
+//! `min(window × chunk ÷ RTT, blast, closed-loop relay)`.
 //!
 //! # Paths
 //! A cell without added delay and without loss is a download straight over loopback
@@ -17,7 +20,7 @@
 //! # Sizes and rounds
 //! A cell moves the smallest file of a ladder (`--min-size`, doubling up to `--size`) that
 //! its estimated goodput needs to run `--cell-seconds`, or the largest: "at least half a
-//! second, or 64 MiB, whichever is smaller". The estimate is `min(ceiling, blast)` of the
+//! second, or 64 MiB, whichever is smaller". The estimate is `min(ceiling, blast, relay)` of the
 //! first round, scaled by what the same window achieved at the previous loss rate; sizes are
 //! fixed in the first round and kept. Every round measures the references first, then every
 //! cell once, in an order that rotates from round to round; medians over rounds are shown,
@@ -33,6 +36,7 @@ use crate::download::{parse_chunk, secs, Budget};
 use crate::loss::parse_rate;
 use crate::path::{self, PathRtt};
 use crate::procfs;
+use crate::relay::{self, Relay};
 use crate::results::human_bytes;
 use crate::runargs::RunArgs;
 use crate::tcp::{self, TcpCopy};
@@ -176,10 +180,28 @@ struct Key {
 }
 
 /// The references of one path and chunk in one round.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct PathRefs {
     rtt: PathRtt,
     blast: Blast,
+    /// The closed-loop relay of each granted window.
+    relay: BTreeMap<u16, Relay>,
+}
+
+/// What a cell is set against: its ceiling `window × chunk ÷ RTT`, the path's blast and the
+/// closed-loop relay of its window, in MB/s.
+#[derive(Clone, Copy, Debug)]
+struct Estimate {
+    ceiling: f64,
+    blast: f64,
+    relay: f64,
+}
+
+impl Estimate {
+    /// The lowest of the three (a missing relay, NaN, is passed over).
+    fn min(&self) -> f64 {
+        self.ceiling.min(self.blast).min(self.relay)
+    }
 }
 
 /// What one round measured.
@@ -198,14 +220,19 @@ impl Round {
         self.refs.get(&(chunk, path))
     }
 
-    /// `window × chunk ÷ RTT` and the blast of a cell's path (measured without loss), in
-    /// MB/s; `rates` is `--loss`.
-    fn ceiling(&self, key: &Key, rates: &[f64]) -> Option<(f64, f64)> {
+    /// `window × chunk ÷ RTT`, the blast and the closed-loop relay of a cell's path
+    /// (measured without loss), in MB/s; `rates` is `--loss`.
+    fn ceiling(&self, key: &Key, rates: &[f64]) -> Option<Estimate> {
         let refs = self.refs(key.chunk, Path::of(key.delay, rates[key.loss]))?;
-        Some((
-            refs.rtt.ceiling_mb_s(key.window, key.chunk),
-            refs.blast.mb_s(usize::from(key.chunk)),
-        ))
+        let payload = usize::from(key.chunk);
+        Some(Estimate {
+            ceiling: refs.rtt.ceiling_mb_s(key.window, key.chunk),
+            blast: refs.blast.mb_s(payload),
+            relay: refs
+                .relay
+                .get(&key.window)
+                .map_or(f64::NAN, |r| r.mb_s(payload)),
+        })
     }
 }
 
@@ -288,7 +315,24 @@ impl Bench<'_> {
             },
             |receiver| self.via(receiver, path, 0.0, &format!("{tag}-blast"), &mut proxy),
         )?;
-        Ok(PathRefs { rtt, blast })
+        drop(proxy.take());
+        let mut relays = BTreeMap::new();
+        for window in granted_windows(self.args, chunk).into_keys() {
+            let relay = relay::closed_loop(
+                chunk,
+                window,
+                self.args.ref_count,
+                self.ref_time,
+                |echo| self.via(echo, path, 0.0, &format!("{tag}-relay{window}"), &mut proxy),
+            )?;
+            drop(proxy.take());
+            relays.insert(window, relay);
+        }
+        Ok(PathRefs {
+            rtt,
+            blast,
+            relay: relays,
+        })
     }
 
     /// The smallest file of the ladder that moving at `mb_s` takes `--cell-seconds`, or the
@@ -329,25 +373,25 @@ impl Bench<'_> {
         let file = match self.sizes.get(&key) {
             Some(&file) => file,
             None => {
-                let (ceiling, blast) = round
+                let estimate = round
                     .ceiling(&key, &self.args.loss)
-                    .unwrap_or((f64::NAN, f64::NAN));
+                    .map_or(f64::NAN, |e| e.min());
                 let scale = self
                     .efficiency
                     .get(&(key.chunk, key.delay, key.window))
                     .copied()
                     .unwrap_or(1.0);
-                let file = self.file_for(ceiling.min(blast) * scale);
+                let file = self.file_for(estimate * scale);
                 self.sizes.insert(key, file);
                 file
             }
         };
         match self.download(addr, key.chunk, key.window, None, file) {
             Ok(d) => {
-                if let Some((ceiling, blast)) = round.ceiling(&key, &self.args.loss) {
+                if let Some(estimate) = round.ceiling(&key, &self.args.loss) {
                     self.efficiency.insert(
                         (key.chunk, key.delay, key.window),
-                        (d.goodput / ceiling.min(blast)).min(1.0),
+                        (d.goodput / estimate.min()).min(1.0),
                     );
                 }
                 if self.args.verbose {

@@ -42,7 +42,8 @@ impl Report {
             "RTT µs",
             "ceiling W×chunk÷RTT MB/s",
             "blast MB/s",
-            "÷ min(ceiling, blast)",
+            "closed-loop relay MB/s",
+            "÷ min(ceiling, blast, relay)",
             "÷ window 1",
             "dup data",
             "client srtt µs",
@@ -102,17 +103,23 @@ impl Report {
                                 1,
                             ),
                             Cell::num(
-                                over_rounds(rounds, |r| r.ceiling(&key, &args.loss).map(|c| c.0)),
+                                over_rounds(rounds, |r| {
+                                    r.ceiling(&key, &args.loss).map(|c| c.ceiling)
+                                }),
                                 1,
                             ),
                             Cell::num(
-                                over_rounds(rounds, |r| r.ceiling(&key, &args.loss).map(|c| c.1)),
+                                over_rounds(rounds, |r| r.ceiling(&key, &args.loss).map(|c| c.blast)),
+                                1,
+                            ),
+                            Cell::num(
+                                over_rounds(rounds, |r| r.ceiling(&key, &args.loss).map(|c| c.relay)),
                                 1,
                             ),
                             Cell::num(
                                 over_rounds(rounds, |r| {
-                                    let (c, b) = r.ceiling(&key, &args.loss)?;
-                                    Some(r.cells.get(&key)?.goodput / c.min(b))
+                                    let estimate = r.ceiling(&key, &args.loss)?;
+                                    Some(r.cells.get(&key)?.goodput / estimate.min())
                                 }),
                                 2,
                             ),
@@ -139,7 +146,7 @@ impl Report {
                     };
                     row.push(Cell::num(
                         over_rounds(rounds, |r| {
-                            r.ceiling(&key, &args.loss).map(|(c, b)| c.min(b))
+                            r.ceiling(&key, &args.loss).map(|e| e.min())
                         }),
                         1,
                     ));
@@ -188,6 +195,30 @@ impl Report {
                         0,
                     ),
                 ]);
+                let windows: Vec<u16> = rounds[0]
+                    .refs(chunk, path)
+                    .map(|p| p.relay.keys().copied().collect())
+                    .unwrap_or_default();
+                for window in windows {
+                    references.push(vec![
+                        Cell::int(u64::from(chunk)),
+                        Cell::text(format!("closed-loop relay, window {window}")),
+                        Cell::text(path.name()),
+                        Cell::num(
+                            over_rounds(rounds, |r| {
+                                r.refs(chunk, path)?.relay.get(&window).map(|x| x.mb_s(payload))
+                            }),
+                            1,
+                        ),
+                        Cell::missing(),
+                        Cell::num(
+                            over_rounds(rounds, |r| {
+                                r.refs(chunk, path)?.relay.get(&window).map(|x| x.stalls as f64)
+                            }),
+                            0,
+                        ),
+                    ]);
+                }
                 references.push(vec![
                     Cell::int(u64::from(chunk)),
                     Cell::text("one-way UDP blast"),
@@ -273,10 +304,15 @@ impl Report {
             "\n`W a/b` = windows a and b asked for, both granted a (the server grants at most \
              --max-window {} and 4 MiB of datagrams in flight). delay = added one way, each \
              way, by lossy-proxy (`none`: straight over loopback, or through a proxy adding \
-             nothing where there is loss). ceiling = min(window × chunk ÷ RTT, blast) of the \
-             loss-free path of that delay, RTT the median of a ping-pong of a Data-sized \
-             request and an Ack-sized reply through the same path, blast a one-way UDP blast \
-             of the same datagrams through it (what the proxy itself can relay).\n",
+             nothing where there is loss). ceiling = min(window × chunk ÷ RTT, blast, \
+             closed-loop relay) of the loss-free path of that delay: RTT the median of a \
+             ping-pong of a Data-sized request and an Ack-sized reply through the same path, \
+             blast a one-way UDP blast of the same datagrams through it (what the proxy \
+             relays one way, with no replies to wait for), closed-loop relay that window of \
+             Data-sized datagrams kept outstanding through it, each answered by an Ack-sized \
+             (22-byte) reply and replaced by a new one, both ends blocking (what the proxy \
+             relays clocked as a transfer is). The figures' ratios and the cells' \
+             `÷ min(ceiling, blast, relay)` are set against that lowest of the three.\n",
             args.max_window
         );
         let _ = writeln!(md, "### References\n");
@@ -376,6 +412,7 @@ pub(super) fn every_round(args: &WindowArgs, bench: &Bench<'_>, rounds: &[Round]
         "RTT µs",
         "ceiling W×chunk÷RTT MB/s",
         "blast MB/s",
+        "closed-loop relay MB/s",
         "blocking stop-and-wait MB/s",
         "TCP copy MB/s",
         "dup data",
@@ -401,8 +438,9 @@ pub(super) fn every_round(args: &WindowArgs, bench: &Bench<'_>, rounds: &[Round]
                     .map_or_else(Cell::missing, |&f| Cell::int(bench.files[f].size)),
                 Cell::num(d.goodput, 2),
                 or_missing(refs.map(|p| micros(p.rtt.median)), 1),
-                or_missing(round.ceiling(key, &args.loss).map(|c| c.0), 1),
-                or_missing(round.ceiling(key, &args.loss).map(|c| c.1), 1),
+                or_missing(round.ceiling(key, &args.loss).map(|c| c.ceiling), 1),
+                or_missing(round.ceiling(key, &args.loss).map(|c| c.blast), 1),
+                or_missing(round.ceiling(key, &args.loss).map(|c| c.relay), 1),
                 or_missing(round.blocking.get(&key.chunk).map(|d| d.goodput), 1),
                 or_missing(round.tcp.get(&key.chunk).map(|c| c.goodput), 1),
                 Cell::int(d.report.stats.duplicates),
@@ -500,7 +538,7 @@ fn figures(args: &WindowArgs, rounds: &[Round]) -> Table {
                     "≥ 20",
                 );
                 push(
-                    format!("1 ms each way, {chunk} B: window {w64} ÷ min(window × chunk ÷ RTT, proxy relay)"),
+                    format!("1 ms each way, {chunk} B: window {w64} ÷ min(window × chunk ÷ RTT, blast, closed-loop relay)"),
                     over_rounds(rounds, |r| {
                         let key = Key {
                             chunk,
@@ -508,8 +546,8 @@ fn figures(args: &WindowArgs, rounds: &[Round]) -> Table {
                             loss: loss0?,
                             window: w64,
                         };
-                        let (c, b) = r.ceiling(&key, &args.loss)?;
-                        Some(cell(r, chunk, one_ms, w64)? / c.min(b))
+                        let estimate = r.ceiling(&key, &args.loss)?;
+                        Some(cell(r, chunk, one_ms, w64)? / estimate.min())
                     }),
                     "≥ 0.8",
                 );
