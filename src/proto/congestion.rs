@@ -79,6 +79,15 @@ pub(crate) const MIN_CWND: u32 = 1;
 /// Round-trip samples of the current round after which slow start may end early (the
 /// delay test of HyStart: a queue is seen before the round is over).
 pub(crate) const EARLY_EXIT_SAMPLES: u32 = 8;
+/// The jitter allowance, in mean deviations of the rounds' smallest round trips: that much
+/// of a round's excess over the base is taken as the path's noise, not as a queue.
+pub(crate) const JITTER_DEVIATIONS: f64 = 2.0;
+/// The gain of the smoothed round minimum and of its mean deviation (RFC 6298's β, per
+/// round rather than per sample).
+const JITTER_GAIN: f64 = 0.25;
+/// The jitter allowance never exceeds this fraction of the base round trip, so a path whose
+/// delay swings wildly still has a queue estimate (and its losses a cause).
+const MAX_JITTER_SHARE: f64 = 0.5;
 
 /// One round trip's worth of measurement.
 #[derive(Clone, Copy, Debug, Default)]
@@ -110,6 +119,10 @@ pub(crate) struct Congestion {
     recovery_end: u64,
     /// Retransmission timeouts since the last delivery.
     timeouts: u32,
+    /// The smoothed smallest round trip of a round, in seconds, and its mean deviation:
+    /// how much a round's minimum moves from round to round without any queue to explain it.
+    round_min_avg: Option<f64>,
+    round_min_dev: f64,
     /// Counters of what the window did (the sender adds the time-weighted mean).
     stats: WindowStats,
 }
@@ -129,6 +142,8 @@ impl Congestion {
             lossy_round: false,
             recovery_end: 0,
             timeouts: 0,
+            round_min_avg: None,
+            round_min_dev: 0.0,
             stats: WindowStats::default(),
         }
     }
@@ -212,9 +227,9 @@ impl Congestion {
         let (Some(base), Some(rtt)) = (self.base_rtt, self.round.min_rtt) else {
             return;
         };
-        let cwnd = f64::from(self.cwnd);
         let (base, rtt) = (base.as_secs_f64(), rtt.as_secs_f64());
-        self.backlog = cwnd * (rtt - base) / rtt;
+        self.backlog = self.queued(base, rtt);
+        self.follow_jitter(rtt);
         if self.slow_start {
             self.end_slow_start_if_queued();
             return;
@@ -230,6 +245,38 @@ impl Congestion {
         }
     }
 
+    /// How many of the window's messages wait in queues, by a round's smallest round trip
+    /// `rtt` against the `base` (seconds): Vegas's `cwnd × (rtt − base) / rtt`, less the
+    /// jitter allowance from the excess (protocol.md §21.2). Without it, a path whose
+    /// smallest round trip of a round moves by ±150 µs from round to round (a relay's timer
+    /// and either end's scheduler, with dozens of messages in flight) reads as several
+    /// messages queued at a window of 50 though nothing queues, and the window stops
+    /// growing far below what the path carries.
+    fn queued(&self, base: f64, rtt: f64) -> f64 {
+        let excess = (rtt - base - self.jitter_allowance(base)).max(0.0);
+        f64::from(self.cwnd) * excess / rtt
+    }
+
+    /// The part of a round's excess over the base taken as noise: [`JITTER_DEVIATIONS`]
+    /// mean deviations of the rounds' minima, at most [`MAX_JITTER_SHARE`] of the base.
+    fn jitter_allowance(&self, base: f64) -> f64 {
+        (JITTER_DEVIATIONS * self.round_min_dev).min(MAX_JITTER_SHARE * base)
+    }
+
+    /// Folds a round's smallest round trip (seconds) into the smoothed round minimum and
+    /// its mean deviation, as RFC 6298 does with samples (deviation first). A standing
+    /// queue moves the round minimum little from round to round (by about a message as the
+    /// window steps), so it keeps the allowance small; noise keeps it as wide as the noise.
+    fn follow_jitter(&mut self, rtt: f64) {
+        match self.round_min_avg {
+            None => self.round_min_avg = Some(rtt),
+            Some(avg) => {
+                self.round_min_dev += JITTER_GAIN * ((rtt - avg).abs() - self.round_min_dev);
+                self.round_min_avg = Some(avg + JITTER_GAIN * (rtt - avg));
+            }
+        }
+    }
+
     /// Ends slow start once more than [`GAMMA`] messages wait in queues (by this round's
     /// smallest round trip), setting the window to the rate actually delivered.
     fn end_slow_start_if_queued(&mut self) {
@@ -238,13 +285,16 @@ impl Congestion {
         };
         let cwnd = f64::from(self.cwnd);
         let (base, rtt) = (base.as_secs_f64(), rtt.as_secs_f64());
-        let backlog = cwnd * (rtt - base) / rtt;
+        let backlog = self.queued(base, rtt);
         if backlog > GAMMA {
             self.backlog = backlog;
             self.slow_start = false;
+            // The rate delivered, by the round trip less what the path's noise explains.
+            let rtt = (rtt - self.jitter_allowance(base)).max(base);
             let target = (cwnd * base / rtt) as u32 + 1;
             if target < self.cwnd {
-                self.stats.max_cwnd = self.stats.max_cwnd.max(u64::from(self.cwnd));
+                let reached = self.cwnd.min(self.ceiling);
+                self.stats.max_cwnd = self.stats.max_cwnd.max(u64::from(reached));
                 self.cwnd = target;
                 self.stats.cut_backlog += 1;
             }
@@ -439,6 +489,69 @@ mod tests {
         c.on_timeout(100, 101);
         assert_eq!(c.window(), MIN_CWND as usize);
         assert!(c.in_slow_start());
+    }
+
+    /// A deterministic noise of ±`amplitude` µs: a fixed, uneven cycle (no randomness in
+    /// the core's tests).
+    fn noise(round: usize, amplitude: i64) -> i64 {
+        const CYCLE: [i64; 7] = [0, 9, -4, 10, -10, 3, -7];
+        CYCLE[round % CYCLE.len()] * amplitude / 10
+    }
+
+    #[test]
+    fn a_round_minimum_that_jitters_without_a_queue_does_not_stop_the_window() {
+        // Base 2.1 ms, and each round's smallest round trip 100..=400 µs above it at random
+        // (what a relay's timer and two busy schedulers give, issue 10): no queue at all, the
+        // extra round trip is the same whatever the window. Without the allowance this reads
+        // as 2..8 messages queued at a window of 50, and the window settled near 30.
+        let mut c = Congestion::new(64);
+        c.seed_base(us(2_100));
+        let round = std::cell::Cell::new(0usize);
+        let windows = run(&mut c, 300, |_| {
+            round.set(round.get() + 1);
+            Duration::from_micros((2_350 + noise(round.get(), 150)) as u64)
+        });
+        let tail = &windows[windows.len() - 100..];
+        let mean = tail.iter().sum::<usize>() as f64 / tail.len() as f64;
+        assert!(mean >= 58.0, "mean {mean} of {windows:?}");
+        let allowance = c.jitter_allowance(0.002_1);
+        assert!(
+            (0.000_05..=0.000_4).contains(&allowance),
+            "the allowance follows the noise: {allowance}"
+        );
+    }
+
+    #[test]
+    fn a_queue_still_holds_the_window_through_jitter() {
+        // The bottleneck of the test above, 10 messages per 100 µs of base, with each round's
+        // minimum moved by up to ±5 µs: the window still stops a few messages above the rate.
+        let mut c = Congestion::new(256);
+        let round = std::cell::Cell::new(0usize);
+        let windows = run(&mut c, 120, |w| {
+            round.set(round.get() + 1);
+            let queue = 10 * i64::from(w.saturating_sub(10));
+            Duration::from_micros((100 + queue + 5 + noise(round.get(), 5)) as u64)
+        });
+        let tail = &windows[windows.len() - 40..];
+        assert!(
+            tail.iter().all(|w| (11..=18).contains(w)),
+            "{windows:?}"
+        );
+    }
+
+    #[test]
+    fn the_allowance_is_at_most_half_the_base() {
+        // A round minimum that swings by several base round trips still leaves a queue
+        // estimate: the allowance stops at half the base.
+        let mut c = Congestion::new(64);
+        let round = std::cell::Cell::new(0usize);
+        run(&mut c, 50, |_| {
+            round.set(round.get() + 1);
+            Duration::from_micros((400 + noise(round.get(), 300)) as u64)
+        });
+        let base = c.base_rtt.expect("measured").as_secs_f64();
+        assert!(c.round_min_dev * JITTER_DEVIATIONS > MAX_JITTER_SHARE * base);
+        assert_eq!(c.jitter_allowance(base), MAX_JITTER_SHARE * base);
     }
 
     #[test]
