@@ -9,6 +9,10 @@
 //! `β = 2α` do, and holds otherwise; in slow start it doubles each round trip until
 //! [`GAMMA`] wait. A bottleneck's queue therefore holds a few messages of each flow and does
 //! not overflow, and flows of the same path share it (each keeps the same few queued).
+//! Before the excess `rtt − base` counts as queue, a *jitter allowance* is taken off it: two
+//! mean deviations of the rounds' smallest round trips (at most half the base), since a
+//! round's minimum that moves from round to round without a queue (a relay's timer, a busy
+//! scheduler) would otherwise read, scaled by a large window, as several messages queued.
 //!
 //! Loss is classified after TCP Veno (Fu and Liew, 2003): a loss while the flow's backlog
 //! exceeds `β` is congestion (a queue overflowed) and halves the window, once per round

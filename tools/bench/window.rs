@@ -204,6 +204,44 @@ impl Estimate {
     }
 }
 
+/// What the server's congestion window did in one cell's download, from the server's log
+/// line of the session (the sender of a download is the server: the client cannot see it).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct ServerWindow {
+    /// The time-weighted mean window.
+    mean: f64,
+    /// Decreases on a loss read as congestion, after timeouts, and by the delay signal.
+    cut_loss: u64,
+    cut_timeout: u64,
+    cut_delay: u64,
+}
+
+impl ServerWindow {
+    /// Reads ` window mean M max X cuts N (loss L timeout T delay D) held H/R` from a
+    /// session line of the server's text log.
+    fn parse(line: &str) -> Option<Self> {
+        let rest = line.split_once(" window mean ")?.1;
+        let words: Vec<&str> = rest
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+            .filter(|w| !w.is_empty())
+            .collect();
+        let after = |key: &str| -> Option<&str> {
+            let i = words.iter().position(|w| *w == key)?;
+            words.get(i + 1).copied()
+        };
+        Some(Self {
+            mean: words.first()?.parse().ok()?,
+            cut_loss: after("loss")?.parse().ok()?,
+            cut_timeout: after("timeout")?.parse().ok()?,
+            cut_delay: after("delay")?.parse().ok()?,
+        })
+    }
+}
+
+/// How long a cell waits for the server's log line of its download: the server logs a
+/// session when the client's last Ack reaches it, just after the client returns.
+const SERVER_LINE_WAIT: Duration = Duration::from_millis(500);
+
 /// What one round measured.
 #[derive(Default)]
 struct Round {
@@ -213,6 +251,8 @@ struct Round {
     /// The TCP copy per chunk (socat blocks of the chunk's size).
     tcp: HashMap<u16, TcpCopy>,
     cells: HashMap<Key, Download>,
+    /// The server's congestion window in each windowed cell, where its log said.
+    windows: HashMap<Key, ServerWindow>,
 }
 
 impl Round {
@@ -248,12 +288,16 @@ struct Bench<'a> {
     lifetime: Duration,
     /// The server with busy-polling (the default) and the one without.
     server: SocketAddr,
+    /// The log of `server`, whose session lines carry each download's window.
+    server_log: PathBuf,
     blocking_server: SocketAddr,
     /// The file each cell moves, chosen in its first round.
     sizes: HashMap<Key, usize>,
     /// goodput ÷ estimate of each (chunk, delay, window) at the last loss measured.
     efficiency: HashMap<(u16, Delay, u16), f64>,
     failures: Vec<String>,
+    /// The server's window in the last cell measured.
+    last_window: Option<ServerWindow>,
 }
 
 impl Bench<'_> {
@@ -366,6 +410,31 @@ impl Bench<'_> {
         )
     }
 
+    /// The session lines of the busy-polling server's log that carry a window.
+    fn window_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.server_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(" window mean "))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The window of the download that just ended: the first line beyond `before`, waited
+    /// for up to [`SERVER_LINE_WAIT`] (in bounded steps).
+    fn server_window(&self, before: usize) -> Option<ServerWindow> {
+        let started = Instant::now();
+        loop {
+            if let Some(line) = self.window_lines().get(before) {
+                return ServerWindow::parse(line);
+            }
+            if started.elapsed() >= SERVER_LINE_WAIT {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Measures one cell through `addr` (the server, or the proxy of its path), choosing its
     /// file in its first round.
     fn cell(&mut self, round: &Round, key: Key, addr: SocketAddr) -> Option<Download> {
@@ -386,8 +455,12 @@ impl Bench<'_> {
                 file
             }
         };
+        let lines_before = self.window_lines().len();
         match self.download(addr, key.chunk, key.window, None, file) {
             Ok(d) => {
+                if key.window > 1 {
+                    self.last_window = self.server_window(lines_before);
+                }
                 if let Some(estimate) = round.ceiling(&key, &self.args.loss) {
                     self.efficiency.insert(
                         (key.chunk, key.delay, key.window),
@@ -475,6 +548,7 @@ pub fn run(args: &WindowArgs) -> io::Result<()> {
         size = (size * 2).min(args.size);
     }
     let root = files[0].root.clone();
+    let bench_scratch_log = scratch.path().join("server-bp.log");
     let max_window = format!("--max-window={}", args.max_window);
     let mut servers = Vec::new();
     for (tag, busy_poll) in [("bp", None), ("bp0", Some("--busy-poll=0"))] {
@@ -498,10 +572,12 @@ pub fn run(args: &WindowArgs) -> io::Result<()> {
         ref_time: secs(args.ref_seconds, "--ref-seconds")?,
         lifetime: args.run.proxy_lifetime()?,
         server: servers[0].addr,
+        server_log: bench_scratch_log.clone(),
         blocking_server: servers[1].addr,
         sizes: HashMap::new(),
         efficiency: HashMap::new(),
         failures: Vec::new(),
+        last_window: None,
         scratch,
     };
 
@@ -600,6 +676,9 @@ pub fn run(args: &WindowArgs) -> io::Result<()> {
                 };
                 if let Some(d) = bench.cell(&round, key, addr) {
                     round.cells.insert(key, d);
+                    if let Some(w) = bench.last_window.take() {
+                        round.windows.insert(key, w);
+                    }
                 }
             }
             if let Some(p) = proxy {
@@ -654,6 +733,21 @@ mod tests {
     struct Wrapper {
         #[command(flatten)]
         args: WindowArgs,
+    }
+
+    #[test]
+    fn the_server_window_is_read_from_its_session_line() {
+        let line = "2026-12-03T09:38:30Z 127.0.0.1:54338 get big.bin 32.00 MiB 1.5 s ok window mean 52.3 max 64 cuts 153 (loss 0 timeout 2 delay 151) held 77/457";
+        assert_eq!(
+            ServerWindow::parse(line),
+            Some(ServerWindow {
+                mean: 52.3,
+                cut_loss: 0,
+                cut_timeout: 2,
+                cut_delay: 151
+            })
+        );
+        assert_eq!(ServerWindow::parse("... get a 1 B 1 ms ok"), None);
     }
 
     #[test]

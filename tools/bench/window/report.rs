@@ -47,6 +47,8 @@ impl Report {
             "÷ window 1",
             "dup data",
             "client srtt µs",
+            "server cwnd mean",
+            "cwnd cuts loss/timeout/delay",
         ]);
         let mut pivots = Vec::new();
         for &chunk in &args.chunks {
@@ -131,6 +133,22 @@ impl Report {
                             ),
                             Cell::num(stats(&|d| d.report.stats.duplicates as f64), 0),
                             Cell::num(stats(&|d| d.report.stats.srtt.map_or(f64::NAN, micros)), 1),
+                            Cell::num(over_rounds(rounds, |r| r.windows.get(&key).map(|w| w.mean)), 1),
+                            {
+                                let cuts = |f: &dyn Fn(&super::ServerWindow) -> u64| {
+                                    over_rounds(rounds, |r| r.windows.get(&key).map(|w| f(w) as f64))
+                                };
+                                let (l, t, d) = (
+                                    cuts(&|w| w.cut_loss),
+                                    cuts(&|w| w.cut_timeout),
+                                    cuts(&|w| w.cut_delay),
+                                );
+                                if l.is_finite() {
+                                    Cell::text(format!("{l:.0}/{t:.0}/{d:.0}"))
+                                } else {
+                                    Cell::missing()
+                                }
+                            },
                         ]);
                     }
                     pivot.push(row);
@@ -322,7 +340,8 @@ impl Report {
             "\nblocking stop-and-wait = window 1 with busy-polling off in client and server \
              (`--busy-poll 0`); the grid's cells use the defaults (adaptive busy-polling up to \
              50 µs). TCP copy = `socat -u` file to file over TCP on 127.0.0.1, from the \
-             sender's start to both programs' exit.\n"
+             sender's start to both programs' exit. lost = pings unanswered (RTT), datagrams \
+             not counted (blast), waits of 200 ms for a reply (closed-loop relay).\n"
         );
         let _ = writeln!(md, "### Every cell\n");
         md.push_str(&self.cells.to_markdown());
@@ -333,7 +352,10 @@ impl Report {
              the previous loss) needs for {} s, or the largest. ÷ window 1 = goodput ÷ the \
              stop-and-wait cell of the same path and loss. dup data = repeated Data \
              datagrams the client received (the server's retransmissions that proved \
-             unnecessary, and duplicates).",
+             unnecessary, and duplicates). server cwnd mean = the server's congestion window \
+             averaged over the time it sent (from its log line of the session); cwnd cuts = \
+             its decreases on a loss read as congestion / after a timeout / by the delay \
+             signal (a round's backlog above β, or slow start's exit), medians of rounds.",
             human_bytes(args.min_size.min(args.size)),
             human_bytes(args.size),
             args.cell_seconds
@@ -416,6 +438,10 @@ pub(super) fn every_round(args: &WindowArgs, bench: &Bench<'_>, rounds: &[Round]
         "blocking stop-and-wait MB/s",
         "TCP copy MB/s",
         "dup data",
+        "server cwnd mean",
+        "cwnd cuts loss",
+        "cwnd cuts timeout",
+        "cwnd cuts delay",
     ]);
     for (i, round) in rounds.iter().enumerate() {
         let mut keys: Vec<&Key> = round.cells.keys().collect();
@@ -444,6 +470,10 @@ pub(super) fn every_round(args: &WindowArgs, bench: &Bench<'_>, rounds: &[Round]
                 or_missing(round.blocking.get(&key.chunk).map(|d| d.goodput), 1),
                 or_missing(round.tcp.get(&key.chunk).map(|c| c.goodput), 1),
                 Cell::int(d.report.stats.duplicates),
+                or_missing(round.windows.get(key).map(|w| w.mean), 1),
+                or_missing(round.windows.get(key).map(|w| w.cut_loss as f64), 0),
+                or_missing(round.windows.get(key).map(|w| w.cut_timeout as f64), 0),
+                or_missing(round.windows.get(key).map(|w| w.cut_delay as f64), 0),
             ]);
         }
     }
