@@ -537,10 +537,7 @@ mod tests {
             Duration::from_micros((100 + queue + 5 + noise(round.get(), 5)) as u64)
         });
         let tail = &windows[windows.len() - 40..];
-        assert!(
-            tail.iter().all(|w| (11..=18).contains(w)),
-            "{windows:?}"
-        );
+        assert!(tail.iter().all(|w| (11..=18).contains(w)), "{windows:?}");
     }
 
     #[test]

@@ -86,8 +86,9 @@ pub struct Sender {
     hasher: crc32fast::Hasher,
     phase: Phase,
     flight: Flight,
-    /// The congestion window of a windowed session (none for stop-and-wait).
-    congestion: Option<Congestion>,
+    /// The congestion window of a windowed session (none for stop-and-wait); boxed, as
+    /// only windowed senders have one and it would otherwise make every session larger.
+    congestion: Option<Box<Congestion>>,
     /// The next new Data datagram, read and sealed ahead: (message, buffer, length).
     ready: Option<(u64, Vec<u8>, usize)>,
     /// Reading ahead is due on the next `poll_transmit` call (after the send).
@@ -160,7 +161,7 @@ impl Sender {
             hasher: crc32fast::Hasher::new(),
             phase: Phase::Opening,
             flight: Flight::new(first, u64::from(window), usize::from(chunk) + OVERHEAD),
-            congestion: (window > 1).then(|| Congestion::new(window)),
+            congestion: (window > 1).then(|| Box::new(Congestion::new(window))),
             ready: None,
             read_ahead_due: false,
             error_pending: None,
@@ -556,9 +557,7 @@ impl Sender {
 
     /// The congestion window: how many messages may be in the network at once.
     fn cwnd(&self) -> usize {
-        self.congestion
-            .as_ref()
-            .map_or(usize::MAX, Congestion::window)
+        self.congestion.as_ref().map_or(usize::MAX, |c| c.window())
     }
 
     /// Whether message `next` may go out for the first time now.

@@ -5,9 +5,9 @@
 
 use super::sender::Out;
 use super::session::{Outcome, Stats};
-use super::WindowStats;
 use super::transfer::Transfer;
 use super::wire::{ErrorCode, Message};
+use super::WindowStats;
 use crate::tftp::{ServerSession as TftpSession, TftpCode};
 use std::time::Instant;
 

@@ -96,8 +96,7 @@ fn drive(
     };
     send_window();
     // Bounded by count (replies) and by time (stalls included).
-    while started.elapsed() < max_time
-        && timed_from.is_none_or(|(_, from)| answered - from < count)
+    while started.elapsed() < max_time && timed_from.is_none_or(|(_, from)| answered - from < count)
     {
         match socket.recv(&mut reply) {
             Ok(_) => {
@@ -110,7 +109,12 @@ fn drive(
                 let _ = socket.send(&request);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 stalls += 1;
                 send_window();
             }

@@ -362,13 +362,10 @@ impl Bench<'_> {
         drop(proxy.take());
         let mut relays = BTreeMap::new();
         for window in granted_windows(self.args, chunk).into_keys() {
-            let relay = relay::closed_loop(
-                chunk,
-                window,
-                self.args.ref_count,
-                self.ref_time,
-                |echo| self.via(echo, path, 0.0, &format!("{tag}-relay{window}"), &mut proxy),
-            )?;
+            let relay =
+                relay::closed_loop(chunk, window, self.args.ref_count, self.ref_time, |echo| {
+                    self.via(echo, path, 0.0, &format!("{tag}-relay{window}"), &mut proxy)
+                })?;
             drop(proxy.take());
             relays.insert(window, relay);
         }

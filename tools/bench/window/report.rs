@@ -111,11 +111,15 @@ impl Report {
                                 1,
                             ),
                             Cell::num(
-                                over_rounds(rounds, |r| r.ceiling(&key, &args.loss).map(|c| c.blast)),
+                                over_rounds(rounds, |r| {
+                                    r.ceiling(&key, &args.loss).map(|c| c.blast)
+                                }),
                                 1,
                             ),
                             Cell::num(
-                                over_rounds(rounds, |r| r.ceiling(&key, &args.loss).map(|c| c.relay)),
+                                over_rounds(rounds, |r| {
+                                    r.ceiling(&key, &args.loss).map(|c| c.relay)
+                                }),
                                 1,
                             ),
                             Cell::num(
@@ -133,10 +137,15 @@ impl Report {
                             ),
                             Cell::num(stats(&|d| d.report.stats.duplicates as f64), 0),
                             Cell::num(stats(&|d| d.report.stats.srtt.map_or(f64::NAN, micros)), 1),
-                            Cell::num(over_rounds(rounds, |r| r.windows.get(&key).map(|w| w.mean)), 1),
+                            Cell::num(
+                                over_rounds(rounds, |r| r.windows.get(&key).map(|w| w.mean)),
+                                1,
+                            ),
                             {
                                 let cuts = |f: &dyn Fn(&super::ServerWindow) -> u64| {
-                                    over_rounds(rounds, |r| r.windows.get(&key).map(|w| f(w) as f64))
+                                    over_rounds(rounds, |r| {
+                                        r.windows.get(&key).map(|w| f(w) as f64)
+                                    })
                                 };
                                 let (l, t, d) = (
                                     cuts(&|w| w.cut_loss),
@@ -163,9 +172,7 @@ impl Report {
                         window,
                     };
                     row.push(Cell::num(
-                        over_rounds(rounds, |r| {
-                            r.ceiling(&key, &args.loss).map(|e| e.min())
-                        }),
+                        over_rounds(rounds, |r| r.ceiling(&key, &args.loss).map(|e| e.min())),
                         1,
                     ));
                 }
@@ -224,14 +231,20 @@ impl Report {
                         Cell::text(path.name()),
                         Cell::num(
                             over_rounds(rounds, |r| {
-                                r.refs(chunk, path)?.relay.get(&window).map(|x| x.mb_s(payload))
+                                r.refs(chunk, path)?
+                                    .relay
+                                    .get(&window)
+                                    .map(|x| x.mb_s(payload))
                             }),
                             1,
                         ),
                         Cell::missing(),
                         Cell::num(
                             over_rounds(rounds, |r| {
-                                r.refs(chunk, path)?.relay.get(&window).map(|x| x.stalls as f64)
+                                r.refs(chunk, path)?
+                                    .relay
+                                    .get(&window)
+                                    .map(|x| x.stalls as f64)
                             }),
                             0,
                         ),
