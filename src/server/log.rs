@@ -179,4 +179,35 @@ mod tests {
             "{\"time\":\"2026-11-18T11:06:40Z\",\"peer\":\"127.0.0.1:50122\",\"protocol\":\"udpft\",\"op\":\"get\",\"name\":\"report\\u001b.pdf\",\"bytes\":13002342,\"seconds\":0.910000,\"outcome\":\"failed\",\"reason\":\"disk \\\"full\\\"\"}"
         );
     }
+
+    #[test]
+    fn a_windowed_senders_line_ends_with_its_congestion_window() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let mut windowed = record(None);
+        windowed.window = crate::proto::WindowStats {
+            // A window of 40 for one second, then 60 for another: a mean of 50.
+            cwnd_ns: 40 * 1_000_000_000 + 60 * 1_000_000_000,
+            span: Duration::from_secs(2),
+            max_cwnd: 64,
+            cut_congestion: 1,
+            cut_timeout: 2,
+            cut_backlog: 3,
+            rounds: 100,
+            rounds_held: 7,
+        };
+        let line = Logger::new(LogFormat::Text).session_line(&windowed, at);
+        assert!(
+            line.ends_with(
+                " ok window mean 50.0 max 64 cuts 6 (loss 1 timeout 2 delay 3) held 7/100"
+            ),
+            "{line}"
+        );
+        let line = Logger::new(LogFormat::Json).session_line(&windowed, at);
+        assert!(
+            line.ends_with(
+                ",\"outcome\":\"ok\",\"window\":{\"mean\":50.000,\"max\":64,\"cut_congestion\":1,\"cut_timeout\":2,\"cut_delay\":3,\"rounds_held\":7,\"rounds\":100}}"
+            ),
+            "{line}"
+        );
+    }
 }
