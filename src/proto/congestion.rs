@@ -14,8 +14,9 @@
 //! round's minimum that moves from round to round without a queue (a relay's timer, a busy
 //! scheduler) would otherwise read, scaled by a large window, as several messages queued.
 //!
-//! Loss is classified after TCP Veno (Fu and Liew, 2003): a loss while the flow's backlog
-//! exceeds `β` is congestion (a queue overflowed) and halves the window, once per round
+//! Loss is classified after TCP Veno (Fu and Liew, 2003), by the backlog that stood through
+//! the last two rounds (the smaller of their estimates): a loss while it exceeds `β` is
+//! congestion (a queue overflowed) and halves the window, once per round
 //! trip; a loss while less waits is most likely random loss of the link, which a smaller
 //! window would not prevent, so the window stays. But a drop-tail queue shared by several
 //! flows overflows while each holds only its share, so a loss while at least `α` of ours
@@ -114,6 +115,8 @@ pub(crate) struct Congestion {
     round: Round,
     /// The queue estimate of the last complete round, in messages.
     backlog: f64,
+    /// The estimate of the round before it: a loss is judged by the smaller of the two.
+    prev_backlog: f64,
     /// The queue target `α` (and `β = 2α`), in messages.
     target: f64,
     /// Whether a loss was seen in the current round.
@@ -142,6 +145,7 @@ impl Congestion {
             base_rtt: None,
             round: Round::default(),
             backlog: 0.0,
+            prev_backlog: 0.0,
             target: TARGET,
             lossy_round: false,
             recovery_end: 0,
@@ -232,6 +236,7 @@ impl Congestion {
             return;
         };
         let (base, rtt) = (base.as_secs_f64(), rtt.as_secs_f64());
+        self.prev_backlog = self.backlog;
         self.backlog = self.queued(base, rtt);
         self.follow_jitter(rtt);
         if self.slow_start {
@@ -317,14 +322,18 @@ impl Congestion {
         // Whatever the cause, a loss ends the doubling.
         self.slow_start = false;
         self.lossy_round = true;
-        if lost_tx < self.recovery_end || self.backlog < self.target {
+        // The queue that stood through the last two rounds: an overflowing queue stands, while
+        // one round's spike of the round trip (noise the allowance did not cover) does not,
+        // and a loss then is no more congestion than on an empty path.
+        let standing = self.backlog.min(self.prev_backlog);
+        if lost_tx < self.recovery_end || standing < self.target {
             // Part of an event already answered, or random loss: a queue that holds fewer
             // of our messages than we aim for did not overflow because of us.
             return false;
         }
         self.recovery_end = next_tx;
         let before = self.cwnd;
-        if self.backlog > 2.0 * self.target {
+        if standing > 2.0 * self.target {
             // Congestion: a queue overflowed while holding many of ours.
             self.cwnd = (self.cwnd / 2).max(MIN_CWND).min(self.ceiling);
         }
@@ -344,6 +353,7 @@ impl Congestion {
             self.cwnd = MIN_CWND.min(self.ceiling);
             self.slow_start = true;
             self.backlog = 0.0;
+            self.prev_backlog = 0.0;
             self.recovery_end = next_tx;
             return;
         }
@@ -448,6 +458,7 @@ mod tests {
             us(100 + 10 * u64::from(w.saturating_sub(10)))
         });
         c.backlog = 2.0 * TARGET + 2.0;
+        c.prev_backlog = c.backlog;
         let before = c.window();
         c.on_loss(500, 600);
         c.on_loss(501, 600);
@@ -463,6 +474,7 @@ mod tests {
             us(100 + 10 * u64::from(w.saturating_sub(10)))
         });
         c.backlog = TARGET;
+        c.prev_backlog = TARGET;
         let window = c.window();
         c.on_loss(1_000, 2_000);
         assert_eq!(c.target, TARGET * 0.75);
@@ -475,6 +487,7 @@ mod tests {
         assert_eq!(c.target, TARGET * 0.75, "once per round trip");
         for round in 0..20 {
             c.backlog = TARGET;
+            c.prev_backlog = TARGET;
             c.on_loss(2_000 + round * 10, 2_010 + round * 10);
         }
         assert_eq!(c.target, MIN_TARGET);
@@ -482,6 +495,25 @@ mod tests {
             us(100 + 10 * u64::from(w.saturating_sub(10)))
         });
         assert_eq!(c.target, TARGET);
+    }
+
+    #[test]
+    fn a_loss_after_one_rounds_spike_is_random_a_standing_queue_is_congestion() {
+        let mut c = Congestion::new(256);
+        run(&mut c, 30, |w| {
+            us(100 + 10 * u64::from(w.saturating_sub(10)))
+        });
+        // One round's round trip spiked (noise), the round before held no queue.
+        c.prev_backlog = 0.0;
+        c.backlog = 2.0 * TARGET + 4.0;
+        let window = c.window();
+        c.on_loss(1_000, 2_000);
+        assert_eq!(c.window(), window, "a spike is no overflowing queue");
+        assert_eq!(c.target, TARGET, "nor our share of one");
+        // Two rounds with the queue standing: congestion.
+        c.prev_backlog = c.backlog;
+        c.on_loss(2_000, 3_000);
+        assert_eq!(c.window(), (window / 2).max(MIN_CWND as usize));
     }
 
     #[test]
