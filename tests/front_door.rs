@@ -163,6 +163,7 @@ fn end(outcome: Option<Outcome>, bytes: u64) -> End {
         outcome,
         bytes,
         final_block: None,
+        window: Default::default(),
     }
 }
 

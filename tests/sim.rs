@@ -1659,6 +1659,24 @@ fn a_window_shrinks_under_a_bottleneck_and_regrows_when_it_clears() {
     );
     sim.run();
     assert_eq!(sim.outcome(long), Some(Outcome::Complete));
+    // The statistics say the same: the window's time-weighted mean lies between the shared
+    // window and the lone one, and the others' arrival shows as decreases by the delay
+    // signal, not by loss (the queue never overflowed).
+    let window = sim.stats(long).window;
+    let mean = window
+        .mean_cwnd()
+        .expect("a windowed sender integrates its window");
+    assert!(
+        mean >= shared as f64 && mean <= window.max_cwnd as f64,
+        "mean {mean}, shared {shared}, max {}",
+        window.max_cwnd
+    );
+    assert!(window.max_cwnd >= alone && window.max_cwnd <= 256);
+    assert!(
+        window.cut_backlog > 0 && window.cut_congestion == 0,
+        "{window:?}"
+    );
+    assert!(window.rounds > 0 && window.rounds_held <= window.rounds);
 }
 
 // ---------------------------------------------------------------------------------------

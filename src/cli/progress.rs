@@ -127,8 +127,22 @@ fn statistics(report: &Report) -> String {
     let srtt = s.srtt.map_or("n/a".to_owned(), |d| {
         format!("{:.3} ms", d.as_secs_f64() * 1e3)
     });
+    // Only a sender has a congestion window: an upload's (or a windowed one's) line says
+    // what it did; a download's window is the server's, in its log.
+    let window = s.window.mean_cwnd().map_or(String::new(), |mean| {
+        format!(
+            "; congestion window mean {mean:.1}, max {}, decreases {} (congestion loss {}, timeout {}, delay {}), rounds held {} of {}",
+            s.window.max_cwnd,
+            s.window.cuts(),
+            s.window.cut_congestion,
+            s.window.cut_timeout,
+            s.window.cut_backlog,
+            s.window.rounds_held,
+            s.window.rounds,
+        )
+    });
     format!(
-        "{} in {}, goodput {}; datagrams sent {} (retransmitted {}), received {} (duplicates {}, corrupted {}); smoothed RTT {srtt}; longest silence {:.3} ms",
+        "{} in {}, goodput {}; datagrams sent {} (retransmitted {}), received {} (duplicates {}, corrupted {}); smoothed RTT {srtt}; longest silence {:.3} ms{window}",
         size(report.moved()),
         duration(report.elapsed),
         rate(report.moved(), report.elapsed),

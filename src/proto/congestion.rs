@@ -9,9 +9,14 @@
 //! `β = 2α` do, and holds otherwise; in slow start it doubles each round trip until
 //! [`GAMMA`] wait. A bottleneck's queue therefore holds a few messages of each flow and does
 //! not overflow, and flows of the same path share it (each keeps the same few queued).
+//! Before the excess `rtt − base` counts as queue, a *jitter allowance* is taken off it: two
+//! mean deviations of the rounds' smallest round trips (at most half the base), since a
+//! round's minimum that moves from round to round without a queue (a relay's timer, a busy
+//! scheduler) would otherwise read, scaled by a large window, as several messages queued.
 //!
-//! Loss is classified after TCP Veno (Fu and Liew, 2003): a loss while the flow's backlog
-//! exceeds `β` is congestion (a queue overflowed) and halves the window, once per round
+//! Loss is classified after TCP Veno (Fu and Liew, 2003), by the backlog that stood through
+//! the last two rounds (the smaller of their estimates): a loss while it exceeds `β` is
+//! congestion (a queue overflowed) and halves the window, once per round
 //! trip; a loss while less waits is most likely random loss of the link, which a smaller
 //! window would not prevent, so the window stays. But a drop-tail queue shared by several
 //! flows overflows while each holds only its share, so a loss while at least `α` of ours
@@ -23,6 +28,44 @@
 //! restart from [`MIN_CWND`] in slow start. Window 1 (stop-and-wait) has no controller.
 
 use std::time::Duration;
+
+/// What a sender's congestion window did over a transfer, for `-v` and the server's log: its
+/// time-weighted mean (the sender integrates it, since only the sender sees `now`), and every
+/// decrease by its cause. All zero for stop-and-wait and for a receiver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WindowStats {
+    /// The window integrated over the time data was being sent, in message-nanoseconds.
+    pub cwnd_ns: u128,
+    /// The time over which `cwnd_ns` was integrated.
+    pub span: Duration,
+    /// The largest window reached.
+    pub max_cwnd: u64,
+    /// Halvings on a loss read as congestion (a loss while the backlog exceeded `β`).
+    pub cut_congestion: u64,
+    /// Decreases after a retransmission timeout (a halving on the first, a restart on the
+    /// second in a row).
+    pub cut_timeout: u64,
+    /// Decreases by the delay signal: a round whose backlog exceeded `β`, or slow start's
+    /// exit to the delivered rate.
+    pub cut_backlog: u64,
+    /// Rounds of congestion avoidance measured.
+    pub rounds: u64,
+    /// Of those, rounds that held the window (backlog between `α` and `β`; the controller's
+    /// "enough queued"): a window that never grows though the path has room shows here.
+    pub rounds_held: u64,
+}
+
+impl WindowStats {
+    /// The time-weighted mean window, if any time was integrated.
+    pub fn mean_cwnd(&self) -> Option<f64> {
+        (!self.span.is_zero()).then(|| self.cwnd_ns as f64 / self.span.as_nanos() as f64)
+    }
+
+    /// All decreases.
+    pub fn cuts(&self) -> u64 {
+        self.cut_congestion + self.cut_timeout + self.cut_backlog
+    }
+}
 
 /// The queue target `α` a flow starts with and returns to (Vegas's default): fewer queued
 /// messages than `α`, grow by one per round trip; more than `2α`, shrink by one.
@@ -41,6 +84,15 @@ pub(crate) const MIN_CWND: u32 = 1;
 /// Round-trip samples of the current round after which slow start may end early (the
 /// delay test of HyStart: a queue is seen before the round is over).
 pub(crate) const EARLY_EXIT_SAMPLES: u32 = 8;
+/// The jitter allowance, in mean deviations of the rounds' smallest round trips: that much
+/// of a round's excess over the base is taken as the path's noise, not as a queue.
+pub(crate) const JITTER_DEVIATIONS: f64 = 2.0;
+/// The gain of the smoothed round minimum and of its mean deviation (RFC 6298's β, per
+/// round rather than per sample).
+const JITTER_GAIN: f64 = 0.25;
+/// The jitter allowance never exceeds this fraction of the base round trip, so a path whose
+/// delay swings wildly still has a queue estimate (and its losses a cause).
+const MAX_JITTER_SHARE: f64 = 0.5;
 
 /// One round trip's worth of measurement.
 #[derive(Clone, Copy, Debug, Default)]
@@ -63,6 +115,8 @@ pub(crate) struct Congestion {
     round: Round,
     /// The queue estimate of the last complete round, in messages.
     backlog: f64,
+    /// The estimate of the round before it: a loss is judged by the smaller of the two.
+    prev_backlog: f64,
     /// The queue target `α` (and `β = 2α`), in messages.
     target: f64,
     /// Whether a loss was seen in the current round.
@@ -72,6 +126,12 @@ pub(crate) struct Congestion {
     recovery_end: u64,
     /// Retransmission timeouts since the last delivery.
     timeouts: u32,
+    /// The smoothed smallest round trip of a round, in seconds, and its mean deviation:
+    /// how much a round's minimum moves from round to round without any queue to explain it.
+    round_min_avg: Option<f64>,
+    round_min_dev: f64,
+    /// Counters of what the window did (the sender adds the time-weighted mean).
+    stats: WindowStats,
 }
 
 impl Congestion {
@@ -85,10 +145,22 @@ impl Congestion {
             base_rtt: None,
             round: Round::default(),
             backlog: 0.0,
+            prev_backlog: 0.0,
             target: TARGET,
             lossy_round: false,
             recovery_end: 0,
             timeouts: 0,
+            round_min_avg: None,
+            round_min_dev: 0.0,
+            stats: WindowStats::default(),
+        }
+    }
+
+    /// The decreases and rounds counted so far (`cwnd_ns` and `span` are the sender's).
+    pub(crate) fn stats(&self) -> WindowStats {
+        WindowStats {
+            max_cwnd: self.stats.max_cwnd.max(u64::from(self.cwnd)),
+            ..self.stats
         }
     }
 
@@ -152,6 +224,7 @@ impl Congestion {
             };
         }
         self.cwnd = self.cwnd.clamp(MIN_CWND.min(self.ceiling), self.ceiling);
+        self.stats.max_cwnd = self.stats.max_cwnd.max(u64::from(self.cwnd));
     }
 
     /// The once-per-round-trip adjustment of Vegas.
@@ -162,15 +235,54 @@ impl Congestion {
         let (Some(base), Some(rtt)) = (self.base_rtt, self.round.min_rtt) else {
             return;
         };
-        let cwnd = f64::from(self.cwnd);
         let (base, rtt) = (base.as_secs_f64(), rtt.as_secs_f64());
-        self.backlog = cwnd * (rtt - base) / rtt;
+        self.prev_backlog = self.backlog;
+        self.backlog = self.queued(base, rtt);
+        self.follow_jitter(rtt);
         if self.slow_start {
             self.end_slow_start_if_queued();
-        } else if self.backlog > 2.0 * self.target {
+            return;
+        }
+        self.stats.rounds += 1;
+        if self.backlog > 2.0 * self.target {
             self.cwnd -= 1;
+            self.stats.cut_backlog += 1;
         } else if self.backlog < self.target {
             self.cwnd += 1;
+        } else {
+            self.stats.rounds_held += 1;
+        }
+    }
+
+    /// How many of the window's messages wait in queues, by a round's smallest round trip
+    /// `rtt` against the `base` (seconds): Vegas's `cwnd × (rtt − base) / rtt`, less the
+    /// jitter allowance from the excess (protocol.md §21.2). Without it, a path whose
+    /// smallest round trip of a round moves by ±150 µs from round to round (a relay's timer
+    /// and either end's scheduler, with dozens of messages in flight) reads as several
+    /// messages queued at a window of 50 though nothing queues, and the window stops
+    /// growing far below what the path carries.
+    fn queued(&self, base: f64, rtt: f64) -> f64 {
+        let excess = (rtt - base - self.jitter_allowance(base)).max(0.0);
+        f64::from(self.cwnd) * excess / rtt
+    }
+
+    /// The part of a round's excess over the base taken as noise: [`JITTER_DEVIATIONS`]
+    /// mean deviations of the rounds' minima, at most [`MAX_JITTER_SHARE`] of the base.
+    fn jitter_allowance(&self, base: f64) -> f64 {
+        (JITTER_DEVIATIONS * self.round_min_dev).min(MAX_JITTER_SHARE * base)
+    }
+
+    /// Folds a round's smallest round trip (seconds) into the smoothed round minimum and
+    /// its mean deviation, as RFC 6298 does with samples (deviation first). A standing
+    /// queue moves the round minimum little from round to round (by about a message as the
+    /// window steps), so it keeps the allowance small; noise keeps it as wide as the noise.
+    fn follow_jitter(&mut self, rtt: f64) {
+        match self.round_min_avg {
+            None => self.round_min_avg = Some(rtt),
+            Some(avg) => {
+                self.round_min_dev += JITTER_GAIN * ((rtt - avg).abs() - self.round_min_dev);
+                self.round_min_avg = Some(avg + JITTER_GAIN * (rtt - avg));
+            }
         }
     }
 
@@ -182,32 +294,52 @@ impl Congestion {
         };
         let cwnd = f64::from(self.cwnd);
         let (base, rtt) = (base.as_secs_f64(), rtt.as_secs_f64());
-        let backlog = cwnd * (rtt - base) / rtt;
+        let backlog = self.queued(base, rtt);
         if backlog > GAMMA {
             self.backlog = backlog;
             self.slow_start = false;
+            // The rate delivered, by the round trip less what the path's noise explains.
+            let rtt = (rtt - self.jitter_allowance(base)).max(base);
             let target = (cwnd * base / rtt) as u32 + 1;
-            self.cwnd = self.cwnd.min(target);
+            if target < self.cwnd {
+                let reached = self.cwnd.min(self.ceiling);
+                self.stats.max_cwnd = self.stats.max_cwnd.max(u64::from(reached));
+                self.cwnd = target;
+                self.stats.cut_backlog += 1;
+            }
         }
     }
 
     /// A message whose latest copy was transmission `lost_tx` is presumed lost.
     pub(crate) fn on_loss(&mut self, lost_tx: u64, next_tx: u64) {
+        if self.loss(lost_tx, next_tx) {
+            self.stats.cut_congestion += 1;
+        }
+    }
+
+    /// [`Congestion::on_loss`]; returns whether the window was cut.
+    fn loss(&mut self, lost_tx: u64, next_tx: u64) -> bool {
         // Whatever the cause, a loss ends the doubling.
         self.slow_start = false;
         self.lossy_round = true;
-        if lost_tx < self.recovery_end || self.backlog < self.target {
+        // The queue that stood through the last two rounds: an overflowing queue stands, while
+        // one round's spike of the round trip (noise the allowance did not cover) does not,
+        // and a loss then is no more congestion than on an empty path.
+        let standing = self.backlog.min(self.prev_backlog);
+        if lost_tx < self.recovery_end || standing < self.target {
             // Part of an event already answered, or random loss: a queue that holds fewer
             // of our messages than we aim for did not overflow because of us.
-            return;
+            return false;
         }
         self.recovery_end = next_tx;
-        if self.backlog > 2.0 * self.target {
+        let before = self.cwnd;
+        if standing > 2.0 * self.target {
             // Congestion: a queue overflowed while holding many of ours.
             self.cwnd = (self.cwnd / 2).max(MIN_CWND).min(self.ceiling);
         }
         // Perhaps our share of a queue too small for every flow's target: claim less.
         self.target = (self.target * 0.75).max(MIN_TARGET);
+        self.cwnd < before
     }
 
     /// The retransmission timer expired for a message whose latest copy was `lost_tx`.
@@ -215,13 +347,19 @@ impl Congestion {
         self.timeouts += 1;
         if self.timeouts >= 2 {
             // Nothing got through for two timeouts: start over, carefully.
+            if self.cwnd > MIN_CWND.min(self.ceiling) {
+                self.stats.cut_timeout += 1;
+            }
             self.cwnd = MIN_CWND.min(self.ceiling);
             self.slow_start = true;
             self.backlog = 0.0;
+            self.prev_backlog = 0.0;
             self.recovery_end = next_tx;
             return;
         }
-        self.on_loss(lost_tx, next_tx);
+        if self.loss(lost_tx, next_tx) {
+            self.stats.cut_timeout += 1;
+        }
     }
 }
 
@@ -320,6 +458,7 @@ mod tests {
             us(100 + 10 * u64::from(w.saturating_sub(10)))
         });
         c.backlog = 2.0 * TARGET + 2.0;
+        c.prev_backlog = c.backlog;
         let before = c.window();
         c.on_loss(500, 600);
         c.on_loss(501, 600);
@@ -335,6 +474,7 @@ mod tests {
             us(100 + 10 * u64::from(w.saturating_sub(10)))
         });
         c.backlog = TARGET;
+        c.prev_backlog = TARGET;
         let window = c.window();
         c.on_loss(1_000, 2_000);
         assert_eq!(c.target, TARGET * 0.75);
@@ -347,6 +487,7 @@ mod tests {
         assert_eq!(c.target, TARGET * 0.75, "once per round trip");
         for round in 0..20 {
             c.backlog = TARGET;
+            c.prev_backlog = TARGET;
             c.on_loss(2_000 + round * 10, 2_010 + round * 10);
         }
         assert_eq!(c.target, MIN_TARGET);
@@ -354,6 +495,25 @@ mod tests {
             us(100 + 10 * u64::from(w.saturating_sub(10)))
         });
         assert_eq!(c.target, TARGET);
+    }
+
+    #[test]
+    fn a_loss_after_one_rounds_spike_is_random_a_standing_queue_is_congestion() {
+        let mut c = Congestion::new(256);
+        run(&mut c, 30, |w| {
+            us(100 + 10 * u64::from(w.saturating_sub(10)))
+        });
+        // One round's round trip spiked (noise), the round before held no queue.
+        c.prev_backlog = 0.0;
+        c.backlog = 2.0 * TARGET + 4.0;
+        let window = c.window();
+        c.on_loss(1_000, 2_000);
+        assert_eq!(c.window(), window, "a spike is no overflowing queue");
+        assert_eq!(c.target, TARGET, "nor our share of one");
+        // Two rounds with the queue standing: congestion.
+        c.prev_backlog = c.backlog;
+        c.on_loss(2_000, 3_000);
+        assert_eq!(c.window(), (window / 2).max(MIN_CWND as usize));
     }
 
     #[test]
@@ -365,6 +525,66 @@ mod tests {
         c.on_timeout(100, 101);
         assert_eq!(c.window(), MIN_CWND as usize);
         assert!(c.in_slow_start());
+    }
+
+    /// A deterministic noise of ±`amplitude` µs: a fixed, uneven cycle (no randomness in
+    /// the core's tests).
+    fn noise(round: usize, amplitude: i64) -> i64 {
+        const CYCLE: [i64; 7] = [0, 9, -4, 10, -10, 3, -7];
+        CYCLE[round % CYCLE.len()] * amplitude / 10
+    }
+
+    #[test]
+    fn a_round_minimum_that_jitters_without_a_queue_does_not_stop_the_window() {
+        // Base 2.1 ms, and each round's smallest round trip 100..=400 µs above it at random
+        // (what a relay's timer and two busy schedulers give, issue 10): no queue at all, the
+        // extra round trip is the same whatever the window. Without the allowance this reads
+        // as 2..8 messages queued at a window of 50, and the window settled near 30.
+        let mut c = Congestion::new(64);
+        c.seed_base(us(2_100));
+        let round = std::cell::Cell::new(0usize);
+        let windows = run(&mut c, 300, |_| {
+            round.set(round.get() + 1);
+            Duration::from_micros((2_350 + noise(round.get(), 150)) as u64)
+        });
+        let tail = &windows[windows.len() - 100..];
+        let mean = tail.iter().sum::<usize>() as f64 / tail.len() as f64;
+        assert!(mean >= 58.0, "mean {mean} of {windows:?}");
+        let allowance = c.jitter_allowance(0.002_1);
+        assert!(
+            (0.000_05..=0.000_4).contains(&allowance),
+            "the allowance follows the noise: {allowance}"
+        );
+    }
+
+    #[test]
+    fn a_queue_still_holds_the_window_through_jitter() {
+        // The bottleneck of the test above, 10 messages per 100 µs of base, with each round's
+        // minimum moved by up to ±5 µs: the window still stops a few messages above the rate.
+        let mut c = Congestion::new(256);
+        let round = std::cell::Cell::new(0usize);
+        let windows = run(&mut c, 120, |w| {
+            round.set(round.get() + 1);
+            let queue = 10 * i64::from(w.saturating_sub(10));
+            Duration::from_micros((100 + queue + 5 + noise(round.get(), 5)) as u64)
+        });
+        let tail = &windows[windows.len() - 40..];
+        assert!(tail.iter().all(|w| (11..=18).contains(w)), "{windows:?}");
+    }
+
+    #[test]
+    fn the_allowance_is_at_most_half_the_base() {
+        // A round minimum that swings by several base round trips still leaves a queue
+        // estimate: the allowance stops at half the base.
+        let mut c = Congestion::new(64);
+        let round = std::cell::Cell::new(0usize);
+        run(&mut c, 50, |_| {
+            round.set(round.get() + 1);
+            Duration::from_micros((400 + noise(round.get(), 300)) as u64)
+        });
+        let base = c.base_rtt.expect("measured").as_secs_f64();
+        assert!(c.round_min_dev * JITTER_DEVIATIONS > MAX_JITTER_SHARE * base);
+        assert_eq!(c.jitter_allowance(base), MAX_JITTER_SHARE * base);
     }
 
     #[test]

@@ -32,7 +32,7 @@ use super::server_session::{End, Input, ServerSession};
 use super::stats::ServerStats;
 use super::store::Store;
 use super::wire::{is_request_type, peek_session, DecodeError, ErrorCode, Kind, Message};
-use super::{Failure, Outcome};
+use super::{Failure, Outcome, WindowStats};
 use crate::tftp::admit::judge as judge_tftp;
 use crate::tftp::blocks::wire as block_number;
 use crate::tftp::{Packet, TftpCode, TftpError};
@@ -121,6 +121,8 @@ pub struct Record {
     pub tftp: bool,
     /// `None` if complete, else why it failed.
     pub failure: Option<Failure>,
+    /// What a windowed sender's congestion window did (all zero otherwise).
+    pub window: WindowStats,
 }
 
 /// What a shutdown is waiting for: live sessions by kind.
@@ -682,6 +684,7 @@ impl Endpoint {
             bytes: end.bytes,
             duration: now.saturating_duration_since(live.started),
             tftp: live.tftp,
+            window: end.window,
             failure: match outcome {
                 Some(Outcome::Complete) => None,
                 Some(Outcome::Failed(failure)) => Some(failure.clone()),

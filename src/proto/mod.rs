@@ -54,6 +54,7 @@ pub mod table;
 pub mod transfer;
 pub mod wire;
 
+pub use congestion::WindowStats;
 pub use session::{Config, Failure, FileCrc, Outcome, Sink, Source, Stats};
 pub use transfer::{Opening, Plan, Transfer};
 pub use wire::{DecodeError, ErrorCode, Message};

@@ -18,7 +18,7 @@
 //! hashes the whole file once (in steps, after the peer proved its address) and the source
 //! remembers it for every later resume of that version.
 
-use super::congestion::Congestion;
+use super::congestion::{Congestion, WindowStats};
 use super::flight::Flight;
 use super::rtt::Rtt;
 use super::session::{chunk_count, deadline, Config, Failure, FileCrc, Outcome, Source, Stats};
@@ -86,8 +86,9 @@ pub struct Sender {
     hasher: crc32fast::Hasher,
     phase: Phase,
     flight: Flight,
-    /// The congestion window of a windowed session (none for stop-and-wait).
-    congestion: Option<Congestion>,
+    /// The congestion window of a windowed session (none for stop-and-wait); boxed, as
+    /// only windowed senders have one and it would otherwise make every session larger.
+    congestion: Option<Box<Congestion>>,
     /// The next new Data datagram, read and sealed ahead: (message, buffer, length).
     ready: Option<(u64, Vec<u8>, usize)>,
     /// Reading ahead is due on the next `poll_transmit` call (after the send).
@@ -126,6 +127,12 @@ pub struct Sender {
     /// message acknowledged once, a message sent once acknowledged twice): from then on a
     /// second Ack may be a duplicate and proves no stall (`second_ack`).
     doubtful: bool,
+    /// Since when the window's time-weighted mean has been integrated up to (the last
+    /// event while Data was being sent).
+    window_mark: Option<Instant>,
+    /// The window integrated so far, in message-nanoseconds, over `window_span`.
+    window_ns: u128,
+    window_span: Duration,
     stats: Stats,
 }
 
@@ -160,7 +167,7 @@ impl Sender {
             hasher: crc32fast::Hasher::new(),
             phase: Phase::Opening,
             flight: Flight::new(first, u64::from(window), usize::from(chunk) + OVERHEAD),
-            congestion: (window > 1).then(|| Congestion::new(window)),
+            congestion: (window > 1).then(|| Box::new(Congestion::new(window))),
             ready: None,
             read_ahead_due: false,
             error_pending: None,
@@ -178,6 +185,9 @@ impl Sender {
             retried: None,
             once: None,
             doubtful: false,
+            window_mark: None,
+            window_ns: 0,
+            window_span: Duration::ZERO,
             stats: Stats::default(),
         };
         if accept.is_none() {
@@ -234,6 +244,7 @@ impl Sender {
             self.stats.duplicates += 1;
             return;
         }
+        self.integrate_window(now);
         let selective = bitmap
             .into_iter()
             .flat_map(|bits| bits.iter().enumerate())
@@ -504,6 +515,7 @@ impl Sender {
             self.error_pending = Some((ErrorCode::Timeout, "timed out".into()));
             return;
         }
+        self.integrate_window(now);
         self.rtt.back_off();
         self.rto_at = None;
         self.rto_due = true;
@@ -551,11 +563,24 @@ impl Sender {
         }
     }
 
+    /// Adds the window as it stood since the last event to its time-weighted mean, before
+    /// the event at `now` may change it; only while Data flows (the Accept's round trip and a
+    /// resume's hashing say nothing of the window).
+    fn integrate_window(&mut self, now: Instant) {
+        if self.congestion.is_none() || self.phase != Phase::Sending {
+            return;
+        }
+        if let Some(mark) = self.window_mark {
+            let span = now.saturating_duration_since(mark);
+            self.window_ns += self.cwnd() as u128 * span.as_nanos();
+            self.window_span += span;
+        }
+        self.window_mark = Some(now);
+    }
+
     /// The congestion window: how many messages may be in the network at once.
     fn cwnd(&self) -> usize {
-        self.congestion
-            .as_ref()
-            .map_or(usize::MAX, Congestion::window)
+        self.congestion.as_ref().map_or(usize::MAX, |c| c.window())
     }
 
     /// Whether message `next` may go out for the first time now.
@@ -759,6 +784,15 @@ impl Sender {
         Stats {
             srtt: self.rtt.srtt(),
             cwnd: self.cwnd().min(usize::from(self.window)) as u64,
+            window: self
+                .congestion
+                .as_ref()
+                .map(|c| WindowStats {
+                    cwnd_ns: self.window_ns,
+                    span: self.window_span,
+                    ..c.stats()
+                })
+                .unwrap_or_default(),
             ..self.stats.clone()
         }
     }

@@ -7,6 +7,7 @@ use super::sender::Out;
 use super::session::{Outcome, Stats};
 use super::transfer::Transfer;
 use super::wire::{ErrorCode, Message};
+use super::WindowStats;
 use crate::tftp::{ServerSession as TftpSession, TftpCode};
 use std::time::Instant;
 
@@ -158,6 +159,9 @@ pub struct End {
     pub bytes: u64,
     /// The last block of a completed TFTP upload.
     pub final_block: Option<u64>,
+    /// What the session's congestion window did, if it was a windowed sender (zero
+    /// otherwise, and from the fork model's children, whose reports do not carry it).
+    pub window: WindowStats,
 }
 
 impl End {
@@ -167,6 +171,7 @@ impl End {
             outcome: session.outcome().cloned(),
             bytes: session.stats().bytes,
             final_block: session.final_block(),
+            window: session.stats().window,
         }
     }
 }

@@ -112,6 +112,9 @@ pub struct Stats {
     /// (a delivery acknowledged, for a sender; a chunk or the Done, for a receiver): after a
     /// single loss, about one retransmission timeout.
     pub longest_silence: Duration,
+    /// What a windowed sender's congestion window did: its time-weighted mean and its
+    /// decreases by cause (all zero for stop-and-wait and for a receiver).
+    pub window: super::WindowStats,
 }
 
 /// How a transfer ended, from this end's point of view.

@@ -67,9 +67,34 @@ impl Logger {
         };
         let failure = record.failure.as_ref().map(ToString::to_string);
         let protocol = if record.tftp { "tftp" } else { "udpft" };
+        let w = &record.window;
+        // A windowed sender's congestion window, the one place a download's can be seen.
+        let (window_text, window_json) = w.mean_cwnd().map_or_else(Default::default, |mean| {
+            (
+                format!(
+                    " window mean {mean:.1} max {} cuts {} (loss {} timeout {} delay {}) held {}/{}",
+                    w.max_cwnd,
+                    w.cuts(),
+                    w.cut_congestion,
+                    w.cut_timeout,
+                    w.cut_backlog,
+                    w.rounds_held,
+                    w.rounds
+                ),
+                format!(
+                    ",\"window\":{{\"mean\":{mean:.3},\"max\":{},\"cut_congestion\":{},\"cut_timeout\":{},\"cut_delay\":{},\"rounds_held\":{},\"rounds\":{}}}",
+                    w.max_cwnd,
+                    w.cut_congestion,
+                    w.cut_timeout,
+                    w.cut_backlog,
+                    w.rounds_held,
+                    w.rounds
+                ),
+            )
+        });
         match self.format {
             LogFormat::Text => format!(
-                "{time} {} {}{} {name} {} {} {}",
+                "{time} {} {}{} {name} {} {} {}{window_text}",
                 record.peer,
                 if record.tftp { "tftp-" } else { "" },
                 record.op,
@@ -81,7 +106,7 @@ impl Logger {
                 }
             ),
             LogFormat::Json => format!(
-                "{{\"time\":\"{time}\",\"peer\":\"{}\",\"protocol\":\"{protocol}\",\"op\":\"{}\",\"name\":{},\"bytes\":{},\"seconds\":{:.6},\"outcome\":\"{}\"{}}}",
+                "{{\"time\":\"{time}\",\"peer\":\"{}\",\"protocol\":\"{protocol}\",\"op\":\"{}\",\"name\":{},\"bytes\":{},\"seconds\":{:.6},\"outcome\":\"{}\"{}{window_json}}}",
                 record.peer,
                 record.op,
                 json_string(&String::from_utf8_lossy(&record.name)),
@@ -121,6 +146,7 @@ mod tests {
             duration: Duration::from_millis(910),
             tftp: false,
             failure,
+            window: Default::default(),
         }
     }
 
@@ -151,6 +177,37 @@ mod tests {
         assert_eq!(
             line,
             "{\"time\":\"2026-11-18T11:06:40Z\",\"peer\":\"127.0.0.1:50122\",\"protocol\":\"udpft\",\"op\":\"get\",\"name\":\"report\\u001b.pdf\",\"bytes\":13002342,\"seconds\":0.910000,\"outcome\":\"failed\",\"reason\":\"disk \\\"full\\\"\"}"
+        );
+    }
+
+    #[test]
+    fn a_windowed_senders_line_ends_with_its_congestion_window() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_795_000_000);
+        let mut windowed = record(None);
+        windowed.window = crate::proto::WindowStats {
+            // A window of 40 for one second, then 60 for another: a mean of 50.
+            cwnd_ns: 40 * 1_000_000_000 + 60 * 1_000_000_000,
+            span: Duration::from_secs(2),
+            max_cwnd: 64,
+            cut_congestion: 1,
+            cut_timeout: 2,
+            cut_backlog: 3,
+            rounds: 100,
+            rounds_held: 7,
+        };
+        let line = Logger::new(LogFormat::Text).session_line(&windowed, at);
+        assert!(
+            line.ends_with(
+                " ok window mean 50.0 max 64 cuts 6 (loss 1 timeout 2 delay 3) held 7/100"
+            ),
+            "{line}"
+        );
+        let line = Logger::new(LogFormat::Json).session_line(&windowed, at);
+        assert!(
+            line.ends_with(
+                ",\"outcome\":\"ok\",\"window\":{\"mean\":50.000,\"max\":64,\"cut_congestion\":1,\"cut_timeout\":2,\"cut_delay\":3,\"rounds_held\":7,\"rounds\":100}}"
+            ),
+            "{line}"
         );
     }
 }

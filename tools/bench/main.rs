@@ -14,6 +14,7 @@
 //! * `pingpong`: the raw UDP ping-pong (Data-sized requests, Ack-sized replies).
 //! * `blast`: the one-way UDP blast (straight, or through a relay).
 //! * `path`: the round trip of a path (through a relay or not), for a window's ceiling.
+//! * `relay`: what a path relays closed-loop, a window of requests answered by acks.
 //! * `tcp`: a TCP copy of a file with socat.
 //! * `workload`: the scratch folder, the test file, byte-for-byte checks.
 //! * `units`: sizes, probabilities and rates on the command line (shared with `lossy-proxy`).
@@ -38,6 +39,7 @@ mod models;
 mod path;
 mod pingpong;
 mod procfs;
+mod relay;
 mod results;
 mod runargs;
 mod sessions;

@@ -19,7 +19,7 @@ use udpft::proto::wire::OVERHEAD;
 const REPLY_WAIT: Duration = Duration::from_millis(200);
 
 /// How often the echo looks at its stop flag while idle.
-const ECHO_POLL: Duration = Duration::from_millis(50);
+pub(crate) const ECHO_POLL: Duration = Duration::from_millis(50);
 
 /// Round trips before timing starts (first wake-ups, the relay's first client).
 const WARMUP: u64 = 20;
@@ -72,8 +72,9 @@ pub fn round_trip(
     result
 }
 
-/// The echo: answers each request with its first [`OVERHEAD`] bytes, to its sender.
-fn answer(socket: &UdpSocket, stop: &AtomicBool) {
+/// The echo: answers each request with its first [`OVERHEAD`] bytes, to its sender (also
+/// the closed-loop relay's, `relay`).
+pub(crate) fn answer(socket: &UdpSocket, stop: &AtomicBool) {
     let mut buf = vec![0u8; 65_536];
     while !stop.load(Ordering::Relaxed) {
         if let Ok((len, peer)) = socket.recv_from(&mut buf) {

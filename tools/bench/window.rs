@@ -3,8 +3,11 @@
 //! beside its ceiling `window × chunk ÷ RTT` (RTT from a ping-pong through the same path,
 //! measured in the same round), and, in the same run, the references a window is set
 //! against: blocking stop-and-wait (client and server without busy-polling), a one-way UDP
-//! blast of the same datagrams (through the proxy too: what the relay itself can carry), and
-//! a TCP copy of the same file with `socat`.
+//! blast of the same datagrams (through the proxy too: what the relay itself can carry), the
+//! closed-loop relay of the cell's window (`relay`: that many Data-sized datagrams
+//! outstanding through the same path, each answered by an Ack-sized reply, as a transfer is
+//! clocked), and a TCP copy of the same file with `socat`. A cell's estimate is
+//! `min(window × chunk ÷ RTT, blast, closed-loop relay)`.
 //!
 //! # Paths
 //! A cell without added delay and without loss is a download straight over loopback
@@ -17,7 +20,7 @@
 //! # Sizes and rounds
 //! A cell moves the smallest file of a ladder (`--min-size`, doubling up to `--size`) that
 //! its estimated goodput needs to run `--cell-seconds`, or the largest: "at least half a
-//! second, or 64 MiB, whichever is smaller". The estimate is `min(ceiling, blast)` of the
+//! second, or 64 MiB, whichever is smaller". The estimate is `min(ceiling, blast, relay)` of the
 //! first round, scaled by what the same window achieved at the previous loss rate; sizes are
 //! fixed in the first round and kept. Every round measures the references first, then every
 //! cell once, in an order that rotates from round to round; medians over rounds are shown,
@@ -33,6 +36,7 @@ use crate::download::{parse_chunk, secs, Budget};
 use crate::loss::parse_rate;
 use crate::path::{self, PathRtt};
 use crate::procfs;
+use crate::relay::{self, Relay};
 use crate::results::human_bytes;
 use crate::runargs::RunArgs;
 use crate::tcp::{self, TcpCopy};
@@ -176,11 +180,67 @@ struct Key {
 }
 
 /// The references of one path and chunk in one round.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct PathRefs {
     rtt: PathRtt,
     blast: Blast,
+    /// The closed-loop relay of each granted window.
+    relay: BTreeMap<u16, Relay>,
 }
+
+/// What a cell is set against: its ceiling `window × chunk ÷ RTT`, the path's blast and the
+/// closed-loop relay of its window, in MB/s.
+#[derive(Clone, Copy, Debug)]
+struct Estimate {
+    ceiling: f64,
+    blast: f64,
+    relay: f64,
+}
+
+impl Estimate {
+    /// The lowest of the three (a missing relay, NaN, is passed over).
+    fn min(&self) -> f64 {
+        self.ceiling.min(self.blast).min(self.relay)
+    }
+}
+
+/// What the server's congestion window did in one cell's download, from the server's log
+/// line of the session (the sender of a download is the server: the client cannot see it).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct ServerWindow {
+    /// The time-weighted mean window.
+    mean: f64,
+    /// Decreases on a loss read as congestion, after timeouts, and by the delay signal.
+    cut_loss: u64,
+    cut_timeout: u64,
+    cut_delay: u64,
+}
+
+impl ServerWindow {
+    /// Reads ` window mean M max X cuts N (loss L timeout T delay D) held H/R` from a
+    /// session line of the server's text log.
+    fn parse(line: &str) -> Option<Self> {
+        let rest = line.split_once(" window mean ")?.1;
+        let words: Vec<&str> = rest
+            .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+            .filter(|w| !w.is_empty())
+            .collect();
+        let after = |key: &str| -> Option<&str> {
+            let i = words.iter().position(|w| *w == key)?;
+            words.get(i + 1).copied()
+        };
+        Some(Self {
+            mean: words.first()?.parse().ok()?,
+            cut_loss: after("loss")?.parse().ok()?,
+            cut_timeout: after("timeout")?.parse().ok()?,
+            cut_delay: after("delay")?.parse().ok()?,
+        })
+    }
+}
+
+/// How long a cell waits for the server's log line of its download: the server logs a
+/// session when the client's last Ack reaches it, just after the client returns.
+const SERVER_LINE_WAIT: Duration = Duration::from_millis(500);
 
 /// What one round measured.
 #[derive(Default)]
@@ -191,6 +251,8 @@ struct Round {
     /// The TCP copy per chunk (socat blocks of the chunk's size).
     tcp: HashMap<u16, TcpCopy>,
     cells: HashMap<Key, Download>,
+    /// The server's congestion window in each windowed cell, where its log said.
+    windows: HashMap<Key, ServerWindow>,
 }
 
 impl Round {
@@ -198,14 +260,19 @@ impl Round {
         self.refs.get(&(chunk, path))
     }
 
-    /// `window × chunk ÷ RTT` and the blast of a cell's path (measured without loss), in
-    /// MB/s; `rates` is `--loss`.
-    fn ceiling(&self, key: &Key, rates: &[f64]) -> Option<(f64, f64)> {
+    /// `window × chunk ÷ RTT`, the blast and the closed-loop relay of a cell's path
+    /// (measured without loss), in MB/s; `rates` is `--loss`.
+    fn ceiling(&self, key: &Key, rates: &[f64]) -> Option<Estimate> {
         let refs = self.refs(key.chunk, Path::of(key.delay, rates[key.loss]))?;
-        Some((
-            refs.rtt.ceiling_mb_s(key.window, key.chunk),
-            refs.blast.mb_s(usize::from(key.chunk)),
-        ))
+        let payload = usize::from(key.chunk);
+        Some(Estimate {
+            ceiling: refs.rtt.ceiling_mb_s(key.window, key.chunk),
+            blast: refs.blast.mb_s(payload),
+            relay: refs
+                .relay
+                .get(&key.window)
+                .map_or(f64::NAN, |r| r.mb_s(payload)),
+        })
     }
 }
 
@@ -221,12 +288,16 @@ struct Bench<'a> {
     lifetime: Duration,
     /// The server with busy-polling (the default) and the one without.
     server: SocketAddr,
+    /// The log of `server`, whose session lines carry each download's window.
+    server_log: PathBuf,
     blocking_server: SocketAddr,
     /// The file each cell moves, chosen in its first round.
     sizes: HashMap<Key, usize>,
     /// goodput ÷ estimate of each (chunk, delay, window) at the last loss measured.
     efficiency: HashMap<(u16, Delay, u16), f64>,
     failures: Vec<String>,
+    /// The server's window in the last cell measured.
+    last_window: Option<ServerWindow>,
 }
 
 impl Bench<'_> {
@@ -288,7 +359,21 @@ impl Bench<'_> {
             },
             |receiver| self.via(receiver, path, 0.0, &format!("{tag}-blast"), &mut proxy),
         )?;
-        Ok(PathRefs { rtt, blast })
+        drop(proxy.take());
+        let mut relays = BTreeMap::new();
+        for window in granted_windows(self.args, chunk).into_keys() {
+            let relay =
+                relay::closed_loop(chunk, window, self.args.ref_count, self.ref_time, |echo| {
+                    self.via(echo, path, 0.0, &format!("{tag}-relay{window}"), &mut proxy)
+                })?;
+            drop(proxy.take());
+            relays.insert(window, relay);
+        }
+        Ok(PathRefs {
+            rtt,
+            blast,
+            relay: relays,
+        })
     }
 
     /// The smallest file of the ladder that moving at `mb_s` takes `--cell-seconds`, or the
@@ -322,6 +407,31 @@ impl Bench<'_> {
         )
     }
 
+    /// The session lines of the busy-polling server's log that carry a window.
+    fn window_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.server_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(" window mean "))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The window of the download that just ended: the first line beyond `before`, waited
+    /// for up to [`SERVER_LINE_WAIT`] (in bounded steps).
+    fn server_window(&self, before: usize) -> Option<ServerWindow> {
+        let started = Instant::now();
+        loop {
+            if let Some(line) = self.window_lines().get(before) {
+                return ServerWindow::parse(line);
+            }
+            if started.elapsed() >= SERVER_LINE_WAIT {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Measures one cell through `addr` (the server, or the proxy of its path), choosing its
     /// file in its first round.
     fn cell(&mut self, round: &Round, key: Key, addr: SocketAddr) -> Option<Download> {
@@ -329,25 +439,29 @@ impl Bench<'_> {
         let file = match self.sizes.get(&key) {
             Some(&file) => file,
             None => {
-                let (ceiling, blast) = round
+                let estimate = round
                     .ceiling(&key, &self.args.loss)
-                    .unwrap_or((f64::NAN, f64::NAN));
+                    .map_or(f64::NAN, |e| e.min());
                 let scale = self
                     .efficiency
                     .get(&(key.chunk, key.delay, key.window))
                     .copied()
                     .unwrap_or(1.0);
-                let file = self.file_for(ceiling.min(blast) * scale);
+                let file = self.file_for(estimate * scale);
                 self.sizes.insert(key, file);
                 file
             }
         };
+        let lines_before = self.window_lines().len();
         match self.download(addr, key.chunk, key.window, None, file) {
             Ok(d) => {
-                if let Some((ceiling, blast)) = round.ceiling(&key, &self.args.loss) {
+                if key.window > 1 {
+                    self.last_window = self.server_window(lines_before);
+                }
+                if let Some(estimate) = round.ceiling(&key, &self.args.loss) {
                     self.efficiency.insert(
                         (key.chunk, key.delay, key.window),
-                        (d.goodput / ceiling.min(blast)).min(1.0),
+                        (d.goodput / estimate.min()).min(1.0),
                     );
                 }
                 if self.args.verbose {
@@ -431,6 +545,7 @@ pub fn run(args: &WindowArgs) -> io::Result<()> {
         size = (size * 2).min(args.size);
     }
     let root = files[0].root.clone();
+    let bench_scratch_log = scratch.path().join("server-bp.log");
     let max_window = format!("--max-window={}", args.max_window);
     let mut servers = Vec::new();
     for (tag, busy_poll) in [("bp", None), ("bp0", Some("--busy-poll=0"))] {
@@ -454,10 +569,12 @@ pub fn run(args: &WindowArgs) -> io::Result<()> {
         ref_time: secs(args.ref_seconds, "--ref-seconds")?,
         lifetime: args.run.proxy_lifetime()?,
         server: servers[0].addr,
+        server_log: bench_scratch_log.clone(),
         blocking_server: servers[1].addr,
         sizes: HashMap::new(),
         efficiency: HashMap::new(),
         failures: Vec::new(),
+        last_window: None,
         scratch,
     };
 
@@ -556,6 +673,9 @@ pub fn run(args: &WindowArgs) -> io::Result<()> {
                 };
                 if let Some(d) = bench.cell(&round, key, addr) {
                     round.cells.insert(key, d);
+                    if let Some(w) = bench.last_window.take() {
+                        round.windows.insert(key, w);
+                    }
                 }
             }
             if let Some(p) = proxy {
@@ -610,6 +730,21 @@ mod tests {
     struct Wrapper {
         #[command(flatten)]
         args: WindowArgs,
+    }
+
+    #[test]
+    fn the_server_window_is_read_from_its_session_line() {
+        let line = "2026-12-03T09:38:30Z 127.0.0.1:54338 get big.bin 32.00 MiB 1.5 s ok window mean 52.3 max 64 cuts 153 (loss 0 timeout 2 delay 151) held 77/457";
+        assert_eq!(
+            ServerWindow::parse(line),
+            Some(ServerWindow {
+                mean: 52.3,
+                cut_loss: 0,
+                cut_timeout: 2,
+                cut_delay: 151
+            })
+        );
+        assert_eq!(ServerWindow::parse("... get a 1 B 1 ms ok"), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::proto::endpoint::{SHUTTING_DOWN, YIELDED};
 use crate::proto::grant::{Grant, Op};
 use crate::proto::server_session::{server_done, End};
 use crate::proto::wire::{ErrorCode, Message, MAX_DATAGRAM};
-use crate::proto::Outcome;
+use crate::proto::{Outcome, WindowStats};
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,6 +47,7 @@ pub(super) fn serve(
                 outcome: None,
                 bytes: 0,
                 final_block: None,
+                window: WindowStats::default(),
             },
             sent: 0,
         });

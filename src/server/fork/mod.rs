@@ -23,7 +23,7 @@ use crate::proto::endpoint::{Action, Endpoint, Event, Key};
 use crate::proto::server_session::End;
 use crate::proto::stats::ServerStats;
 use crate::proto::wire::ErrorCode;
-use crate::proto::{Failure, Outcome};
+use crate::proto::{Failure, Outcome, WindowStats};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -155,6 +155,7 @@ fn reap(children: &mut HashMap<Pid, Child>, endpoint: &mut Endpoint, log: &Logge
                     outcome: Some(died),
                     bytes: 0,
                     final_block: None,
+                    window: WindowStats::default(),
                 };
                 if let Some(record) = endpoint.ended(child.key, &end, now) {
                     log.session(&record);

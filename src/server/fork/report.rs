@@ -13,7 +13,7 @@ use super::Child;
 use crate::proto::endpoint::Endpoint;
 use crate::proto::server_session::End;
 use crate::proto::wire::ErrorCode;
-use crate::proto::{Failure, Outcome};
+use crate::proto::{Failure, Outcome, WindowStats};
 use byteorder::{ByteOrder, NetworkEndian};
 use nix::unistd::Pid;
 use std::collections::HashMap;
@@ -113,6 +113,7 @@ impl Report {
                     outcome: failure,
                     bytes: moved,
                     final_block: NetworkEndian::read_u64(&bytes[36..44]).checked_sub(1),
+                    window: WindowStats::default(),
                 },
                 sent,
             },
@@ -172,6 +173,7 @@ mod tests {
                     outcome: Some(Outcome::Complete),
                     bytes: 7,
                     final_block: None,
+                    window: WindowStats::default(),
                 },
                 sent: 9,
             },
@@ -180,6 +182,7 @@ mod tests {
                     outcome: None,
                     bytes: 0,
                     final_block: None,
+                    window: WindowStats::default(),
                 },
                 sent: 1,
             },
@@ -191,6 +194,7 @@ mod tests {
                     })),
                     bytes: 1,
                     final_block: None,
+                    window: WindowStats::default(),
                 },
                 sent: 2,
             },
@@ -202,6 +206,7 @@ mod tests {
                     })),
                     bytes: 1,
                     final_block: None,
+                    window: WindowStats::default(),
                 },
                 sent: 2,
             },

@@ -42,10 +42,13 @@ impl Report {
             "RTT µs",
             "ceiling W×chunk÷RTT MB/s",
             "blast MB/s",
-            "÷ min(ceiling, blast)",
+            "closed-loop relay MB/s",
+            "÷ min(ceiling, blast, relay)",
             "÷ window 1",
             "dup data",
             "client srtt µs",
+            "server cwnd mean",
+            "cwnd cuts loss/timeout/delay",
         ]);
         let mut pivots = Vec::new();
         for &chunk in &args.chunks {
@@ -102,17 +105,27 @@ impl Report {
                                 1,
                             ),
                             Cell::num(
-                                over_rounds(rounds, |r| r.ceiling(&key, &args.loss).map(|c| c.0)),
-                                1,
-                            ),
-                            Cell::num(
-                                over_rounds(rounds, |r| r.ceiling(&key, &args.loss).map(|c| c.1)),
+                                over_rounds(rounds, |r| {
+                                    r.ceiling(&key, &args.loss).map(|c| c.ceiling)
+                                }),
                                 1,
                             ),
                             Cell::num(
                                 over_rounds(rounds, |r| {
-                                    let (c, b) = r.ceiling(&key, &args.loss)?;
-                                    Some(r.cells.get(&key)?.goodput / c.min(b))
+                                    r.ceiling(&key, &args.loss).map(|c| c.blast)
+                                }),
+                                1,
+                            ),
+                            Cell::num(
+                                over_rounds(rounds, |r| {
+                                    r.ceiling(&key, &args.loss).map(|c| c.relay)
+                                }),
+                                1,
+                            ),
+                            Cell::num(
+                                over_rounds(rounds, |r| {
+                                    let estimate = r.ceiling(&key, &args.loss)?;
+                                    Some(r.cells.get(&key)?.goodput / estimate.min())
                                 }),
                                 2,
                             ),
@@ -124,6 +137,27 @@ impl Report {
                             ),
                             Cell::num(stats(&|d| d.report.stats.duplicates as f64), 0),
                             Cell::num(stats(&|d| d.report.stats.srtt.map_or(f64::NAN, micros)), 1),
+                            Cell::num(
+                                over_rounds(rounds, |r| r.windows.get(&key).map(|w| w.mean)),
+                                1,
+                            ),
+                            {
+                                let cuts = |f: &dyn Fn(&super::ServerWindow) -> u64| {
+                                    over_rounds(rounds, |r| {
+                                        r.windows.get(&key).map(|w| f(w) as f64)
+                                    })
+                                };
+                                let (l, t, d) = (
+                                    cuts(&|w| w.cut_loss),
+                                    cuts(&|w| w.cut_timeout),
+                                    cuts(&|w| w.cut_delay),
+                                );
+                                if l.is_finite() {
+                                    Cell::text(format!("{l:.0}/{t:.0}/{d:.0}"))
+                                } else {
+                                    Cell::missing()
+                                }
+                            },
                         ]);
                     }
                     pivot.push(row);
@@ -138,9 +172,7 @@ impl Report {
                         window,
                     };
                     row.push(Cell::num(
-                        over_rounds(rounds, |r| {
-                            r.ceiling(&key, &args.loss).map(|(c, b)| c.min(b))
-                        }),
+                        over_rounds(rounds, |r| r.ceiling(&key, &args.loss).map(|e| e.min())),
                         1,
                     ));
                 }
@@ -188,6 +220,36 @@ impl Report {
                         0,
                     ),
                 ]);
+                let windows: Vec<u16> = rounds[0]
+                    .refs(chunk, path)
+                    .map(|p| p.relay.keys().copied().collect())
+                    .unwrap_or_default();
+                for window in windows {
+                    references.push(vec![
+                        Cell::int(u64::from(chunk)),
+                        Cell::text(format!("closed-loop relay, window {window}")),
+                        Cell::text(path.name()),
+                        Cell::num(
+                            over_rounds(rounds, |r| {
+                                r.refs(chunk, path)?
+                                    .relay
+                                    .get(&window)
+                                    .map(|x| x.mb_s(payload))
+                            }),
+                            1,
+                        ),
+                        Cell::missing(),
+                        Cell::num(
+                            over_rounds(rounds, |r| {
+                                r.refs(chunk, path)?
+                                    .relay
+                                    .get(&window)
+                                    .map(|x| x.stalls as f64)
+                            }),
+                            0,
+                        ),
+                    ]);
+                }
                 references.push(vec![
                     Cell::int(u64::from(chunk)),
                     Cell::text("one-way UDP blast"),
@@ -273,10 +335,15 @@ impl Report {
             "\n`W a/b` = windows a and b asked for, both granted a (the server grants at most \
              --max-window {} and 4 MiB of datagrams in flight). delay = added one way, each \
              way, by lossy-proxy (`none`: straight over loopback, or through a proxy adding \
-             nothing where there is loss). ceiling = min(window × chunk ÷ RTT, blast) of the \
-             loss-free path of that delay, RTT the median of a ping-pong of a Data-sized \
-             request and an Ack-sized reply through the same path, blast a one-way UDP blast \
-             of the same datagrams through it (what the proxy itself can relay).\n",
+             nothing where there is loss). ceiling = min(window × chunk ÷ RTT, blast, \
+             closed-loop relay) of the loss-free path of that delay: RTT the median of a \
+             ping-pong of a Data-sized request and an Ack-sized reply through the same path, \
+             blast a one-way UDP blast of the same datagrams through it (what the proxy \
+             relays one way, with no replies to wait for), closed-loop relay that window of \
+             Data-sized datagrams kept outstanding through it, each answered by an Ack-sized \
+             (22-byte) reply and replaced by a new one, both ends blocking (what the proxy \
+             relays clocked as a transfer is). The figures' ratios and the cells' \
+             `÷ min(ceiling, blast, relay)` are set against that lowest of the three.\n",
             args.max_window
         );
         let _ = writeln!(md, "### References\n");
@@ -286,7 +353,8 @@ impl Report {
             "\nblocking stop-and-wait = window 1 with busy-polling off in client and server \
              (`--busy-poll 0`); the grid's cells use the defaults (adaptive busy-polling up to \
              50 µs). TCP copy = `socat -u` file to file over TCP on 127.0.0.1, from the \
-             sender's start to both programs' exit.\n"
+             sender's start to both programs' exit. lost = pings unanswered (RTT), datagrams \
+             not counted (blast), waits of 200 ms for a reply (closed-loop relay).\n"
         );
         let _ = writeln!(md, "### Every cell\n");
         md.push_str(&self.cells.to_markdown());
@@ -297,7 +365,10 @@ impl Report {
              the previous loss) needs for {} s, or the largest. ÷ window 1 = goodput ÷ the \
              stop-and-wait cell of the same path and loss. dup data = repeated Data \
              datagrams the client received (the server's retransmissions that proved \
-             unnecessary, and duplicates).",
+             unnecessary, and duplicates). server cwnd mean = the server's congestion window \
+             averaged over the time it sent (from its log line of the session); cwnd cuts = \
+             its decreases on a loss read as congestion / after a timeout / by the delay \
+             signal (a round's backlog above β, or slow start's exit), medians of rounds.",
             human_bytes(args.min_size.min(args.size)),
             human_bytes(args.size),
             args.cell_seconds
@@ -376,9 +447,14 @@ pub(super) fn every_round(args: &WindowArgs, bench: &Bench<'_>, rounds: &[Round]
         "RTT µs",
         "ceiling W×chunk÷RTT MB/s",
         "blast MB/s",
+        "closed-loop relay MB/s",
         "blocking stop-and-wait MB/s",
         "TCP copy MB/s",
         "dup data",
+        "server cwnd mean",
+        "cwnd cuts loss",
+        "cwnd cuts timeout",
+        "cwnd cuts delay",
     ]);
     for (i, round) in rounds.iter().enumerate() {
         let mut keys: Vec<&Key> = round.cells.keys().collect();
@@ -401,11 +477,16 @@ pub(super) fn every_round(args: &WindowArgs, bench: &Bench<'_>, rounds: &[Round]
                     .map_or_else(Cell::missing, |&f| Cell::int(bench.files[f].size)),
                 Cell::num(d.goodput, 2),
                 or_missing(refs.map(|p| micros(p.rtt.median)), 1),
-                or_missing(round.ceiling(key, &args.loss).map(|c| c.0), 1),
-                or_missing(round.ceiling(key, &args.loss).map(|c| c.1), 1),
+                or_missing(round.ceiling(key, &args.loss).map(|c| c.ceiling), 1),
+                or_missing(round.ceiling(key, &args.loss).map(|c| c.blast), 1),
+                or_missing(round.ceiling(key, &args.loss).map(|c| c.relay), 1),
                 or_missing(round.blocking.get(&key.chunk).map(|d| d.goodput), 1),
                 or_missing(round.tcp.get(&key.chunk).map(|c| c.goodput), 1),
                 Cell::int(d.report.stats.duplicates),
+                or_missing(round.windows.get(key).map(|w| w.mean), 1),
+                or_missing(round.windows.get(key).map(|w| w.cut_loss as f64), 0),
+                or_missing(round.windows.get(key).map(|w| w.cut_timeout as f64), 0),
+                or_missing(round.windows.get(key).map(|w| w.cut_delay as f64), 0),
             ]);
         }
     }
@@ -500,7 +581,7 @@ fn figures(args: &WindowArgs, rounds: &[Round]) -> Table {
                     "≥ 20",
                 );
                 push(
-                    format!("1 ms each way, {chunk} B: window {w64} ÷ min(window × chunk ÷ RTT, proxy relay)"),
+                    format!("1 ms each way, {chunk} B: window {w64} ÷ min(window × chunk ÷ RTT, blast, closed-loop relay)"),
                     over_rounds(rounds, |r| {
                         let key = Key {
                             chunk,
@@ -508,8 +589,8 @@ fn figures(args: &WindowArgs, rounds: &[Round]) -> Table {
                             loss: loss0?,
                             window: w64,
                         };
-                        let (c, b) = r.ceiling(&key, &args.loss)?;
-                        Some(cell(r, chunk, one_ms, w64)? / c.min(b))
+                        let estimate = r.ceiling(&key, &args.loss)?;
+                        Some(cell(r, chunk, one_ms, w64)? / estimate.min())
                     }),
                     "≥ 0.8",
                 );
