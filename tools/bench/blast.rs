@@ -148,12 +148,7 @@ pub fn measure_via(
                     credited = credited.max(count.min(sent));
                 }
                 Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
+                Err(e) if timed_out(&e) => {
                     stalls += 1;
                     credited = sent;
                 }
@@ -215,6 +210,15 @@ fn count(socket: &UdpSocket, credit_every: u64, limit: Duration, stop: &AtomicBo
         _ => Duration::ZERO,
     };
     Counted { received, elapsed }
+}
+
+/// Whether a receive with a timeout ended because the timeout passed (the error kind differs
+/// by platform).
+pub(crate) fn timed_out(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 //! The rate is taken after the first window's replies (warm-up: the relay's first client,
 //! the first wake-ups), from that reply to the last, in payload bytes (the chunk) per second.
 
+use crate::blast;
 use crate::path::answer;
 use std::io;
 use std::net::SocketAddr;
@@ -109,12 +110,7 @@ fn drive(
                 let _ = socket.send(&request);
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if blast::timed_out(&e) => {
                 stalls += 1;
                 send_window();
             }
