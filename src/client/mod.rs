@@ -630,7 +630,11 @@ impl Client {
             if self.interrupted() && session.outcome().is_none() {
                 session.abort(ErrorCode::Cancelled, "cancelled by the user");
             }
-            let refused = self.send_all(&mut session, now);
+            let mut refused = self.send_all(&mut session, now);
+            // The Ack is out: the chunk it acknowledges is written while the next one
+            // travels, not before the Ack (a failed write has its Error to send).
+            session.idle();
+            refused |= self.send_all(&mut session, now);
             if now >= next_report || session.outcome().is_some() {
                 let (done, total) = session.progress();
                 events(Event::Progress { done, total });

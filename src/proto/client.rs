@@ -304,6 +304,14 @@ impl ClientSession {
         }));
     }
 
+    /// The driver has sent what was due and is about to wait: a download's sink may write
+    /// what it deferred. Call it, then send again (a failed write has an Error due).
+    pub fn idle(&mut self) {
+        if let Phase::Transfer(transfer) = &mut self.phase {
+            transfer.idle();
+        }
+    }
+
     /// Fires whatever timer is due; spurious calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         match &mut self.phase {

@@ -289,6 +289,17 @@ impl Receiver {
         true
     }
 
+    /// The driver is about to wait: the sink may write what it deferred. A failure fails the
+    /// transfer (an Error is then due).
+    pub fn idle(&mut self) {
+        if self.state != State::Receiving {
+            return;
+        }
+        if let Err(e) = self.sink.idle() {
+            self.fail(ErrorCode::Io, format!("write error: {e}"));
+        }
+    }
+
     /// Writes and hashes the next bytes of the file; `false` if that failed (the transfer has
     /// then failed).
     fn write(&mut self, bytes: &[u8]) -> bool {

@@ -252,6 +252,15 @@ pub trait Sink: Send {
     /// # Errors
     /// Any I/O error; the transfer then fails with [`ErrorCode::Io`].
     fn commit(&mut self) -> io::Result<()>;
+
+    /// The driver has sent what was due and is about to wait for the next datagram: a sink
+    /// may do work it deferred here (write out a chunk it holds), off the round trip.
+    ///
+    /// # Errors
+    /// Any I/O error; the transfer then fails with [`ErrorCode::Io`].
+    fn idle(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A [`Source`] over bytes in memory: a listing snapshot shared by every session that sends

@@ -90,6 +90,14 @@ impl Transfer {
         }
     }
 
+    /// The driver has sent what was due and is about to wait: a receiver's sink may write
+    /// what it deferred ([`super::session::Sink::idle`]). Call it, then send again.
+    pub fn idle(&mut self) {
+        if let Self::Receiving(r) = self {
+            r.idle();
+        }
+    }
+
     /// Fires due timers; spurious calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         match self {
