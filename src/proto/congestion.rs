@@ -27,11 +27,11 @@
 //! Two timeouts in a row without any delivery between them (a path that stopped delivering)
 //! restart from [`MIN_CWND`] in slow start. Window 1 (stop-and-wait) has no controller.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// What a sender's congestion window did over a transfer, for `-v` and the server's log: its
-/// time-weighted mean (the sender integrates it, since only the sender sees `now`), and every
-/// decrease by its cause. All zero for stop-and-wait and for a receiver.
+/// time-weighted mean (integrated at the `now`s the sender marks, [`Congestion::mark`]), and
+/// every decrease by its cause. All zero for stop-and-wait and for a receiver.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WindowStats {
     /// The window integrated over the time data was being sent, in message-nanoseconds.
@@ -130,8 +130,10 @@ pub(crate) struct Congestion {
     /// how much a round's minimum moves from round to round without any queue to explain it.
     round_min_avg: Option<f64>,
     round_min_dev: f64,
-    /// Counters of what the window did (the sender adds the time-weighted mean).
+    /// Counters of what the window did, and its time-weighted mean so far.
     stats: WindowStats,
+    /// Up to when the window has been integrated into that mean (see [`Congestion::mark`]).
+    marked: Option<Instant>,
 }
 
 impl Congestion {
@@ -153,10 +155,23 @@ impl Congestion {
             round_min_avg: None,
             round_min_dev: 0.0,
             stats: WindowStats::default(),
+            marked: None,
         }
     }
 
-    /// The decreases and rounds counted so far (`cwnd_ns` and `span` are the sender's).
+    /// Adds the window as it stood since the last mark to its time-weighted mean, before an
+    /// event at `now` may change it. The sender marks while Data flows, the window's time:
+    /// the first mark only starts the clock.
+    pub(crate) fn mark(&mut self, now: Instant) {
+        if let Some(mark) = self.marked {
+            let span = now.saturating_duration_since(mark);
+            self.stats.cwnd_ns += u128::from(self.cwnd) * span.as_nanos();
+            self.stats.span += span;
+        }
+        self.marked = Some(now);
+    }
+
+    /// What the window did so far: its decreases, rounds and time-weighted mean.
     pub(crate) fn stats(&self) -> WindowStats {
         WindowStats {
             max_cwnd: self.stats.max_cwnd.max(u64::from(self.cwnd)),

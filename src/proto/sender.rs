@@ -18,7 +18,7 @@
 //! hashes the whole file once (in steps, after the peer proved its address) and the source
 //! remembers it for every later resume of that version.
 
-use super::congestion::{Congestion, WindowStats};
+use super::congestion::Congestion;
 use super::flight::Flight;
 use super::rtt::Rtt;
 use super::session::{chunk_count, deadline, Config, Failure, FileCrc, Outcome, Source, Stats};
@@ -127,12 +127,6 @@ pub struct Sender {
     /// message acknowledged once, a message sent once acknowledged twice): from then on a
     /// second Ack may be a duplicate and proves no stall (`second_ack`).
     doubtful: bool,
-    /// Since when the window's time-weighted mean has been integrated up to (the last
-    /// event while Data was being sent).
-    window_mark: Option<Instant>,
-    /// The window integrated so far, in message-nanoseconds, over `window_span`.
-    window_ns: u128,
-    window_span: Duration,
     stats: Stats,
 }
 
@@ -185,9 +179,6 @@ impl Sender {
             retried: None,
             once: None,
             doubtful: false,
-            window_mark: None,
-            window_ns: 0,
-            window_span: Duration::ZERO,
             stats: Stats::default(),
         };
         if accept.is_none() {
@@ -567,15 +558,9 @@ impl Sender {
     /// the event at `now` may change it; only while Data flows (the Accept's round trip and a
     /// resume's hashing say nothing of the window).
     fn integrate_window(&mut self, now: Instant) {
-        if self.congestion.is_none() || self.phase != Phase::Sending {
-            return;
+        if let (Some(congestion), Phase::Sending) = (&mut self.congestion, &self.phase) {
+            congestion.mark(now);
         }
-        if let Some(mark) = self.window_mark {
-            let span = now.saturating_duration_since(mark);
-            self.window_ns += self.cwnd() as u128 * span.as_nanos();
-            self.window_span += span;
-        }
-        self.window_mark = Some(now);
     }
 
     /// The congestion window: how many messages may be in the network at once.
@@ -787,11 +772,7 @@ impl Sender {
             window: self
                 .congestion
                 .as_ref()
-                .map(|c| WindowStats {
-                    cwnd_ns: self.window_ns,
-                    span: self.window_span,
-                    ..c.stats()
-                })
+                .map(|c| c.stats())
                 .unwrap_or_default(),
             ..self.stats.clone()
         }
