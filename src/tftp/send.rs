@@ -9,8 +9,8 @@
 //! new (a duplicate, a late one) never causes a send, so the Sorcerer's Apprentice cannot
 //! happen. From the second timeout in a row on, the retransmission also carries the block
 //! after the highest ever sent, which unsticks a receiver that already holds everything sent
-//! and answers repeats only once (atftp). The timer is RFC 6298's ([`Rtt`]: smoothed round trip, Karn's rule, backoff), so
-//! on a LAN a lost block costs about a round trip.
+//! and answers repeats only once (atftp). The timer is RFC 6298's ([`Rtt`]: smoothed round
+//! trip, Karn's rule, backoff), so on a LAN a lost block costs about a round trip.
 //!
 //! A block is built straight into the datagram that carries it, each time it is sent: in
 //! octet mode read from its offset, in netascii mode encoded from the file offset and
@@ -56,9 +56,8 @@ pub struct BlockSender {
     /// The last block the current retransmission round may send, when past the window
     /// (0: none; see [`BlockSender::handle_timeout`]).
     round_end: u64,
-    /// The final block (shorter than `blksize`) and its length, once built.
+    /// The final block (shorter than `blksize`), once built.
     last: Option<u64>,
-    last_len: usize,
     /// Cursors of blocks `acked + 1 ..`, one past the highest built.
     cursors: VecDeque<Cursor>,
     /// First-send times of blocks `acked + 1 ..= high_sent`.
@@ -99,7 +98,6 @@ impl BlockSender {
             retx_high: 0,
             round_end: 0,
             last: None,
-            last_len: 0,
             cursors,
             sent_at: VecDeque::new(),
             scratch: if netascii {
@@ -283,36 +281,27 @@ impl BlockSender {
             };
             (n, end)
         };
-        if len < blksize && self.last.is_none() {
-            // The final block: the file must not have changed while it was sent.
-            match self.source.unchanged() {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(TftpError::new(
-                        TftpCode::Undefined,
-                        "file changed during transfer",
-                    ))
-                }
-                Err(e) => {
-                    return Err(TftpError::new(
-                        TftpCode::Undefined,
-                        format!("read error: {e}"),
-                    ))
-                }
+        if let Some(was) = self.cursors.get(slot + 1) {
+            // Built before: a retransmission must read as the block did (a file cut or grown
+            // since would send a short block early, or a final one of another length).
+            if was.offset != end.offset {
+                return Err(file_changed());
             }
-            self.last = Some(index);
-            self.last_len = len;
-        } else if self.last.is_some_and(|last| {
-            (index < last && len < blksize) || (index == last && len != self.last_len)
-        }) {
-            // A block read again (a retransmission) must be what it was: a file cut or grown
-            // since would otherwise send a short block early, or a final one of new length.
-            return Err(TftpError::new(
-                TftpCode::Undefined,
-                "file changed during transfer",
-            ));
-        }
-        if self.cursors.len() == slot + 1 {
+        } else {
+            if len < blksize {
+                // The final block: the file must not have changed while it was sent.
+                match self.source.unchanged() {
+                    Ok(true) => {}
+                    Ok(false) => return Err(file_changed()),
+                    Err(e) => {
+                        return Err(TftpError::new(
+                            TftpCode::Undefined,
+                            format!("read error: {e}"),
+                        ))
+                    }
+                }
+                self.last = Some(index);
+            }
             self.cursors.push_back(end);
         }
         Ok(seal_data(buf, wire(index), len))
@@ -359,6 +348,11 @@ impl BlockSender {
             ..self.stats.clone()
         }
     }
+}
+
+/// The error of a transfer whose file changed while it was sent.
+fn file_changed() -> TftpError {
+    TftpError::new(TftpCode::Undefined, "file changed during transfer")
 }
 
 /// Reads from `offset` until `buf` is full or the source ends; returns the count.
