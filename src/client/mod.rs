@@ -630,11 +630,7 @@ impl Client {
             if self.interrupted() && session.outcome().is_none() {
                 session.abort(ErrorCode::Cancelled, "cancelled by the user");
             }
-            let mut refused = self.send_all(&mut session, now);
-            // The Ack is out: the chunk it acknowledges is written while the next one
-            // travels, not before the Ack (a failed write has its Error to send).
-            session.idle();
-            refused |= self.send_all(&mut session, now);
+            let refused = self.send_all(&mut session, now);
             if now >= next_report || session.outcome().is_some() {
                 let (done, total) = session.progress();
                 events(Event::Progress { done, total });
@@ -696,11 +692,22 @@ impl Client {
         }
     }
 
-    /// Sends what `session` and the lingering sessions have due; `true` if the kernel
-    /// reported the server's port closed (an ICMP error surfaces on the next call on the
-    /// socket, a send as much as a receive).
+    /// Sends what `session` and the lingering sessions have due, then lets `session` do the
+    /// work it deferred ([`ClientSession::idle`]); `true` if the kernel reported the
+    /// server's port closed (an ICMP error surfaces on the next call on the socket, a send as
+    /// much as a receive).
     fn send_all(&mut self, session: &mut ClientSession, now: Instant) -> bool {
         let mut refused = self.serve_lingering(now);
+        refused |= self.send_due(session, now);
+        // The Ack is out: the chunk it acknowledges is written while the next one travels,
+        // not before the Ack (a failed write has its Error to send).
+        session.idle();
+        refused | self.send_due(session, now)
+    }
+
+    /// Sends what `session` has due; `true` if the server's port was reported closed.
+    fn send_due(&mut self, session: &mut ClientSession, now: Instant) -> bool {
+        let mut refused = false;
         while let Some(datagram) = session.poll_transmit(now, &mut self.outbuf) {
             refused |= send(&self.socket, datagram);
         }
