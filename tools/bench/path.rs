@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 use udpft::net;
 use udpft::proto::wire::OVERHEAD;
 
-/// How long the pinger waits for a reply before it counts the ping lost and sends the next.
-const REPLY_WAIT: Duration = Duration::from_millis(200);
+/// How long the pinger (and the closed-loop relay's sender) waits for a reply before it
+/// counts what it waits for lost and sends again.
+pub(crate) const REPLY_WAIT: Duration = Duration::from_millis(200);
 
 /// How often the echo looks at its stop flag while idle.
-pub(crate) const ECHO_POLL: Duration = Duration::from_millis(50);
+const ECHO_POLL: Duration = Duration::from_millis(50);
 
 /// Round trips before timing starts (first wake-ups, the relay's first client).
 const WARMUP: u64 = 20;
@@ -56,25 +57,45 @@ pub fn round_trip(
     max_time: Duration,
     via: impl FnOnce(SocketAddr) -> io::Result<SocketAddr>,
 ) -> io::Result<PathRtt> {
+    with_echo("path echo", via, |socket| {
+        ping(socket, chunk, count, max_time)
+    })
+}
+
+/// Runs `measure` with a sender socket connected to where `via` says to send for an echo
+/// thread's address (the echo itself, or a relay in front of it), its receives timing out
+/// after [`REPLY_WAIT`]; stops the echo afterwards, by its flag.
+///
+/// # Errors
+/// If a socket or the echo thread cannot be set up, `via` fails, or `measure` does.
+pub(crate) fn with_echo<T>(
+    name: &str,
+    via: impl FnOnce(SocketAddr) -> io::Result<SocketAddr>,
+    measure: impl FnOnce(&UdpSocket) -> io::Result<T>,
+) -> io::Result<T> {
     let echo = net::bind("127.0.0.1:0".parse().expect("valid address"), false)?;
     echo.set_read_timeout(Some(ECHO_POLL))?;
     let echo_addr = echo.local_addr()?;
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = Arc::clone(&stop);
     let thread = std::thread::Builder::new()
-        .name("path-echo".into())
+        .name(name.into())
         .spawn(move || answer(&echo, &stopped))?;
-    let result = ping(chunk, count, max_time, via(echo_addr));
+    let result = via(echo_addr).and_then(|target| {
+        let socket = net::bind("127.0.0.1:0".parse().expect("valid address"), false)?;
+        socket.connect(target)?;
+        socket.set_read_timeout(Some(REPLY_WAIT))?;
+        measure(&socket)
+    });
     stop.store(true, Ordering::Relaxed);
     thread
         .join()
-        .map_err(|_| io::Error::other("the path echo panicked"))?;
+        .map_err(|_| io::Error::other(format!("the {name} thread panicked")))?;
     result
 }
 
-/// The echo: answers each request with its first [`OVERHEAD`] bytes, to its sender (also
-/// the closed-loop relay's, `relay`).
-pub(crate) fn answer(socket: &UdpSocket, stop: &AtomicBool) {
+/// The echo: answers each request with its first [`OVERHEAD`] bytes, to its sender.
+fn answer(socket: &UdpSocket, stop: &AtomicBool) {
     let mut buf = vec![0u8; 65_536];
     while !stop.load(Ordering::Relaxed) {
         if let Ok((len, peer)) = socket.recv_from(&mut buf) {
@@ -83,15 +104,7 @@ pub(crate) fn answer(socket: &UdpSocket, stop: &AtomicBool) {
     }
 }
 
-fn ping(
-    chunk: u16,
-    count: u64,
-    max_time: Duration,
-    target: io::Result<SocketAddr>,
-) -> io::Result<PathRtt> {
-    let socket = net::bind("127.0.0.1:0".parse().expect("valid address"), false)?;
-    socket.connect(target?)?;
-    socket.set_read_timeout(Some(REPLY_WAIT))?;
+fn ping(socket: &UdpSocket, chunk: u16, count: u64, max_time: Duration) -> io::Result<PathRtt> {
     let mut request = vec![0x5au8; usize::from(chunk) + OVERHEAD];
     let mut reply = [0u8; 64];
     let mut rtts = Vec::new();

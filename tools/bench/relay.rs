@@ -11,18 +11,11 @@
 //! the first wake-ups), from that reply to the last, in payload bytes (the chunk) per second.
 
 use crate::blast;
-use crate::path::answer;
+use crate::path::with_echo;
 use std::io;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
-use udpft::net;
 use udpft::proto::wire::OVERHEAD;
-
-/// How long the sender waits for a reply before it counts what is outstanding lost and
-/// sends a new window.
-const REPLY_WAIT: Duration = Duration::from_millis(200);
 
 /// What was measured.
 #[derive(Clone, Copy, Debug)]
@@ -31,7 +24,8 @@ pub struct Relay {
     pub replies: u64,
     /// From the warm-up's end to the last reply.
     pub elapsed: Duration,
-    /// Waits of [`REPLY_WAIT`] without a reply (what was outstanding counted lost).
+    /// Waits of [`REPLY_WAIT`](crate::path::REPLY_WAIT) without a reply (what was
+    /// outstanding counted lost).
     pub stalls: u64,
 }
 
@@ -56,32 +50,18 @@ pub fn closed_loop(
     max_time: Duration,
     via: impl FnOnce(SocketAddr) -> io::Result<SocketAddr>,
 ) -> io::Result<Relay> {
-    let echo = net::bind("127.0.0.1:0".parse().expect("valid address"), false)?;
-    echo.set_read_timeout(Some(crate::path::ECHO_POLL))?;
-    let echo_addr = echo.local_addr()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopped = Arc::clone(&stop);
-    let thread = std::thread::Builder::new()
-        .name("relay-echo".into())
-        .spawn(move || answer(&echo, &stopped))?;
-    let result = drive(chunk, window.max(1), count, max_time, via(echo_addr));
-    stop.store(true, Ordering::Relaxed);
-    thread
-        .join()
-        .map_err(|_| io::Error::other("the relay echo panicked"))?;
-    result
+    with_echo("relay echo", via, |socket| {
+        drive(socket, chunk, window.max(1), count, max_time)
+    })
 }
 
 fn drive(
+    socket: &UdpSocket,
     chunk: u16,
     window: u16,
     count: u64,
     max_time: Duration,
-    target: io::Result<SocketAddr>,
 ) -> io::Result<Relay> {
-    let socket = net::bind("127.0.0.1:0".parse().expect("valid address"), false)?;
-    socket.connect(target?)?;
-    socket.set_read_timeout(Some(REPLY_WAIT))?;
     let request = vec![0x5au8; usize::from(chunk) + OVERHEAD];
     let mut reply = [0u8; 64];
     let warmup = u64::from(window);
