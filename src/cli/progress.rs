@@ -131,7 +131,7 @@ fn statistics(report: &Report) -> String {
     // what it did; a download's window is the server's, in its log.
     let window = s.window.mean_cwnd().map_or(String::new(), |mean| {
         format!(
-            "; congestion window mean {mean:.1}, max {}, decreases {} (congestion loss {}, timeout {}, delay {}), rounds held {} of {}",
+            "; congestion window mean {mean:.1}, max {}, decreases {} (congestion loss {}, timeout {}, delay {}), rounds held {} of {}, slow start resumed {}",
             s.window.max_cwnd,
             s.window.cuts(),
             s.window.cut_congestion,
@@ -139,6 +139,7 @@ fn statistics(report: &Report) -> String {
             s.window.cut_backlog,
             s.window.rounds_held,
             s.window.rounds,
+            s.window.resumed,
         )
     });
     format!(

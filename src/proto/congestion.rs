@@ -25,7 +25,12 @@
 //! [`TARGET`]): flows whose queue does not fit shrink their claim on it until it fits, while
 //! on a path that only loses at random the target settles low and the window stays full.
 //! Two timeouts in a row without any delivery between them (a path that stopped delivering)
-//! restart from [`MIN_CWND`] in slow start. Window 1 (stop-and-wait) has no controller.
+//! restart from [`MIN_CWND`] in slow start. A slow start that ended on the delay signal
+//! alone, before any loss, resumes when [`SPURIOUS_EXIT_ROUNDS`] rounds in a row then find
+//! the queue empty (less than [`EMPTY_QUEUE`] waiting): the delay it ended on was the path's
+//! noise, not a queue (HyStart++'s spurious-exit test, RFC 9406 §4.3), and growing by one
+//! message per round trip from there would leave a long path half used for dozens of round
+//! trips. Window 1 (stop-and-wait) has no controller.
 
 use std::time::{Duration, Instant};
 
@@ -48,6 +53,9 @@ pub struct WindowStats {
     /// Decreases by the delay signal: a round whose backlog exceeded `β`, or slow start's
     /// exit to the delivered rate.
     pub cut_backlog: u64,
+    /// Returns to slow start after an exit on the delay signal that the following rounds
+    /// showed spurious (the queue stayed empty, no loss yet).
+    pub resumed: u64,
     /// Rounds of congestion avoidance measured.
     pub rounds: u64,
     /// Of those, rounds that held the window (backlog between `α` and `β`; the controller's
@@ -79,6 +87,12 @@ pub(crate) const GAMMA: f64 = 1.0;
 /// The window a session starts with (at most the granted one): small, so a session that
 /// never gets going holds few buffers.
 pub(crate) const INITIAL_CWND: u32 = 4;
+/// A round whose queue estimate is below this many messages found the path empty: half of
+/// what ends slow start ([`GAMMA`]), so the window that slow start's exit leaves (the
+/// delivered rate plus one message) does not count as empty.
+pub(crate) const EMPTY_QUEUE: f64 = GAMMA / 2.0;
+/// Consecutive empty rounds after a delay exit from slow start that resume it.
+pub(crate) const SPURIOUS_EXIT_ROUNDS: u32 = 2;
 /// The smallest window the controller goes down to.
 pub(crate) const MIN_CWND: u32 = 1;
 /// Round-trip samples of the current round after which slow start may end early (the
@@ -126,6 +140,10 @@ pub(crate) struct Congestion {
     recovery_end: u64,
     /// Retransmission timeouts since the last delivery.
     timeouts: u32,
+    /// Whether any loss or timeout was seen: from then on, slow start's exit stands.
+    lost: bool,
+    /// Rounds in a row, since slow start last ended, that found the queue empty.
+    empty_rounds: u32,
     /// The smoothed smallest round trip of a round, in seconds, and its mean deviation:
     /// how much a round's minimum moves from round to round without any queue to explain it.
     round_min_avg: Option<f64>,
@@ -152,6 +170,8 @@ impl Congestion {
             lossy_round: false,
             recovery_end: 0,
             timeouts: 0,
+            lost: false,
+            empty_rounds: 0,
             round_min_avg: None,
             round_min_dev: 0.0,
             stats: WindowStats::default(),
@@ -259,6 +279,9 @@ impl Congestion {
             return;
         }
         self.stats.rounds += 1;
+        if self.resume_after_spurious_exit() {
+            return;
+        }
         if self.backlog > 2.0 * self.target {
             self.cwnd -= 1;
             self.stats.cut_backlog += 1;
@@ -267,6 +290,26 @@ impl Congestion {
         } else {
             self.stats.rounds_held += 1;
         }
+    }
+
+    /// Resumes slow start if the exit from it was spurious: no loss was ever seen, and
+    /// [`SPURIOUS_EXIT_ROUNDS`] rounds in a row since the exit (this one included) found the
+    /// queue empty, so the delay that ended it did not come from a queue. Returns whether it
+    /// did. A real queue keeps the estimate at or above the exit's one extra message, and a
+    /// window held by the path's queue keeps it between `α` and `2α`.
+    fn resume_after_spurious_exit(&mut self) -> bool {
+        if self.backlog >= EMPTY_QUEUE || self.lost || self.cwnd >= self.ceiling {
+            self.empty_rounds = 0;
+            return false;
+        }
+        self.empty_rounds += 1;
+        if self.empty_rounds < SPURIOUS_EXIT_ROUNDS {
+            return false;
+        }
+        self.empty_rounds = 0;
+        self.slow_start = true;
+        self.stats.resumed += 1;
+        true
     }
 
     /// How many of the window's messages wait in queues, by a round's smallest round trip
@@ -334,8 +377,9 @@ impl Congestion {
 
     /// [`Congestion::on_loss`]; returns whether the window was cut.
     fn loss(&mut self, lost_tx: u64, next_tx: u64) -> bool {
-        // Whatever the cause, a loss ends the doubling.
+        // Whatever the cause, a loss ends the doubling, for good.
         self.slow_start = false;
+        self.lost = true;
         self.lossy_round = true;
         // The queue that stood through the last two rounds: an overflowing queue stands, while
         // one round's spike of the round trip (noise the allowance did not cover) does not,
@@ -360,6 +404,7 @@ impl Congestion {
     /// The retransmission timer expired for a message whose latest copy was `lost_tx`.
     pub(crate) fn on_timeout(&mut self, lost_tx: u64, next_tx: u64) {
         self.timeouts += 1;
+        self.lost = true;
         if self.timeouts >= 2 {
             // Nothing got through for two timeouts: start over, carefully.
             if self.cwnd > MIN_CWND.min(self.ceiling) {
@@ -608,5 +653,56 @@ mod tests {
         assert_eq!(c.window(), 2);
         run(&mut c, 5, |_| us(100));
         assert_eq!(c.window(), 2);
+    }
+
+    /// A path that carries 60 messages per 100 µs round trip (one per 5/3 µs, so each one
+    /// beyond waits that much longer): its round trip at `w` messages in flight, plus `spike`
+    /// µs of noise.
+    fn sixty(w: u32, spike: u64) -> Duration {
+        us(100 + spike) + Duration::from_nanos(5_000 * u64::from(w.saturating_sub(60)) / 3)
+    }
+
+    /// Slow start up to a window of 32, then one round whose smallest round trip spikes by
+    /// half the base (a descheduled end, not a queue): slow start ends at the rate it seems
+    /// to have delivered.
+    fn exit_on_a_spike(c: &mut Congestion) -> usize {
+        while c.window() < 32 {
+            run(c, 1, |w| sixty(w, 0));
+        }
+        run(c, 1, |w| sixty(w, 50));
+        assert!(!c.in_slow_start());
+        c.window()
+    }
+
+    #[test]
+    fn a_slow_start_ended_by_noise_resumes_once_the_queue_stays_empty() {
+        let mut c = Congestion::new(256);
+        let exit = exit_on_a_spike(&mut c);
+        assert!(exit < 40, "{exit}");
+        // Growing by one per round would take twenty rounds to fill the path; two empty
+        // rounds show the exit spurious, and doubling resumes until the real queue ends it.
+        let windows = run(&mut c, 6, |w| sixty(w, 0));
+        assert_eq!(c.stats().resumed, 1, "{exit} then {windows:?}");
+        assert!(
+            windows.last().is_some_and(|&w| (60..=70).contains(&w)),
+            "{exit} then {windows:?}"
+        );
+        // At the path's rate it stays: a queue is never empty.
+        let windows = run(&mut c, 30, |w| sixty(w, 0));
+        assert_eq!(c.stats().resumed, 1, "{windows:?}");
+        assert!(windows.iter().all(|w| (60..=70).contains(w)), "{windows:?}");
+    }
+
+    #[test]
+    fn after_a_loss_the_exit_from_slow_start_stands() {
+        let mut c = Congestion::new(256);
+        let exit = exit_on_a_spike(&mut c);
+        // A random loss (no queue stood): it changes no window, but the path has lost.
+        c.on_loss(1, 1000);
+        assert_eq!(c.window(), exit);
+        let windows = run(&mut c, 6, |w| sixty(w, 0));
+        assert_eq!(c.stats().resumed, 0);
+        assert!(!c.in_slow_start());
+        assert_eq!(windows, (exit + 1..=exit + 6).collect::<Vec<_>>());
     }
 }

@@ -72,23 +72,25 @@ impl Logger {
         let (window_text, window_json) = w.mean_cwnd().map_or_else(Default::default, |mean| {
             (
                 format!(
-                    " window mean {mean:.1} max {} cuts {} (loss {} timeout {} delay {}) held {}/{}",
+                    " window mean {mean:.1} max {} cuts {} (loss {} timeout {} delay {}) held {}/{} resumed {}",
                     w.max_cwnd,
                     w.cuts(),
                     w.cut_congestion,
                     w.cut_timeout,
                     w.cut_backlog,
                     w.rounds_held,
-                    w.rounds
+                    w.rounds,
+                    w.resumed
                 ),
                 format!(
-                    ",\"window\":{{\"mean\":{mean:.3},\"max\":{},\"cut_congestion\":{},\"cut_timeout\":{},\"cut_delay\":{},\"rounds_held\":{},\"rounds\":{}}}",
+                    ",\"window\":{{\"mean\":{mean:.3},\"max\":{},\"cut_congestion\":{},\"cut_timeout\":{},\"cut_delay\":{},\"rounds_held\":{},\"rounds\":{},\"resumed\":{}}}",
                     w.max_cwnd,
                     w.cut_congestion,
                     w.cut_timeout,
                     w.cut_backlog,
                     w.rounds_held,
-                    w.rounds
+                    w.rounds,
+                    w.resumed
                 ),
             )
         });
@@ -194,18 +196,19 @@ mod tests {
             cut_backlog: 3,
             rounds: 100,
             rounds_held: 7,
+            resumed: 1,
         };
         let line = Logger::new(LogFormat::Text).session_line(&windowed, at);
         assert!(
             line.ends_with(
-                " ok window mean 50.0 max 64 cuts 6 (loss 1 timeout 2 delay 3) held 7/100"
+                " ok window mean 50.0 max 64 cuts 6 (loss 1 timeout 2 delay 3) held 7/100 resumed 1"
             ),
             "{line}"
         );
         let line = Logger::new(LogFormat::Json).session_line(&windowed, at);
         assert!(
             line.ends_with(
-                ",\"outcome\":\"ok\",\"window\":{\"mean\":50.000,\"max\":64,\"cut_congestion\":1,\"cut_timeout\":2,\"cut_delay\":3,\"rounds_held\":7,\"rounds\":100}}"
+                ",\"outcome\":\"ok\",\"window\":{\"mean\":50.000,\"max\":64,\"cut_congestion\":1,\"cut_timeout\":2,\"cut_delay\":3,\"rounds_held\":7,\"rounds\":100,\"resumed\":1}}"
             ),
             "{line}"
         );
