@@ -551,7 +551,9 @@ impl Report {
              the client's), timed from opening the source to closing the copy (the client's \
              time includes its close too), then removed. A download that writes the file \
              cannot be faster than writing it: at large chunks that, not the UDP round trip, \
-             is the bound.",
+             is the bound. The copy also reads the file (from the page cache), which the \
+             client leaves to the server on the other side, so writing alone is faster: it \
+             is a low estimate of that bound.",
             SPIN.as_micros()
         );
         if !self.idle.is_empty() {

@@ -2,7 +2,9 @@
 //! chunk-sized writes, to a new file in the folder the client's downloads go to, then
 //! removed. A download that writes the file cannot be faster than writing it, and at large
 //! chunks a new file in the page cache (not the UDP round trip) is what bounds it. Like the
-//! client, it does not fsync: the bytes need only reach the page cache.
+//! client, it does not fsync: the bytes need only reach the page cache. It reads the file
+//! as well, as a local copy does, while the client leaves reading to its server (another
+//! process), so writing alone is faster than this: it is a low estimate of the bound.
 
 use crate::results::mb_per_s;
 use crate::workload::read_full;
