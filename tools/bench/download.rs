@@ -1,7 +1,9 @@
-//! `udpft-bench download`: goodput of a real `udpft serve` child against three raw UDP
-//! references of the same datagram size, measured side by side: the stop-and-wait ceiling
-//! with blocking receives, the same with spinning receives (both a Data-sized request and an
-//! Ack-sized reply), and a one-way blast of the same datagrams.
+//! `udpft-bench download`: goodput of a real `udpft serve` child against four references,
+//! measured side by side: three raw UDP ones of the same datagram size (the stop-and-wait
+//! ceiling with blocking receives, the same with spinning receives, both a Data-sized
+//! request and an Ack-sized reply, and a one-way blast of the same datagrams) and a local
+//! copy of the test file in chunk-sized reads and writes into the downloads' folder, the
+//! bound of any download that writes the file.
 //!
 //! Every `--busy-poll` value gets its own server child (`udpft serve --busy-poll N`) and
 //! client setting, so busy-polling on and off are compared in one run. For each chunk size,
@@ -14,6 +16,7 @@
 
 use crate::blast::{self, Blast, BlastSpec};
 use crate::children::{locate_bin, start_server, ServerChild, ServerSpec};
+use crate::filecopy::{self, FileCopy};
 use crate::pingpong::{self, PingPong, PingPongSpec, Waiting, SPIN};
 use crate::procfs;
 use crate::results::{human_bytes, median, micros, Cell, OutputArgs, Table};
@@ -135,12 +138,13 @@ impl Budget {
     }
 }
 
-/// The raw references of one round.
+/// The references of one round.
 #[derive(Clone, Copy)]
 struct References {
     blocking: PingPong,
     spinning: PingPong,
     blast: Blast,
+    file_copy: FileCopy,
 }
 
 /// One transfer of one round, with the CPU time it took.
@@ -170,6 +174,7 @@ enum Step {
     Blocking,
     Spinning,
     Blast,
+    FileCopy,
     Transfer(usize),
 }
 
@@ -200,6 +205,12 @@ impl Bench<'_> {
         })
     }
 
+    fn file_copy(&self, chunk: u16) -> io::Result<FileCopy> {
+        // Beside the download, on its filesystem: where the client's partial file is written.
+        let dest = self.dest.with_file_name("file-copy.bin");
+        filecopy::measure(&self.library.file(), &dest, usize::from(chunk))
+    }
+
     fn transfer(&self, server: &ServerChild, chunk: u16, busy_poll: u64) -> io::Result<Transfer> {
         let server_before = procfs::cpu_time(server.guard.pid())?;
         let client_before = procfs::cpu_time(std::process::id())?;
@@ -221,17 +232,18 @@ impl Bench<'_> {
     }
 
     fn round(&self, servers: &mut [ServerChild], chunk: u16, round: u32) -> io::Result<Round> {
-        let mut steps = vec![Step::Blocking, Step::Spinning, Step::Blast];
+        let mut steps = vec![Step::Blocking, Step::Spinning, Step::Blast, Step::FileCopy];
         steps.extend((0..servers.len()).map(Step::Transfer));
         let first = round as usize % steps.len();
         steps.rotate_left(first);
-        let (mut blocking, mut spinning, mut blast) = (None, None, None);
+        let (mut blocking, mut spinning, mut blast, mut file_copy) = (None, None, None, None);
         let mut transfers: Vec<Option<Transfer>> = servers.iter().map(|_| None).collect();
         for step in steps {
             match step {
                 Step::Blocking => blocking = Some(self.ping_pong(chunk, Waiting::Blocking)?),
                 Step::Spinning => spinning = Some(self.ping_pong(chunk, Waiting::Spinning(SPIN))?),
                 Step::Blast => blast = Some(self.blast(chunk)?),
+                Step::FileCopy => file_copy = Some(self.file_copy(chunk)?),
                 Step::Transfer(i) => {
                     if let Some(status) = servers[i].guard.exited() {
                         return Err(io::Error::other(format!(
@@ -249,6 +261,7 @@ impl Bench<'_> {
                 blocking: blocking.expect("measured"),
                 spinning: spinning.expect("measured"),
                 blast: blast.expect("measured"),
+                file_copy: file_copy.expect("measured"),
             },
             transfers: transfers
                 .into_iter()
@@ -376,6 +389,7 @@ impl Report {
                 "÷ blocking ceiling",
                 "÷ spinning ceiling",
                 "÷ blast",
+                "÷ file copy",
                 "server CPU ms/MB",
                 "client CPU ms/MB",
                 "retx",
@@ -393,6 +407,7 @@ impl Report {
                 "blast MB/s",
                 "blast lost",
                 "blast stalls",
+                "file copy MB/s",
             ]),
             idle: Table::new(&["busy-poll µs", "idle s", "server CPU ms", "server CPU %"]),
             every_round: Table::new(&[
@@ -404,6 +419,7 @@ impl Report {
                 "blocking ceiling MB/s",
                 "spinning ceiling MB/s",
                 "blast MB/s",
+                "file copy MB/s",
                 "server CPU ms",
                 "client CPU ms",
                 "retx",
@@ -419,15 +435,17 @@ impl Report {
             r.refs.spinning.ceiling_mb_s(payload),
         );
         let blast = r.refs.blast.mb_s(payload);
+        let file_copy = r.refs.file_copy.mb_s();
         for (t, &busy_poll) in r.transfers.iter().zip(&args.busy_poll) {
             let goodput = t.download.goodput;
             eprintln!(
-                "udpft-bench: chunk {chunk} round {}/{} busy-poll {busy_poll} µs: {goodput:.1} MB/s = {:.2} × blocking ceiling ({blocking:.1}), {:.2} × spinning ceiling ({spinning:.1}), {:.2} × blast ({blast:.1})",
+                "udpft-bench: chunk {chunk} round {}/{} busy-poll {busy_poll} µs: {goodput:.1} MB/s = {:.2} × blocking ceiling ({blocking:.1}), {:.2} × spinning ceiling ({spinning:.1}), {:.2} × blast ({blast:.1}), {:.2} × file copy ({file_copy:.1})",
                 round + 1,
                 args.rounds,
                 goodput / blocking,
                 goodput / spinning,
                 goodput / blast,
+                goodput / file_copy,
             );
             self.every_round.push(vec![
                 Cell::int(u64::from(chunk)),
@@ -438,6 +456,7 @@ impl Report {
                 Cell::num(blocking, 1),
                 Cell::num(spinning, 1),
                 Cell::num(blast, 1),
+                Cell::num(file_copy, 1),
                 Cell::num(t.server_cpu * 1e3, 0),
                 Cell::num(t.client_cpu * 1e3, 0),
                 Cell::int(t.download.report.stats.retransmitted),
@@ -473,6 +492,10 @@ impl Report {
                     2,
                 ),
                 Cell::num(
+                    med(&|r| r.transfers[i].download.goodput / r.refs.file_copy.mb_s()),
+                    2,
+                ),
+                Cell::num(
                     med(&|r| r.transfers[i].server_cpu * 1e3 / r.transfers[i].mb()),
                     2,
                 ),
@@ -496,12 +519,13 @@ impl Report {
             Cell::num(med(&|r| r.refs.blast.mb_s(payload)), 1),
             Cell::num(med(&|r| r.refs.blast.lost() as f64), 0),
             Cell::num(med(&|r| r.refs.blast.stalls as f64), 0),
+            Cell::num(med(&|r| r.refs.file_copy.mb_s()), 1),
         ]);
     }
 
     fn print(&self, args: &DownloadArgs, idle: Duration) {
         println!(
-            "## Download goodput vs. raw UDP references (loopback, {} file, medians of {} rounds)\n",
+            "## Download goodput vs. raw UDP references and a file copy (loopback, {} file, medians of {} rounds)\n",
             human_bytes(args.size),
             args.rounds
         );
@@ -521,7 +545,15 @@ impl Report {
              receives on both sides, spinning = each side spins up to {} µs on its \
              non-blocking socket before blocking. blast = chunk bytes per second at a receiver \
              that only counts, with the same datagrams sent one way as fast as it drains them \
-             (stalls = credits that did not come within 100 ms).",
+             (stalls = credits that did not come within 100 ms). file copy = file bytes per \
+             second of a local copy of the test file in chunk-sized reads and writes into a \
+             new file beside the download (same folder and filesystem), not fsynced (nor is \
+             the client's), timed from opening the source to closing the copy (the client's \
+             time includes its close too), then removed. A download that writes the file \
+             cannot be faster than writing it: at large chunks that, not the UDP round trip, \
+             is the bound. The copy also reads the file (from the page cache), which the \
+             client leaves to the server on the other side, so writing alone is faster: it \
+             is a low estimate of that bound.",
             SPIN.as_micros()
         );
         if !self.idle.is_empty() {

@@ -16,6 +16,7 @@
 //! * `path`: the round trip of a path (through a relay or not), for a window's ceiling.
 //! * `relay`: what a path relays closed-loop, a window of requests answered by acks.
 //! * `tcp`: a TCP copy of a file with socat.
+//! * `filecopy`: a local copy of the test file, the bound of any download that writes it.
 //! * `workload`: the scratch folder, the test file, byte-for-byte checks.
 //! * `units`: sizes, probabilities and rates on the command line (shared with `lossy-proxy`).
 //! * `transfer`: one verified download with the library client.
@@ -34,6 +35,7 @@ mod bottleneck;
 mod children;
 mod download;
 mod fairness;
+mod filecopy;
 mod loss;
 mod models;
 mod path;
