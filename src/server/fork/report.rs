@@ -1,11 +1,15 @@
 //! What a session child tells the parent, over one Unix datagram socket that every child
 //! inherits: that its session opened (or was refused), its progress now and then, and how
 //! it ended. One record a datagram (a Unix datagram socket keeps them whole), carrying the
-//! child's pid so the parent knows whose it is.
+//! child's pid so the parent knows whose it is, and at the end what the child's congestion
+//! window did, so the parent's log line of a windowed download says it as the other models'
+//! do.
 //!
 //! ```text
 //!  kind u8 | pid u32 | bytes u64 | sent u64 | failure u8 | code u16 | tries u32 | ms u64
-//!  | final block + 1 u64 (0: none) | text
+//!  | final block + 1 u64 (0: none) | window: cwnd_ns u128 | span_ns u64 | max u64
+//!  | cuts congestion, timeout, delay u64 ×3 | resumed u64 | rounds u64 | rounds held u64
+//!  | text
 //! ```
 
 use super::super::log::Logger;
@@ -37,7 +41,11 @@ pub(super) enum Report {
     Ended { end: End, sent: u64 },
 }
 
-const HEADER: usize = 1 + 4 + 8 + 8 + 1 + 2 + 4 + 8 + 8;
+/// Where the window's statistics start, and their length.
+const WINDOW: usize = 1 + 4 + 8 + 8 + 1 + 2 + 4 + 8 + 8;
+const WINDOW_LEN: usize = 16 + 8 * 8;
+
+const HEADER: usize = WINDOW + WINDOW_LEN;
 
 /// The longest failure text carried.
 const MAX_TEXT: usize = 512;
@@ -49,12 +57,19 @@ impl Report {
     /// Encodes this record of child `pid`.
     pub(super) fn encode(&self, pid: u32) -> Vec<u8> {
         let mut out = vec![0u8; HEADER];
-        let (kind, bytes, sent, outcome, last) = match self {
-            Self::Opened => (1, 0, 0, None, None),
-            Self::Refused => (2, 0, 0, None, None),
-            Self::Progress(bytes) => (3, *bytes, 0, None, None),
-            Self::Committed => (5, 0, 0, None, None),
-            Self::Ended { end, sent } => (4, end.bytes, *sent, Some(&end.outcome), end.final_block),
+        let (kind, bytes, sent, outcome, last, window) = match self {
+            Self::Opened => (1, 0, 0, None, None, None),
+            Self::Refused => (2, 0, 0, None, None, None),
+            Self::Progress(bytes) => (3, *bytes, 0, None, None, None),
+            Self::Committed => (5, 0, 0, None, None, None),
+            Self::Ended { end, sent } => (
+                4,
+                end.bytes,
+                *sent,
+                Some(&end.outcome),
+                end.final_block,
+                Some(&end.window),
+            ),
         };
         out[0] = kind;
         NetworkEndian::write_u32(&mut out[1..5], pid);
@@ -78,6 +93,9 @@ impl Report {
         NetworkEndian::write_u32(&mut out[24..28], tries);
         NetworkEndian::write_u64(&mut out[28..36], ms);
         NetworkEndian::write_u64(&mut out[36..44], last.map_or(0, |b| b + 1));
+        if let Some(w) = window {
+            encode_window(w, &mut out[WINDOW..HEADER]);
+        }
         out.extend_from_slice(crate::proto::wire::clip_to(&text, MAX_TEXT).as_bytes());
         out
     }
@@ -113,13 +131,50 @@ impl Report {
                     outcome: failure,
                     bytes: moved,
                     final_block: NetworkEndian::read_u64(&bytes[36..44]).checked_sub(1),
-                    window: WindowStats::default(),
+                    window: decode_window(&bytes[WINDOW..HEADER]),
                 },
                 sent,
             },
             _ => return None,
         };
         Some((pid, report))
+    }
+}
+
+/// The window's statistics, in the order of the layout above, as `u64`s after `cwnd_ns`.
+fn window_words(w: &WindowStats) -> [u64; 8] {
+    [
+        w.span.as_nanos().min(u128::from(u64::MAX)) as u64,
+        w.max_cwnd,
+        w.cut_congestion,
+        w.cut_timeout,
+        w.cut_backlog,
+        w.resumed,
+        w.rounds,
+        w.rounds_held,
+    ]
+}
+
+fn encode_window(w: &WindowStats, out: &mut [u8]) {
+    NetworkEndian::write_u128(&mut out[..16], w.cwnd_ns);
+    NetworkEndian::write_u64_into(&window_words(w), &mut out[16..]);
+}
+
+fn decode_window(bytes: &[u8]) -> WindowStats {
+    let mut words = [0u64; 8];
+    NetworkEndian::read_u64_into(&bytes[16..], &mut words);
+    let [span, max_cwnd, cut_congestion, cut_timeout, cut_backlog, resumed, rounds, rounds_held] =
+        words;
+    WindowStats {
+        cwnd_ns: NetworkEndian::read_u128(&bytes[..16]),
+        span: Duration::from_nanos(span),
+        max_cwnd,
+        cut_congestion,
+        cut_timeout,
+        cut_backlog,
+        resumed,
+        rounds,
+        rounds_held,
     }
 }
 
@@ -176,6 +231,25 @@ mod tests {
                     window: WindowStats::default(),
                 },
                 sent: 9,
+            },
+            Report::Ended {
+                end: End {
+                    outcome: Some(Outcome::Complete),
+                    bytes: 1 << 30,
+                    final_block: Some(16384),
+                    window: WindowStats {
+                        cwnd_ns: 57 * 2_500_000_000,
+                        span: Duration::from_millis(2500),
+                        max_cwnd: 64,
+                        cut_congestion: 1,
+                        cut_timeout: 2,
+                        cut_backlog: 3,
+                        resumed: 4,
+                        rounds: 1000,
+                        rounds_held: 500,
+                    },
+                },
+                sent: 16400,
             },
             Report::Ended {
                 end: End {
