@@ -20,7 +20,10 @@
 //! # Sizes and rounds
 //! A cell moves the smallest file of a ladder (`--min-size`, doubling up to `--size`) that
 //! its estimated goodput needs to run `--cell-seconds`, or the largest: "at least half a
-//! second, or 64 MiB, whichever is smaller". The estimate is `min(ceiling, blast, relay)` of the
+//! second, or 512 MiB, whichever is smaller". The ladder reaches 512 MiB because the
+//! references (blast, closed-loop relay) are steady rates: a window-64 transfer at 65485-byte
+//! chunks through 1 ms each way moves 64 MiB in some 30 round trips, a third of them slow
+//! start's, and would be set against a rate it spends most of its time ramping up to. The estimate is `min(ceiling, blast, relay)` of the
 //! first round, scaled by what the same window achieved at the previous loss rate; sizes are
 //! fixed in the first round and kept. Every round measures the references first, then every
 //! cell once, in an order that rotates from round to round; medians over rounds are shown,
@@ -70,7 +73,7 @@ pub struct WindowArgs {
     #[arg(long, default_value = "default,max", value_delimiter = ',', value_parser = parse_chunk)]
     pub chunks: Vec<u16>,
     /// The largest file a cell moves (units: B, KB, MB, KiB, MiB, GiB).
-    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    #[arg(long, default_value = "512MiB", value_parser = parse_size)]
     pub size: u64,
     /// The smallest file a cell moves; the ladder of files doubles from it up to --size.
     #[arg(long, default_value = "256KiB", value_parser = parse_size)]
