@@ -1679,6 +1679,45 @@ fn a_window_shrinks_under_a_bottleneck_and_regrows_when_it_clears() {
     assert!(window.rounds > 0 && window.rounds_held <= window.rounds);
 }
 
+#[test]
+fn a_slow_start_ended_by_a_delay_spike_resumes_and_fills_the_path() {
+    // A 1 ms round trip with room for every window: the server's Acks of slow start's
+    // third round (Acks 12..28 of an upload) come 70 µs late, the one-off stall of a
+    // descheduled end. (More than the timer's margin on this jitter-free path would fire
+    // it: a loss, after which the exit stands.) Slow start ends on the stall at the rate it
+    // seemed to deliver, about 23; two rounds with no queue then show the exit spurious and
+    // doubling resumes, so the window spends the transfer near the 64 granted. Without the
+    // rule it climbs back one message per round trip: a mean of 55, not 62.
+    let server = Config {
+        window: 64,
+        ..Config::for_server()
+    };
+    let mut sim = Sim::with_server(65, lan(), server, Default::default());
+    sim.client_config.window = 64;
+    sim.set_hook(Box::new(|s: &Sent| {
+        if s.from == SERVER && s.kind == Some(Kind::Ack) && (12..28).contains(&s.nth_of_kind) {
+            Fate::Deliver(vec![(Duration::from_micros(570), Damage::None)])
+        } else {
+            Fate::Link
+        }
+    }));
+    let len = 8 << 20;
+    let bytes = random_bytes(65, len);
+    let c = sim.put("spike", bytes.clone(), false);
+    sim.run();
+    assert!(sim.hooked > 0, "the spike never happened");
+    assert_uploaded(&sim, c, "spike", &bytes);
+    let window = sim.stats(c).window;
+    let mean = window.mean_cwnd().expect("a windowed sender");
+    assert!(
+        window.cut_backlog >= 1,
+        "the spike did not end slow start: {window:?}"
+    );
+    assert!(window.resumed >= 1, "{window:?}");
+    assert!(mean >= 60.0, "mean window {mean:.1}: {window:?}");
+    assert_eq!(window.cut_congestion + window.cut_timeout, 0, "{window:?}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Recovery that does not depend on luck (issue 10 §4)
 // ---------------------------------------------------------------------------------------
