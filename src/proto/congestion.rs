@@ -10,7 +10,8 @@
 //! [`GAMMA`] wait. A bottleneck's queue therefore holds a few messages of each flow and does
 //! not overflow, and flows of the same path share it (each keeps the same few queued).
 //! Before the excess `rtt − base` counts as queue, a *jitter allowance* is taken off it: two
-//! mean deviations of the rounds' smallest round trips (at most half the base), since a
+//! mean deviations of the rounds' smallest round trips (at most half the base, or
+//! [`MIN_JITTER_CAP`] if that is more), since a
 //! round's minimum that moves from round to round without a queue (a relay's timer, a busy
 //! scheduler) would otherwise read, scaled by a large window, as several messages queued.
 //!
@@ -18,7 +19,7 @@
 //! the last two rounds (the smaller of their estimates): a loss while it exceeds `β` is
 //! congestion (a queue overflowed) and halves the window, once per round
 //! trip; a loss while less waits is most likely random loss of the link, which a smaller
-//! window would not prevent, so the window stays. But a drop-tail queue shared by several
+//! window would not prevent, so the window stays, and so does slow start. But a drop-tail queue shared by several
 //! flows overflows while each holds only its share, so a loss while at least `α` of ours
 //! wait also lowers the target `α` (by a quarter, down to [`MIN_TARGET`], once per round
 //! trip), and every loss-free round raises it again (by [`TARGET_STEP`], up to
@@ -26,11 +27,15 @@
 //! on a path that only loses at random the target settles low and the window stays full.
 //! Two timeouts in a row without any delivery between them (a path that stopped delivering)
 //! restart from [`MIN_CWND`] in slow start. A slow start that ended on the delay signal
-//! alone, before any loss, resumes when [`SPURIOUS_EXIT_ROUNDS`] rounds in a row then find
-//! the queue empty (less than [`EMPTY_QUEUE`] waiting): the delay it ended on was the path's
-//! noise, not a queue (HyStart++'s spurious-exit test, RFC 9406 §4.3), and growing by one
-//! message per round trip from there would leave a long path half used for dozens of round
-//! trips. Window 1 (stop-and-wait) has no controller.
+//! alone, before any loss to congestion or timeout, resumes when [`SPURIOUS_EXIT_ROUNDS`] rounds in a row among the
+//! [`SPURIOUS_EXIT_SPAN`] after its exit find the queue empty (less than [`EMPTY_QUEUE`]
+//! waiting): the delay it ended on was the path's noise, not a queue (HyStart++'s
+//! spurious-exit test, RFC 9406 §4.3), and growing by one message per round trip from there
+//! would leave a long path half used for dozens of round trips. A resumed slow start's exit
+//! never sets the window below where it resumed, and a transfer resumes at most
+//! [`MAX_RESUMES`] times: on a path whose noise ends every slow start, the cycle would
+//! otherwise keep the window below what Vegas's own rounds reach. Window 1 (stop-and-wait)
+//! has no controller.
 
 use std::time::{Duration, Instant};
 
@@ -93,6 +98,12 @@ pub(crate) const INITIAL_CWND: u32 = 4;
 pub(crate) const EMPTY_QUEUE: f64 = GAMMA / 2.0;
 /// Consecutive empty rounds after a delay exit from slow start that resume it.
 pub(crate) const SPURIOUS_EXIT_ROUNDS: u32 = 2;
+/// Rounds after a delay exit from slow start in which empty rounds can show it spurious
+/// (RFC 9406's conservative slow start lasts as many): later, an empty path is a competitor
+/// that left, which Vegas's `+1` per round trip reclaims without a burst.
+pub(crate) const SPURIOUS_EXIT_SPAN: u32 = 5;
+/// How many times a transfer resumes slow start at most.
+pub(crate) const MAX_RESUMES: u64 = 2;
 /// The smallest window the controller goes down to.
 pub(crate) const MIN_CWND: u32 = 1;
 /// Round-trip samples of the current round after which slow start may end early (the
@@ -105,8 +116,12 @@ pub(crate) const JITTER_DEVIATIONS: f64 = 2.0;
 /// round rather than per sample).
 const JITTER_GAIN: f64 = 0.25;
 /// The jitter allowance never exceeds this fraction of the base round trip, so a path whose
-/// delay swings wildly still has a queue estimate (and its losses a cause).
+/// delay swings wildly still has a queue estimate (and its losses a cause)...
 const MAX_JITTER_SHARE: f64 = 0.5;
+/// ... unless that is below this: a busy machine's scheduling noise (tens of microseconds)
+/// is not a queue however short the path. On loopback (a base of 10–30 µs) half the base
+/// left most of that noise to read as queue, which held windows at 4 of 64.
+const MIN_JITTER_CAP: Duration = Duration::from_micros(50);
 
 /// One round trip's worth of measurement.
 #[derive(Clone, Copy, Debug, Default)]
@@ -140,10 +155,17 @@ pub(crate) struct Congestion {
     recovery_end: u64,
     /// Retransmission timeouts since the last delivery.
     timeouts: u32,
-    /// Whether any loss or timeout was seen: from then on, slow start's exit stands.
+    /// Whether a loss to congestion or a timeout was seen: from then on, slow start's exit
+    /// stands.
     lost: bool,
-    /// Rounds in a row, since slow start last ended, that found the queue empty.
+    /// Rounds of congestion avoidance left in which the last delay exit from slow start can
+    /// still prove spurious (0: none).
+    exit_span: u32,
+    /// Rounds in a row within that span that found the queue empty.
     empty_rounds: u32,
+    /// The window a resumed slow start began from (0: not resumed): its exit keeps at least
+    /// this much, so resuming never ends below where it began.
+    resume_floor: u32,
     /// The smoothed smallest round trip of a round, in seconds, and its mean deviation:
     /// how much a round's minimum moves from round to round without any queue to explain it.
     round_min_avg: Option<f64>,
@@ -171,7 +193,9 @@ impl Congestion {
             recovery_end: 0,
             timeouts: 0,
             lost: false,
+            exit_span: 0,
             empty_rounds: 0,
+            resume_floor: 0,
             round_min_avg: None,
             round_min_dev: 0.0,
             stats: WindowStats::default(),
@@ -292,13 +316,24 @@ impl Congestion {
         }
     }
 
-    /// Resumes slow start if the exit from it was spurious: no loss was ever seen, and
-    /// [`SPURIOUS_EXIT_ROUNDS`] rounds in a row since the exit (this one included) found the
-    /// queue empty, so the delay that ended it did not come from a queue. Returns whether it
-    /// did. A real queue keeps the estimate at or above the exit's one extra message, and a
-    /// window held by the path's queue keeps it between `α` and `2α`.
+    /// Resumes slow start if its last exit was spurious: the exit was on the delay signal,
+    /// no loss was ever seen, fewer than [`MAX_RESUMES`] resumptions came before, and
+    /// [`SPURIOUS_EXIT_ROUNDS`] rounds in a row among the [`SPURIOUS_EXIT_SPAN`] after the exit
+    /// (this one included) found the queue empty, so the delay that ended it did not come
+    /// from a queue. Returns whether it did. Without a jitter allowance a real queue keeps
+    /// the estimate at or above the exit's one extra message; with one, a queue up to the
+    /// allowance reads as empty too, and the span, the cap and the floor bound what that
+    /// costs: at most two more slow starts, each ended by the same test, none ending lower.
     fn resume_after_spurious_exit(&mut self) -> bool {
-        if self.backlog >= EMPTY_QUEUE || self.lost || self.cwnd >= self.ceiling {
+        if self.exit_span == 0 {
+            return false;
+        }
+        self.exit_span -= 1;
+        if self.lost || self.cwnd >= self.ceiling || self.stats.resumed >= MAX_RESUMES {
+            self.exit_span = 0;
+            return false;
+        }
+        if self.backlog >= EMPTY_QUEUE {
             self.empty_rounds = 0;
             return false;
         }
@@ -306,7 +341,9 @@ impl Congestion {
         if self.empty_rounds < SPURIOUS_EXIT_ROUNDS {
             return false;
         }
+        self.exit_span = 0;
         self.empty_rounds = 0;
+        self.resume_floor = self.cwnd;
         self.slow_start = true;
         self.stats.resumed += 1;
         true
@@ -327,7 +364,8 @@ impl Congestion {
     /// The part of a round's excess over the base taken as noise: [`JITTER_DEVIATIONS`]
     /// mean deviations of the rounds' minima, at most [`MAX_JITTER_SHARE`] of the base.
     fn jitter_allowance(&self, base: f64) -> f64 {
-        (JITTER_DEVIATIONS * self.round_min_dev).min(MAX_JITTER_SHARE * base)
+        let cap = (MAX_JITTER_SHARE * base).max(MIN_JITTER_CAP.as_secs_f64());
+        (JITTER_DEVIATIONS * self.round_min_dev).min(cap)
     }
 
     /// Folds a round's smallest round trip (seconds) into the smoothed round minimum and
@@ -356,9 +394,13 @@ impl Congestion {
         if backlog > GAMMA {
             self.backlog = backlog;
             self.slow_start = false;
-            // The rate delivered, by the round trip less what the path's noise explains.
+            // The rate delivered, by the round trip less what the path's noise explains; a
+            // resumed slow start keeps at least the window it resumed from.
             let rtt = (rtt - self.jitter_allowance(base)).max(base);
-            let target = (cwnd * base / rtt) as u32 + 1;
+            let target = ((cwnd * base / rtt) as u32 + 1).max(self.resume_floor);
+            self.resume_floor = 0;
+            self.exit_span = SPURIOUS_EXIT_SPAN;
+            self.empty_rounds = 0;
             if target < self.cwnd {
                 let reached = self.cwnd.min(self.ceiling);
                 self.stats.max_cwnd = self.stats.max_cwnd.max(u64::from(reached));
@@ -377,9 +419,6 @@ impl Congestion {
 
     /// [`Congestion::on_loss`]; returns whether the window was cut.
     fn loss(&mut self, lost_tx: u64, next_tx: u64) -> bool {
-        // Whatever the cause, a loss ends the doubling, for good.
-        self.slow_start = false;
-        self.lost = true;
         self.lossy_round = true;
         // The queue that stood through the last two rounds: an overflowing queue stands, while
         // one round's spike of the round trip (noise the allowance did not cover) does not,
@@ -387,9 +426,13 @@ impl Congestion {
         let standing = self.backlog.min(self.prev_backlog);
         if lost_tx < self.recovery_end || standing < self.target {
             // Part of an event already answered, or random loss: a queue that holds fewer
-            // of our messages than we aim for did not overflow because of us.
+            // of our messages than we aim for did not overflow because of us. Nor does it
+            // end slow start: a smaller window, or a slower-growing one, would not prevent
+            // it, and a queue that builds still ends slow start by its delay.
             return false;
         }
+        // A queue overflowed with our share in it: the doubling ends, for good.
+        self.end_slow_start_for_good();
         self.recovery_end = next_tx;
         let before = self.cwnd;
         if standing > 2.0 * self.target {
@@ -401,10 +444,20 @@ impl Congestion {
         self.cwnd < before
     }
 
+    /// Ends slow start, and any chance to resume it: the path has shown its limit by a loss
+    /// to congestion or a timeout, after which Vegas's `+1` is the safe way up.
+    fn end_slow_start_for_good(&mut self) {
+        self.slow_start = false;
+        self.lost = true;
+        self.exit_span = 0;
+        self.resume_floor = 0;
+    }
+
     /// The retransmission timer expired for a message whose latest copy was `lost_tx`.
     pub(crate) fn on_timeout(&mut self, lost_tx: u64, next_tx: u64) {
         self.timeouts += 1;
-        self.lost = true;
+        // Whatever the queue, nothing came back for a whole timeout.
+        self.end_slow_start_for_good();
         if self.timeouts >= 2 {
             // Nothing got through for two timeouts: start over, carefully.
             if self.cwnd > MIN_CWND.min(self.ceiling) {
@@ -412,6 +465,10 @@ impl Congestion {
             }
             self.cwnd = MIN_CWND.min(self.ceiling);
             self.slow_start = true;
+            // A slow start from scratch: no exit to judge, no window to keep.
+            self.exit_span = 0;
+            self.empty_rounds = 0;
+            self.resume_floor = 0;
             self.backlog = 0.0;
             self.prev_backlog = 0.0;
             self.recovery_end = next_tx;
@@ -694,15 +751,87 @@ mod tests {
     }
 
     #[test]
-    fn after_a_loss_the_exit_from_slow_start_stands() {
+    fn a_random_loss_neither_ends_slow_start_nor_stops_its_resumption() {
+        // In slow start, losses with no queue standing: the doubling goes on.
+        let mut c = Congestion::new(256);
+        run(&mut c, 2, |w| sixty(w, 0));
+        let before = c.window();
+        c.on_loss(1, 1000);
+        c.on_loss(2, 1000);
+        assert!(c.in_slow_start());
+        assert_eq!(run(&mut c, 1, |w| sixty(w, 0)), [2 * before]);
+        // After a spurious exit too: the exit is still shown spurious and slow start resumes.
         let mut c = Congestion::new(256);
         let exit = exit_on_a_spike(&mut c);
-        // A random loss (no queue stood): it changes no window, but the path has lost.
         c.on_loss(1, 1000);
         assert_eq!(c.window(), exit);
+        run(&mut c, 6, |w| sixty(w, 0));
+        assert_eq!(c.stats().resumed, 1);
+    }
+
+    #[test]
+    fn noise_that_ends_every_slow_start_does_not_hold_the_window_down() {
+        // Every second round's smallest round trip is 50 µs late: each slow start, the first
+        // and the resumed ones, ends on it. The cap and the floor leave Vegas's rounds, which
+        // tolerate such noise (the band `α..2α`), to fill the path.
+        for (period, spike) in [(2, 50), (3, 50), (2, 25), (4, 10)] {
+            let mut c = Congestion::new(64);
+            let mut sum = 0;
+            for round in 0..300 {
+                let late = if round % period == period - 1 {
+                    spike
+                } else {
+                    0
+                };
+                let w = run(&mut c, 1, |w| sixty(w, late))[0];
+                if round >= 100 {
+                    sum += w;
+                }
+            }
+            let mean = sum as f64 / 200.0;
+            assert!(c.stats().resumed <= MAX_RESUMES, "{:?}", c.stats());
+            assert!(
+                mean >= 58.0,
+                "period {period}, {spike} µs: mean window {mean:.1}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_path_long_after_the_exit_is_reclaimed_by_vegas_not_by_slow_start() {
+        // A path of 30, after slow start: then the others leave and it carries 200.
+        let mut c = Congestion::new(1024);
+        let thirty =
+            |w: u32| us(100) + Duration::from_nanos(100_000 * u64::from(w.saturating_sub(30)) / 30);
+        run(&mut c, 100, thirty);
+        let before = c.window();
+        let resumed = c.stats().resumed;
+        let wide = |w: u32| us(100) + Duration::from_nanos(500 * u64::from(w.saturating_sub(200)));
+        let windows = run(&mut c, 10, wide);
+        assert_eq!(c.stats().resumed, resumed);
+        assert_eq!(windows, (before + 1..=before + 10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn after_a_timeout_the_exit_from_slow_start_stands() {
+        let mut c = Congestion::new(256);
+        let exit = exit_on_a_spike(&mut c);
+        // The first timeout of a message is a loss: no resumption after it.
+        c.on_timeout(1, 1000);
         let windows = run(&mut c, 6, |w| sixty(w, 0));
         assert_eq!(c.stats().resumed, 0);
-        assert!(!c.in_slow_start());
         assert_eq!(windows, (exit + 1..=exit + 6).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_loss_with_a_queue_standing_ends_slow_start_for_good() {
+        let mut c = Congestion::new(256);
+        run(&mut c, 3, |w| sixty(w, 0));
+        // Two rounds that each measured a queue of 5 (above `2α`): a loss now is congestion.
+        (c.backlog, c.prev_backlog) = (5.0, 5.0);
+        c.on_loss(c.round.end_tx, c.round.end_tx + 10);
+        assert!(!c.in_slow_start());
+        assert!(c.lost && c.exit_span == 0);
+        assert_eq!(c.stats().cut_congestion, 1);
     }
 }
