@@ -31,15 +31,22 @@ impl FileCopy {
 }
 
 /// Copies `source` to the new file `dest` in `chunk`-byte reads and writes, times it, and
-/// removes `dest` (not timed).
+/// removes `dest` (not timed), whether the copy succeeded or not: a copy left behind would
+/// make every later one fail to create it.
 ///
 /// # Errors
 /// If either file cannot be opened, read or written, or `dest` already exists.
 pub fn measure(source: &Path, dest: &Path, chunk: usize) -> io::Result<FileCopy> {
     let started = Instant::now();
-    let bytes = copy(source, dest, chunk)?;
+    let copied = copy(source, dest, chunk);
     let elapsed = started.elapsed();
-    fs::remove_file(dest)?;
+    let removed = match &copied {
+        // `create_new` refused a file that is not ours: leave it.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        _ => fs::remove_file(dest),
+    };
+    let bytes = copied?;
+    removed?;
     Ok(FileCopy { bytes, elapsed })
 }
 

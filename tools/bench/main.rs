@@ -135,7 +135,8 @@ enum Command {
     ///
     /// Writes NAME.md, NAME.csv, NAME.json and an SVG chart per chunk (goodput against the
     /// window, a line per delay and loss), and NAME-rounds.csv (every cell of every round)
-    /// to --out. The full default grid took 8–9 minutes on a 2-core machine (cells up to 512 MiB).
+    /// to --out. The full default grid took 8–9 minutes on a 2-core machine (cells up to
+    /// 512 MiB).
     Window(window::WindowArgs),
     /// Congestion control through lossy-proxy: a window-256 download through a bottleneck
     /// with a drop-tail queue (goodput ÷ rate, datagrams dropped), several at once (Jain's

@@ -21,9 +21,10 @@
 //! A cell moves the smallest file of a ladder (`--min-size`, doubling up to `--size`) that
 //! its estimated goodput needs to run `--cell-seconds`, or the largest: "at least half a
 //! second, or 512 MiB, whichever is smaller". The ladder reaches 512 MiB because the
-//! references (blast, closed-loop relay) are steady rates: a window-64 transfer at 65485-byte
-//! chunks through 1 ms each way moves 64 MiB in some 30 round trips, a third of them slow
-//! start's, and would be set against a rate it spends most of its time ramping up to. The estimate is `min(ceiling, blast, relay)` of the
+//! references (blast, closed-loop relay) are steady rates: a window-64 transfer at
+//! 65485-byte chunks through 1 ms each way moves 64 MiB in some 30 round trips, a third of
+//! them slow start's, and would be set against a rate it spends most of its time ramping up
+//! to. The estimate is `min(ceiling, blast, relay)` of the
 //! first round, scaled by what the same window achieved at the previous loss rate; sizes are
 //! fixed in the first round and kept. Every round measures the references first, then every
 //! cell once, in an order that rotates from round to round; medians over rounds are shown,
@@ -217,11 +218,13 @@ struct ServerWindow {
     cut_loss: u64,
     cut_timeout: u64,
     cut_delay: u64,
+    /// Returns to slow start after a spurious exit (0 in the line of a server before them).
+    resumed: u64,
 }
 
 impl ServerWindow {
-    /// Reads ` window mean M max X cuts N (loss L timeout T delay D) held H/R` from a
-    /// session line of the server's text log.
+    /// Reads ` window mean M max X cuts N (loss L timeout T delay D) held H/R resumed S`
+    /// from a session line of the server's text log (`resumed` may be absent).
     fn parse(line: &str) -> Option<Self> {
         let rest = line.split_once(" window mean ")?.1;
         let words: Vec<&str> = rest
@@ -237,6 +240,7 @@ impl ServerWindow {
             cut_loss: after("loss")?.parse().ok()?,
             cut_timeout: after("timeout")?.parse().ok()?,
             cut_delay: after("delay")?.parse().ok()?,
+            resumed: after("resumed").map_or(Some(0), |n| n.parse().ok())?,
         })
     }
 }
@@ -737,14 +741,22 @@ mod tests {
 
     #[test]
     fn the_server_window_is_read_from_its_session_line() {
-        let line = "2026-12-03T09:38:30Z 127.0.0.1:54338 get big.bin 32.00 MiB 1.5 s ok window mean 52.3 max 64 cuts 153 (loss 0 timeout 2 delay 151) held 77/457";
+        let line = "2026-12-04T02:30:30Z 127.0.0.1:54338 get big.bin 32.00 MiB 1.5 s ok window mean 52.3 max 64 cuts 153 (loss 0 timeout 2 delay 151) held 77/457 resumed 2";
+        let window = ServerWindow {
+            mean: 52.3,
+            cut_loss: 0,
+            cut_timeout: 2,
+            cut_delay: 151,
+            resumed: 2,
+        };
+        assert_eq!(ServerWindow::parse(line), Some(window));
+        // A server from before slow start could resume: none.
+        let older = line.strip_suffix(" resumed 2").unwrap();
         assert_eq!(
-            ServerWindow::parse(line),
+            ServerWindow::parse(older),
             Some(ServerWindow {
-                mean: 52.3,
-                cut_loss: 0,
-                cut_timeout: 2,
-                cut_delay: 151
+                resumed: 0,
+                ..window
             })
         );
         assert_eq!(ServerWindow::parse("... get a 1 B 1 ms ok"), None);

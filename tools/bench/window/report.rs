@@ -49,6 +49,7 @@ impl Report {
             "client srtt µs",
             "server cwnd mean",
             "cwnd cuts loss/timeout/delay",
+            "slow start resumed",
         ]);
         let mut pivots = Vec::new();
         for &chunk in &args.chunks {
@@ -154,6 +155,16 @@ impl Report {
                                 );
                                 if l.is_finite() {
                                     Cell::text(format!("{l:.0}/{t:.0}/{d:.0}"))
+                                } else {
+                                    Cell::missing()
+                                }
+                            },
+                            {
+                                let resumed = over_rounds(rounds, |r| {
+                                    r.windows.get(&key).map(|w| w.resumed as f64)
+                                });
+                                if resumed.is_finite() {
+                                    Cell::num(resumed, 0)
                                 } else {
                                     Cell::missing()
                                 }
@@ -368,7 +379,9 @@ impl Report {
              unnecessary, and duplicates). server cwnd mean = the server's congestion window \
              averaged over the time it sent (from its log line of the session); cwnd cuts = \
              its decreases on a loss read as congestion / after a timeout / by the delay \
-             signal (a round's backlog above β, or slow start's exit), medians of rounds.",
+             signal (a round's backlog above β, or slow start's exit), medians of rounds; \
+             slow start resumed = its returns to slow start after an exit the next rounds \
+             showed spurious (protocol.md §21.2), medians of rounds.",
             human_bytes(args.min_size.min(args.size)),
             human_bytes(args.size),
             args.cell_seconds
@@ -455,6 +468,7 @@ pub(super) fn every_round(args: &WindowArgs, bench: &Bench<'_>, rounds: &[Round]
         "cwnd cuts loss",
         "cwnd cuts timeout",
         "cwnd cuts delay",
+        "slow start resumed",
     ]);
     for (i, round) in rounds.iter().enumerate() {
         let mut keys: Vec<&Key> = round.cells.keys().collect();
@@ -487,6 +501,7 @@ pub(super) fn every_round(args: &WindowArgs, bench: &Bench<'_>, rounds: &[Round]
                 or_missing(round.windows.get(key).map(|w| w.cut_loss as f64), 0),
                 or_missing(round.windows.get(key).map(|w| w.cut_timeout as f64), 0),
                 or_missing(round.windows.get(key).map(|w| w.cut_delay as f64), 0),
+                or_missing(round.windows.get(key).map(|w| w.resumed as f64), 0),
             ]);
         }
     }
