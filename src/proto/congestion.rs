@@ -104,6 +104,10 @@ pub(crate) const SPURIOUS_EXIT_ROUNDS: u32 = 2;
 pub(crate) const SPURIOUS_EXIT_SPAN: u32 = 5;
 /// How many times a transfer resumes slow start at most.
 pub(crate) const MAX_RESUMES: u64 = 2;
+/// A round that lost more than this share of the window shows a queue overflowing: it ends
+/// slow start (every loss in slow start reads as random, since a round with more than
+/// [`GAMMA`] queued already ended it) and is never an empty round.
+pub(crate) const HEAVY_LOSS_SHARE: f64 = 0.25;
 /// The smallest window the controller goes down to.
 pub(crate) const MIN_CWND: u32 = 1;
 /// Round-trip samples of the current round after which slow start may end early (the
@@ -148,8 +152,9 @@ pub(crate) struct Congestion {
     prev_backlog: f64,
     /// The queue target `α` (and `β = 2α`), in messages.
     target: f64,
-    /// Whether a loss was seen in the current round.
-    lossy_round: bool,
+    /// Losses presumed in the current round, and in the last complete one.
+    round_losses: u32,
+    last_round_losses: u32,
     /// Losses of messages sent before this transmission belong to the congestion event the
     /// window already answered.
     recovery_end: u64,
@@ -189,7 +194,8 @@ impl Congestion {
             backlog: 0.0,
             prev_backlog: 0.0,
             target: TARGET,
-            lossy_round: false,
+            round_losses: 0,
+            last_round_losses: 0,
             recovery_end: 0,
             timeouts: 0,
             lost: false,
@@ -288,7 +294,8 @@ impl Congestion {
 
     /// The once-per-round-trip adjustment of Vegas.
     fn end_round(&mut self) {
-        if !std::mem::take(&mut self.lossy_round) {
+        self.last_round_losses = std::mem::take(&mut self.round_losses);
+        if self.last_round_losses == 0 {
             self.target = (self.target + TARGET_STEP).min(TARGET);
         }
         let (Some(base), Some(rtt)) = (self.base_rtt, self.round.min_rtt) else {
@@ -299,6 +306,14 @@ impl Congestion {
         self.backlog = self.queued(base, rtt);
         self.follow_jitter(rtt);
         if self.slow_start {
+            if self.heavy_loss() {
+                // A queue overflowing faster than the round minimum shows it (a shallow
+                // buffer, unpaced bursts): stop doubling, keep the window, and let Vegas's
+                // rounds take it from here. Not a delay exit: no resumption follows.
+                self.slow_start = false;
+                self.resume_floor = 0;
+                return;
+            }
             self.end_slow_start_if_queued();
             return;
         }
@@ -333,7 +348,9 @@ impl Congestion {
             self.exit_span = 0;
             return false;
         }
-        if self.backlog >= EMPTY_QUEUE {
+        if self.backlog >= EMPTY_QUEUE || self.heavy_loss() {
+            // A round that lost a good part of its window is not an empty path, whatever
+            // the allowance made of its round trips.
             self.empty_rounds = 0;
             return false;
         }
@@ -347,6 +364,14 @@ impl Congestion {
         self.slow_start = true;
         self.stats.resumed += 1;
         true
+    }
+
+    /// Whether the last round lost more than [`HEAVY_LOSS_SHARE`] of the window (and more
+    /// than two messages): what a queue overflowing looks like, where random loss of a few
+    /// percent loses one or two.
+    fn heavy_loss(&self) -> bool {
+        self.last_round_losses > 2
+            && f64::from(self.last_round_losses) > HEAVY_LOSS_SHARE * f64::from(self.cwnd)
     }
 
     /// How many of the window's messages wait in queues, by a round's smallest round trip
@@ -419,7 +444,7 @@ impl Congestion {
 
     /// [`Congestion::on_loss`]; returns whether the window was cut.
     fn loss(&mut self, lost_tx: u64, next_tx: u64) -> bool {
-        self.lossy_round = true;
+        self.round_losses = self.round_losses.saturating_add(1);
         // The queue that stood through the last two rounds: an overflowing queue stands, while
         // one round's spike of the round trip (noise the allowance did not cover) does not,
         // and a loss then is no more congestion than on an empty path.
@@ -428,7 +453,9 @@ impl Congestion {
             // Part of an event already answered, or random loss: a queue that holds fewer
             // of our messages than we aim for did not overflow because of us. Nor does it
             // end slow start: a smaller window, or a slower-growing one, would not prevent
-            // it, and a queue that builds still ends slow start by its delay.
+            // it. (In slow start every loss reads so, since a round with more than GAMMA
+            // queued ended it; a queue that builds ends it by its delay beyond the jitter
+            // allowance, or by a round's heavy loss, `heavy_loss`.)
             return false;
         }
         // A queue overflowed with our share in it: the doubling ends, for good.
@@ -833,5 +860,38 @@ mod tests {
         assert!(!c.in_slow_start());
         assert!(c.lost && c.exit_span == 0);
         assert_eq!(c.stats().cut_congestion, 1);
+    }
+
+    #[test]
+    fn heavy_losses_end_slow_start_and_never_make_an_empty_round() {
+        // Slow start at 32 on a path with room: a round that loses 10 of them (a shallow
+        // buffer overflowing by bursts) ends it, without a cut and with no resumption after.
+        let mut c = Congestion::new(256);
+        while c.window() < 32 {
+            run(&mut c, 1, |w| sixty(w, 0));
+        }
+        for lost in 0..10 {
+            c.on_loss(c.round.end_tx + lost, c.round.end_tx + 100);
+        }
+        run(&mut c, 2, |w| sixty(w, 0));
+        assert!(!c.in_slow_start());
+        assert_eq!(c.stats().cuts(), 0);
+        let before = c.window();
+        assert_eq!(
+            run(&mut c, 6, |w| sixty(w, 0)),
+            (before + 1..=before + 6).collect::<Vec<_>>()
+        );
+        assert_eq!(c.stats().resumed, 0);
+        // After a spurious exit, rounds that lose a quarter of the window are not empty.
+        let mut c = Congestion::new(256);
+        exit_on_a_spike(&mut c);
+        for _ in 0..6 {
+            let w = c.window() as u64;
+            for lost in 0..w / 3 {
+                c.on_loss(c.round.end_tx + lost, c.round.end_tx + 100);
+            }
+            run(&mut c, 1, |w| sixty(w, 0));
+        }
+        assert_eq!(c.stats().resumed, 0);
     }
 }
