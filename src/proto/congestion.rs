@@ -164,7 +164,8 @@ pub(crate) struct Congestion {
     /// stands.
     lost: bool,
     /// Rounds of congestion avoidance left in which the last delay exit from slow start can
-    /// still prove spurious (0: none).
+    /// still prove spurious (0: none). Opened by the exit only while resuming is allowed: no
+    /// loss to congestion or timeout yet, fewer than [`MAX_RESUMES`] resumptions.
     exit_span: u32,
     /// Rounds in a row within that span that found the queue empty.
     empty_rounds: u32,
@@ -310,8 +311,7 @@ impl Congestion {
                 // A queue overflowing faster than the round minimum shows it (a shallow
                 // buffer, unpaced bursts): stop doubling, keep the window, and let Vegas's
                 // rounds take it from here. Not a delay exit: no resumption follows.
-                self.slow_start = false;
-                self.resume_floor = 0;
+                self.leave_slow_start();
                 return;
             }
             self.end_slow_start_if_queued();
@@ -332,7 +332,8 @@ impl Congestion {
     }
 
     /// Resumes slow start if its last exit was spurious: the exit was on the delay signal,
-    /// no loss was ever seen, fewer than [`MAX_RESUMES`] resumptions came before, and
+    /// with no loss to congestion or timeout before it and fewer than [`MAX_RESUMES`]
+    /// resumptions (the exit opens `exit_span` only then), and
     /// [`SPURIOUS_EXIT_ROUNDS`] rounds in a row among the [`SPURIOUS_EXIT_SPAN`] after the exit
     /// (this one included) found the queue empty, so the delay that ended it did not come
     /// from a queue. Returns whether it did. Without a jitter allowance a real queue keeps
@@ -344,7 +345,7 @@ impl Congestion {
             return false;
         }
         self.exit_span -= 1;
-        if self.lost || self.cwnd >= self.ceiling || self.stats.resumed >= MAX_RESUMES {
+        if self.cwnd >= self.ceiling {
             self.exit_span = 0;
             return false;
         }
@@ -359,7 +360,6 @@ impl Congestion {
             return false;
         }
         self.exit_span = 0;
-        self.empty_rounds = 0;
         self.resume_floor = self.cwnd;
         self.slow_start = true;
         self.stats.resumed += 1;
@@ -418,14 +418,16 @@ impl Congestion {
         let backlog = self.queued(base, rtt);
         if backlog > GAMMA {
             self.backlog = backlog;
-            self.slow_start = false;
+            let floor = self.leave_slow_start();
             // The rate delivered, by the round trip less what the path's noise explains; a
             // resumed slow start keeps at least the window it resumed from.
             let rtt = (rtt - self.jitter_allowance(base)).max(base);
-            let target = ((cwnd * base / rtt) as u32 + 1).max(self.resume_floor);
-            self.resume_floor = 0;
-            self.exit_span = SPURIOUS_EXIT_SPAN;
-            self.empty_rounds = 0;
+            let target = ((cwnd * base / rtt) as u32 + 1).max(floor);
+            // Whether the next rounds may still show this exit spurious.
+            if !self.lost && self.stats.resumed < MAX_RESUMES {
+                self.exit_span = SPURIOUS_EXIT_SPAN;
+                self.empty_rounds = 0;
+            }
             if target < self.cwnd {
                 let reached = self.cwnd.min(self.ceiling);
                 self.stats.max_cwnd = self.stats.max_cwnd.max(u64::from(reached));
@@ -474,10 +476,16 @@ impl Congestion {
     /// Ends slow start, and any chance to resume it: the path has shown its limit by a loss
     /// to congestion or a timeout, after which Vegas's `+1` is the safe way up.
     fn end_slow_start_for_good(&mut self) {
-        self.slow_start = false;
+        self.leave_slow_start();
         self.lost = true;
         self.exit_span = 0;
-        self.resume_floor = 0;
+    }
+
+    /// Ends slow start, however it ends; returns the window a resumed one began from (0 if
+    /// it was not resumed), which only its delay exit keeps.
+    fn leave_slow_start(&mut self) -> u32 {
+        self.slow_start = false;
+        std::mem::take(&mut self.resume_floor)
     }
 
     /// The retransmission timer expired for a message whose latest copy was `lost_tx`.
@@ -492,10 +500,6 @@ impl Congestion {
             }
             self.cwnd = MIN_CWND.min(self.ceiling);
             self.slow_start = true;
-            // A slow start from scratch: no exit to judge, no window to keep.
-            self.exit_span = 0;
-            self.empty_rounds = 0;
-            self.resume_floor = 0;
             self.backlog = 0.0;
             self.prev_backlog = 0.0;
             self.recovery_end = next_tx;
