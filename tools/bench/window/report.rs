@@ -78,6 +78,10 @@ impl Report {
                         let stats = |f: &dyn Fn(&Download) -> f64| {
                             over_rounds(rounds, |r| r.cells.get(&key).map(f))
                         };
+                        // A counter of the server's window over the rounds (NaN: no log line).
+                        let count = |f: &dyn Fn(&super::ServerWindow) -> u64| {
+                            over_rounds(rounds, |r| r.windows.get(&key).map(|w| f(w) as f64))
+                        };
                         cells.push(vec![
                             Cell::int(u64::from(chunk)),
                             Cell::text(delay.name()),
@@ -143,15 +147,10 @@ impl Report {
                                 1,
                             ),
                             {
-                                let cuts = |f: &dyn Fn(&super::ServerWindow) -> u64| {
-                                    over_rounds(rounds, |r| {
-                                        r.windows.get(&key).map(|w| f(w) as f64)
-                                    })
-                                };
                                 let (l, t, d) = (
-                                    cuts(&|w| w.cut_loss),
-                                    cuts(&|w| w.cut_timeout),
-                                    cuts(&|w| w.cut_delay),
+                                    count(&|w| w.cut_loss),
+                                    count(&|w| w.cut_timeout),
+                                    count(&|w| w.cut_delay),
                                 );
                                 if l.is_finite() {
                                     Cell::text(format!("{l:.0}/{t:.0}/{d:.0}"))
@@ -160,9 +159,7 @@ impl Report {
                                 }
                             },
                             {
-                                let resumed = over_rounds(rounds, |r| {
-                                    r.windows.get(&key).map(|w| w.resumed as f64)
-                                });
+                                let resumed = count(&|w| w.resumed);
                                 if resumed.is_finite() {
                                     Cell::num(resumed, 0)
                                 } else {
