@@ -1718,6 +1718,42 @@ fn a_slow_start_ended_by_a_delay_spike_resumes_and_fills_the_path() {
     assert_eq!(window.cut_congestion + window.cut_timeout, 0, "{window:?}");
 }
 
+#[test]
+fn a_windowed_receiver_acknowledges_about_every_second_chunk_both_ways() {
+    // A loss-free LAN, window 64, 1 MiB each way: each receiver sends about one Ack per
+    // two chunks (protocol.md §20.3), and both copies are whole. Stop-and-wait, beside it,
+    // still acknowledges every chunk.
+    let len = 1 << 20;
+    let n = chunks(len);
+    for window in [1u16, 64] {
+        let server = Config {
+            window,
+            ..Config::for_server()
+        };
+        let mut sim = Sim::with_server(7, lan(), server, Default::default());
+        sim.client_config.window = window;
+        let c = downloaded(&mut sim, len);
+        let acks = sim.sends(common::client_addr(c), Kind::Ack).count() as u64;
+        let bytes = random_bytes(8, len);
+        let u = sim.put("up.bin", bytes.clone(), false);
+        sim.run();
+        assert_uploaded(&sim, u, "up.bin", &bytes);
+        let server_acks = sim.sends(SERVER, Kind::Ack).count() as u64;
+        // Ack 0 and the Ack of Done come on top of the chunks' (and the upload's Accept is
+        // not an Ack).
+        if window == 1 {
+            assert!(acks >= n + 2, "{acks} Acks for {n} chunks");
+            assert!(server_acks > n, "{server_acks} Acks for {n} chunks");
+        } else {
+            assert!(acks <= n / 2 + n / 8, "{acks} Acks for {n} chunks");
+            assert!(
+                server_acks <= n / 2 + n / 8,
+                "{server_acks} Acks for {n} chunks"
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Recovery that does not depend on luck (issue 10 §4)
 // ---------------------------------------------------------------------------------------

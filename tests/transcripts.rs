@@ -702,7 +702,9 @@ fn windowed_receiver() -> Script {
 fn windowed_receiver_holds_chunks_above_a_hole_and_writes_each_once_in_order() {
     let mut r = windowed_receiver();
     r.recv(500, data(1, b"abcd"));
-    r.expect(500, &[sack(1, &[])]);
+    // Its Ack waits for the next chunk's (every second chunk)...
+    r.expect_nothing(500);
+    // ... and a hole's news goes at once, answering 1 as well.
     r.recv(510, data(3, b"ij"));
     r.expect(510, &[sack(1, &[0b1000_0000])]);
     // The Done ahead of the hole is held too.
@@ -722,7 +724,10 @@ fn windowed_receiver_holds_chunks_above_a_hole_and_writes_each_once_in_order() {
 #[test]
 fn a_lost_final_ack_with_chunks_in_flight_is_answered_while_lingering() {
     let mut r = windowed_receiver();
-    for (at, seq, bytes) in [(500, 1, &b"abcd"[..]), (510, 2, b"efgh"), (520, 3, b"ij")] {
+    // 1's Ack waits for 2's; 3, the last chunk, is acknowledged at once.
+    r.recv(500, data(1, b"abcd"));
+    r.expect_nothing(500);
+    for (at, seq, bytes) in [(510, 2, &b"efgh"[..]), (520, 3, b"ij")] {
         r.recv(at, data(seq, bytes));
         r.expect(at, &[sack(seq, &[])]);
     }
@@ -747,4 +752,62 @@ fn windowed_receiver_drops_data_beyond_its_window() {
     r.expect(500, &[sack(0, &[0b0010_0000])]);
     r.recv(510, data(5, &bytes[16..20]));
     r.expect_nothing(510);
+}
+
+#[test]
+fn windowed_receiver_acks_every_second_chunk_and_holds_one_ack_back_a_quarter_round_trip() {
+    let bytes: Vec<u8> = (0..40).collect();
+    let chunk = |seq: u64| &bytes[(seq as usize - 1) * 4..seq as usize * 4];
+    let mut r = Script::receiver(&config(), plan(40, CHUNK, 8, Opening::AckAccept));
+    r.expect(0, &[sack(0, &[])]);
+    // Data 1 answers Ack 0: a round trip of 500 µs, so an Ack waits at most 125 µs.
+    r.recv(500, data(1, chunk(1)));
+    r.expect_nothing(500);
+    r.expect_deadline(Some(625));
+    // The second chunk's Ack answers both.
+    r.recv(510, data(2, chunk(2)));
+    r.expect(510, &[sack(2, &[])]);
+    // No second chunk in time: the held-back Ack goes alone, at its deadline.
+    r.recv(520, data(3, chunk(3)));
+    r.expect_nothing(520);
+    r.fire(644);
+    r.expect_nothing(644);
+    r.fire(645);
+    r.expect(645, &[sack(3, &[])]);
+    // A hole: the chunk above it is acknowledged at once (answering 4 too), and so is the
+    // chunk that fills it.
+    r.recv(700, data(4, chunk(4)));
+    r.expect_nothing(700);
+    r.recv(710, data(6, chunk(6)));
+    r.expect(710, &[sack(4, &[0b1000_0000])]);
+    r.recv(720, data(5, chunk(5)));
+    r.expect(720, &[sack(6, &[])]);
+    // A repeated chunk is acknowledged at once, and that Ack answers the one held back.
+    r.recv(730, data(7, chunk(7)));
+    r.expect_nothing(730);
+    r.recv(740, data(6, chunk(6)));
+    r.expect(740, &[sack(7, &[])]);
+    r.fire(900);
+    r.expect_nothing(900);
+    // The last chunk is never held back.
+    r.recv(1_000, data(8, chunk(8)));
+    r.expect_nothing(1_000);
+    r.recv(1_010, data(9, chunk(9)));
+    r.expect(1_010, &[sack(9, &[])]);
+    r.recv(1_020, data(10, chunk(10)));
+    r.expect(1_020, &[sack(10, &[])]);
+    assert_eq!(r.written(), (bytes.clone(), false));
+}
+
+#[test]
+fn a_windowed_receiver_with_no_round_trip_known_acknowledges_every_chunk() {
+    let mut r = windowed_receiver();
+    // Ack 0 was repeated on its timer (100 ms): Data 1 gives no round trip (Karn), and
+    // without one nothing is held back.
+    r.fire(100_000);
+    r.expect(100_000, &[sack(0, &[])]);
+    r.recv(100_500, data(1, b"abcd"));
+    r.expect(100_500, &[sack(1, &[])]);
+    r.recv(100_510, data(2, b"efgh"));
+    r.expect(100_510, &[sack(2, &[])]);
 }

@@ -11,7 +11,9 @@
 //! answer to what it receives, except for its greeting, which it repeats on a timer until
 //! Data 1 arrives: the server's Accept of an upload, or the client's Ack 0 of a download
 //! (which proves the client's address, so the server's anti-amplification budget cannot
-//! stall the start). See `protocol.md`, "Stop-and-wait".
+//! stall the start). See `protocol.md`, "Stop-and-wait". With a window it acknowledges
+//! every second in-order chunk: the Ack of the first waits for the second's, or at most a
+//! quarter of a round trip (protocol.md §20.3, "Every second chunk").
 //!
 //! A chunk that arrives in order is written (and hashed) from the datagram it arrived in,
 //! with no copy on the way to the sink, before its Ack goes out; chunks held above a hole are
@@ -24,6 +26,13 @@ use super::session::{chunk_count, deadline, Config, Failure, Outcome, Sink, Stat
 use super::transfer::{Opening, Plan};
 use super::wire::{clip_text, ErrorCode, Message, MAX_BITMAP};
 use std::time::{Duration, Instant};
+
+/// A windowed receiver holds the Ack of an in-order chunk back at most this fraction of
+/// the path's smallest round trip ...
+const ACK_DELAY_SHARE: u32 = 4;
+/// ... and never longer than this (TCP allows 500 ms, QUIC 25 ms by default: a LAN's round
+/// trip is well below either).
+const MAX_ACK_DELAY: Duration = Duration::from_millis(1);
 
 /// How a receiver opens its side of the transfer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +82,9 @@ pub struct Receiver {
     state: State,
     /// The acknowledgment to send: the number of the message it answers.
     ack_pending: Option<u64>,
+    /// Windowed: when the acknowledgment of the last chunk, held back for the next one to
+    /// share it, goes out on its own (protocol.md §20.3, every second chunk).
+    ack_deferred: Option<Instant>,
     greet_pending: bool,
     greet_at: Option<Instant>,
     error_pending: Option<(ErrorCode, String)>,
@@ -83,6 +95,9 @@ pub struct Receiver {
     rtt: Rtt,
     /// When the Ack of `expected - 1` was sent, if sent exactly once (Karn).
     ack_sent_at: Option<Instant>,
+    /// The round trip the handshake measured, if any (a server's upload receiver measures
+    /// none itself: its front door sent the Accept).
+    handshake_rtt: Option<Duration>,
     ack_tries: u32,
     /// When the peer last sent something new (protocol.md §9.3): a chunk not held before,
     /// or the Done. Duplicates, stale or stray datagrams do not keep a stalled transfer alive.
@@ -125,6 +140,7 @@ impl Receiver {
             hasher: crc32fast::Hasher::new_with_initial_len(resume_crc, offset),
             state: State::Receiving,
             ack_pending: None,
+            ack_deferred: None,
             greet_pending: true,
             greet_at: None,
             error_pending: None,
@@ -132,6 +148,7 @@ impl Receiver {
             config: config.clone(),
             rtt: Rtt::new(config),
             ack_sent_at: None,
+            handshake_rtt: None,
             ack_tries: 0,
             progress_at: now,
             stats: Stats::default(),
@@ -149,6 +166,7 @@ impl Receiver {
     /// Takes a round trip measured in the handshake (see [`super::Transfer::seed_rtt`]).
     pub fn seed_rtt(&mut self, rtt: Duration) {
         self.rtt.seed(rtt);
+        self.handshake_rtt = Some(rtt);
     }
 
     /// The session this receiver belongs to.
@@ -184,6 +202,7 @@ impl Receiver {
             Message::Error { code, text, .. } => {
                 self.state = State::Failed;
                 self.ack_pending = None;
+                self.ack_deferred = None;
                 self.greet_at = None;
                 self.outcome = Some(Outcome::Failed(Failure::from_peer(code, text)));
             }
@@ -260,12 +279,21 @@ impl Receiver {
         if !self.write(payload) {
             return;
         }
+        let hole = !self.reorder.is_empty();
         if !self.advance() {
             return;
         }
         self.ack_tries = 0;
         let acked = self.expected - 1;
-        self.send_ack(acked, false);
+        match self.ack_delay() {
+            // The chunk filled no hole (whose news the sender needs at once), more are to
+            // come, and no Ack is held back yet: this one can wait for the next chunk's,
+            // which covers both (cumulative). The second of two goes out at once.
+            Some(delay) if !hole && self.ack_deferred.is_none() && self.expected <= self.chunks => {
+                self.ack_deferred = Some(deadline(now, delay));
+            }
+            _ => self.send_ack(acked, false),
+        }
         if self.expected == self.chunks + 1 {
             if let Some((size, crc)) = self.early_done.take() {
                 self.finish(now, size, crc);
@@ -385,6 +413,7 @@ impl Receiver {
         self.error_pending = Some((code, text.clone()));
         self.state = State::Failed;
         self.ack_pending = None;
+        self.ack_deferred = None;
         self.greet_pending = false;
         self.greet_at = None;
         self.outcome = Some(Outcome::Failed(Failure::Local { code, text }));
@@ -419,6 +448,11 @@ impl Receiver {
                     self.greet_pending = true;
                     self.ack_sent_at = None; // Karn: a repeated greeting gives no sample
                     self.stats.retransmitted += 1;
+                }
+                if self.ack_deferred.is_some_and(|at| now >= at) {
+                    // No second chunk came in time: the held-back Ack goes alone.
+                    self.ack_deferred = None;
+                    self.ack_pending = Some(self.expected - 1);
                 }
             }
             _ => {}
@@ -492,6 +526,8 @@ impl Receiver {
                 .encode(buf),
             );
         }
+        // Cumulative: this Ack also answers a chunk whose Ack was held back.
+        self.ack_deferred = None;
         let mut bitmap = [0u8; MAX_BITMAP];
         let len = self.reorder.bitmap(&mut bitmap);
         Some(
@@ -510,11 +546,31 @@ impl Receiver {
         match self.state {
             State::Receiving => {
                 let give_up = deadline(self.progress_at, self.config.timeout);
-                Some(self.greet_at.map_or(give_up, |at| at.min(give_up)))
+                let timers = [self.greet_at, self.ack_deferred].into_iter().flatten();
+                Some(timers.fold(give_up, Instant::min))
             }
             State::Linger { until } => Some(until),
             State::Done | State::Failed => None,
         }
+    }
+
+    /// How long a windowed receiver may hold back the Ack of an in-order chunk for the next
+    /// one to share it: a quarter of the smallest round trip it measured or the handshake
+    /// did (at most
+    /// [`MAX_ACK_DELAY`]), so the sender's clock slows by far less than a round trip when no
+    /// second chunk comes. `None` (acknowledge at once) in stop-and-wait, where the sender
+    /// waits for each Ack, and before any round trip is known.
+    fn ack_delay(&self) -> Option<Duration> {
+        if self.window == 1 {
+            return None;
+        }
+        let rtt = self
+            .rtt
+            .min_rtt()
+            .into_iter()
+            .chain(self.handshake_rtt)
+            .min()?;
+        Some((rtt / ACK_DELAY_SHARE).min(MAX_ACK_DELAY))
     }
 
     /// Whether a datagram is waiting for [`Receiver::poll_transmit`].

@@ -68,6 +68,11 @@ impl Reorder {
         self.slots[index] = Some((buf, bytes.len()));
     }
 
+    /// Whether nothing is held: no hole below a message that arrived.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.done_at.is_none() && self.slots.iter().all(Option::is_none)
+    }
+
     /// Notes that the Done, message `seq`, arrived ahead of a hole.
     pub(crate) fn hold_done(&mut self, expected: u64, seq: u64) {
         self.done_at = Some(self.slot(expected, seq));
