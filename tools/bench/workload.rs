@@ -71,7 +71,10 @@ impl TestLibrary {
             out.write_all(&block[..n])?;
             left -= n as u64;
         }
-        out.flush()?;
+        // On disk before any measurement: the kernel would otherwise write a fresh file of
+        // hundreds of MiB back while the first cells run (30 s after it was written),
+        // taking CPU from the transfers being timed.
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         Ok(Self { root, name, size })
     }
 
