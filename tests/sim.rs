@@ -1754,6 +1754,47 @@ fn a_windowed_receiver_acknowledges_about_every_second_chunk_both_ways() {
     }
 }
 
+#[test]
+fn a_busy_loop_holds_a_windowed_download_to_its_share_of_the_grant() {
+    // Eight stop-and-wait downloads run when a window-64 one opens. With the loop reported
+    // more than half busy (the driver's measure, protocol.md §21.4) it is held to 64 / 8 = 8
+    // in flight for its whole life; with room, slow start takes it far beyond. Every copy is
+    // whole either way.
+    let server = Config {
+        window: 64,
+        ..Config::for_server()
+    };
+    for busy in [false, true] {
+        let mut sim = Sim::with_server(11, lan(), server.clone(), Default::default());
+        let small = random_bytes(1, 64 << 10);
+        let big = random_bytes(2, 4 << 20);
+        sim.add_file("small", small.clone());
+        sim.add_file("big", big.clone());
+        let smalls: Vec<usize> = (0..8).map(|_| sim.get("small")).collect();
+        assert!(sim.run_until(1_000_000, |s| s.table.len() == 8));
+        if busy {
+            sim.table
+                .observe_load(Duration::from_millis(15), Duration::from_millis(20));
+        }
+        sim.client_config.window = 64;
+        let c = sim.get("big");
+        sim.run();
+        for s in smalls {
+            assert_downloaded(&sim, s, &small);
+        }
+        assert_downloaded(&sim, c, &big);
+        let window = std::iter::from_fn(|| sim.table.poll_record())
+            .map(|r| r.window)
+            .find(|w| w.max_cwnd > 0)
+            .expect("the windowed download's record");
+        if busy {
+            assert!(window.max_cwnd <= 8, "{window:?}");
+        } else {
+            assert!(window.max_cwnd > 16, "{window:?}");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Recovery that does not depend on luck (issue 10 §4)
 // ---------------------------------------------------------------------------------------

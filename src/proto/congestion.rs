@@ -37,6 +37,7 @@
 //! otherwise keep the window below what Vegas's own rounds reach. Window 1 (stop-and-wait)
 //! has no controller.
 
+use super::share::window_share;
 use std::time::{Duration, Instant};
 
 /// What a sender's congestion window did over a transfer, for `-v` and the server's log: its
@@ -143,6 +144,9 @@ struct Round {
 pub(crate) struct Congestion {
     cwnd: u32,
     ceiling: u32,
+    /// The share of a busy server loop this session may hold (see
+    /// [`Congestion::set_share`]); the granted window when the loop has room.
+    share: u32,
     slow_start: bool,
     base_rtt: Option<Duration>,
     round: Round,
@@ -189,6 +193,7 @@ impl Congestion {
         Self {
             cwnd: INITIAL_CWND.min(ceiling),
             ceiling,
+            share: ceiling,
             slow_start: true,
             base_rtt: None,
             round: Round::default(),
@@ -233,6 +238,20 @@ impl Congestion {
     /// How many messages may be in the network.
     pub(crate) fn window(&self) -> usize {
         self.cwnd as usize
+    }
+
+    /// The most the window may be now: the granted window, or less while a busy server
+    /// loop holds this session to its share of it.
+    fn limit(&self) -> u32 {
+        self.ceiling.min(self.share)
+    }
+
+    /// Holds the window to this session's share of a busy server loop, as one of its
+    /// `sessions` (1: the loop has room, the granted window; protocol.md §21.4). A window
+    /// above the share comes down at once; below, it grows as the controller's rounds allow.
+    pub(crate) fn share_loop(&mut self, sessions: u32) {
+        self.share = window_share(self.ceiling, sessions).max(MIN_CWND);
+        self.cwnd = self.cwnd.min(self.limit());
     }
 
     /// The queue estimate of the last round, in messages.
@@ -289,7 +308,7 @@ impl Congestion {
                 ..Round::default()
             };
         }
-        self.cwnd = self.cwnd.clamp(MIN_CWND.min(self.ceiling), self.ceiling);
+        self.cwnd = self.cwnd.clamp(MIN_CWND.min(self.ceiling), self.limit());
         self.stats.max_cwnd = self.stats.max_cwnd.max(u64::from(self.cwnd));
     }
 
@@ -345,7 +364,7 @@ impl Congestion {
             return false;
         }
         self.exit_span -= 1;
-        if self.cwnd >= self.ceiling {
+        if self.cwnd >= self.limit() {
             self.exit_span = 0;
             return false;
         }
@@ -545,6 +564,23 @@ mod tests {
         let windows = run(&mut c, 10, |_| us(100));
         assert_eq!(*windows.last().unwrap(), 64);
         assert!(c.in_slow_start());
+    }
+
+    #[test]
+    fn a_busy_loops_share_holds_the_window_down_at_once_and_lifting_it_lets_it_grow() {
+        let mut c = Congestion::new(64);
+        run(&mut c, 10, |_| us(100));
+        assert_eq!(c.window(), 64);
+        // One of nine sessions of a busy loop: 64 / 9 = 7, at once, and it stays there on a
+        // path with room.
+        c.share_loop(9);
+        assert_eq!(c.window(), 7);
+        let windows = run(&mut c, 5, |_| us(100));
+        assert!(windows.iter().all(|&w| w == 7), "{windows:?}");
+        // The loop has room again: the path's room is the window's.
+        c.share_loop(1);
+        let windows = run(&mut c, 10, |_| us(100));
+        assert_eq!(*windows.last().unwrap(), 64, "{windows:?}");
     }
 
     #[test]

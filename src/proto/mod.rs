@@ -48,6 +48,7 @@ pub mod rtt;
 pub mod sender;
 pub mod server_session;
 pub mod session;
+pub mod share;
 pub mod stats;
 pub mod store;
 pub mod table;

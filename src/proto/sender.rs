@@ -195,6 +195,15 @@ impl Sender {
         }
     }
 
+    /// Holds a windowed sender's congestion window to its share of a busy server loop, as
+    /// one of its `sessions` (1: the loop has room; protocol.md §21.4); nothing for
+    /// stop-and-wait.
+    pub fn share_loop(&mut self, sessions: u32) {
+        if let Some(congestion) = &mut self.congestion {
+            congestion.share_loop(sessions);
+        }
+    }
+
     /// The session this sender belongs to.
     pub fn session(&self) -> u32 {
         self.session

@@ -56,6 +56,14 @@ impl ServerSession {
         }
     }
 
+    /// Holds a windowed udpft sender to its share of a busy server loop, as one of its
+    /// `sessions` (protocol.md §21.4); TFTP's window is the client's to choose.
+    pub fn share_loop(&mut self, sessions: u32) {
+        if let Self::Udpft(t) = self {
+            t.share_loop(sessions);
+        }
+    }
+
     /// Fires due timers; spurious calls are harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         match self {

@@ -3,8 +3,9 @@
 //! Datagrams go through the [`Endpoint`] (the front door every model shares); what it
 //! admits lives here, keyed by (peer, session id), with a min-heap of deadlines and a queue
 //! of sessions that have something to send, served round-robin one datagram at a time so a
-//! session with much to send cannot starve the others. Sessions that end leave a [`Record`]
-//! for the driver to log.
+//! session with much to send cannot starve the others, and while the driver reports the
+//! loop short of time a windowed session is held to its share of it ([`super::share`]).
+//! Sessions that end leave a [`Record`] for the driver to log.
 //!
 //! A checksum (Sum) is the one session whose start costs CPU: the whole file is hashed
 //! before its record can be sent. By default the table hashes it where it starts, on the
@@ -21,6 +22,7 @@ use super::endpoint::{Action, Endpoint, Event, Key, LiveCounts, Record, SessionM
 use super::grant::{Grant, Op};
 use super::refusal::Refusal;
 use super::server_session::{server_done, End, ServerSession};
+use super::share::LoopShare;
 use super::stats::ServerStats;
 use super::store::FileInfo;
 use super::store::Store;
@@ -28,7 +30,7 @@ use super::wire::Algo;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Records of ended sessions kept for the driver between two collections.
 pub const MAX_RECORDS: usize = 1024;
@@ -79,6 +81,9 @@ pub struct SessionTable {
     computing: HashMap<Key, Box<Grant>>,
     /// Checksum jobs not yet taken by the driver.
     jobs: VecDeque<Job>,
+    /// Whether the loop is short of time, by the driver's measure: windowed sessions then
+    /// share it (protocol.md §21.4).
+    share: LoopShare,
 }
 
 impl SessionTable {
@@ -97,6 +102,19 @@ impl SessionTable {
             offload: None,
             computing: HashMap::new(),
             jobs: VecDeque::new(),
+            share: LoopShare::default(),
+        }
+    }
+
+    /// The driver's measure of the loop's load: of the last `over`, `busy` went to work
+    /// rather than to waiting for a datagram (spinning counts as waiting). While more than
+    /// half did, each windowed session is held to an equal share of its granted window
+    /// among the loop's sessions (protocol.md §21.4, [`super::share`]).
+    pub fn observe_load(&mut self, busy: Duration, over: Duration) {
+        if let Some(among) = self.share.observe(busy, over, self.sessions.len()) {
+            for entry in self.sessions.values_mut() {
+                entry.transfer.share_loop(among);
+            }
         }
     }
 
@@ -157,7 +175,8 @@ impl SessionTable {
         None
     }
 
-    fn insert(&mut self, key: Key, transfer: ServerSession, now: Instant) {
+    fn insert(&mut self, key: Key, mut transfer: ServerSession, now: Instant) {
+        transfer.share_loop(self.share.among());
         self.sessions.insert(
             key,
             Entry {

@@ -90,6 +90,15 @@ impl Transfer {
         }
     }
 
+    /// Holds a windowed sender to its share of a busy server loop, as one of its
+    /// `sessions` (see [`super::sender::Sender::share_loop`]); a receiver has no window to
+    /// hold.
+    pub fn share_loop(&mut self, sessions: u32) {
+        if let Self::Sending(s) = self {
+            s.share_loop(sessions);
+        }
+    }
+
     /// The driver has sent what was due and is about to wait: a receiver's sink may write
     /// what it deferred ([`super::session::Sink::idle`]). Call it, then send again.
     pub fn idle(&mut self) {

@@ -74,6 +74,44 @@ pub(crate) fn earliest(deadlines: impl IntoIterator<Item = Option<Instant>>) -> 
     deadlines.into_iter().flatten().min()
 }
 
+/// How much of a loop's time goes to work rather than to waiting for datagrams: the driver
+/// owns the clock, so it measures, and every [`LOAD_PERIOD`] hands the table the busy part
+/// of the period, which decides what that means ([`crate::proto::share`]).
+#[derive(Debug)]
+pub(crate) struct LoadMeter {
+    since: Instant,
+    waited: Duration,
+}
+
+/// How often a loop reports its load: long enough to hold hundreds of datagrams, short
+/// enough that a window shared too long (or too late) costs a few round trips.
+pub(crate) const LOAD_PERIOD: Duration = Duration::from_millis(20);
+
+impl LoadMeter {
+    pub(crate) fn new(now: Instant) -> Self {
+        Self {
+            since: now,
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// The loop spent `waited` in one receive (its spin included).
+    pub(crate) fn waited(&mut self, waited: Duration) {
+        self.waited += waited;
+    }
+
+    /// Once a period has passed at `now`: (busy, period), and a new period begins.
+    pub(crate) fn sample(&mut self, now: Instant) -> Option<(Duration, Duration)> {
+        let over = now.saturating_duration_since(self.since);
+        if over < LOAD_PERIOD {
+            return None;
+        }
+        let busy = over.saturating_sub(std::mem::take(&mut self.waited));
+        self.since = now;
+        Some((busy, over))
+    }
+}
+
 /// The statistics line of `--stats-every`: printed at most that often, and only when a
 /// counter changed since the last one.
 #[derive(Debug)]

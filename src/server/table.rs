@@ -1,9 +1,12 @@
 //! The *table* model, the main one: one thread, one UDP socket, one loop over a
 //! [`SessionTable`] that serves every peer at once. The loop fires due timers, sends what
 //! the table has queued, and sleeps until the next deadline or datagram; everything else is
-//! the table's (and its front door's). With `cpu_workers` it hashes checksums on a
-//! [`Pool`] of threads instead of on the loop, and wakes for their results.
+//! the table's (and its front door's). It also times its own waits, and tells the table
+//! every 20 ms how busy the loop was, which holds windowed sessions to a share of a busy
+//! loop (protocol.md §21.4). With `cpu_workers` it hashes checksums on a [`Pool`] of
+//! threads instead of on the loop, and wakes for their results.
 
+use super::driver::LoadMeter;
 use super::pool::{Pool, RESULT_POLL};
 use super::{earliest, send, Driver, ServerConfig, Shutdown};
 use crate::ids::SessionKey;
@@ -35,6 +38,7 @@ pub fn run(
         table.offload_checksums(pool.capacity());
     }
     let mut driver = Driver::new(config);
+    let mut load = LoadMeter::new(Instant::now());
     loop {
         let now = Instant::now();
         driver.tick(shutdown, table.endpoint_mut(), now);
@@ -48,8 +52,14 @@ pub fn run(
         }
         let results = (table.computing() > 0).then(|| now + RESULT_POLL);
         let deadline = earliest([table.poll_timeout(), results]);
-        if let Some((peer, len)) = driver.recv(socket, deadline, table.len())? {
-            let now = Instant::now();
+        let waiting = Instant::now();
+        let got = driver.recv(socket, deadline, table.len())?;
+        let now = Instant::now();
+        load.waited(now - waiting);
+        if let Some((busy, over)) = load.sample(now) {
+            table.observe_load(busy, over);
+        }
+        if let Some((peer, len)) = got {
             table.handle_datagram(now, peer, &driver.inbuf[..len]);
             if let Some(pool) = &pool {
                 pool.exchange(&mut table, now);
