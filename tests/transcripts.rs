@@ -760,20 +760,21 @@ fn windowed_receiver_acks_every_second_chunk_and_holds_one_ack_back_a_quarter_ro
     let chunk = |seq: u64| &bytes[(seq as usize - 1) * 4..seq as usize * 4];
     let mut r = Script::receiver(&config(), plan(40, CHUNK, 8, Opening::AckAccept));
     r.expect(0, &[sack(0, &[])]);
-    // Data 1 answers Ack 0: a round trip of 500 µs, so an Ack waits at most 125 µs.
+    // Data 1 answers Ack 0: a round trip of 500 µs. A quarter of it is 125 µs, but no Ack
+    // waits longer than the shortest timeout a sender may have (`rto_min`, 100 µs).
     r.recv(500, data(1, chunk(1)));
     r.expect_nothing(500);
-    r.expect_deadline(Some(625));
+    r.expect_deadline(Some(600));
     // The second chunk's Ack answers both.
     r.recv(510, data(2, chunk(2)));
     r.expect(510, &[sack(2, &[])]);
     // No second chunk in time: the held-back Ack goes alone, at its deadline.
     r.recv(520, data(3, chunk(3)));
     r.expect_nothing(520);
-    r.fire(644);
-    r.expect_nothing(644);
-    r.fire(645);
-    r.expect(645, &[sack(3, &[])]);
+    r.fire(619);
+    r.expect_nothing(619);
+    r.fire(620);
+    r.expect(620, &[sack(3, &[])]);
     // A hole: the chunk above it is acknowledged at once (answering 4 too), and so is the
     // chunk that fills it.
     r.recv(700, data(4, chunk(4)));
@@ -797,6 +798,19 @@ fn windowed_receiver_acks_every_second_chunk_and_holds_one_ack_back_a_quarter_ro
     r.recv(1_020, data(10, chunk(10)));
     r.expect(1_020, &[sack(10, &[])]);
     assert_eq!(r.written(), (bytes.clone(), false));
+}
+
+#[test]
+fn a_held_back_ack_waits_a_quarter_of_a_short_round_trip() {
+    let mut r = Script::receiver(&config(), plan(40, CHUNK, 8, Opening::AckAccept));
+    r.expect(0, &[sack(0, &[])]);
+    // A round trip of 200 µs: the Ack of Data 1 waits 50 µs for a second chunk.
+    r.recv(200, data(1, &[0; 4]));
+    r.expect_deadline(Some(250));
+    r.fire(249);
+    r.expect_nothing(249);
+    r.fire(250);
+    r.expect(250, &[sack(1, &[])]);
 }
 
 #[test]

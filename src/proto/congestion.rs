@@ -145,8 +145,10 @@ pub(crate) struct Congestion {
     cwnd: u32,
     ceiling: u32,
     /// The share of a busy server loop this session may hold (see
-    /// [`Congestion::set_share`]); the granted window when the loop has room.
+    /// [`Congestion::share_loop`]); the granted window when the loop has room.
     share: u32,
+    /// The window the share last held down, given back when the share lifts (0: none).
+    held_down: u32,
     slow_start: bool,
     base_rtt: Option<Duration>,
     round: Round,
@@ -194,6 +196,7 @@ impl Congestion {
             cwnd: INITIAL_CWND.min(ceiling),
             ceiling,
             share: ceiling,
+            held_down: 0,
             slow_start: true,
             base_rtt: None,
             round: Round::default(),
@@ -248,10 +251,22 @@ impl Congestion {
 
     /// Holds the window to this session's share of a busy server loop, as one of its
     /// `sessions` (1: the loop has room, the granted window; protocol.md §21.4). A window
-    /// above the share comes down at once; below, it grows as the controller's rounds allow.
+    /// above the share comes down at once, and what it was is given back (within the new
+    /// share) when the share grows: the hold answered the loop's time, not the path's, and
+    /// Vegas's `+1` per round trip would take a long path hundreds of round trips to climb
+    /// back after a busy moment.
     pub(crate) fn share_loop(&mut self, sessions: u32) {
         self.share = window_share(self.ceiling, sessions).max(MIN_CWND);
-        self.cwnd = self.cwnd.min(self.limit());
+        let limit = self.limit();
+        if self.cwnd > limit {
+            self.held_down = self.held_down.max(self.cwnd);
+            self.cwnd = limit;
+        } else if self.held_down > self.cwnd {
+            self.cwnd = self.held_down.min(limit);
+            if self.cwnd == self.held_down {
+                self.held_down = 0;
+            }
+        }
     }
 
     /// The queue estimate of the last round, in messages.
@@ -342,6 +357,7 @@ impl Congestion {
         }
         if self.backlog > 2.0 * self.target {
             self.cwnd -= 1;
+            self.held_down = 0;
             self.stats.cut_backlog += 1;
         } else if self.backlog < self.target {
             self.cwnd += 1;
@@ -479,8 +495,10 @@ impl Congestion {
             // allowance, or by a round's heavy loss, `heavy_loss`.)
             return false;
         }
-        // A queue overflowed with our share in it: the doubling ends, for good.
+        // A queue overflowed with our share in it: the doubling ends, for good, and a window
+        // a busy loop held down is not given back (the path has spoken).
         self.end_slow_start_for_good();
+        self.held_down = 0;
         self.recovery_end = next_tx;
         let before = self.cwnd;
         if standing > 2.0 * self.target {
@@ -512,6 +530,7 @@ impl Congestion {
         self.timeouts += 1;
         // Whatever the queue, nothing came back for a whole timeout.
         self.end_slow_start_for_good();
+        self.held_down = 0;
         if self.timeouts >= 2 {
             // Nothing got through for two timeouts: start over, carefully.
             if self.cwnd > MIN_CWND.min(self.ceiling) {
@@ -581,6 +600,30 @@ mod tests {
         c.share_loop(1);
         let windows = run(&mut c, 10, |_| us(100));
         assert_eq!(*windows.last().unwrap(), 64, "{windows:?}");
+    }
+
+    #[test]
+    fn a_window_a_busy_loop_held_down_comes_back_at_once_unless_the_path_spoke() {
+        // Past slow start, Vegas would climb back one message per round trip: the share
+        // gives back what it took as soon as it lifts.
+        let mut c = Congestion::new(64);
+        run(&mut c, 10, |_| us(100));
+        c.end_slow_start_for_good();
+        assert_eq!(c.window(), 64);
+        c.share_loop(16);
+        assert_eq!(c.window(), 4);
+        run(&mut c, 3, |_| us(100));
+        c.share_loop(2);
+        assert_eq!(c.window(), 32, "given back within the new share");
+        c.share_loop(1);
+        assert_eq!(c.window(), 64, "all of it once the loop has room");
+        // A loss to congestion while held: the path has spoken, nothing is given back.
+        c.share_loop(16);
+        c.backlog = 10.0;
+        c.prev_backlog = 10.0;
+        c.on_loss(c.round.end_tx, c.round.end_tx + 1);
+        c.share_loop(1);
+        assert!(c.window() < 8, "{}", c.window());
     }
 
     #[test]

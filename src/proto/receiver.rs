@@ -11,9 +11,10 @@
 //! answer to what it receives, except for its greeting, which it repeats on a timer until
 //! Data 1 arrives: the server's Accept of an upload, or the client's Ack 0 of a download
 //! (which proves the client's address, so the server's anti-amplification budget cannot
-//! stall the start). See `protocol.md`, "Stop-and-wait". With a window it acknowledges
-//! every second in-order chunk: the Ack of the first waits for the second's, or at most a
-//! quarter of a round trip (protocol.md §20.3, "Every second chunk").
+//! stall the start). See `protocol.md`, "Stop-and-wait". With a window it also has a second
+//! timer: it acknowledges every second in-order chunk, and the Ack of the first waits for
+//! the second's at most a quarter of a round trip (and `rto_min`; protocol.md §20.3, "Every
+//! second chunk").
 //!
 //! A chunk that arrives in order is written (and hashed) from the datagram it arrived in,
 //! with no copy on the way to the sink, before its Ack goes out; chunks held above a hole are
@@ -28,11 +29,11 @@ use super::wire::{clip_text, ErrorCode, Message, MAX_BITMAP};
 use std::time::{Duration, Instant};
 
 /// A windowed receiver holds the Ack of an in-order chunk back at most this fraction of
-/// the path's smallest round trip ...
+/// the path's smallest round trip, and never longer than the shortest retransmission
+/// timeout a sender may have (`rto_min`): the round trips it knows are one-off samples that
+/// may include the peer's first file read, and a hold longer than the sender's timer would
+/// make it resend the chunk (protocol.md §20.3).
 const ACK_DELAY_SHARE: u32 = 4;
-/// ... and never longer than this (TCP allows 500 ms, QUIC 25 ms by default: a LAN's round
-/// trip is well below either).
-const MAX_ACK_DELAY: Duration = Duration::from_millis(1);
 
 /// How a receiver opens its side of the transfer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -556,10 +557,10 @@ impl Receiver {
 
     /// How long a windowed receiver may hold back the Ack of an in-order chunk for the next
     /// one to share it: a quarter of the smallest round trip it measured or the handshake
-    /// did (at most
-    /// [`MAX_ACK_DELAY`]), so the sender's clock slows by far less than a round trip when no
-    /// second chunk comes. `None` (acknowledge at once) in stop-and-wait, where the sender
-    /// waits for each Ack, and before any round trip is known.
+    /// did, at most `rto_min` ([`ACK_DELAY_SHARE`]), so the sender's clock slows by far less
+    /// than a round trip when no second chunk comes. `None` (acknowledge at once) in
+    /// stop-and-wait, where the sender waits for each Ack, and before any round trip is
+    /// known.
     fn ack_delay(&self) -> Option<Duration> {
         if self.window == 1 {
             return None;
@@ -570,7 +571,7 @@ impl Receiver {
             .into_iter()
             .chain(self.handshake_rtt)
             .min()?;
-        Some((rtt / ACK_DELAY_SHARE).min(MAX_ACK_DELAY))
+        Some((rtt / ACK_DELAY_SHARE).min(self.config.rto_min))
     }
 
     /// Whether a datagram is waiting for [`Receiver::poll_transmit`].

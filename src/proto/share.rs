@@ -7,8 +7,8 @@
 //! that costs no one anything, and the window is the session's to use (its congestion
 //! controller still keeps the path's queues short). While it has none (the driver reports
 //! more than [`BUSY_SHARE`] of a period spent working rather than waiting), each windowed
-//! session is held to an equal share of its granted window among the loop's sessions, at
-//! least [`MIN_SHARE`]: one window-64 download beside eight stop-and-wait ones then keeps 7
+//! sender is held to an equal share of its granted window among the sessions that competed
+//! for the loop in that period (whose peers sent it a datagram), at least [`MIN_SHARE`]: one window-64 download beside eight stop-and-wait ones then keeps 7
 //! in flight instead of the dozens that left every small one waiting behind it. The rule
 //! reads no clock: the driver measures, the table decides (`SessionTable::observe_load`).
 
@@ -40,8 +40,8 @@ pub struct LoopShare {
 
 impl LoopShare {
     /// Takes the driver's measure of the last period (`busy` of `over` spent working) and
-    /// the loop's `sessions` now; returns the sessions windows are now shared among if that
-    /// changed (1: not shared any more).
+    /// the `sessions` that competed for the loop in it; returns the sessions windows are now
+    /// shared among if that changed (1: not shared any more).
     pub fn observe(&mut self, busy: Duration, over: Duration, sessions: usize) -> Option<u32> {
         let short = !over.is_zero() && busy.as_secs_f64() > BUSY_SHARE * over.as_secs_f64();
         let among = if short {

@@ -57,6 +57,9 @@ struct Entry {
     /// The deadline last pushed onto the timer heap, to tell live heap entries from stale.
     armed: Option<Instant>,
     queued: bool,
+    /// A datagram from its peer arrived since the last load report (or it just opened): it
+    /// competes for the loop ([`SessionTable::observe_load`]).
+    heard: bool,
 }
 
 /// Every live session of one server loop, behind its front door.
@@ -108,10 +111,16 @@ impl SessionTable {
 
     /// The driver's measure of the loop's load: of the last `over`, `busy` went to work
     /// rather than to waiting for a datagram (spinning counts as waiting). While more than
-    /// half did, each windowed session is held to an equal share of its granted window
-    /// among the loop's sessions (protocol.md §21.4, [`super::share`]).
+    /// half did, each windowed sender is held to an equal share of its granted window among
+    /// the sessions that compete for the loop: those whose peer sent a datagram in the
+    /// period, or that opened in it (protocol.md §21.4, [`super::share`]). An idle or
+    /// lingering session, or one whose peer went quiet, takes no share.
     pub fn observe_load(&mut self, busy: Duration, over: Duration) {
-        if let Some(among) = self.share.observe(busy, over, self.sessions.len()) {
+        let mut heard = 0;
+        for entry in self.sessions.values_mut() {
+            heard += usize::from(std::mem::take(&mut entry.heard));
+        }
+        if let Some(among) = self.share.observe(busy, over, heard) {
             for entry in self.sessions.values_mut() {
                 entry.transfer.share_loop(among);
             }
@@ -183,6 +192,7 @@ impl SessionTable {
                 transfer,
                 armed: None,
                 queued: false,
+                heard: true,
             },
         );
         self.next_progress.get_or_insert(now + PROGRESS_EVERY);
@@ -205,6 +215,7 @@ impl SessionTable {
             }
             Event::Deliver(key, message) => {
                 if let Some(entry) = self.sessions.get_mut(&key) {
+                    entry.heard = true;
                     entry.transfer.handle(now, &message);
                     self.after_activity(key, now);
                 }
